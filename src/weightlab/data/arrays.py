@@ -1,0 +1,75 @@
+"""In-memory image arrays and the per-model input transform (channels, size, normalisation)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """What a model expects: ``input_size`` (C, H, W) and the normalisation it was trained with."""
+
+    input_size: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @classmethod
+    def from_cfg(cls, cfg: dict) -> "ModelInput":
+        return cls(tuple(cfg["input_size"]), tuple(cfg["mean"]), tuple(cfg["std"]))
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 or [0, 1] float images (N, C, H, W) -> normalised float32 batch of ``input_size``."""
+        x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+        c, h, w = self.input_size
+        if x.shape[1] != c:
+            if x.shape[1] == 1:
+                x = x.expand(-1, c, -1, -1)
+            elif c == 1:
+                x = x.mean(1, keepdim=True)
+            else:
+                raise ValueError(f"cannot map {x.shape[1]} channels to {c}")
+        if tuple(x.shape[-2:]) != (h, w):
+            x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=x.shape[-1] > w)
+        mean = torch.tensor(self.mean[:c], dtype=x.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(self.std[:c], dtype=x.dtype).view(1, -1, 1, 1)
+        return (x - mean) / std
+
+
+@dataclass
+class ImageArrays:
+    """A labelled image set held in memory: ``images`` (N, C, H, W) uint8 or float in [0, 1]."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: Sequence[str]
+    name: str = ""
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def subset(self, index: torch.Tensor | Sequence[int]) -> "ImageArrays":
+        index = torch.as_tensor(index, dtype=torch.long)
+        return ImageArrays(self.images[index], self.labels[index], self.classes, self.name)
+
+    def head(self, n: int | None, seed: int = 0) -> "ImageArrays":
+        """A random (seeded) subset of ``n`` samples, or everything when ``n`` is None."""
+        if n is None or n >= len(self):
+            return self
+        g = torch.Generator().manual_seed(seed)
+        return self.subset(torch.randperm(len(self), generator=g)[:n].sort().values)
+
+    def batches(self, batch_size: int, model_cfg: dict | ModelInput | None = None, *, shuffle: bool = False,
+                seed: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield ``(x, y)`` with ``x`` transformed for the model (or just scaled to [0, 1])."""
+        transform = model_cfg if isinstance(model_cfg, ModelInput) else (
+            ModelInput.from_cfg(model_cfg) if model_cfg is not None else None)
+        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed)) if shuffle else None
+        for start in range(0, len(self), batch_size):
+            idx = order[start:start + batch_size] if order is not None else slice(start, start + batch_size)
+            x = self.images[idx]
+            x = transform(x) if transform is not None else (x.float() / 255.0 if x.dtype == torch.uint8 else x)
+            yield x, self.labels[idx]

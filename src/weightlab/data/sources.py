@@ -1,0 +1,157 @@
+"""Loaders for each supported data set; each returns :class:`ImageArrays` for a split."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tarfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from weightlab import paths
+from weightlab.data.arrays import ImageArrays
+from weightlab.errors import WeightlabError
+
+SPLITS = ("train", "test")
+
+
+def _require_root(root: str | Path | None, what: str) -> Path:
+    r = Path(root) if root is not None else paths.data_root()
+    if r is None or not Path(r).is_dir():
+        raise WeightlabError(f"{what} needs a data root: pass --data-root DIR or set WEIGHTLAB_DATA "
+                             "(or WEIGHTLAB_SHARED) to the folder holding the shared data")
+    return Path(r)
+
+
+def load_digits(split: str, root=None) -> ImageArrays:
+    """scikit-learn's 1,797 8x8 digits; a fixed stratified 80/20 train/test split (seed 0)."""
+    from sklearn.datasets import load_digits as _sk_digits
+    from sklearn.model_selection import train_test_split
+
+    d = _sk_digits()
+    idx_train, idx_test = train_test_split(np.arange(len(d.target)), test_size=0.2, random_state=0,
+                                           stratify=d.target)
+    idx = idx_train if split == "train" else idx_test
+    images = torch.from_numpy(d.images[idx] / 16.0).float().unsqueeze(1)
+    return ImageArrays(images, torch.from_numpy(d.target[idx]).long(), [str(i) for i in range(10)], "digits")
+
+
+def _idx_set(folder: str, classes: list[str]) -> Callable[[str, object], ImageArrays]:
+    def load(split: str, root=None) -> ImageArrays:
+        raw = _require_root(root, folder) / folder / "raw"
+        prefix = "train" if split == "train" else "t10k"
+        img_path, lab_path = raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"
+        for p in (img_path, lab_path):
+            if not p.is_file():
+                raise WeightlabError(f"{p}: not found (expected the decompressed IDX files of {folder})")
+        images = _read_idx(img_path, 2051)
+        labels = _read_idx(lab_path, 2049)
+        return ImageArrays(torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)),
+                           classes, folder.lower())
+
+    return load
+
+
+def _read_idx(path: Path, magic: int) -> np.ndarray:
+    data = path.read_bytes()
+    if len(data) < 8 or int.from_bytes(data[:4], "big") != magic:
+        raise WeightlabError(f"{path}: not an IDX file (bad magic number)")
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise WeightlabError(f"{path}: truncated IDX file ({body.size} of {int(np.prod(dims))} bytes)")
+    return body.reshape(dims).copy()
+
+
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot"]
+
+
+def _cifar10_folder(root) -> Path:
+    """Extract ``cifar10-jpeg.tar`` once into the cache (atomically) and return the extracted folder."""
+    data_root = _require_root(root, "cifar10")
+    if (data_root / "cifar10-jpeg" / "test").is_dir():
+        return data_root / "cifar10-jpeg"
+    tar = data_root / "cifar10-jpeg.tar"
+    if not tar.is_file():
+        raise WeightlabError(f"{tar}: not found (the CIFAR-10 JPEG tar of the shared data)")
+    dest = paths.cache_root() / "cifar10-jpeg"
+    if not (dest / "test").is_dir():
+        tmp = paths.cache_root() / f".cifar10-jpeg.{os.getpid()}.tmp"
+        with tarfile.open(tar) as tf:
+            tf.extractall(tmp, filter="data")
+        inner = tmp / "cifar10-jpeg"
+        os.replace(inner if inner.is_dir() else tmp, dest)
+        if tmp.exists():
+            tmp.rmdir()
+    return dest
+
+
+def load_image_folder(folder: Path, name: str, size: int | None = None) -> ImageArrays:
+    """Decode an ImageFolder (``<folder>/<class>/<image>``) into uint8 arrays; a decoded copy is
+    cached as ``.npz`` in the weightlab cache so the next load is instant."""
+    from PIL import Image
+
+    if not folder.is_dir():
+        raise WeightlabError(f"{folder}: not a folder of class sub-folders")
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    if not classes:
+        raise WeightlabError(f"{folder}: no class sub-folders found")
+    files = [(f, ci) for ci, c in enumerate(classes) for f in sorted((folder / c).iterdir()) if f.is_file()]
+    key = hashlib.sha1(f"{folder.resolve()}|{len(files)}|{size}".encode()).hexdigest()[:12]
+    cache = paths.cache_root() / "decoded" / f"{name}-{key}.npz"
+    if cache.is_file():
+        with np.load(cache) as z:
+            return ImageArrays(torch.from_numpy(z["images"]), torch.from_numpy(z["labels"]), classes, name)
+    arrays, labels = [], []
+    for f, ci in files:
+        with Image.open(f) as im:
+            im = im.convert("RGB")
+            if size is not None and im.size != (size, size):
+                im = im.resize((size, size), Image.BILINEAR)
+            arrays.append(np.asarray(im, dtype=np.uint8))
+        labels.append(ci)
+    shapes = {a.shape for a in arrays}
+    if len(shapes) != 1:
+        raise WeightlabError(f"{folder}: images have different sizes {sorted(shapes)[:3]}; pass a size to resize")
+    images = np.stack(arrays).transpose(0, 3, 1, 2).copy()
+    labels_np = np.asarray(labels, dtype=np.int64)
+    from weightlab.io import atomic_path
+
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(cache) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, images=images, labels=labels_np)
+    return ImageArrays(torch.from_numpy(images), torch.from_numpy(labels_np), classes, name)
+
+
+def load_cifar10(split: str, root=None) -> ImageArrays:
+    return load_image_folder(_cifar10_folder(root) / split, f"cifar10-{split}")
+
+
+DATASETS: dict[str, Callable[..., ImageArrays]] = {
+    "digits": load_digits,
+    "mnist": _idx_set("MNIST", [str(i) for i in range(10)]),
+    "fashion_mnist": _idx_set("FashionMNIST", FASHION_CLASSES),
+    "cifar10": load_cifar10,
+}
+
+
+def load_dataset(name: str, split: str = "test", root: str | Path | None = None, limit: int | None = None,
+                 seed: int = 0) -> ImageArrays:
+    """Load ``split`` ('train' or 'test') of a data set, optionally a seeded random subset of ``limit``."""
+    if split not in SPLITS:
+        raise WeightlabError(f"unknown split '{split}' (use one of {', '.join(SPLITS)})")
+    if name.startswith("imagefolder:"):
+        folder = Path(name.split(":", 1)[1])
+        sub = folder / split
+        arrays = load_image_folder(sub if sub.is_dir() else folder, f"imagefolder-{folder.name}-{split}")
+    elif name in DATASETS:
+        arrays = DATASETS[name](split, root)
+    else:
+        raise WeightlabError(f"unknown data set '{name}' (use one of {', '.join(DATASETS)} or imagefolder:PATH)")
+    return arrays.head(limit, seed)

@@ -1,0 +1,171 @@
+"""The model zoo: our own CIFAR models (exact loaders for the shared pretrained weights),
+timm models by name (``timm:NAME`` or a bare timm name) and torchvision models (``tv:NAME``).
+
+>>> from weightlab.models import create_model
+>>> model = create_model("resnet56", pretrained=True)      # shared CIFAR-10 weights
+>>> vit = create_model("vit_small_patch16_224")            # timm, random init
+>>> model.weightlab_cfg["mean"], model.weightlab_cfg["input_size"]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from weightlab import paths
+from weightlab.errors import WeightlabError
+from weightlab.io import load_weights
+from weightlab.models import cifar_resnet, convmixer  # noqa: F401  (registers the families)
+from weightlab.models.registry import get_entry, list_registered, register_model
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+__all__ = ["create_model", "load_state_dict_strict", "list_models", "register_model", "model_family"]
+
+
+def list_models() -> list[str]:
+    """Names of weightlab's own models; any timm name and ``tv:NAME`` work too."""
+    return list_registered()
+
+
+def create_model(name: str, *, pretrained: bool = False, weights: str | Path | None = None,
+                 num_classes: int | None = None, **kwargs: Any) -> nn.Module:
+    """Build a model by name and optionally load weights.
+
+    ``pretrained=True`` loads the shared CIFAR-10 weights for our models (found through
+    ``$WEIGHTLAB_MODELS`` / ``$WEIGHTLAB_SHARED``) and the hub weights for timm/torchvision
+    (needs a network). ``weights`` loads a local safetensors or weights-only ``.pt`` file.
+    The returned module carries ``weightlab_cfg``: name, family, mean, std, input_size, num_classes.
+    """
+    source, base = _split(name)
+    if source == "weightlab":
+        model, cfg = _create_own(base, pretrained and weights is None, num_classes, kwargs)
+    elif source == "timm":
+        model, cfg = _create_timm(base, pretrained and weights is None, num_classes, kwargs)
+    else:
+        model, cfg = _create_torchvision(base, pretrained and weights is None, num_classes, kwargs)
+    if weights is not None:
+        load_state_dict_strict(model, load_weights(weights), source=str(weights))
+    model.weightlab_cfg = cfg
+    return model
+
+
+def model_family(model: nn.Module) -> str:
+    cfg = getattr(model, "weightlab_cfg", None)
+    return cfg["family"] if cfg else "generic"
+
+
+def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str = "state dict") -> None:
+    """``load_state_dict(strict=True)`` with one clear error listing what does not fit."""
+    own = model.state_dict()
+    # BatchNorm's step counter is often left out of published checkpoints; it carries no weights.
+    state = {**{k: v for k, v in own.items() if k.endswith("num_batches_tracked") and k not in state}, **state}
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
+              if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)} key(s) e.g. {', '.join(missing[:3])}")
+    if unexpected:
+        problems.append(f"unexpected {len(unexpected)} key(s) e.g. {', '.join(unexpected[:3])}")
+    if shapes:
+        problems.append(f"shape mismatch for {len(shapes)} key(s) e.g. {'; '.join(shapes[:3])}")
+    if problems:
+        raise WeightlabError(f"{source} does not fit the model: " + "; ".join(problems))
+    model.load_state_dict(state, strict=True)
+
+
+def _split(name: str) -> tuple[str, str]:
+    for prefix, source in (("timm:", "timm"), ("tv:", "torchvision"), ("torchvision:", "torchvision")):
+        if name.startswith(prefix):
+            return source, name[len(prefix):]
+    if get_entry(name) is not None:
+        return "weightlab", name
+    import timm
+
+    if timm.is_model(name):
+        return "timm", name
+    raise WeightlabError(
+        f"unknown model '{name}': not a weightlab model ({', '.join(list_registered())}), "
+        "not a timm model name; use tv:NAME for torchvision")
+
+
+def _create_own(name: str, pretrained: bool, num_classes: int | None, kwargs: dict) -> tuple[nn.Module, dict]:
+    entry = get_entry(name)
+    assert entry is not None
+    model = entry.factory(num_classes=num_classes or entry.num_classes, **kwargs)
+    if pretrained:
+        if entry.pretrained_file is None:
+            raise WeightlabError(f"model '{entry.name}' has no pretrained weights; pass --weights PATH")
+        root = paths.models_root()
+        if root is None or not (root / entry.pretrained_file).is_file():
+            raise WeightlabError(
+                f"pretrained weights for '{entry.name}' not found: expected {entry.pretrained_file} under "
+                "$WEIGHTLAB_MODELS or <shared>/models/cifar10 (set WEIGHTLAB_SHARED), or pass --weights PATH")
+        state = load_weights(root / entry.pretrained_file)
+        if num_classes not in (None, entry.num_classes):  # new head: keep everything but the classifier
+            own = model.state_dict()
+            state = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+            model.load_state_dict(state, strict=False)
+        else:
+            load_state_dict_strict(model, state, source=str(root / entry.pretrained_file))
+    cfg = dict(name=entry.name, source="weightlab", family=entry.family, mean=list(entry.mean), std=list(entry.std),
+               input_size=list(entry.input_size), num_classes=num_classes or entry.num_classes)
+    return model, cfg
+
+
+def _create_timm(name: str, pretrained: bool, num_classes: int | None, kwargs: dict) -> tuple[nn.Module, dict]:
+    import timm
+
+    if not timm.is_model(name):
+        raise WeightlabError(f"unknown timm model '{name}'")
+    extra = dict(kwargs)
+    if num_classes is not None:
+        extra["num_classes"] = num_classes
+    try:
+        model = timm.create_model(name, pretrained=pretrained, **extra)
+    except Exception as e:
+        if pretrained:
+            raise WeightlabError(f"could not fetch pretrained weights for timm '{name}' ({type(e).__name__}); "
+                                 "without a network pass --weights PATH") from None
+        raise
+    pc = getattr(model, "pretrained_cfg", {}) or {}
+    family = "vit" if "vit" in name or hasattr(model, "blocks") else ("resnet" if hasattr(model, "layer1") else "generic")
+    cfg = dict(name=name, source="timm", family=family,
+               mean=list(pc.get("mean", IMAGENET_MEAN)), std=list(pc.get("std", IMAGENET_STD)),
+               input_size=list(pc.get("input_size", (3, 224, 224))), num_classes=model.num_classes,
+               kwargs={k: v for k, v in kwargs.items()})
+    return model, cfg
+
+
+def _create_torchvision(name: str, pretrained: bool, num_classes: int | None, kwargs: dict) -> tuple[nn.Module, dict]:
+    import torchvision
+
+    if name not in torchvision.models.list_models():
+        raise WeightlabError(f"unknown torchvision model '{name}'")
+    extra = dict(kwargs)
+    if num_classes is not None:
+        extra["num_classes"] = num_classes
+    try:
+        model = torchvision.models.get_model(name, weights="DEFAULT" if pretrained else None, **extra)
+    except Exception as e:
+        if pretrained:
+            raise WeightlabError(f"could not fetch pretrained weights for torchvision '{name}' ({type(e).__name__}); "
+                                 "without a network pass --weights PATH") from None
+        raise
+    family = "resnet" if hasattr(model, "layer1") else ("vit" if hasattr(model, "encoder") else "generic")
+    n_out = num_classes or 1000
+    cfg = dict(name=f"tv:{name}", source="torchvision", family=family, mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD),
+               input_size=[3, 224, 224], num_classes=n_out, kwargs={k: v for k, v in kwargs.items()})
+    return model, cfg
+
+
+def rebuild_model(cfg: dict) -> nn.Module:
+    """Rebuild an (untrained) model from a ``weightlab_cfg`` dict, e.g. when loading a saved artifact."""
+    name = cfg["name"] if cfg.get("source") != "timm" else f"timm:{cfg['name']}"
+    return create_model(name, num_classes=cfg.get("num_classes"), **cfg.get("kwargs", {}))

@@ -1,0 +1,140 @@
+"""RECAST configuration (PEFT-style dataclass) and the presets from the paper and the authors' code."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from weightlab.errors import WeightlabError
+
+#: Fig. 6a sharing schemes, as layers per group: Low (2), Balanced (4), Extreme (all layers of a stage).
+SHARING_SCHEMES: dict[str, int | None] = {"low": 2, "balanced": 4, "extreme": None}
+
+MODULE_KINDS = ("linear", "conv2d")
+
+
+@dataclass
+class RecastConfig:
+    """Which modules become template mixtures, and how their template banks are shared.
+
+    A target module's name is parsed as ``<stage>.<layer index>.<role>`` (``blocks.3.attn.qkv``,
+    ``layer2.4.conv1``, ``5.0.fn.0``). Modules of one stage are split into groups of consecutive
+    layers; one bank of ``templates`` full-shape templates is shared per (stage, group, role).
+
+    Attributes:
+        target_modules: glob patterns matched against full module names (``blocks.*.mlp.fc1``).
+        templates: templates per bank ``n``; ``None`` means as many as layers in the group.
+        coef_sets: coefficient sets ``K`` per module; the weight is the mean of the K mixtures.
+        num_groups: split each stage into this many groups of consecutive layers (``G``).
+        layers_per_group: alternatively, the group size.
+        sharing: a Fig. 6a scheme ('low', 'balanced', 'extreme'), another way to set the group size.
+        skip_first_per_stage: leave the first layer of every stage as it is (ResNets: it changes shape).
+        module_kinds: which module types may be targeted ('linear', 'conv2d').
+        coef_init: 'orthogonal' (each set a random unit vector, the authors' code) or
+            'group_orthogonal' (the layers x n matrix of a bank orthogonal, Savarese & Maire 2019).
+    """
+
+    target_modules: list[str] = field(default_factory=list)
+    templates: int | None = 2
+    coef_sets: int = 2
+    num_groups: int | None = None
+    layers_per_group: int | None = None
+    sharing: str | None = None
+    skip_first_per_stage: bool = False
+    module_kinds: tuple[str, ...] = MODULE_KINDS
+    coef_init: str = "orthogonal"
+
+    def __post_init__(self) -> None:
+        self.target_modules = list(self.target_modules)
+        self.module_kinds = tuple(self.module_kinds)
+        if not self.target_modules:
+            raise WeightlabError("RecastConfig.target_modules is empty: name the modules to template")
+        if self.templates is not None and self.templates < 1:
+            raise WeightlabError(f"templates must be >= 1, got {self.templates}")
+        if self.coef_sets < 1:
+            raise WeightlabError(f"coef_sets must be >= 1, got {self.coef_sets}")
+        given = [k for k in ("num_groups", "layers_per_group", "sharing") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise WeightlabError(f"set only one of num_groups / layers_per_group / sharing (got {', '.join(given)})")
+        if self.num_groups is not None and self.num_groups < 1:
+            raise WeightlabError(f"num_groups must be >= 1, got {self.num_groups}")
+        if self.layers_per_group is not None and self.layers_per_group < 1:
+            raise WeightlabError(f"layers_per_group must be >= 1, got {self.layers_per_group}")
+        if self.sharing is not None and self.sharing not in SHARING_SCHEMES:
+            raise WeightlabError(f"unknown sharing scheme '{self.sharing}' (use {', '.join(SHARING_SCHEMES)})")
+        bad = [k for k in self.module_kinds if k not in MODULE_KINDS]
+        if bad:
+            raise WeightlabError(f"unknown module kind(s) {bad} (use {', '.join(MODULE_KINDS)})")
+        if self.coef_init not in ("orthogonal", "group_orthogonal"):
+            raise WeightlabError(f"unknown coef_init '{self.coef_init}' (use orthogonal or group_orthogonal)")
+
+    def group_size(self) -> int | None:
+        """Layers per group implied by ``layers_per_group`` / ``sharing`` (None: whole stage or num_groups)."""
+        if self.layers_per_group is not None:
+            return self.layers_per_group
+        if self.sharing is not None:
+            return SHARING_SCHEMES[self.sharing]
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["module_kinds"] = list(self.module_kinds)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RecastConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise WeightlabError(f"unknown RecastConfig field(s): {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> "RecastConfig":
+        return dataclasses.replace(self, **changes)
+
+
+_VIT_TARGETS = {"att": ["blocks.*.attn.qkv"], "mlp": ["blocks.*.mlp.fc1", "blocks.*.mlp.fc2"]}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # ViT (timm): 6 groups of 2 consecutive blocks, n=2, K=2; qkv / fc1 / fc2 banks separate.
+    "vit-att": dict(target_modules=_VIT_TARGETS["att"], templates=2, coef_sets=2, sharing="low"),
+    "vit-mlp": dict(target_modules=_VIT_TARGETS["mlp"], templates=2, coef_sets=2, sharing="low"),
+    "vit-att-mlp": dict(target_modules=_VIT_TARGETS["att"] + _VIT_TARGETS["mlp"], templates=2, coef_sets=2,
+                        sharing="low"),
+    # ResNet (torchvision/timm, BasicBlock or Bottleneck): one bank per stage and conv role,
+    # first block of each stage untouched, n = blocks - 1 of the stage.
+    "resnet": dict(target_modules=["layer*.*.conv1", "layer*.*.conv2", "layer*.*.conv3"], templates=None,
+                   coef_sets=2, skip_first_per_stage=True),
+    # CIFAR ResNet-20..56: the same scheme on the shared pretrained models.
+    "cifar-resnet": dict(target_modules=["layer*.*.conv1", "layer*.*.conv2"], templates=None, coef_sets=2,
+                         skip_first_per_stage=True),
+    # ConvMixer: depthwise and pointwise convs of every block, groups of 2 blocks, n=2.
+    "convmixer": dict(target_modules=["*.0.fn.0", "*.1"], templates=2, coef_sets=2, layers_per_group=2),
+}
+
+FAMILY_PRESET = {"vit": "vit-att-mlp", "resnet": "resnet", "cifar_resnet": "cifar-resnet", "convmixer": "convmixer"}
+
+
+def preset(name: str, **overrides: Any) -> RecastConfig:
+    """A named preset (``vit-att``, ``vit-mlp``, ``vit-att-mlp``, ``resnet``, ``cifar-resnet``, ``convmixer``).
+
+    ``None`` overrides are ignored; ``templates="auto"`` means as many templates as layers per group.
+    """
+    if name not in PRESETS:
+        raise WeightlabError(f"unknown RECAST preset '{name}' (use one of {', '.join(PRESETS)})")
+    base = dict(PRESETS[name])
+    grouping = {"num_groups", "layers_per_group", "sharing"}
+    if grouping & {k for k, v in overrides.items() if v is not None}:
+        for k in grouping:
+            base.pop(k, None)
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    if base.get("templates") == "auto":  # as many templates as layers in the group
+        base["templates"] = None
+    return RecastConfig(**base)
+
+
+def preset_for_family(family: str) -> str:
+    if family not in FAMILY_PRESET:
+        raise WeightlabError(f"no RECAST preset for model family '{family}': pass target modules explicitly")
+    return FAMILY_PRESET[family]

@@ -1,0 +1,136 @@
+"""RECAST layers: a weight generated as (1/K) sum_k sum_i C^k_i T_{g,i} from a shared template bank.
+
+The bank lives once in the model (``model.recast_banks``); each layer holds an unregistered
+reference to it, so a template appears once in the state dict while many layers mix it.
+The only parameters called ``coefficients`` are the per-layer mixing weights.
+"""
+
+from __future__ import annotations
+
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class TemplateBank(nn.Module):
+    """``n`` full-shape templates shared by the modules of one (stage, group, role)."""
+
+    def __init__(self, n: int, shape: tuple[int, ...], dtype: torch.dtype | None = None, device=None):
+        super().__init__()
+        self.templates = nn.Parameter(torch.empty(n, *shape, dtype=dtype, device=device))
+        for t in self.templates.data:
+            nn.init.kaiming_normal_(t if t.dim() >= 2 else t.unsqueeze(0))
+
+    @property
+    def n(self) -> int:
+        return self.templates.shape[0]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.templates.shape[1:])
+
+    def extra_repr(self) -> str:
+        return f"n={self.n}, shape={self.shape}"
+
+
+class RecastLayer(nn.Module):
+    """Common part of :class:`RecastLinear` and :class:`RecastConv2d`."""
+
+    def __init__(self, bank: TemplateBank, coef_sets: int, bias: torch.Tensor | None):
+        super().__init__()
+        object.__setattr__(self, "_bank", bank)  # shared, owned by model.recast_banks
+        self.coefficients = nn.Parameter(torch.empty(coef_sets, bank.n, dtype=bank.templates.dtype,
+                                                     device=bank.templates.device))
+        for k in range(coef_sets):  # each set a random unit vector: orthogonal_ on an (n, 1) matrix
+            nn.init.orthogonal_(self.coefficients.data[k].view(-1, 1))
+        self.bias = nn.Parameter(bias.detach().clone()) if bias is not None else None
+        self._cache: torch.Tensor | None = None
+        self._cache_key: tuple | None = None
+
+    @property
+    def bank(self) -> TemplateBank:
+        return self._bank
+
+    def mixing(self) -> torch.Tensor:
+        """The effective mixing vector (n,): the mean of the K coefficient sets."""
+        return self.coefficients.mean(0)
+
+    def generate_weight(self, coefficients: torch.Tensor | None = None) -> torch.Tensor:
+        """(1/K) sum_k sum_i C^k_i T_i, always recomputed (differentiable)."""
+        c = self.coefficients if coefficients is None else coefficients
+        t = self._bank.templates
+        return torch.tensordot(c.mean(0), t, dims=1)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The generated weight; cached while neither coefficients nor templates change and no
+        gradient is needed (inference costs what the original layer costs)."""
+        t, c = self._bank.templates, self.coefficients
+        needs_grad = torch.is_grad_enabled() and (t.requires_grad or c.requires_grad)
+        if needs_grad:
+            return self.generate_weight()
+        key = (t._version, c._version, t.data_ptr(), c.data_ptr(), t.dtype, t.device)
+        if self._cache is None or self._cache_key != key:
+            with torch.no_grad():
+                self._cache = self.generate_weight()
+            self._cache_key = key
+        return self._cache
+
+    def _apply(self, fn, recurse=True):
+        self._cache, self._cache_key = None, None
+        return super()._apply(fn, recurse)
+
+
+class RecastLinear(RecastLayer):
+    def __init__(self, base: nn.Linear, bank: TemplateBank, coef_sets: int):
+        super().__init__(bank, coef_sets, base.bias)
+        self.in_features, self.out_features = base.in_features, base.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+    def to_plain(self) -> nn.Linear:
+        w = self.weight.detach()
+        out = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None, device=w.device, dtype=w.dtype)
+        with torch.no_grad():
+            out.weight.copy_(w)
+            if self.bias is not None:
+                out.bias.copy_(self.bias)
+        return out
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"n={self._bank.n}, K={self.coefficients.shape[0]}, bias={self.bias is not None}")
+
+
+class RecastConv2d(RecastLayer):
+    def __init__(self, base: nn.Conv2d, bank: TemplateBank, coef_sets: int):
+        super().__init__(bank, coef_sets, base.bias)
+        if base.padding_mode != "zeros":
+            from weightlab.errors import WeightlabError
+
+            raise WeightlabError(f"RECAST supports zero-padded convs only (padding_mode={base.padding_mode!r})")
+        self.in_channels, self.out_channels = base.in_channels, base.out_channels
+        self.kernel_size, self.stride, self.padding = base.kernel_size, base.stride, base.padding
+        self.dilation, self.groups = base.dilation, base.groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def to_plain(self) -> nn.Conv2d:
+        w = self.weight.detach()
+        out = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, stride=self.stride,
+                        padding=self.padding, dilation=self.dilation, groups=self.groups,
+                        bias=self.bias is not None, device=w.device, dtype=w.dtype)
+        with torch.no_grad():
+            out.weight.copy_(w)
+            if self.bias is not None:
+                out.bias.copy_(self.bias)
+        return out
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, groups={self.groups}, n={self._bank.n}, K={self.coefficients.shape[0]}")
+
+

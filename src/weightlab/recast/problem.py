@@ -1,0 +1,88 @@
+"""Neural Mimicry as a set of per-bank regression problems in weight space.
+
+For a bank with templates T (n, D) and L layers with coefficients C (L, K, n), the generated
+weights are A T with A = mean_k C (L, n); the targets are the pretrained weights W (L, D).
+Both mimicry engines and the closed form work on this flat view and write back into the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from weightlab.errors import WeightlabError
+from weightlab.recast.tuner import bank_plans, banks, recast_layers
+
+
+@dataclass
+class BankProblem:
+    name: str
+    role: str
+    modules: list[str]
+    templates: torch.Tensor      # (n, D) float32, a view of the bank's parameter data
+    coefficients: torch.Tensor   # (L, K, n) float32, a stacked copy
+    targets: torch.Tensor        # (L, D) float32
+    loss_weight: float = 1.0
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """(L, K, n, D)"""
+        L, K, n = self.coefficients.shape
+        return L, K, n, self.targets.shape[1]
+
+
+def target_weights(original: nn.Module, recast_model: nn.Module) -> dict[str, torch.Tensor]:
+    """The original weights of every module the RECAST model templates, checked for shape."""
+    originals = dict(original.named_modules())
+    out = {}
+    for name, layer in recast_layers(recast_model).items():
+        if name not in originals or not hasattr(originals[name], "weight"):
+            raise WeightlabError(f"original model has no module '{name}' with a weight")
+        w = originals[name].weight.detach()
+        if tuple(w.shape) != layer.bank.shape:
+            raise WeightlabError(f"original weight of '{name}' has shape {list(w.shape)}, the bank {list(layer.bank.shape)}")
+        out[name] = w
+    return out
+
+
+def role_weight(role: str, weights: dict[str, float]) -> float:
+    """Per-role loss weight: the longest key that ``role`` ends with (``mlp.fc1`` -> 2.0)."""
+    best = None
+    for key in weights:
+        if role == key or role.endswith("." + key) or role.endswith(key):
+            if best is None or len(key) > len(best):
+                best = key
+    return float(weights[best]) if best is not None else 1.0
+
+
+def build_problems(recast_model: nn.Module, targets: dict[str, torch.Tensor],
+                   role_weights: dict[str, float] | None = None) -> list[BankProblem]:
+    layers = recast_layers(recast_model)
+    bank_map = banks(recast_model)
+    problems = []
+    for plan in bank_plans(recast_model):
+        missing = [m for m in plan.modules if m not in targets]
+        if missing:
+            raise WeightlabError(f"no target weight for module(s) {', '.join(missing)}")
+        t = bank_map[plan.name].templates
+        problems.append(BankProblem(
+            name=plan.name, role=plan.role, modules=list(plan.modules),
+            templates=t.detach().reshape(t.shape[0], -1).float().clone(),
+            coefficients=torch.stack([layers[m].coefficients.detach().float() for m in plan.modules]).clone(),
+            targets=torch.stack([targets[m].detach().reshape(-1).float() for m in plan.modules]).contiguous(),
+            loss_weight=role_weight(plan.role, role_weights or {}),
+        ))
+    return problems
+
+
+@torch.no_grad()
+def write_back(recast_model: nn.Module, problems: list[BankProblem]) -> None:
+    layers = recast_layers(recast_model)
+    bank_map = banks(recast_model)
+    for p in problems:
+        t = bank_map[p.name].templates
+        t.copy_(p.templates.reshape(t.shape).to(t.dtype))
+        for i, m in enumerate(p.modules):
+            layers[m].coefficients.copy_(p.coefficients[i].to(layers[m].coefficients.dtype))

@@ -1,0 +1,158 @@
+"""The model-level RECAST tuner: swap target modules for template mixtures, undo it, count it."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from weightlab.errors import WeightlabError
+from weightlab.recast.config import RecastConfig
+from weightlab.recast.layers import RecastConv2d, RecastLayer, RecastLinear, TemplateBank
+from weightlab.recast.planner import BankPlan, plan_banks
+
+BANKS_ATTR = "recast_banks"
+
+
+def apply_recast(model: nn.Module, config: RecastConfig, *, inplace: bool = False, seed: int | None = None) -> nn.Module:
+    """Rewrite ``config.target_modules`` of ``model`` as RECAST layers (PEFT's ``get_peft_model`` analogue).
+
+    Templates start kaiming-normal and coefficients as random unit vectors (the authors' init);
+    biases are copied; everything else is untouched. Fit the banks to the original weights
+    with :func:`weightlab.recast.mimicry.reconstruct`. The plan is kept in ``model.recast_plan``.
+    """
+    if hasattr(model, BANKS_ATTR):
+        raise WeightlabError("model is already a RECAST model")
+    if not inplace:
+        model = copy.deepcopy(model)
+    plans = plan_banks(model, config)
+    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+    banks = nn.ModuleDict()
+    modules = dict(model.named_modules())
+    with _fork_rng(gen):
+        for plan in plans:
+            ref = modules[plan.modules[0]].weight
+            bank = TemplateBank(plan.n, plan.shape, dtype=ref.dtype, device=ref.device)
+            banks[plan.name] = bank
+            layers = []
+            for name in plan.modules:
+                base = modules[name]
+                layer = (RecastLinear if isinstance(base, nn.Linear) else RecastConv2d)(base, bank, config.coef_sets)
+                _set_submodule(model, name, layer)
+                layers.append(layer)
+            if config.coef_init == "group_orthogonal":
+                _group_orthogonal(layers)
+    model.add_module(BANKS_ATTR, banks)
+    model.recast_config = config
+    model.recast_plan = plans
+    return model
+
+
+def _group_orthogonal(layers: list[RecastLayer]) -> None:
+    """Savarese & Maire (2019): per set k, the (layers x n) coefficient matrix is orthogonal."""
+    k_sets, n = layers[0].coefficients.shape
+    for k in range(k_sets):
+        m = torch.empty(len(layers), n)
+        nn.init.orthogonal_(m)
+        for layer, row in zip(layers, m):
+            layer.coefficients.data[k].copy_(row)
+
+
+class _fork_rng:
+    """Use ``gen``'s seed for torch's global RNG inside the block (nn.init draws from it)."""
+
+    def __init__(self, gen: torch.Generator | None):
+        self.gen = gen
+
+    def __enter__(self):
+        if self.gen is not None:
+            self.state = torch.random.get_rng_state()
+            torch.manual_seed(self.gen.initial_seed())
+
+    def __exit__(self, *exc):
+        if self.gen is not None:
+            torch.random.set_rng_state(self.state)
+
+
+def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, module)
+
+
+def is_recast(model: nn.Module) -> bool:
+    return hasattr(model, BANKS_ATTR)
+
+
+def recast_layers(model: nn.Module) -> dict[str, RecastLayer]:
+    """Every RECAST layer of the model, by module name, in model order."""
+    return {n: m for n, m in model.named_modules() if isinstance(m, RecastLayer)}
+
+
+def banks(model: nn.Module) -> dict[str, TemplateBank]:
+    if not is_recast(model):
+        raise WeightlabError("not a RECAST model (apply_recast first)")
+    return dict(getattr(model, BANKS_ATTR).items())
+
+
+def bank_plans(model: nn.Module) -> list[BankPlan]:
+    return list(model.recast_plan)
+
+
+def mark_only_coefficients_trainable(model: nn.Module, *extra_trainable: nn.Module) -> list[nn.Parameter]:
+    """Freeze everything except parameters named ``coefficients`` (and any ``extra_trainable`` modules,
+    e.g. a task head). Returns the trainable parameters."""
+    trainable = []
+    extra = {id(p) for m in extra_trainable for p in m.parameters()}
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.rsplit(".", 1)[-1] == "coefficients" or id(p) in extra)
+        if p.requires_grad:
+            trainable.append(p)
+    return trainable
+
+
+def materialize(model: nn.Module) -> nn.Module:
+    """A plain copy of the model: every RECAST layer replaced by an ordinary Linear/Conv2d holding
+    its generated weight, and the banks removed."""
+    plain = copy.deepcopy(model)
+    for name, layer in recast_layers(plain).items():
+        _set_submodule(plain, name, layer.to_plain())
+    if hasattr(plain, BANKS_ATTR):
+        delattr(plain, BANKS_ATTR)
+    for attr in ("recast_config", "recast_plan"):
+        plain.__dict__.pop(attr, None)
+    return plain
+
+
+@dataclass(frozen=True)
+class RecastCounts:
+    """Parameter accounting of a RECAST model (Sec. 2.3)."""
+
+    coefficients: int         # per task: the only task-specific numbers besides a head
+    templates: int
+    replaced: int             # weights of the original modules the banks replace
+    modules: int
+    banks: int
+
+    @property
+    def saving(self) -> int:
+        """S = L*M*d^2 - (G*n*d^2 + L*M*n*K): numbers saved against the replaced weights (negative: more)."""
+        return self.replaced - (self.templates + self.coefficients)
+
+    def to_dict(self) -> dict:
+        return dict(coefficients_per_task=self.coefficients, template_numbers=self.templates,
+                    replaced_weights=self.replaced, saving_S=self.saving, modules=self.modules, banks=self.banks)
+
+
+def count_parameters(model: nn.Module) -> RecastCounts:
+    layers = recast_layers(model)
+    bank_map = banks(model)
+    return RecastCounts(
+        coefficients=sum(l.coefficients.numel() for l in layers.values()),
+        templates=sum(b.templates.numel() for b in bank_map.values()),
+        replaced=sum(l.bank.templates[0].numel() for l in layers.values()),
+        modules=len(layers),
+        banks=len(bank_map),
+    )
