@@ -1,7 +1,8 @@
 """RECAST layers: a weight generated as (1/K) sum_k sum_i C^k_i T_{g,i} from a shared template bank.
 
-The bank lives once in the model (``model.recast_banks``); each layer holds an unregistered
-reference to it, so a template appears once in the state dict while many layers mix it.
+The bank is registered once, as ``template_bank`` of the first layer that uses it; the other
+layers hold an unregistered reference, so a template appears once in the state dict while many
+layers mix it (and no container is added to the model, which keeps ``nn.Sequential`` models intact).
 The only parameters called ``coefficients`` are the per-layer mixing weights.
 """
 
@@ -37,9 +38,11 @@ class TemplateBank(nn.Module):
 class RecastLayer(nn.Module):
     """Common part of :class:`RecastLinear` and :class:`RecastConv2d`."""
 
-    def __init__(self, bank: TemplateBank, coef_sets: int, bias: torch.Tensor | None):
+    def __init__(self, bank: TemplateBank, coef_sets: int, bias: torch.Tensor | None, owner: bool = False):
         super().__init__()
-        object.__setattr__(self, "_bank", bank)  # shared, owned by model.recast_banks
+        if owner:
+            self.template_bank = bank
+        object.__setattr__(self, "_bank", bank)  # shared reference, not registered
         self.coefficients = nn.Parameter(torch.empty(coef_sets, bank.n, dtype=bank.templates.dtype,
                                                      device=bank.templates.device))
         for k in range(coef_sets):  # each set a random unit vector: orthogonal_ on an (n, 1) matrix
@@ -83,8 +86,8 @@ class RecastLayer(nn.Module):
 
 
 class RecastLinear(RecastLayer):
-    def __init__(self, base: nn.Linear, bank: TemplateBank, coef_sets: int):
-        super().__init__(bank, coef_sets, base.bias)
+    def __init__(self, base: nn.Linear, bank: TemplateBank, coef_sets: int, owner: bool = False):
+        super().__init__(bank, coef_sets, base.bias, owner)
         self.in_features, self.out_features = base.in_features, base.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -105,8 +108,8 @@ class RecastLinear(RecastLayer):
 
 
 class RecastConv2d(RecastLayer):
-    def __init__(self, base: nn.Conv2d, bank: TemplateBank, coef_sets: int):
-        super().__init__(bank, coef_sets, base.bias)
+    def __init__(self, base: nn.Conv2d, bank: TemplateBank, coef_sets: int, owner: bool = False):
+        super().__init__(bank, coef_sets, base.bias, owner)
         if base.padding_mode != "zeros":
             from weightlab.errors import WeightlabError
 

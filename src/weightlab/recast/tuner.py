@@ -13,38 +13,37 @@ from weightlab.recast.config import RecastConfig
 from weightlab.recast.layers import RecastConv2d, RecastLayer, RecastLinear, TemplateBank
 from weightlab.recast.planner import BankPlan, plan_banks
 
-BANKS_ATTR = "recast_banks"
-
-
 def apply_recast(model: nn.Module, config: RecastConfig, *, inplace: bool = False, seed: int | None = None) -> nn.Module:
     """Rewrite ``config.target_modules`` of ``model`` as RECAST layers (PEFT's ``get_peft_model`` analogue).
 
     Templates start kaiming-normal and coefficients as random unit vectors (the authors' init);
-    biases are copied; everything else is untouched. Fit the banks to the original weights
+    biases are copied; everything else is untouched. Bank templates are registered as
+    ``<first module of the bank>.template_bank.templates``. Fit the banks to the original weights
     with :func:`weightlab.recast.mimicry.reconstruct`. The plan is kept in ``model.recast_plan``.
     """
-    if hasattr(model, BANKS_ATTR):
+    if is_recast(model):
         raise WeightlabError("model is already a RECAST model")
     if not inplace:
         model = copy.deepcopy(model)
     plans = plan_banks(model, config)
+    if not plans:
+        raise WeightlabError(f"every module matching {config.target_modules} was skipped (skip_first_per_stage "
+                             "leaves nothing when a stage has one layer)")
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
-    banks = nn.ModuleDict()
     modules = dict(model.named_modules())
     with _fork_rng(gen):
         for plan in plans:
             ref = modules[plan.modules[0]].weight
             bank = TemplateBank(plan.n, plan.shape, dtype=ref.dtype, device=ref.device)
-            banks[plan.name] = bank
             layers = []
-            for name in plan.modules:
+            for i, name in enumerate(plan.modules):
                 base = modules[name]
-                layer = (RecastLinear if isinstance(base, nn.Linear) else RecastConv2d)(base, bank, config.coef_sets)
+                cls = RecastLinear if isinstance(base, nn.Linear) else RecastConv2d
+                layer = cls(base, bank, config.coef_sets, owner=i == 0)
                 _set_submodule(model, name, layer)
                 layers.append(layer)
             if config.coef_init == "group_orthogonal":
                 _group_orthogonal(layers)
-    model.add_module(BANKS_ATTR, banks)
     model.recast_config = config
     model.recast_plan = plans
     return model
@@ -83,7 +82,7 @@ def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
 
 
 def is_recast(model: nn.Module) -> bool:
-    return hasattr(model, BANKS_ATTR)
+    return hasattr(model, "recast_plan")
 
 
 def recast_layers(model: nn.Module) -> dict[str, RecastLayer]:
@@ -92,9 +91,11 @@ def recast_layers(model: nn.Module) -> dict[str, RecastLayer]:
 
 
 def banks(model: nn.Module) -> dict[str, TemplateBank]:
+    """Every template bank by plan name (each registered on the first layer of its bank)."""
     if not is_recast(model):
         raise WeightlabError("not a RECAST model (apply_recast first)")
-    return dict(getattr(model, BANKS_ATTR).items())
+    modules = dict(model.named_modules())
+    return {p.name: modules[p.modules[0]].bank for p in model.recast_plan}
 
 
 def bank_plans(model: nn.Module) -> list[BankPlan]:
@@ -114,13 +115,11 @@ def mark_only_coefficients_trainable(model: nn.Module, *extra_trainable: nn.Modu
 
 
 def materialize(model: nn.Module) -> nn.Module:
-    """A plain copy of the model: every RECAST layer replaced by an ordinary Linear/Conv2d holding
-    its generated weight, and the banks removed."""
+    """A plain copy of the model: every RECAST layer (and with it every bank) replaced by an
+    ordinary Linear/Conv2d holding its generated weight."""
     plain = copy.deepcopy(model)
     for name, layer in recast_layers(plain).items():
         _set_submodule(plain, name, layer.to_plain())
-    if hasattr(plain, BANKS_ATTR):
-        delattr(plain, BANKS_ATTR)
     for attr in ("recast_config", "recast_plan"):
         plain.__dict__.pop(attr, None)
     return plain

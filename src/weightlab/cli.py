@@ -1,0 +1,149 @@
+"""The ``weightlab`` command line: ``weightlab recast ...``, ``weightlab quickstart``.
+
+Every subcommand takes ``--seed`` and ``--out DIR`` and writes JSON next to a Markdown table.
+Bad input ends with one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from pathlib import Path
+
+from weightlab.errors import WeightlabError
+
+
+def _seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _templates_arg(v: str):
+    if v == "auto":
+        return "auto"
+    try:
+        n = int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--templates must be a positive integer or 'auto', got {v!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--templates must be >= 1, got {n}")
+    return n
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--out", type=Path, default=None, help="output folder for JSON, Markdown, plots and the model")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from weightlab.recast.config import PRESETS, SHARING_SCHEMES
+    from weightlab.recast.mimicry import LOSSES, METHODS
+
+    parser = argparse.ArgumentParser(prog="weightlab", description="Decompose, adapt and predict neural-network weights.")
+    parser.add_argument("--version", action="version", version=f"weightlab {__import__('weightlab').__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    q = sub.add_parser("quickstart", help="a real end-to-end run on scikit-learn digits (or the shared data)",
+                       description="Train a CIFAR ResNet-20 on scikit-learn digits (or load the shared pretrained "
+                                   "ResNet-20 when --data-root points at the shared data), rewrite it with RECAST, "
+                                   "reconstruct it by closed form and by the authors' Neural Mimicry recipe, "
+                                   "and report weight/feature similarity and top-1.")
+    q.add_argument("--data-root", type=Path, default=None, help="shared data folder (MNIST, CIFAR-10 JPEG ...)")
+    _common(q)
+
+    rc = sub.add_parser("recast", help="RECAST: template banks, Neural Mimicry").add_subparsers(dest="recast_command",
+                                                                                                 required=True)
+    m = rc.add_parser("mimic", help="rewrite a model as template banks and fit them to its weights (no data)",
+                      description="Neural Mimicry: rewrite the target modules of a pretrained model as RECAST template "
+                                  "mixtures and fit templates and coefficients to the pretrained weights.")
+    m.add_argument("--model", required=True, help="weightlab model (resnet20..56, convmixer), a timm name, or tv:NAME")
+    m.add_argument("--weights", type=Path, default=None, help="local weights (.safetensors or weights-only .pt)")
+    m.add_argument("--no-pretrained", action="store_true", help="do not load pretrained weights (random init)")
+    m.add_argument("--preset", choices=sorted(PRESETS), default=None, help="RECAST preset (default: by model family)")
+    m.add_argument("--targets", default=None, help="comma-separated glob patterns of target modules (overrides preset)")
+    g = m.add_mutually_exclusive_group()
+    g.add_argument("--groups", type=int, default=None, help="number of groups G per stage")
+    g.add_argument("--layers-per-group", type=int, default=None, help="layers per group")
+    g.add_argument("--sharing", choices=sorted(SHARING_SCHEMES), default=None, help="Fig. 6a sharing scheme")
+    m.add_argument("--templates", type=_templates_arg, default=None, help="templates per bank n, or 'auto' (= layers per group)")
+    m.add_argument("--coef-sets", type=int, default=None, help="coefficient sets K")
+    m.add_argument("--method", choices=METHODS, default="recipe", help="mimicry method (default: the authors' recipe)")
+    m.add_argument("--iterations", type=int, default=None, help="recipe iterations (default by family: 1000 / 3000)")
+    m.add_argument("--lr", type=float, default=None, help="RMSprop learning rate")
+    m.add_argument("--lr-step", type=int, default=None, help="StepLR step size")
+    m.add_argument("--loss", choices=LOSSES, default=None, help="weight loss (default smoothl1)")
+    m.add_argument("--noise", type=float, default=None, help="coefficient noise sigma during mimicry")
+    m.add_argument("--clip", type=float, default=None, help="gradient-norm clip")
+    m.add_argument("--engine", choices=("auto", "fused", "torch"), default="auto", help="recipe engine")
+    m.add_argument("--dataset", default=None, help="test set for top-1 and features (default: cifar10 for CIFAR "
+                                                   "models when the data is there; 'none' to skip)")
+    m.add_argument("--data-root", type=Path, default=None, help="data folder (default $WEIGHTLAB_DATA or ../shared/data)")
+    m.add_argument("--eval-limit", type=int, default=None, help="evaluate on a seeded random subset of this size")
+    _common(m)
+    return parser
+
+
+def cmd_recast_mimic(args: argparse.Namespace) -> int:
+    from weightlab.data import load_dataset
+    from weightlab.models import create_model
+    from weightlab.recast.config import preset, preset_for_family
+    from weightlab.recast.mimicry import MimicryConfig
+    from weightlab.recast.pipeline import run_mimicry
+    from weightlab.recast.report import format_table, summary_rows
+
+    model = create_model(args.model, pretrained=not args.no_pretrained and args.weights is None, weights=args.weights)
+    family = model.weightlab_cfg["family"]
+    name = args.preset or preset_for_family(family)
+    overrides = dict(templates=args.templates, coef_sets=args.coef_sets, num_groups=args.groups,
+                     layers_per_group=args.layers_per_group, sharing=args.sharing)
+    if args.targets:
+        overrides["target_modules"] = [t.strip() for t in args.targets.split(",") if t.strip()]
+    config = preset(name, **overrides)
+    mcfg = MimicryConfig.for_family(family, iterations=args.iterations, lr=args.lr, lr_step=args.lr_step,
+                                    loss=args.loss, noise_std=args.noise, clip_norm=args.clip, engine=args.engine)
+    test = None
+    dataset = args.dataset
+    if dataset is None and family in ("cifar_resnet", "convmixer"):
+        try:
+            test = load_dataset("cifar10", "test", args.data_root, limit=args.eval_limit, seed=args.seed)
+        except WeightlabError as e:
+            print(f"weightlab: note: no test set ({e}); reporting weights only", file=sys.stderr)
+    elif dataset not in (None, "none"):
+        test = load_dataset(dataset, "test", args.data_root, limit=args.eval_limit, seed=args.seed)
+    _, report = run_mimicry(model, config, mcfg, method=args.method, model_name=args.model, out_dir=args.out,
+                            test_data=test, seed=args.seed, progress=not args.no_progress)
+    print(format_table(summary_rows(report)))
+    if args.out:
+        print(f"\nwrote {args.out}/report.json, report.md, report.png and the model in {args.out}/model")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        _seed_everything(args.seed)
+        if args.command == "quickstart":
+            from weightlab.quickstart import run_quickstart
+
+            return run_quickstart(data_root=args.data_root, out=args.out, seed=args.seed, progress=not args.no_progress)
+        if args.command == "recast" and args.recast_command == "mimic":
+            return cmd_recast_mimic(args)
+    except WeightlabError as e:
+        print(f"weightlab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("weightlab: interrupted", file=sys.stderr)
+        return 130
+    parser.error("unknown command")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

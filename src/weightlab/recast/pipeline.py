@@ -1,0 +1,34 @@
+"""The end-to-end mimicry job behind ``weightlab recast mimic`` and the quickstart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from weightlab.data import ImageArrays
+from weightlab.recast.config import RecastConfig
+from weightlab.recast.mimicry import MimicryConfig, reconstruct
+from weightlab.recast.report import build_report, write_report
+from weightlab.recast.serialization import save_recast
+from weightlab.recast.tuner import apply_recast
+
+
+def run_mimicry(original: nn.Module, config: RecastConfig, mimicry: MimicryConfig, *, method: str, model_name: str,
+                out_dir: str | Path | None, test_data: ImageArrays | None = None, feature_samples: int = 64,
+                seed: int = 0, progress: bool = True, stem: str = "report") -> tuple[nn.Module, dict]:
+    """Wrap ``original``, reconstruct it with ``method``, evaluate, and write the report + model."""
+    original.eval()
+    recast_model = apply_recast(original, config, seed=seed)
+    result = reconstruct(original, recast_model, method, mimicry, seed=seed, progress=progress)
+    recast_model.eval()
+    batch = None
+    if test_data is not None and getattr(original, "weightlab_cfg", None):
+        batch = next(test_data.head(feature_samples, seed).batches(feature_samples, original.weightlab_cfg))[0]
+    report = build_report(original, recast_model, result, model_name=model_name, test_data=test_data,
+                          feature_batch=batch)
+    report["mimicry_config"] = mimicry.to_dict()
+    if out_dir is not None:
+        write_report(report, out_dir, stem)
+        save_recast(recast_model, Path(out_dir) / f"{stem}_model" if stem != "report" else Path(out_dir) / "model")
+    return recast_model, report
