@@ -41,7 +41,7 @@ def test_fused_engine_matches_torch_reference(loss):
     # RMSprop normalises each element's step, so float32 rounding on near-zero gradients can move
     # single template entries by ~lr; the generated weights and the coefficients must agree.
     for a, b in zip(pt, pf):
-        torch.testing.assert_close(a.coefficients, b.coefficients, rtol=1e-3, atol=1e-4)
+        torch.testing.assert_close(a.coefficients, b.coefficients, rtol=10 * tol, atol=1e-4)
         wa, wb = a.coefficients.mean(1) @ a.templates, b.coefficients.mean(1) @ b.templates
         assert float((wa - wb).norm() / wa.norm()) < 10 * tol
 
