@@ -29,6 +29,7 @@ def run_quickstart(data_root: Path | None = None, out: Path | None = None, seed:
     if data_root is not None:
         if not Path(data_root).is_dir():
             raise WeightlabError(f"--data-root {data_root}: not a folder")
+        print("[1/3] loading the shared pretrained CIFAR-10 ResNet-20 and 2,000 CIFAR-10 JPEG test images")
         model = create_model("resnet20", pretrained=True)
         test = load_dataset("cifar10", "test", data_root, limit=2000, seed=seed)
         source = "shared pretrained CIFAR-10 ResNet-20, 2,000 CIFAR-10 JPEG test images"
