@@ -238,5 +238,4 @@ def _run_fused(problems, config, gen, progress):
     for p, b, i, c in zip(problems, bufs, final_buf, best_C if config.keep_best else C):
         p.templates.copy_(torch.from_numpy(b[i]))
         p.coefficients.copy_(torch.from_numpy(c).float())
-    # the loss values above are the per-element scaled sums: scale = weight / D
     return losses, best_it if config.keep_best else config.iterations
