@@ -1,4 +1,4 @@
-"""The ``weightlab`` command line: ``weightlab recast ...``, ``weightlab quickstart``.
+"""The ``weightlab`` command line: ``weightlab recast mimic|adapt|evaluate|bench``, ``weightlab quickstart``.
 
 Every subcommand takes ``--seed`` and ``--out DIR`` and writes JSON next to a Markdown table.
 Bad input ends with one line on stderr and exit status 2.
@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--data-root", type=Path, default=None, help="data folder (default $WEIGHTLAB_DATA or ../shared/data)")
     m.add_argument("--eval-limit", type=int, default=None, help="evaluate on a seeded random subset of this size")
     _common(m)
+    from weightlab.incremental.cli import add_parsers
+
+    add_parsers(rc)
     return parser
 
 
@@ -135,6 +138,11 @@ def main(argv: list[str] | None = None) -> int:
             return run_quickstart(data_root=args.data_root, out=args.out, seed=args.seed, progress=not args.no_progress)
         if args.command == "recast" and args.recast_command == "mimic":
             return cmd_recast_mimic(args)
+        if args.command == "recast":
+            from weightlab.incremental import cli as icli
+
+            return {"adapt": icli.cmd_adapt, "evaluate": icli.cmd_evaluate, "bench": icli.cmd_bench}[
+                args.recast_command](args)
     except WeightlabError as e:
         print(f"weightlab: error: {e}", file=sys.stderr)
         return 2

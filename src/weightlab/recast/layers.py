@@ -39,7 +39,8 @@ class RecastLayer(nn.Module):
     """Common part of :class:`RecastLinear` and :class:`RecastConv2d`."""
 
     def __init__(self, bank: TemplateBank, coef_sets: int, bias: torch.Tensor | None, owner: bool = False):
-        super().__init__()
+        # nn.Module's init, not nn.Linear's / nn.Conv2d's: the weight is generated, never registered
+        nn.Module.__init__(self)
         if owner:
             self.template_bank = bank
         object.__setattr__(self, "_bank", bank)  # shared reference, not registered
@@ -85,7 +86,11 @@ class RecastLayer(nn.Module):
         return super()._apply(fn, recurse)
 
 
-class RecastLinear(RecastLayer):
+class RecastLinear(RecastLayer, nn.Linear):
+    """A Linear whose weight is a template mixture. It *is* an ``nn.Linear`` (with a generated
+    ``weight``), so adapter libraries such as PEFT wrap it like any Linear and their LoRA/DoRA
+    terms stack on the generated weight."""
+
     def __init__(self, base: nn.Linear, bank: TemplateBank, coef_sets: int, owner: bool = False):
         super().__init__(bank, coef_sets, base.bias, owner)
         self.in_features, self.out_features = base.in_features, base.out_features
@@ -107,7 +112,16 @@ class RecastLinear(RecastLayer):
                 f"n={self._bank.n}, K={self.coefficients.shape[0]}, bias={self.bias is not None}")
 
 
-class RecastConv2d(RecastLayer):
+class RecastConv2d(RecastLayer, nn.Conv2d):
+    """A Conv2d whose weight is a template mixture (an ``nn.Conv2d`` to PEFT and friends)."""
+
+    def __new__(cls, *args, **kwargs):
+        # PEFT builds a conv LoRA's factors with ``type(base_layer)(in, r, kernel, ...)``: called like
+        # that, this class hands out an ordinary Conv2d.
+        if args and isinstance(args[0], int):
+            return nn.Conv2d(*args, **kwargs)
+        return super().__new__(cls)
+
     def __init__(self, base: nn.Conv2d, bank: TemplateBank, coef_sets: int, owner: bool = False):
         super().__init__(bank, coef_sets, base.bias, owner)
         if base.padding_mode != "zeros":
@@ -117,6 +131,7 @@ class RecastConv2d(RecastLayer):
         self.in_channels, self.out_channels = base.in_channels, base.out_channels
         self.kernel_size, self.stride, self.padding = base.kernel_size, base.stride, base.padding
         self.dilation, self.groups = base.dilation, base.groups
+        self.padding_mode, self.transposed, self.output_padding = "zeros", False, (0, 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)

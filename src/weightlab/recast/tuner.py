@@ -95,7 +95,14 @@ def banks(model: nn.Module) -> dict[str, TemplateBank]:
     if not is_recast(model):
         raise WeightlabError("not a RECAST model (apply_recast first)")
     modules = dict(model.named_modules())
-    return {p.name: modules[p.modules[0]].bank for p in model.recast_plan}
+    return {p.name: base_layer(modules[p.modules[0]]).bank for p in model.recast_plan}
+
+
+def base_layer(module: nn.Module) -> nn.Module:
+    """The innermost wrapped layer of an adapter wrapper (PEFT's ``base_layer`` chain), else the module."""
+    while hasattr(module, "base_layer") and isinstance(module.base_layer, nn.Module):
+        module = module.base_layer
+    return module
 
 
 def bank_plans(model: nn.Module) -> list[BankPlan]:

@@ -1,0 +1,122 @@
+"""Task artifacts and the shared base on disk -- safetensors + JSON, nothing pickled.
+
+A task: ``<dir>/task.safetensors`` (its backbone tensors under ``backbone.``, its head under ``head.``)
+and ``<dir>/task.json`` (name, classes, method, the fingerprint of the base it was learnt on,
+parameter/byte counts, metrics). Loading a task onto another base is refused.
+
+The base: ``<dir>/base.json`` + a RECAST model directory (``save_recast``) or ``model.safetensors``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+import weightlab
+from weightlab.errors import WeightlabError
+from weightlab.incremental.methods import parse_method
+from weightlab.incremental.model import TaskModel
+from weightlab.io import load_weights, read_json, save_tensors, write_json
+
+TASK_FORMAT = "weightlab.task/1"
+BASE_FORMAT = "weightlab.base/1"
+
+
+def save_task(model: TaskModel, name: str, directory: str | Path, metrics: dict | None = None) -> Path:
+    if name not in model.task_states:
+        raise WeightlabError(f"no learnt task '{name}' to save")
+    directory = Path(directory)
+    state = model.task_states[name]
+    packed = model.adapter.pack_state(state) if model.adapter else state
+    tensors = {f"backbone.{k}": v for k, v in packed.items()}
+    tensors.update({f"head.{k}": v for k, v in model.heads[name].state_dict().items()})
+    save_tensors(directory / "task.safetensors", tensors, metadata={"format": TASK_FORMAT, "base": model.base_hash})
+    write_json(directory / "task.json", dict(
+        format=TASK_FORMAT, weightlab_version=weightlab.__version__, name=name,
+        classes=model.task_info[name]["classes"], method=model.method.to_dict(), bn=model.bn,
+        base_hash=model.base_hash, model=model.model_cfg.get("name"), counts=model.counts(name),
+        file_bytes=None, metrics=metrics or {}))
+    meta = read_json(directory / "task.json")
+    meta["file_bytes"] = (directory / "task.safetensors").stat().st_size
+    write_json(directory / "task.json", meta)
+    return directory
+
+
+def read_task_meta(directory: str | Path) -> dict:
+    meta = read_json(Path(directory) / "task.json")
+    if meta.get("format") != TASK_FORMAT:
+        raise WeightlabError(f"{directory}: not a weightlab task artifact (format {meta.get('format')!r})")
+    return meta
+
+
+def load_task(model: TaskModel, directory: str | Path) -> str:
+    """Add the task saved in ``directory`` to ``model``; returns its name."""
+    directory = Path(directory)
+    meta = read_task_meta(directory)
+    if meta["base_hash"] != model.base_hash:
+        raise WeightlabError(f"task '{meta['name']}' ({directory}) was learnt on base {meta['base_hash'][:12]}, "
+                             f"not on this model's base {model.base_hash[:12]}: load it onto the base it belongs to")
+    if meta["method"]["name"] != model.method.name or meta.get("bn", "task") != model.bn:
+        raise WeightlabError(f"task '{meta['name']}' uses method {meta['method']['name']} (bn={meta.get('bn')}), "
+                             f"this model {model.method.name} (bn={model.bn})")
+    tensors = load_weights(directory / "task.safetensors")
+    state = {k[len("backbone."):]: v for k, v in tensors.items() if k.startswith("backbone.")}
+    head = {k[len("head."):]: v for k, v in tensors.items() if k.startswith("head.")}
+    if model.adapter is not None:
+        state = model.adapter.unpack_state(state, {k: model._live[k] for k in model.task_keys})
+    model.add_task(meta["name"], meta["classes"], state, head, info=dict(metrics=meta.get("metrics", {})))
+    return meta["name"]
+
+
+def save_base(base_model: nn.Module, directory: str | Path) -> Path:
+    """Save the shared base (RECAST or plain, with its original classifier)."""
+    from weightlab.recast.serialization import save_recast
+    from weightlab.recast.tuner import is_recast
+
+    directory = Path(directory)
+    cfg = getattr(base_model, "weightlab_cfg", None)
+    if cfg is None:
+        raise WeightlabError("save_base needs a model built by weightlab.models.create_model (no weightlab_cfg)")
+    if is_recast(base_model):
+        save_recast(base_model, directory / "recast")
+    else:
+        save_tensors(directory / "model.safetensors", base_model.state_dict(), metadata={"format": BASE_FORMAT})
+    write_json(directory / "base.json", dict(format=BASE_FORMAT, model=cfg, recast=is_recast(base_model)))
+    return directory
+
+
+def load_base(directory: str | Path) -> nn.Module:
+    from weightlab.models import load_state_dict_strict, rebuild_model
+    from weightlab.recast.serialization import load_recast
+
+    directory = Path(directory)
+    meta = read_json(directory / "base.json")
+    if meta.get("format") != BASE_FORMAT:
+        raise WeightlabError(f"{directory}: not a weightlab base (format {meta.get('format')!r})")
+    if meta["recast"]:
+        return load_recast(directory / "recast")
+    model = rebuild_model(meta["model"])
+    load_state_dict_strict(model, load_weights(directory / "model.safetensors"), source=str(directory))
+    model.weightlab_cfg = meta["model"]
+    return model
+
+
+def load_task_model(base_dir: str | Path, task_dirs: list[str | Path], *, method: str | None = None,
+                    seed: int = 0) -> TaskModel:
+    """A TaskModel on a saved base with the given task artifacts loaded (method read from the first)."""
+    if not task_dirs and method is None:
+        raise WeightlabError("no task artifacts given")
+    first = read_task_meta(task_dirs[0]) if task_dirs else None
+    spec = parse_method(method or first["method"]["name"])
+    bn = first.get("bn", "task") if first else "task"
+    tm = TaskModel.from_base(load_base(base_dir), spec, bn=bn, seed=seed)
+    for d in task_dirs:
+        load_task(tm, d)
+    if tm.task_names:
+        tm.set_task(tm.task_names[0])
+    return tm
+
+
+__all__ = ["save_task", "load_task", "read_task_meta", "save_base", "load_base", "load_task_model",
+           "TASK_FORMAT", "BASE_FORMAT"]

@@ -1,0 +1,247 @@
+"""The task-incremental benchmark: every method on the same tasks, splits, seeds and budget.
+
+A suite names a backbone, a task sequence, methods, seeds, split sizes and an epoch budget. Each
+(method, seed) run learns the tasks in order and, after each, tests every task learnt so far, giving
+the accuracy matrix R; from it: per-task accuracy, average accuracy, backward transfer and the
+zero-forgetting check. Runs are appended to ``<out>/results.json`` as they finish (atomically), so an
+interrupted suite resumes where it stopped. Budget suites (Fig. 3) vary RECAST's n/K/G/targets and
+LoRA's rank/placement on one task and plot accuracy against trainable numbers per task.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from weightlab.errors import WeightlabError
+from weightlab.incremental import metrics
+from weightlab.incremental.learner import AdaptConfig, accuracy, learn_task
+from weightlab.incremental.methods import parse_method
+from weightlab.incremental.model import TaskModel
+from weightlab.incremental.sequences import SplitSizes, build_sequence
+from weightlab.io import read_json, write_json, write_text
+
+SEEDS = (42, 1998, 3142592)  # the authors' seeds
+CNN_METHODS = ["head", "recast", "full", "lora", "recast+lora", "dora", "recast+dora", "rosa", "recast+rosa",
+               "piggyback", "recast+piggyback", "clr", "recast+clr"]
+VIT_METHODS = ["head", "recast", "full", "lora", "recast+lora", "dora", "recast+dora", "rosa", "recast+rosa",
+               "adaptformer", "recast+adaptformer", "piggyback", "recast+piggyback"]
+
+
+@dataclass
+class Point:
+    """One configuration of a budget suite: a method on a RECAST base built with ``recast`` overrides."""
+
+    label: str
+    method: str
+    recast: dict = field(default_factory=dict)
+
+
+@dataclass
+class Suite:
+    name: str
+    model: str
+    sequence: str
+    methods: list[str] = field(default_factory=list)
+    seeds: tuple[int, ...] = SEEDS
+    sizes: SplitSizes = SplitSizes()
+    epochs: int = 4
+    weights: str | None = None           # local weights instead of the registry's pretrained ones
+    recast: dict = field(default_factory=lambda: dict(templates="auto", layers_per_group=2))
+    points: list[Point] = field(default_factory=list)  # budget suites
+    bn: str = "task"
+    pretrained: bool = True              # False: random init (smoke tests without the shared models)
+    description: str = ""
+
+    def adapt_config(self) -> AdaptConfig:
+        return AdaptConfig(epochs=self.epochs, lr_step=None)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["sizes"] = asdict(self.sizes)
+        return d
+
+
+_BUDGET_CNN = [
+    Point("RECAST n=1 K=1", "recast", dict(templates=1, coef_sets=1)),
+    Point("RECAST n=2 K=1", "recast", dict(templates=2, coef_sets=1)),
+    Point("RECAST n=2 K=2", "recast", dict(templates=2, coef_sets=2)),
+    Point("RECAST n=2 K=4", "recast", dict(templates=2, coef_sets=4)),
+    Point("RECAST n=1 K=2 G=per layer", "recast", dict(templates=1, coef_sets=2, layers_per_group=1)),
+    Point("RECAST n=4 K=2", "recast", dict(templates=4, coef_sets=2)),
+    Point("RECAST conv1 only n=2 K=2", "recast", dict(templates=2, coef_sets=2,
+                                                       target_modules=["layer*.*.conv1"])),
+    Point("LoRA r=1 last stage conv2", "lora:r=1,targets=layer3\\.\\d+\\.conv2", {}),
+    Point("LoRA r=1", "lora:r=1", {}),
+    Point("LoRA r=2", "lora:r=2", {}),
+    Point("LoRA r=4", "lora:r=4", {}),
+    Point("LoRA r=8", "lora:r=8", {}),
+    Point("RECAST+LoRA r=1 last stage conv2", "recast+lora:r=1,targets=layer3\\.\\d+\\.conv2", {}),
+    Point("RECAST+LoRA r=1", "recast+lora:r=1", {}),
+    Point("RECAST+LoRA r=4", "recast+lora:r=4", {}),
+    Point("head only", "head", {}),
+]
+
+SUITES: dict[str, Suite] = {s.name: s for s in [
+    Suite("resnet20-multi", "resnet20", "multi", CNN_METHODS, sizes=SplitSizes(800, 300, 1000), epochs=6,
+          description="pretrained CIFAR ResNet-20 on 6 tasks: MNIST, Fashion-MNIST, CIFAR-10, 2 class groups each"),
+    Suite("resnet20-split-fmnist", "resnet20", "split-fmnist", CNN_METHODS, sizes=SplitSizes(800, 300, 1000),
+          epochs=4, description="pretrained CIFAR ResNet-20 on Fashion-MNIST split into 5 two-class tasks"),
+    Suite("convmixer-multi", "convmixer", "multi", ["head", "recast", "full", "lora", "recast+lora", "clr",
+                                                     "recast+clr"], sizes=SplitSizes(800, 300, 1000), epochs=4,
+          description="pretrained ConvMixer-256/8 on the 6-task multi sequence"),
+    Suite("vit-multi", "timm:vit_tiny_patch16_224", "multi", VIT_METHODS, sizes=SplitSizes(800, 300, 1000), epochs=4,
+          description="a small timm ViT (patch 4, 32x32) pretrained here on CIFAR-10 (--weights), multi sequence"),
+    Suite("resnet20-budget", "resnet20", "fashion_mnist", points=_BUDGET_CNN, sizes=SplitSizes(1000, 300, 1000),
+          epochs=4, description="Fig. 3: accuracy against trainable numbers per task on Fashion-MNIST (10 classes)"),
+    Suite("smoke", "resnet20", "digits", ["head", "recast", "lora", "recast+lora"], seeds=(0,),
+          sizes=SplitSizes(200, 100, 100), epochs=1, pretrained=False, description="seconds-long check of the whole pipeline"),
+]}
+
+
+def get_suite(name: str) -> Suite:
+    if name not in SUITES:
+        raise WeightlabError(f"unknown suite '{name}' (use one of {', '.join(SUITES)})")
+    return SUITES[name]
+
+
+def build_bases(model_name: str, weights: str | None, recast_overrides: dict, *, need_recast: bool,
+                seed: int = 0, pretrained: bool = True):
+    """(plain pretrained model, RECAST base reconstructed in closed form or None)."""
+    from weightlab import recast
+    from weightlab.models import create_model
+
+    plain = create_model(model_name, pretrained=pretrained and weights is None, weights=weights)
+    if not need_recast:
+        return plain, None
+    family = plain.weightlab_cfg["family"]
+    cfg = recast.preset(recast.preset_for_family(family), **recast_overrides)
+    rmodel = recast.apply_recast(plain, cfg, seed=seed)
+    recast.reconstruct(plain, rmodel, method="closed_form", progress=False)
+    rmodel.weightlab_cfg = plain.weightlab_cfg
+    return plain, rmodel
+
+
+def run_sequence(base, method: str, tasks, cfg: AdaptConfig, *, seed: int, bn: str = "task",
+                 progress: bool = True) -> tuple[dict, TaskModel]:
+    """Learn ``tasks`` in order with one method; returns the run record and the model."""
+    spec = parse_method(method)
+    start = time.perf_counter()
+    tm = TaskModel.from_base(base, spec, bn=bn, seed=seed)
+    R: list[list[float]] = []
+    results = []
+    for i, task in enumerate(tasks):
+        res = learn_task(tm, task, cfg, seed=seed + i, progress=progress)
+        results.append(res)
+        R.append([accuracy(tm, t.name, t.test, cfg.eval_batch_size) for t in tasks[: i + 1]])
+    counts = [tm.counts(t.name) for t in tasks]
+    record = dict(
+        method=spec.name, seed=seed, tasks=[t.name for t in tasks], accuracy_matrix=R,
+        final_accuracy=R[-1], average_accuracy=metrics.average_accuracy(R),
+        backward_transfer=metrics.backward_transfer(R), zero_forgetting=metrics.zero_forgetting(R),
+        trainable_per_task=counts[0]["trainable_per_task"],
+        head_per_task=[c["head_per_task"] for c in counts],
+        bytes_per_task=[c["bytes_per_task"] for c in counts], backbone_bytes=counts[0]["backbone_bytes"],
+        best_epochs=[r.best_epoch for r in results], val_accuracy=[r.val_accuracy for r in results],
+        task_wall_s=[r.wall_s for r in results], wall_s=time.perf_counter() - start)
+    return record, tm
+
+
+def _run_key(r: dict) -> tuple:
+    return (r.get("label") or r["method"], r["seed"])
+
+
+def run_suite(suite: Suite, out: str | Path, *, data_root=None, progress: bool = True,
+              methods: list[str] | None = None, seeds: tuple[int, ...] | None = None) -> dict:
+    """Run (or resume) a suite; writes results.json, results.md and plots into ``out``."""
+    from weightlab.machine import machine
+
+    out = Path(out)
+    path = out / "results.json"
+    suite = replace(suite, methods=methods or suite.methods, seeds=tuple(seeds or suite.seeds))
+    payload = read_json(path) if path.is_file() else dict(suite=suite.to_dict(), runs=[])
+    fixed = ("name", "model", "sequence", "sizes", "epochs", "weights", "recast", "bn", "pretrained")
+    changed = [k for k in fixed if payload["suite"].get(k) != suite.to_dict()[k]]
+    if changed:
+        raise WeightlabError(f"{path} holds runs of a different suite configuration ({', '.join(changed)} "
+                             "differ): resume only the same suite, or pass another --out")
+    payload.update(machine=machine(), suite=suite.to_dict())
+    done = {_run_key(r) for r in payload["runs"]}
+    tasks = build_sequence(suite.sequence, data_root, suite.sizes)
+    payload["tasks"] = [t.summary() for t in tasks]
+    cfg = suite.adapt_config()
+    payload["adapt_config"] = cfg.to_dict()
+    jobs = [(p.label, p.method, p.recast) for p in suite.points] or [(None, m, {}) for m in suite.methods]
+    todo = [(j, s) for j in jobs for s in suite.seeds if ((j[0] or parse_method(j[1]).name), s) not in done]
+    bases: dict[str, tuple] = {}
+    for (label, method, overrides), seed in tqdm(todo, desc=suite.name, disable=not progress):
+        spec = parse_method(method)
+        rover = {**suite.recast, **overrides}
+        key = repr(sorted(rover.items())) if spec.recast else "plain"
+        if key not in bases:
+            plain, rbase = build_bases(suite.model, suite.weights, rover, need_recast=spec.recast,
+                                       pretrained=suite.pretrained)
+            bases[key] = rbase if spec.recast else plain
+        record, _ = run_sequence(bases[key], method, tasks, cfg, seed=seed, bn=suite.bn, progress=progress)
+        if label:
+            record["label"] = label
+            record["recast_overrides"] = rover if spec.recast else None
+        payload["runs"].append(record)
+        write_json(path, payload)
+    payload["summary"] = summarize(payload["runs"])
+    write_json(path, payload)
+    write_text(out / "results.md", to_markdown(payload))
+    from weightlab.incremental.plots import plot_suite
+
+    plot_suite(payload, out)
+    return payload
+
+
+def summarize(runs: list[dict]) -> list[dict]:
+    """Mean +- std over seeds per method (or budget label)."""
+    groups: dict[str, list[dict]] = {}
+    for r in runs:
+        groups.setdefault(r.get("label") or r["method"], []).append(r)
+    rows = []
+    for name, rs in groups.items():
+        avg = metrics.mean_std([r["average_accuracy"] for r in rs])
+        bwt = metrics.mean_std([r["backward_transfer"] for r in rs])
+        per_task = [metrics.mean_std([r["final_accuracy"][j] for r in rs]) for j in range(len(rs[0]["tasks"]))]
+        rows.append(dict(
+            name=name, method=rs[0]["method"], seeds=[r["seed"] for r in rs], average_accuracy=avg[0],
+            average_accuracy_std=avg[1], backward_transfer=bwt[0], backward_transfer_std=bwt[1],
+            per_task=[p[0] for p in per_task], per_task_std=[p[1] for p in per_task],
+            zero_forgetting=all(r["zero_forgetting"] for r in rs),
+            trainable_per_task=rs[0]["trainable_per_task"], head_per_task=rs[0]["head_per_task"][0],
+            bytes_per_task=sum(rs[0]["bytes_per_task"]) / len(rs[0]["bytes_per_task"]),
+            backbone_bytes=rs[0]["backbone_bytes"],
+            wall_s=metrics.mean_std([r["wall_s"] for r in rs])[0]))
+    return rows
+
+
+def to_markdown(payload: dict) -> str:
+    suite = payload["suite"]
+    tasks = [t["name"] for t in payload.get("tasks", [])]
+    lines = [f"# {suite['name']}: {suite.get('description', '')}", "",
+             f"Model `{suite['model']}`, sequence `{suite['sequence']}`, seeds {suite['seeds']}, "
+             f"{suite['epochs']} epochs per task, split sizes {suite['sizes']}, BatchNorm statistics: {suite['bn']}. "
+             "Test accuracy (%) after the last task, mean ± std over seeds; epoch selected on validation.", "",
+             "| method | trainable / task (+ head) | KiB / task | " + " | ".join(tasks) +
+             " | avg acc | BWT | zero forgetting | wall s / run |",
+             "|---|---|---|" + "---|" * len(tasks) + "---|---|---|---|"]
+    for r in payload["summary"]:
+        cells = " | ".join(f"{m:.1f} ± {s:.1f}" for m, s in zip(r["per_task"], r["per_task_std"]))
+        lines.append(f"| {r['name']} | {r['trainable_per_task']:,} (+{r['head_per_task']:,}) | "
+                     f"{r['bytes_per_task'] / 1024:.1f} | {cells} | **{r['average_accuracy']:.2f} ± "
+                     f"{r['average_accuracy_std']:.2f}** | {r['backward_transfer']:.2f} | "
+                     f"{'yes' if r['zero_forgetting'] else 'NO'} | {r['wall_s']:.0f} |")
+    if payload["summary"]:
+        lines += ["", f"Shared backbone: {payload['summary'][0]['backbone_bytes'] / 1024:.0f} KiB."]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["SUITES", "Suite", "Point", "get_suite", "run_suite", "run_sequence", "build_bases", "summarize",
+           "to_markdown"]

@@ -1,0 +1,179 @@
+"""``weightlab recast adapt | evaluate | bench``: learn tasks on a RECAST (or plain) base, check saved
+tasks, run benchmark suites."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+from pathlib import Path
+
+from weightlab.errors import WeightlabError
+
+
+def add_parsers(rc) -> None:
+    from weightlab.incremental.bench import SUITES
+    from weightlab.incremental.methods import method_names
+    from weightlab.incremental.sequences import SEQUENCES
+
+    a = rc.add_parser("adapt", help="learn one task or a sequence: per-task coefficients/adapters + heads",
+                      description="Build (or load with --base) the shared base, then learn each task in order, "
+                                  "training only the method's task tensors and a new head; every task is saved "
+                                  "as its own artifact under OUT/tasks/. Rerunning resumes at the first task "
+                                  "not yet saved.")
+    a.add_argument("--tasks", required=True, help=f"a sequence ({', '.join(SEQUENCES)}) or task specs "
+                                                 "DATASET[:CLASSES], comma-separated (e.g. mnist:0-4,cifar10)")
+    a.add_argument("--method", default="recast", help=f"one of {', '.join(method_names())}; options as "
+                                                      "lora:r=4 (default recast)")
+    a.add_argument("--model", default=None, help="backbone for a new base (weightlab, timm or tv: name)")
+    a.add_argument("--weights", type=Path, default=None, help="local backbone weights")
+    a.add_argument("--no-pretrained", action="store_true", help="random-init backbone (tests)")
+    a.add_argument("--base", type=Path, default=None, help="an existing base folder (OUT/base of an earlier run)")
+    a.add_argument("--templates", default="auto", help="RECAST templates per bank n (default auto)")
+    a.add_argument("--coef-sets", type=int, default=None, help="RECAST coefficient sets K")
+    a.add_argument("--layers-per-group", type=int, default=2, help="RECAST layers per group (default 2)")
+    a.add_argument("--epochs", type=int, default=100, help="epochs per task (default 100, the authors')")
+    a.add_argument("--lr", type=float, default=2e-3)
+    a.add_argument("--weight-decay", type=float, default=1e-6)
+    a.add_argument("--lr-step", type=int, default=None, help="StepLR step (default: a third of the epochs)")
+    a.add_argument("--batch-size", type=int, default=None, help="default 64 (CNN) / 128 (ViT)")
+    a.add_argument("--clip", type=float, default=1.0)
+    a.add_argument("--select", choices=("val", "last"), default="val", help="epoch selection (default val)")
+    a.add_argument("--bn", choices=("task", "frozen"), default="task",
+                   help="BatchNorm statistics: updated and stored per task (default) or frozen")
+    _sizes(a)
+    a.add_argument("--data-root", type=Path, default=None)
+    _common(a)
+
+    e = rc.add_parser("evaluate", help="test saved task artifacts on their test splits",
+                      description="Load a base and task artifacts, re-test every task on its test split, and "
+                                  "compare with the accuracy recorded when it was learnt.")
+    e.add_argument("--base", type=Path, required=True, help="the base folder (OUT/base of 'adapt')")
+    e.add_argument("--task", type=Path, action="append", default=None,
+                   help="a task folder (repeatable; default: every task beside the base)")
+    e.add_argument("--data-root", type=Path, default=None)
+    _common(e)
+
+    b = rc.add_parser("bench", help="run a benchmark suite (JSON, Markdown table, PNG plots; resumable)")
+    b.add_argument("--suite", required=True, choices=sorted(SUITES))
+    b.add_argument("--methods", default=None, help="comma-separated subset of the suite's methods")
+    b.add_argument("--seeds", default=None, help="comma-separated seeds (default the authors' 42,1998,3142592)")
+    b.add_argument("--weights", type=Path, default=None, help="local backbone weights (e.g. for the ViT suite)")
+    b.add_argument("--data-root", type=Path, default=None)
+    _common(b)
+
+
+def _common(p) -> None:
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--out", type=Path, default=None, help="output folder")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _sizes(p) -> None:
+    p.add_argument("--train-size", type=int, default=None, help="training samples per task (default all)")
+    p.add_argument("--val-size", type=int, default=None, help="validation samples per task, carved from the "
+                                                              "training split (default a fifth)")
+    p.add_argument("--test-size", type=int, default=None, help="test samples per task (default all)")
+
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    from weightlab.incremental import (AdaptConfig, SplitSizes, TaskModel, build_sequence, learn_task,
+                                       parse_method, save_base, save_task)
+    from weightlab.incremental.artifact import load_base, load_task, read_task_meta
+    from weightlab.incremental.bench import build_bases
+    from weightlab.incremental.learner import accuracy
+    from weightlab.io import write_json
+
+    if args.out is None:
+        raise WeightlabError("--out DIR is required (the base and task artifacts are written there)")
+    spec = parse_method(args.method)
+    cfg = AdaptConfig(epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay, lr_step=args.lr_step,
+                      batch_size=args.batch_size, clip_norm=args.clip or None, select=args.select)
+    sizes = SplitSizes(args.train_size, args.val_size, args.test_size)
+    tasks = build_sequence(args.tasks, args.data_root, sizes)
+    base_dir = args.base or args.out / "base"
+    if (base_dir / "base.json").is_file():
+        base = load_base(base_dir)
+    elif args.base is not None:
+        raise WeightlabError(f"{args.base}: no base.json (not a base folder written by 'weightlab recast adapt')")
+    else:
+        if not args.model:
+            raise WeightlabError("--model is required to build a new base (or pass --base DIR)")
+        templates = args.templates if args.templates == "auto" else int(args.templates)
+        plain, rbase = build_bases(args.model, str(args.weights) if args.weights else None,
+                                   dict(templates=templates, coef_sets=args.coef_sets,
+                                        layers_per_group=args.layers_per_group),
+                                   need_recast=spec.recast, seed=args.seed, pretrained=not args.no_pretrained)
+        base = rbase if spec.recast else plain
+        save_base(base, base_dir)
+    tm = TaskModel.from_base(base, spec, bn=args.bn, seed=args.seed)
+    records = []
+    for i, task in enumerate(tasks):
+        tdir = args.out / "tasks" / task.name
+        if (tdir / "task.json").is_file() and read_task_meta(tdir)["base_hash"] == tm.base_hash:
+            load_task(tm, tdir)
+            print(f"{task.name}: already learnt, loaded from {tdir}")
+        else:
+            res = learn_task(tm, task, cfg, seed=args.seed + i, progress=not args.no_progress)
+            test = accuracy(tm, task.name, task.test)
+            save_task(tm, task.name, tdir, metrics=dict(
+                test_accuracy=test, val_accuracy=res.val_accuracy, best_epoch=res.best_epoch, wall_s=res.wall_s,
+                data=dict(spec=task.spec, sizes=asdict(sizes), data_seed=0), adapt=cfg.to_dict()))
+            print(f"{task.name}: test {test:.2f}% (val {res.val_accuracy:.2f}%, epoch {res.best_epoch}, "
+                  f"{res.wall_s:.0f} s)")
+        records.append(read_task_meta(tdir))
+    # zero forgetting: every task re-tested after the whole sequence equals its accuracy when learnt
+    when_learnt = [r["metrics"]["test_accuracy"] for r in records]
+    final = [accuracy(tm, t.name, t.test) for t in tasks]
+    ok = all(a == b for a, b in zip(when_learnt, final))
+    counts = tm.counts(tasks[0].name)
+    summary = dict(method=spec.name, base=str(base_dir), base_hash=tm.base_hash, tasks=[t.name for t in tasks],
+                   accuracy_when_learnt=when_learnt, accuracy_after_all=final, zero_forgetting=ok, counts=counts)
+    write_json(args.out / "summary.json", summary)
+    print(f"\n{spec.name}: {counts['trainable_per_task']:,} trainable numbers per task + head; "
+          f"{counts['bytes_per_task'] / 1024:.1f} KiB per task next to a {counts['backbone_bytes'] / 1024:.0f} KiB "
+          f"backbone; average test accuracy {sum(final) / len(final):.2f}%; zero forgetting: "
+          f"{'yes' if ok else 'NO'}")
+    return 0 if ok else 1
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from weightlab.incremental import SplitSizes, build_task, load_task_model
+    from weightlab.incremental.artifact import read_task_meta
+    from weightlab.incremental.learner import accuracy
+
+    task_dirs = args.task or sorted(p.parent for p in (args.base.parent / "tasks").glob("*/task.json"))
+    if not task_dirs:
+        raise WeightlabError(f"no task artifacts given and none under {args.base.parent / 'tasks'}")
+    tm = load_task_model(args.base, task_dirs, seed=args.seed)
+    print(f"| task | method | test acc now | when learnt | trainable / task | KiB / task |\n|---|---|---|---|---|---|")
+    for d in task_dirs:
+        meta = read_task_meta(d)
+        data = meta["metrics"].get("data")
+        if not data:
+            raise WeightlabError(f"{d}: the artifact does not record its data split; cannot re-test it")
+        task = build_task(data["spec"], args.data_root, SplitSizes(**data["sizes"]), data["data_seed"])
+        acc = accuracy(tm, meta["name"], task.test)
+        c = meta["counts"]
+        print(f"| {meta['name']} | {meta['method']['name']} | {acc:.2f} | {meta['metrics'].get('test_accuracy', float('nan')):.2f} "
+              f"| {c['trainable_per_task']:,} | {c['bytes_per_task'] / 1024:.1f} |")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from weightlab.incremental.bench import get_suite, run_suite
+
+    suite = get_suite(args.suite)
+    if args.weights:
+        suite = replace(suite, weights=str(args.weights))
+    out = args.out or Path("runs") / "bench" / suite.name
+    payload = run_suite(suite, out, data_root=args.data_root, progress=not args.no_progress,
+                        methods=args.methods.split(",") if args.methods else None,
+                        seeds=tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None)
+    print((Path(out) / "results.md").read_text())
+    bad = [r["name"] for r in payload["summary"] if not r["zero_forgetting"]]
+    if bad:
+        print(f"weightlab: zero-forgetting check FAILED for {', '.join(bad)}")
+        return 1
+    return 0

@@ -1,0 +1,97 @@
+"""Piggyback (Mallya & Lazebnik 2018): a real-valued mask per weight, binarised against a learned
+threshold with a straight-through estimator; W = W_RECAST * M (Eq. 8). Stored per task as bits.
+Defaults from the authors' RECAST combination: Adam, lr 1e-4 (masks), 3e-2 (head), 5e-4 (coefficients)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from weightlab.incremental.methods.base import Adapter
+from weightlab.incremental.methods.targets import set_submodule, weight_layers
+
+MASK_INIT, THRESHOLD_INIT = 1e-2, 5e-3
+
+
+class MaskedLayer(nn.Module):
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.base_layer = layer
+        w = layer.weight
+        self.piggyback_mask = nn.Parameter(torch.full_like(w, MASK_INIT))
+        self.piggyback_threshold = nn.Parameter(torch.tensor(THRESHOLD_INIT, dtype=w.dtype))
+
+    def binary_mask(self) -> torch.Tensor:
+        s = self.piggyback_mask - self.piggyback_threshold
+        hard = (s > 0).to(s.dtype)
+        return hard + s - s.detach()  # forward: the 0/1 mask; backward: identity (STE)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        layer = self.base_layer
+        w = layer.weight * self.binary_mask()
+        if isinstance(layer, nn.Conv2d):
+            return F.conv2d(x, w, layer.bias, layer.stride, layer.padding, layer.dilation, layer.groups)
+        return F.linear(x, w, layer.bias)
+
+
+class PiggybackAdapter(Adapter):
+    name = "piggyback"
+
+    def __init__(self, mask_lr: float = 1e-4, head_lr: float = 3e-2, coef_lr: float = 5e-4):
+        super().__init__(mask_lr=mask_lr, head_lr=head_lr, coef_lr=coef_lr)
+        self.mask_lr, self.head_lr, self.coef_lr = mask_lr, head_lr, coef_lr
+
+    def inject(self, backbone: nn.Module, family: str) -> None:
+        for name in weight_layers(backbone):
+            set_submodule(backbone, name, MaskedLayer(backbone.get_submodule(name)))
+
+    def is_trainable(self, name: str) -> bool:
+        return ".piggyback_" in name
+
+    def optimizer(self) -> str:
+        return "adam"
+
+    def param_groups(self, named, head, lr):
+        masks = [p for n, p in named.items() if ".piggyback_" in n]
+        other = [p for n, p in named.items() if ".piggyback_" not in n]
+        groups = [dict(params=masks, lr=self.mask_lr), dict(params=list(head), lr=self.head_lr)]
+        if other:
+            groups.append(dict(params=other, lr=self.coef_lr))
+        return groups
+
+    def pack_state(self, state):
+        """Masks as packed bits (what a deployment stores); thresholds are dropped with them."""
+        out = {}
+        for k, v in state.items():
+            if k.endswith(".piggyback_mask"):
+                t = state[k[: -len("mask")] + "threshold"]
+                bits = np.packbits((v > t).flatten().numpy().astype(np.uint8))
+                out[k + "_bits"] = torch.from_numpy(bits)
+            elif not k.endswith(".piggyback_threshold"):
+                out[k] = v
+        return out
+
+    def unpack_state(self, state, like):
+        """Bits back to a (mask, threshold) pair with the same binary mask (``like``: shapes)."""
+        out = {}
+        for k, v in state.items():
+            if k.endswith(".piggyback_mask_bits"):
+                key = k[: -len("_bits")]
+                ref = like[key]
+                bits = np.unpackbits(v.numpy())[: ref.numel()].reshape(tuple(ref.shape))
+                out[key] = torch.from_numpy(bits.astype(np.float32)).to(ref.dtype) * MASK_INIT
+                out[key[: -len("mask")] + "threshold"] = torch.tensor(THRESHOLD_INIT, dtype=ref.dtype)
+            else:
+                out[k] = v
+        return out
+
+    def merge(self, backbone: nn.Module) -> None:
+        from weightlab.recast.layers import RecastLayer
+
+        for name, m in [(n, m) for n, m in backbone.named_modules() if isinstance(m, MaskedLayer)]:
+            layer = m.base_layer.to_plain() if isinstance(m.base_layer, RecastLayer) else m.base_layer
+            with torch.no_grad():
+                layer.weight.mul_((m.piggyback_mask > m.piggyback_threshold).to(layer.weight.dtype))
+            set_submodule(backbone, name, layer)

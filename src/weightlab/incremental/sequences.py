@@ -1,0 +1,126 @@
+"""Tasks and task sequences built from real data, with train / validation / test splits.
+
+A task is a set of classes of one data set with its own head. Labels are remapped to
+``0..len(classes)-1`` inside a task. Validation is carved out of the data set's *training* split
+(disjoint from the task's training samples); the reported number comes from the official *test*
+split, which no model selection ever sees.
+
+Specs: ``mnist`` (all classes), ``cifar10:0-4`` (classes 0..4), ``fashion_mnist:0,2,4``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from weightlab.data import ImageArrays, load_dataset
+from weightlab.errors import WeightlabError
+
+# name -> task specs. "multi": several data sets, each split into class groups (paper Sec. 3 spirit);
+# "split-*": one data set cut into class-disjoint tasks.
+SEQUENCES: dict[str, list[str]] = {
+    "multi": ["mnist:0-4", "mnist:5-9", "fashion_mnist:0-4", "fashion_mnist:5-9", "cifar10:0-4", "cifar10:5-9"],
+    "split-fmnist": ["fashion_mnist:0-1", "fashion_mnist:2-3", "fashion_mnist:4-5", "fashion_mnist:6-7",
+                     "fashion_mnist:8-9"],
+    "split-cifar10": ["cifar10:0-1", "cifar10:2-3", "cifar10:4-5", "cifar10:6-7", "cifar10:8-9"],
+    "digits": ["digits:0-4", "digits:5-9"],
+}
+
+
+@dataclass(frozen=True)
+class SplitSizes:
+    """Samples per task drawn from each split (None: all that the split has)."""
+
+    train: int | None = 1000
+    val: int | None = 300
+    test: int | None = 1000
+
+
+@dataclass
+class Task:
+    name: str
+    dataset: str
+    classes: list[str]
+    class_ids: list[int]
+    train: ImageArrays = field(repr=False)
+    val: ImageArrays = field(repr=False)
+    test: ImageArrays = field(repr=False)
+    spec: str = ""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_ids)
+
+    def summary(self) -> dict:
+        return dict(name=self.name, spec=self.spec, dataset=self.dataset, classes=self.classes,
+                    train=len(self.train), val=len(self.val), test=len(self.test))
+
+
+def parse_task_spec(spec: str) -> tuple[str, list[int] | None]:
+    """``cifar10:0-4`` -> ('cifar10', [0..4]); ``mnist`` -> ('mnist', None)."""
+    name, _, sel = spec.partition(":")
+    if not name:
+        raise WeightlabError(f"bad task spec '{spec}': expected DATASET or DATASET:CLASSES (e.g. cifar10:0-4)")
+    if not sel:
+        return name, None
+    ids: list[int] = []
+    try:
+        for part in sel.split(","):
+            lo, dash, hi = part.partition("-")
+            ids.extend(range(int(lo), int(hi) + 1) if dash else [int(lo)])
+    except ValueError:
+        raise WeightlabError(f"bad class list in task spec '{spec}' (use e.g. 0-4 or 0,3,5)") from None
+    if len(set(ids)) != len(ids) or not ids:
+        raise WeightlabError(f"task spec '{spec}' names no classes or repeats one")
+    return name, ids
+
+
+def _select(arrays: ImageArrays, class_ids: list[int]) -> ImageArrays:
+    keep = torch.isin(arrays.labels, torch.tensor(class_ids))
+    sub = arrays.subset(torch.nonzero(keep).flatten())
+    remap = torch.full((int(arrays.labels.max()) + 1,), -1, dtype=torch.long)
+    remap[torch.tensor(class_ids)] = torch.arange(len(class_ids))
+    return ImageArrays(sub.images, remap[sub.labels], [arrays.classes[i] for i in class_ids], arrays.name)
+
+
+def build_task(spec: str, root: str | Path | None = None, sizes: SplitSizes = SplitSizes(),
+               data_seed: int = 0) -> Task:
+    """Load one task: its classes of the train split (split again into train and validation) and
+    of the test split. ``data_seed`` fixes which samples are drawn, independently of the method seed."""
+    dataset, class_ids = parse_task_spec(spec)
+    train_full = load_dataset(dataset, "train", root)
+    test_full = load_dataset(dataset, "test", root)
+    n_classes = len(train_full.classes)
+    class_ids = class_ids if class_ids is not None else list(range(n_classes))
+    bad = [c for c in class_ids if not 0 <= c < n_classes]
+    if bad:
+        raise WeightlabError(f"task spec '{spec}': class id(s) {bad} outside 0..{n_classes - 1} of {dataset}")
+    pool, test = _select(train_full, class_ids), _select(test_full, class_ids)
+    g = torch.Generator().manual_seed(data_seed)
+    order = torch.randperm(len(pool), generator=g)
+    n_val = min(sizes.val if sizes.val is not None else len(pool) // 5, len(pool) // 2)
+    val = pool.subset(order[:n_val].sort().values)
+    rest = order[n_val:]
+    n_train = len(rest) if sizes.train is None else min(sizes.train, len(rest))
+    train = pool.subset(rest[:n_train].sort().values)
+    test = test.head(sizes.test, seed=data_seed)
+    name = spec.replace(":", "_").replace(",", "+")
+    return Task(name, dataset, list(train.classes), class_ids, train, val, test, spec)
+
+
+def build_sequence(name_or_specs: str | list[str], root: str | Path | None = None, sizes: SplitSizes = SplitSizes(),
+                   data_seed: int = 0) -> list[Task]:
+    """A named sequence (see :data:`SEQUENCES`) or a comma-separated list / list of task specs."""
+    if isinstance(name_or_specs, str):
+        specs = SEQUENCES.get(name_or_specs) or [s.strip() for s in name_or_specs.split(",") if s.strip()]
+    else:
+        specs = list(name_or_specs)
+    if not specs:
+        raise WeightlabError("empty task sequence")
+    tasks = [build_task(s, root, sizes, data_seed) for s in specs]
+    names = [t.name for t in tasks]
+    if len(set(names)) != len(names):
+        raise WeightlabError(f"task sequence repeats a task: {names}")
+    return tasks
