@@ -54,6 +54,7 @@ class Suite:
     points: list[Point] = field(default_factory=list)  # budget suites
     bn: str = "task"
     pretrained: bool = True              # False: random init (smoke tests without the shared models)
+    model_kwargs: dict = field(default_factory=dict)  # e.g. a timm ViT's img_size / patch_size / depth
     description: str = ""
 
     def adapt_config(self) -> AdaptConfig:
@@ -64,6 +65,8 @@ class Suite:
         d["sizes"] = asdict(self.sizes)
         return d
 
+
+VIT_CIFAR = dict(img_size=32, patch_size=4, embed_dim=96, depth=6, num_heads=3, num_classes=10)
 
 _BUDGET_CNN = [
     Point("RECAST n=1 K=1", "recast", dict(templates=1, coef_sets=1)),
@@ -93,8 +96,10 @@ SUITES: dict[str, Suite] = {s.name: s for s in [
     Suite("convmixer-multi", "convmixer", "multi", ["head", "recast", "full", "lora", "recast+lora", "clr",
                                                      "recast+clr"], sizes=SplitSizes(800, 300, 1000), epochs=4,
           description="pretrained ConvMixer-256/8 on the 6-task multi sequence"),
-    Suite("vit-multi", "timm:vit_tiny_patch16_224", "multi", VIT_METHODS, sizes=SplitSizes(800, 300, 1000), epochs=4,
-          description="a small timm ViT (patch 4, 32x32) pretrained here on CIFAR-10 (--weights), multi sequence"),
+    Suite("vit-multi", "timm:vit_tiny_patch16_224", "multi", VIT_METHODS, sizes=SplitSizes(800, 300, 1000), epochs=6,
+          model_kwargs=VIT_CIFAR, recast=dict(templates="auto", layers_per_group=2),
+          description="a small timm ViT (32x32, patch 4, dim 96, depth 6) pretrained here on CIFAR-10 "
+                      "(benchmarks/pretrain_vit_cifar10.py, pass its weights), multi sequence"),
     Suite("resnet20-budget", "resnet20", "fashion_mnist", points=_BUDGET_CNN, sizes=SplitSizes(1000, 300, 1000),
           epochs=4, description="Fig. 3: accuracy against trainable numbers per task on Fashion-MNIST (10 classes)"),
     Suite("smoke", "resnet20", "digits", ["head", "recast", "lora", "recast+lora"], seeds=(0,),
@@ -109,20 +114,25 @@ def get_suite(name: str) -> Suite:
 
 
 def build_bases(model_name: str, weights: str | None, recast_overrides: dict, *, need_recast: bool,
-                seed: int = 0, pretrained: bool = True):
+                seed: int = 0, pretrained: bool = True, model_kwargs: dict | None = None):
     """(plain pretrained model, RECAST base reconstructed in closed form or None)."""
-    from weightlab import recast
     from weightlab.models import create_model
 
-    plain = create_model(model_name, pretrained=pretrained and weights is None, weights=weights)
-    if not need_recast:
-        return plain, None
+    plain = create_model(model_name, pretrained=pretrained and weights is None, weights=weights,
+                         **(model_kwargs or {}))
+    return plain, (recast_base(plain, recast_overrides, seed=seed) if need_recast else None)
+
+
+def recast_base(plain, recast_overrides: dict, *, seed: int = 0):
+    """The family's RECAST preset (with overrides) applied to ``plain``, reconstructed in closed form."""
+    from weightlab import recast
+
     family = plain.weightlab_cfg["family"]
     cfg = recast.preset(recast.preset_for_family(family), **recast_overrides)
     rmodel = recast.apply_recast(plain, cfg, seed=seed)
     recast.reconstruct(plain, rmodel, method="closed_form", progress=False)
     rmodel.weightlab_cfg = plain.weightlab_cfg
-    return plain, rmodel
+    return rmodel
 
 
 def run_sequence(base, method: str, tasks, cfg: AdaptConfig, *, seed: int, bn: str = "task",
@@ -163,7 +173,7 @@ def run_suite(suite: Suite, out: str | Path, *, data_root=None, progress: bool =
     path = out / "results.json"
     suite = replace(suite, methods=methods or suite.methods, seeds=tuple(seeds or suite.seeds))
     payload = read_json(path) if path.is_file() else dict(suite=suite.to_dict(), runs=[])
-    fixed = ("name", "model", "sequence", "sizes", "epochs", "weights", "recast", "bn", "pretrained")
+    fixed = ("name", "model", "sequence", "sizes", "epochs", "weights", "recast", "bn", "pretrained", "model_kwargs")
     changed = [k for k in fixed if payload["suite"].get(k) != suite.to_dict()[k]]
     if changed:
         raise WeightlabError(f"{path} holds runs of a different suite configuration ({', '.join(changed)} "
@@ -183,7 +193,7 @@ def run_suite(suite: Suite, out: str | Path, *, data_root=None, progress: bool =
         key = repr(sorted(rover.items())) if spec.recast else "plain"
         if key not in bases:
             plain, rbase = build_bases(suite.model, suite.weights, rover, need_recast=spec.recast,
-                                       pretrained=suite.pretrained)
+                                       pretrained=suite.pretrained, model_kwargs=suite.model_kwargs)
             bases[key] = rbase if spec.recast else plain
         record, _ = run_sequence(bases[key], method, tasks, cfg, seed=seed, bn=suite.bn, progress=progress)
         if label:

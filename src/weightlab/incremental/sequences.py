@@ -110,11 +110,22 @@ def build_task(spec: str, root: str | Path | None = None, sizes: SplitSizes = Sp
     return Task(name, dataset, list(train.classes), class_ids, train, val, test, spec)
 
 
+def _split_specs(text: str) -> list[str]:
+    """'mnist:0-4,7,cifar10' -> ['mnist:0-4,7', 'cifar10']: a piece starting with a digit continues a class list."""
+    specs: list[str] = []
+    for piece in (p.strip() for p in text.split(",")):
+        if piece and piece[0].isdigit() and specs and ":" in specs[-1]:
+            specs[-1] += "," + piece
+        elif piece:
+            specs.append(piece)
+    return specs
+
+
 def build_sequence(name_or_specs: str | list[str], root: str | Path | None = None, sizes: SplitSizes = SplitSizes(),
                    data_seed: int = 0) -> list[Task]:
     """A named sequence (see :data:`SEQUENCES`) or a comma-separated list / list of task specs."""
     if isinstance(name_or_specs, str):
-        specs = SEQUENCES.get(name_or_specs) or [s.strip() for s in name_or_specs.split(",") if s.strip()]
+        specs = SEQUENCES.get(name_or_specs) or _split_specs(name_or_specs)
     else:
         specs = list(name_or_specs)
     if not specs:

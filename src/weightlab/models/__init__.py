@@ -136,9 +136,13 @@ def _create_timm(name: str, pretrained: bool, num_classes: int | None, kwargs: d
         raise
     pc = getattr(model, "pretrained_cfg", {}) or {}
     family = "vit" if "vit" in name or hasattr(model, "blocks") else ("resnet" if hasattr(model, "layer1") else "generic")
+    input_size = list(pc.get("input_size", (3, 224, 224)))
+    img_size = getattr(getattr(model, "patch_embed", None), "img_size", None)
+    if img_size:  # a ViT built at another resolution (img_size=32, ...) expects that size
+        input_size = [extra.get("in_chans", 3), *img_size]
     cfg = dict(name=name, source="timm", family=family,
                mean=list(pc.get("mean", IMAGENET_MEAN)), std=list(pc.get("std", IMAGENET_STD)),
-               input_size=list(pc.get("input_size", (3, 224, 224))), num_classes=model.num_classes,
+               input_size=input_size, num_classes=model.num_classes,
                kwargs={k: v for k, v in kwargs.items()})
     return model, cfg
 

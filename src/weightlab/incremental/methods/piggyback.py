@@ -26,7 +26,7 @@ class MaskedLayer(nn.Module):
     def binary_mask(self) -> torch.Tensor:
         s = self.piggyback_mask - self.piggyback_threshold
         hard = (s > 0).to(s.dtype)
-        return hard + s - s.detach()  # forward: the 0/1 mask; backward: identity (STE)
+        return hard + (s - s.detach())  # forward: exactly the 0/1 mask; backward: identity (STE)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         layer = self.base_layer
