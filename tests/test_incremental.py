@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,9 +9,19 @@ import torch.nn.functional as F
 from weightlab import recast
 from weightlab.cli import main
 from weightlab.errors import WeightlabError
-from weightlab.incremental import (AdaptConfig, SplitSizes, TaskModel, build_sequence, learn_task, load_base,
-                                   load_task, parse_method, save_base, save_task)
-from weightlab.incremental import metrics
+from weightlab.incremental import (
+    AdaptConfig,
+    SplitSizes,
+    TaskModel,
+    build_sequence,
+    learn_task,
+    load_base,
+    load_task,
+    metrics,
+    parse_method,
+    save_base,
+    save_task,
+)
 from weightlab.incremental.bench import build_bases, run_sequence
 from weightlab.incremental.sequences import parse_task_spec
 from weightlab.models import create_model

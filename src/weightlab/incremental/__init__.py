@@ -8,11 +8,28 @@ task artifacts, switching, and the benchmark (RECAST paper Sec. 3, Tables 1, 2, 
 >>> tm.set_task(tasks[0].name); tm.predict(x, tasks[1].name)
 """
 
-from weightlab.incremental.artifact import load_base, load_task, load_task_model, save_base, save_task
+from weightlab.incremental.artifact import (
+    load_base,
+    load_task,
+    load_task_model,
+    save_base,
+    save_task,
+)
 from weightlab.incremental.learner import AdaptConfig, TaskResult, accuracy, learn_task
-from weightlab.incremental.methods import ADAPTERS, MethodSpec, method_names, parse_method
+from weightlab.incremental.methods import (
+    ADAPTERS,
+    MethodSpec,
+    method_names,
+    parse_method,
+)
 from weightlab.incremental.model import TaskModel, detach_classifier, fingerprint
-from weightlab.incremental.sequences import SEQUENCES, SplitSizes, Task, build_sequence, build_task
+from weightlab.incremental.sequences import (
+    SEQUENCES,
+    SplitSizes,
+    Task,
+    build_sequence,
+    build_task,
+)
 
 __all__ = [
     "load_base", "load_task", "load_task_model", "save_base", "save_task",

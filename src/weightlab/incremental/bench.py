@@ -47,7 +47,7 @@ class Suite:
     sequence: str
     methods: list[str] = field(default_factory=list)
     seeds: tuple[int, ...] = SEEDS
-    sizes: SplitSizes = SplitSizes()
+    sizes: SplitSizes = field(default_factory=SplitSizes)
     epochs: int = 4
     weights: str | None = None           # local weights instead of the registry's pretrained ones
     recast: dict = field(default_factory=lambda: dict(templates="auto", layers_per_group=2))

@@ -76,8 +76,16 @@ def _sizes(p) -> None:
 
 
 def cmd_adapt(args: argparse.Namespace) -> int:
-    from weightlab.incremental import (AdaptConfig, SplitSizes, TaskModel, build_sequence, learn_task,
-                                       parse_method, save_base, save_task)
+    from weightlab.incremental import (
+        AdaptConfig,
+        SplitSizes,
+        TaskModel,
+        build_sequence,
+        learn_task,
+        parse_method,
+        save_base,
+        save_task,
+    )
     from weightlab.incremental.artifact import load_base, load_task, read_task_meta
     from weightlab.incremental.bench import build_bases
     from weightlab.incremental.learner import accuracy
@@ -145,7 +153,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not task_dirs:
         raise WeightlabError(f"no task artifacts given and none under {args.base.parent / 'tasks'}")
     tm = load_task_model(args.base, task_dirs, seed=args.seed)
-    print(f"| task | method | test acc now | when learnt | trainable / task | KiB / task |\n|---|---|---|---|---|---|")
+    print("| task | method | test acc now | when learnt | trainable / task | KiB / task |\n|---|---|---|---|---|---|")
     for d in task_dirs:
         meta = read_task_meta(d)
         data = meta["metrics"].get("data")

@@ -9,7 +9,12 @@ import torch
 from torch import nn
 
 from weightlab.incremental.methods.base import Adapter
-from weightlab.incremental.methods.targets import MLP, family_pattern, matching_modules, set_submodule
+from weightlab.incremental.methods.targets import (
+    MLP,
+    family_pattern,
+    matching_modules,
+    set_submodule,
+)
 
 
 class ParallelAdapterMLP(nn.Module):

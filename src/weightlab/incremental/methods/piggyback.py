@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from weightlab.incremental.methods.base import Adapter
-from weightlab.incremental.methods.targets import set_submodule, weight_layers
+from weightlab.incremental.methods.targets import (
+    forward_with_weight,
+    set_submodule,
+    weight_layers,
+)
 
 MASK_INIT, THRESHOLD_INIT = 1e-2, 5e-3
 
@@ -29,11 +32,7 @@ class MaskedLayer(nn.Module):
         return hard + (s - s.detach())  # forward: exactly the 0/1 mask; backward: identity (STE)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        layer = self.base_layer
-        w = layer.weight * self.binary_mask()
-        if isinstance(layer, nn.Conv2d):
-            return F.conv2d(x, w, layer.bias, layer.stride, layer.padding, layer.dilation, layer.groups)
-        return F.linear(x, w, layer.bias)
+        return forward_with_weight(self.base_layer, x, self.base_layer.weight * self.binary_mask())
 
 
 class PiggybackAdapter(Adapter):

@@ -15,7 +15,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from weightlab.incremental.methods.base import Adapter
-from weightlab.incremental.methods.targets import LOWRANK, family_pattern, matching_modules, set_submodule
+from weightlab.incremental.methods.targets import (
+    LOWRANK,
+    family_pattern,
+    forward_with_weight,
+    matching_modules,
+    set_submodule,
+)
 
 
 class RobustAdaptedLayer(nn.Module):
@@ -44,10 +50,7 @@ class RobustAdaptedLayer(nn.Module):
         return w + (sparse * flat).view_as(w) + lowrank
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        layer, w = self.base_layer, self.effective_weight()
-        if isinstance(layer, nn.Conv2d):
-            return F.conv2d(x, w, layer.bias, layer.stride, layer.padding, layer.dilation, layer.groups)
-        return F.linear(x, w, layer.bias)
+        return forward_with_weight(self.base_layer, x, self.effective_weight())
 
 
 class RosaAdapter(Adapter):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 from weightlab.errors import WeightlabError
@@ -46,3 +48,10 @@ def set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, child, module)
+
+
+def forward_with_weight(layer: nn.Module, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Run a Linear / Conv2d layer (its bias, stride, ...) with another weight."""
+    if isinstance(layer, nn.Conv2d):
+        return F.conv2d(x, weight, layer.bias, layer.stride, layer.padding, layer.dilation, layer.groups)
+    return F.linear(x, weight, layer.bias)
