@@ -213,3 +213,20 @@ def test_cli_adapt_evaluate_and_errors(tmp_path, capsys):
     assert main(["recast", "adapt", "--tasks", "digits", "--method", "lora:r=0", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert err.count("weightlab: error:") == 2 and "Traceback" not in err
+
+
+def test_bench_suite_writes_outputs_and_resumes(tmp_path):
+    from dataclasses import replace
+
+    from weightlab.incremental.bench import get_suite, run_suite
+
+    suite = replace(get_suite("smoke"), sizes=SplitSizes(40, 20, 20))
+    payload = run_suite(suite, tmp_path, progress=False, methods=["head", "recast"])
+    assert {r["method"] for r in payload["runs"]} == {"head", "recast"}
+    assert all(r["zero_forgetting"] for r in payload["summary"])
+    for name in ("results.json", "results.md", "average_accuracy.png", "budget.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    again = run_suite(suite, tmp_path, progress=False, methods=["head", "recast"])  # resumes: nothing to redo
+    assert [r["wall_s"] for r in again["runs"]] == [r["wall_s"] for r in payload["runs"]]
+    with pytest.raises(WeightlabError, match="different suite configuration"):
+        run_suite(replace(suite, epochs=2), tmp_path, progress=False)

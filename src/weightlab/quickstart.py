@@ -45,7 +45,7 @@ def run_quickstart(data_root: Path | None = None, out: Path | None = None, seed:
         source = "ResNet-20 trained here on scikit-learn digits (1,437 train / 360 test)"
         tasks = build_sequence("digits:0-4,digits:5-9", None, SplitSizes(None, 100, None))
     config = preset("cifar-resnet", templates=2, layers_per_group=2, coef_sets=2)
-    adapt = AdaptConfig(epochs=8, lr_step=None)
+    adapt = AdaptConfig(epochs=8)
     runs = {}
     for step, (method, mcfg) in enumerate((
             ("closed_form", MimicryConfig.for_family("cifar_resnet")),
