@@ -58,8 +58,8 @@ def main() -> int:
     train, test = load_dataset("cifar10", "train"), load_dataset("cifar10", "test")
     transform = ModelInput.from_cfg(model.weightlab_cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
-    steps = args.epochs * math.ceil(len(train) / 128)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s + done * steps // args.epochs, steps) / steps)))
+    steps = max(1, args.epochs * math.ceil(len(train) / 128))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s + done * steps // max(args.epochs, 1), steps) / steps)))
     g = torch.Generator().manual_seed(args.seed)
     start = time.perf_counter()
     for epoch in range(done, args.epochs):
