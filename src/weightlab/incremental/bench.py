@@ -173,14 +173,15 @@ def run_suite(suite: Suite, out: str | Path, *, data_root=None, progress: bool =
 
     out = Path(out)
     path = out / "results.json"
+    full = suite
     suite = replace(suite, methods=methods or suite.methods, seeds=tuple(seeds or suite.seeds))
-    payload = read_json(path) if path.is_file() else dict(suite=suite.to_dict(), runs=[])
+    payload = read_json(path) if path.is_file() else dict(suite=full.to_dict(), runs=[])
     fixed = ("name", "model", "sequence", "sizes", "epochs", "weights", "recast", "bn", "pretrained", "model_kwargs")
     changed = [k for k in fixed if payload["suite"].get(k) != suite.to_dict()[k]]
     if changed:
         raise WeightlabError(f"{path} holds runs of a different suite configuration ({', '.join(changed)} "
                              "differ): resume only the same suite, or pass another --out")
-    payload.update(machine=machine(), suite=suite.to_dict())
+    payload.update(machine=machine(), suite=full.to_dict())
     done = {_run_key(r) for r in payload["runs"]}
     tasks = build_sequence(suite.sequence, data_root, suite.sizes)
     payload["tasks"] = [t.summary() for t in tasks]
@@ -238,15 +239,15 @@ def to_markdown(payload: dict) -> str:
     suite = payload["suite"]
     tasks = [t["name"] for t in payload.get("tasks", [])]
     lines = [f"# {suite['name']}: {suite.get('description', '')}", "",
-             f"Model `{suite['model']}`, sequence `{suite['sequence']}`, seeds {suite['seeds']}, "
+             f"Model `{suite['model']}`, sequence `{suite['sequence']}`, "
              f"{suite['epochs']} epochs per task, split sizes {suite['sizes']}, BatchNorm statistics: {suite['bn']}. "
              "Test accuracy (%) after the last task, mean ± std over seeds; epoch selected on validation.", "",
-             "| method | trainable / task (+ head) | KiB / task | " + " | ".join(tasks) +
+             "| method | seeds | trainable / task (+ head) | KiB / task | " + " | ".join(tasks) +
              " | avg acc | BWT | zero forgetting | wall s / run |",
-             "|---|---|---|" + "---|" * len(tasks) + "---|---|---|---|"]
+             "|---|---|---|---|" + "---|" * len(tasks) + "---|---|---|---|"]
     for r in payload["summary"]:
         cells = " | ".join(f"{m:.1f} ± {s:.1f}" for m, s in zip(r["per_task"], r["per_task_std"]))
-        lines.append(f"| {r['name']} | {r['trainable_per_task']:,} (+{r['head_per_task']:,}) | "
+        lines.append(f"| {r['name']} | {len(r['seeds'])} | {r['trainable_per_task']:,} (+{r['head_per_task']:,}) | "
                      f"{r['bytes_per_task'] / 1024:.1f} | {cells} | **{r['average_accuracy']:.2f} ± "
                      f"{r['average_accuracy_std']:.2f}** | {r['backward_transfer']:.2f} | "
                      f"{'yes' if r['zero_forgetting'] else 'NO'} | {r['wall_s']:.0f} |")
