@@ -34,7 +34,8 @@ def add_parsers(rc) -> None:
     a.add_argument("--epochs", type=int, default=100, help="epochs per task (default 100, the authors')")
     a.add_argument("--lr", type=float, default=2e-3)
     a.add_argument("--weight-decay", type=float, default=1e-6)
-    a.add_argument("--lr-step", type=int, default=None, help="StepLR step (default: a third of the epochs)")
+    a.add_argument("--lr-step", type=int, default=33,
+                   help="StepLR step in epochs (default 33, the authors'; 0: a third of the epochs)")
     a.add_argument("--batch-size", type=int, default=None, help="default 64 (CNN) / 128 (ViT)")
     a.add_argument("--clip", type=float, default=1.0)
     a.add_argument("--select", choices=("val", "last"), default="val", help="epoch selection (default val)")
@@ -94,7 +95,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     if args.out is None:
         raise WeightlabError("--out DIR is required (the base and task artifacts are written there)")
     spec = parse_method(args.method)
-    cfg = AdaptConfig(epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay, lr_step=args.lr_step,
+    cfg = AdaptConfig(epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay, lr_step=args.lr_step or None,
                       batch_size=args.batch_size, clip_norm=args.clip or None, select=args.select)
     sizes = SplitSizes(args.train_size, args.val_size, args.test_size)
     tasks = build_sequence(args.tasks, args.data_root, sizes)
