@@ -204,13 +204,27 @@ def run_suite(suite: Suite, out: str | Path, *, data_root=None, progress: bool =
             record["recast_overrides"] = rover if spec.recast else None
         payload["runs"].append(record)
         write_json(path, payload)
-    payload["summary"] = summarize(payload["runs"])
-    write_json(path, payload)
-    write_text(out / "results.md", to_markdown(payload))
+    return write_report(payload, out)
+
+
+def write_report(payload: dict, out: str | Path) -> dict:
+    """Summarise the runs of ``payload`` and (re)write results.json, results.md and the plots."""
     from weightlab.incremental.plots import plot_suite
 
+    out = Path(out)
+    payload["summary"] = summarize(payload["runs"])
+    write_json(out / "results.json", payload)
+    write_text(out / "results.md", to_markdown(payload))
     plot_suite(payload, out)
     return payload
+
+
+def report_only(out: str | Path) -> dict:
+    """Rebuild the Markdown table and plots from an existing (possibly partial) results.json."""
+    path = Path(out) / "results.json"
+    if not path.is_file():
+        raise WeightlabError(f"{path}: no results to report (run the suite first)")
+    return write_report(read_json(path), out)
 
 
 def summarize(runs: list[dict]) -> list[dict]:
@@ -256,5 +270,5 @@ def to_markdown(payload: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["SUITES", "Suite", "Point", "get_suite", "run_suite", "run_sequence", "build_bases", "summarize",
+__all__ = ["SUITES", "Suite", "Point", "get_suite", "run_suite", "write_report", "report_only", "run_sequence", "build_bases", "summarize",
            "to_markdown"]

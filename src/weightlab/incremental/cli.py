@@ -59,6 +59,8 @@ def add_parsers(rc) -> None:
     b.add_argument("--methods", default=None, help="comma-separated subset of the suite's methods")
     b.add_argument("--seeds", default=None, help="comma-separated seeds (default the authors' 42,1998,3142592)")
     b.add_argument("--weights", type=Path, default=None, help="local backbone weights (e.g. for the ViT suite)")
+    b.add_argument("--report-only", action="store_true",
+                   help="only rebuild results.md and the plots from OUT/results.json (e.g. of an interrupted run)")
     b.add_argument("--data-root", type=Path, default=None)
     _common(b)
 
@@ -171,12 +173,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from weightlab.incremental.bench import get_suite, run_suite
+    from weightlab.incremental.bench import get_suite, report_only, run_suite
 
     suite = get_suite(args.suite)
     if args.weights:
         suite = replace(suite, weights=str(args.weights))
     out = args.out or Path("runs") / "bench" / suite.name
+    if args.report_only:
+        report_only(out)
+        print((Path(out) / "results.md").read_text())
+        return 0
     payload = run_suite(suite, out, data_root=args.data_root, progress=not args.no_progress,
                         methods=args.methods.split(",") if args.methods else None,
                         seeds=tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None)
