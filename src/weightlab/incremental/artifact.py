@@ -36,10 +36,7 @@ def save_task(model: TaskModel, name: str, directory: str | Path, metrics: dict 
         format=TASK_FORMAT, weightlab_version=weightlab.__version__, name=name,
         classes=model.task_info[name]["classes"], method=model.method.to_dict(), bn=model.bn,
         base_hash=model.base_hash, model=model.model_cfg.get("name"), counts=model.counts(name),
-        file_bytes=None, metrics=metrics or {}))
-    meta = read_json(directory / "task.json")
-    meta["file_bytes"] = (directory / "task.safetensors").stat().st_size
-    write_json(directory / "task.json", meta)
+        file_bytes=(directory / "task.safetensors").stat().st_size, metrics=metrics or {}))
     return directory
 
 

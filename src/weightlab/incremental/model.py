@@ -193,8 +193,9 @@ class TaskModel(nn.Module):
         packed = self.adapter.pack_state(self.init_state) if self.adapter else self.init_state
         state_bytes = sum(v.numel() * v.element_size() for v in packed.values())
         head_bytes = sum(p.numel() * p.element_size() for p in self.heads[name].parameters()) if name in self.heads else 0
-        backbone = sum(t.numel() for t in self.backbone.state_dict().values())
-        backbone_bytes = sum(t.numel() * t.element_size() for t in self.backbone.state_dict().values())
+        shared = self.backbone.state_dict().values()
+        backbone = sum(t.numel() for t in shared)
+        backbone_bytes = sum(t.numel() * t.element_size() for t in shared)
         return dict(trainable_per_task=trained, head_per_task=head, buffers_per_task=stats,
                     bytes_per_task=state_bytes + head_bytes, backbone_numbers=backbone,
                     backbone_bytes=backbone_bytes)
@@ -211,7 +212,6 @@ class TaskModel(nn.Module):
             self.set_task(current)
         if self.adapter is not None and self.adapter.mergeable:
             self.adapter.merge(backbone)
-        backbone.recast_plan = []  # recast_layers() walks modules; the flag only marks a RECAST model
         backbone = recast_materialize(backbone)
         for p in backbone.parameters():
             p.requires_grad_(False)
