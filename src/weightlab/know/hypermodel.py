@@ -1,0 +1,246 @@
+"""KNOWN, the Knowledge-Overflowed Weight Nowcaster (9,425 weights), and its loader for the
+authors' Keras weights.
+
+Every scalar parameter is predicted independently from its sequence of S=5 values, ordered
+oldest-forgetting-stage first ``[θ^{S-1}, …, θ^1, θ^0]``. Stream 1 reads the 5 values, stream 2
+the 4 consecutive differences; each stream is Dense(64, linear) → exp block → Dense(32) →
+LeakyReLU(0.3), with the exp block ``h = ReLU(Dense8(x)); Dense64_a(h) + Dense64_b(h) ⊙
+exp(Dense64_c(h) ⊙ x)``. The two 32-wide outputs are concatenated → Dense(1) → tanh: a residual
+added to the last value, ``θ̂^{-1} = θ^0 + residual``.
+
+:class:`KNOWNNet` is the plain module (the reference, used for the golden-file test and for
+training); :meth:`KNOWNNet.fused` gives an algebraically folded inference kernel that evaluates
+the same function several times faster over millions of parameters (:class:`FusedKNOWN`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from weightlab.errors import WeightlabError
+
+SEQ_LEN = 5
+INPUT_CONVENTIONS = ("raw", "normalized")
+KINDS = ("conv", "fc", "bias")
+# Keras layer names of one stream, in the roles of the reference notes.
+_STREAM_ROLES = ("inp", "gate", "add", "factor", "rate", "out")
+_LEAKY_SLOPE = 0.3  # Keras' LeakyReLU default
+
+
+class KNOWNStream(nn.Module):
+    """Dense(64, linear) → exp block → Dense(32) → LeakyReLU(0.3)."""
+
+    def __init__(self, in_features: int) -> None:
+        super().__init__()
+        self.inp = nn.Linear(in_features, 64)
+        self.gate = nn.Linear(64, 8)     # Dense8 of the exp block
+        self.add = nn.Linear(8, 64)      # Dense64_a: the additive term
+        self.factor = nn.Linear(8, 64)   # Dense64_b: multiplies the exponential
+        self.rate = nn.Linear(8, 64)     # Dense64_c: inside the exponential
+        self.out = nn.Linear(64, 32)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        x = self.inp(u)
+        h = F.relu(self.gate(x))
+        y = self.add(h) + self.factor(h) * torch.exp(self.rate(h) * x)
+        return F.leaky_relu(self.out(y), _LEAKY_SLOPE)
+
+
+class KNOWNNet(nn.Module):
+    """The KNOWN hypermodel: ``(N, 5)`` sequences → ``(N,)`` residuals.
+
+    ``input_convention="raw"`` feeds the values as they are (the authors' current code);
+    ``"normalized"`` (their earlier version, as in WNN) subtracts ``w[0]``, divides by
+    ``2·(range + 1e-5)``, predicts, and maps the residual back to weight units.
+    """
+
+    def __init__(self, input_convention: str = "raw") -> None:
+        super().__init__()
+        if input_convention not in INPUT_CONVENTIONS:
+            raise WeightlabError(f"unknown KNOWN input convention '{input_convention}' "
+                                 f"(use one of {', '.join(INPUT_CONVENTIONS)})")
+        self.input_convention = input_convention
+        self.values = KNOWNStream(SEQ_LEN)
+        self.diffs = KNOWNStream(SEQ_LEN - 1)
+        self.head = nn.Linear(64, 1)
+
+    def core(self, seq: torch.Tensor) -> torch.Tensor:
+        """The network itself on already-prepared sequences."""
+        d = seq[:, 1:] - seq[:, :-1]
+        z = torch.cat([self.values(seq), self.diffs(d)], dim=1)
+        return torch.tanh(self.head(z)).squeeze(1)
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        _check_seq(seq)
+        if self.input_convention == "raw":
+            return self.core(seq)
+        shift, scale = _norm_stats(seq)
+        return self.core((seq - shift) / scale) * scale.squeeze(1)
+
+    def extra_repr(self) -> str:
+        return f"input_convention={self.input_convention!r}"
+
+    def fused(self) -> "FusedKNOWN":
+        return FusedKNOWN(self)
+
+
+def _check_seq(seq: torch.Tensor) -> None:
+    if seq.ndim != 2 or seq.shape[1] != SEQ_LEN:
+        raise WeightlabError(f"KNOWN takes (N, {SEQ_LEN}) sequences, got shape {tuple(seq.shape)}")
+
+
+def _norm_stats(seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    shift = seq[:, :1]
+    scale = 2.0 * (seq.amax(1, keepdim=True) - seq.amin(1, keepdim=True) + 1e-5)
+    return shift, scale
+
+
+class FusedKNOWN:
+    """Inference-only KNOWN with the linear layers folded together (same function, fewer FLOPs).
+
+    The differences are a linear map of the values, and the first Dense(64) is linear, so both
+    streams' first layers and both Dense8 gates become one (5 → 144) matmul; the additive branch
+    ``Dense64_a`` folds into ``Dense(32)``. What is left per scalar is two (8 → 128) matmuls, 128
+    exponentials, two (64 → 32) matmuls and the head. Evaluated in chunks that stay in cache.
+    """
+
+    def __init__(self, net: KNOWNNet) -> None:
+        self.input_convention = net.input_convention
+        with torch.no_grad():
+            dt = torch.float64
+            eye = torch.eye(SEQ_LEN, dtype=dt)
+            diff = eye[:, 1:] - eye[:, :-1]  # (5, 4): seq @ diff = consecutive differences
+            first_w, first_b, gate_w, gate_b, bc_w, bc_b, out_w, out_b, h_w = [], [], [], [], [], [], [], [], []
+            for stream, a in ((net.values, eye), (net.diffs, diff)):
+                w_in = a @ stream.inp.weight.to(dt).T          # (5, 64)
+                b_in = stream.inp.bias.to(dt)
+                g_w = w_in @ stream.gate.weight.to(dt).T        # (5, 8)
+                g_b = b_in @ stream.gate.weight.to(dt).T + stream.gate.bias.to(dt)
+                first_w.append(w_in)
+                first_b.append(b_in)
+                gate_w.append(g_w)
+                gate_b.append(g_b)
+                bc_w.append((stream.factor.weight.to(dt).T, stream.rate.weight.to(dt).T))  # (8, 64) each
+                bc_b.append((stream.factor.bias.to(dt), stream.rate.bias.to(dt)))
+                w_out = stream.out.weight.to(dt).T                # (64, 32)
+                out_w.append(w_out)
+                h_w.append(stream.add.weight.to(dt).T @ w_out)    # (8, 32)
+                out_b.append(stream.add.bias.to(dt) @ w_out + stream.out.bias.to(dt))
+            f32 = torch.float32
+            self.w1 = torch.cat(first_w + gate_w, dim=1).to(f32).contiguous()   # (5, 144)
+            self.b1 = torch.cat(first_b + gate_b).to(f32).contiguous()
+            self.factor_w = [w[0].to(f32).contiguous() for w in bc_w]
+            self.rate_w = [w[1].to(f32).contiguous() for w in bc_w]
+            self.factor_b = [b[0].to(f32).contiguous() for b in bc_b]
+            self.rate_b = [b[1].to(f32).contiguous() for b in bc_b]
+            self.out_w = [w.to(f32).contiguous() for w in out_w]
+            self.h_w = [w.to(f32).contiguous() for w in h_w]
+            self.out_b = [b.to(f32).contiguous() for b in out_b]
+            hw = net.head.weight.detach().to(f32).reshape(-1)
+            self.head_w = [hw[:32].contiguous().view(32, 1), hw[32:].contiguous().view(32, 1)]
+            self.head_b = net.head.bias.detach().to(f32).clone()
+
+    def __call__(self, seq: torch.Tensor, chunk: int = 4096, threads: int | None = None) -> torch.Tensor:
+        """Residuals for ``(N, 5)`` sequences. Chunks are spread over ``threads`` worker threads
+        (default: torch's thread count), each running single-threaded kernels on cache-sized blocks,
+        which is much faster than torch's intra-op threading for these thin matmuls."""
+        _check_seq(seq)
+        seq = seq.detach().to(torch.float32).contiguous()
+        out = torch.empty(seq.shape[0], dtype=torch.float32)
+        threads = threads or torch.get_num_threads()
+        starts = list(range(0, seq.shape[0], chunk))
+
+        def work(part: list[int]) -> None:
+            with torch.inference_mode():
+                for start in part:
+                    s = seq[start:start + chunk]
+                    if self.input_convention == "normalized":
+                        shift, scale = _norm_stats(s)
+                        out[start:start + chunk] = self._core((s - shift) / scale) * scale.squeeze(1)
+                    else:
+                        out[start:start + chunk] = self._core(s)
+
+        if threads <= 1 or len(starts) < 2:
+            work(starts)
+            return out
+        from concurrent.futures import ThreadPoolExecutor
+
+        previous = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            parts = [starts[i::threads] for i in range(threads)]
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(work, parts))
+        finally:
+            torch.set_num_threads(previous)
+        return out
+
+    def _core(self, s: torch.Tensor) -> torch.Tensor:
+        first = torch.addmm(self.b1, s, self.w1)          # (n, 144): x1 | x2 | gate1 | gate2
+        gates = first[:, 128:].relu_()
+        acc = self.head_b.expand(s.shape[0], 1).clone()
+        for k in range(2):
+            x = first[:, 64 * k:64 * (k + 1)]
+            h = gates[:, 8 * k:8 * (k + 1)]
+            # exp on a contiguous tensor: torch's strided exp is ~4x slower, numpy's SIMD exp ~1.7x faster
+            rate = torch.addmm(self.rate_b[k], h, self.rate_w[k]).mul_(x)
+            _exp_(rate)
+            e = rate.mul_(torch.addmm(self.factor_b[k], h, self.factor_w[k]))
+            y = torch.addmm(self.out_b[k], e, self.out_w[k]).addmm_(h, self.h_w[k])
+            y = F.leaky_relu(y, _LEAKY_SLOPE)
+            acc.addmm_(y, self.head_w[k])
+        return acc.tanh_().squeeze(1)
+
+
+def _exp_(t: torch.Tensor) -> None:
+    """In-place exp of a contiguous float32 CPU tensor (numpy's vectorised exp shares its memory)."""
+    arr = t.numpy()
+    np.exp(arr, out=arr)
+
+
+def load_keras_known(path: str | Path, input_convention: str = "raw") -> KNOWNNet:
+    """Build a :class:`KNOWNNet` from one of the authors' Keras ``save_weights`` files (h5py only)."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightlabError(f"{path}: no such KNOWN weights file")
+    net = KNOWNNet(input_convention)
+    layers = {"head": "dense_12"}
+    for s, stream in enumerate(("values", "diffs")):
+        for i, role in enumerate(_STREAM_ROLES):
+            layers[f"{stream}.{role}"] = "dense" if s == 0 and i == 0 else f"dense_{6 * s + i}"
+    try:
+        with h5py.File(path, "r") as f:
+            group = f["model_weights"] if "model_weights" in f else f
+            with torch.no_grad():
+                for module_name, layer in layers.items():
+                    if layer not in group:
+                        raise WeightlabError(f"{path}: layer '{layer}' not found (not a KNOWN weights file)")
+                    g = group[layer][layer] if layer in group[layer] else group[layer]
+                    module = net.get_submodule(module_name)
+                    kernel = torch.from_numpy(g["kernel:0"][()]).T
+                    bias = torch.from_numpy(g["bias:0"][()])
+                    if kernel.shape != module.weight.shape or bias.shape != module.bias.shape:
+                        raise WeightlabError(f"{path}: layer '{layer}' has kernel {tuple(kernel.shape[::-1])}, "
+                                             f"expected {tuple(module.weight.shape[::-1])} (in, out)")
+                    module.weight.copy_(kernel)
+                    module.bias.copy_(bias)
+    except OSError as e:
+        raise WeightlabError(f"{path}: not a readable HDF5 file ({e})") from None
+    return net.eval()
+
+
+def load_official_known(path: str | Path, input_convention: str = "raw") -> KNOWNNet:
+    """The authors' trained KNOWN from ``KNOWN_{Conv,FC,Bias}.h5``: a torch module mapping an
+    ``(N, 5)`` tensor of sequences (oldest stage first) to the ``(N,)`` residuals."""
+    return load_keras_known(path, input_convention)
+
+
+def count_parameters(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
