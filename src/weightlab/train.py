@@ -29,3 +29,13 @@ def fit_classifier(model: nn.Module, data: ImageArrays, model_cfg: dict, *, epoc
         history.append(total / max(count, 1))
     model.eval()
     return history
+
+
+@torch.no_grad()
+def evaluate_accuracy(model: nn.Module, data: ImageArrays, model_cfg: dict, batch_size: int = 256) -> float:
+    """Top-1 accuracy (percent) of ``model`` on ``data``; leaves the model in eval mode."""
+    model.eval()
+    correct = 0
+    for x, y in data.batches(batch_size, model_cfg):
+        correct += int((model(x).argmax(1) == y).sum())
+    return 100.0 * correct / max(len(data), 1)

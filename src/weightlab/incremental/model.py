@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from weightlab.errors import WeightlabError
+from weightlab.models import find_classifier
 from weightlab.incremental.methods import MethodSpec
 from weightlab.incremental.methods.targets import set_submodule
 
@@ -28,13 +29,7 @@ BN_MODES = ("task", "frozen")
 
 def detach_classifier(model: nn.Module) -> tuple[nn.Module, int]:
     """Replace the model's classifier by ``nn.Identity`` (in place); returns (model, feature dim)."""
-    head = model.get_classifier() if hasattr(model, "get_classifier") else None
-    if not isinstance(head, nn.Linear):
-        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-        head = linears[-1] if linears else None
-    if head is None:
-        raise WeightlabError("cannot find the model's classifier (no get_classifier() and no nn.Linear)")
-    name = next(n for n, m in model.named_modules() if m is head)
+    name, head = find_classifier(model)
     set_submodule(model, name, nn.Identity())
     return model, head.in_features
 

@@ -18,13 +18,13 @@ from torch import nn
 from weightlab import paths
 from weightlab.errors import WeightlabError
 from weightlab.io import load_weights
-from weightlab.models import cifar_resnet, convmixer  # noqa: F401  (registers the families)
+from weightlab.models import cifar_resnet, convmixer, small_cnn  # noqa: F401  (registers the families)
 from weightlab.models.registry import get_entry, list_registered, register_model
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-__all__ = ["create_model", "load_state_dict_strict", "list_models", "register_model", "model_family"]
+__all__ = ["create_model", "load_state_dict_strict", "list_models", "register_model", "model_family", "find_classifier"]
 
 
 def list_models() -> list[str]:
@@ -57,6 +57,17 @@ def create_model(name: str, *, pretrained: bool = False, weights: str | Path | N
 def model_family(model: nn.Module) -> str:
     cfg = getattr(model, "weightlab_cfg", None)
     return cfg["family"] if cfg else "generic"
+
+
+def find_classifier(model: nn.Module) -> tuple[str, nn.Linear]:
+    """The model's classifier: ``get_classifier()`` (timm and ours) or else its last ``nn.Linear``."""
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    if not isinstance(head, nn.Linear):
+        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        head = linears[-1] if linears else None
+    if head is None:
+        raise WeightlabError("cannot find the model's classifier (no get_classifier() and no nn.Linear)")
+    return next(n for n, m in model.named_modules() if m is head), head
 
 
 def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str = "state dict") -> None:
@@ -115,7 +126,8 @@ def _create_own(name: str, pretrained: bool, num_classes: int | None, kwargs: di
         else:
             load_state_dict_strict(model, state, source=str(root / entry.pretrained_file))
     cfg = dict(name=entry.name, source="weightlab", family=entry.family, mean=list(entry.mean), std=list(entry.std),
-               input_size=list(entry.input_size), num_classes=num_classes or entry.num_classes)
+               input_size=list(entry.input_size), num_classes=num_classes or entry.num_classes,
+               kwargs=dict(kwargs))
     return model, cfg
 
 

@@ -1,0 +1,48 @@
+"""Consensus Task Arithmetic with TALL masks (Wang et al. 2024).
+
+Candidates for step k: ``τ_j = Θ⁰ − Θ^j`` (j = 1 … k) and their sum ``τ_MTL``. TALL mask of each
+candidate: ``m_j = |τ_j| ≥ λ_tall·|τ_MTL − τ_j|``. A coordinate is kept when at least
+``min_agree`` (default 2) masks select it; ``Θ̂^{-k} = Θ⁰ + λ·(consensus ⊙ τ_MTL)``.
+Majority voting needs at least three candidates, so only steps k ≥ 3 (×8 and beyond for r=0.5)
+are defined; smaller steps are refused, as the paper notes.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from weightlab.know.predictors.base import Predictor, task_vectors
+from weightlab.know.trajectory import Trajectory
+
+
+class ConsensusTA(Predictor):
+    name = "consensus_ta"
+
+    def __init__(self, kinds=None, lam: float = 0.2, tall_lambda: float = 0.4, min_agree: int = 2) -> None:
+        super().__init__(kinds)
+        self.lam, self.tall_lambda, self.min_agree = float(lam), float(tall_lambda), int(min_agree)
+
+    def options(self) -> dict:
+        return {"lam": self.lam, "tall_lambda": self.tall_lambda, "min_agree": self.min_agree}
+
+    def min_stages(self, step: int) -> int:
+        return step + 1
+
+    def unsupported(self, step: int) -> str | None:
+        if step < 3:
+            return (f"consensus needs at least 3 candidate task vectors and step {step} has {step} "
+                    "(predict step 3 or more, i.e. x8 for r=0.5)")
+        return None
+
+    def _predict_keys(self, trajectory: Trajectory, keys, steps):
+        out = {k: {} for k in steps}
+        for name in keys:
+            taus = torch.stack(task_vectors(trajectory, name, max(steps)))
+            theta0 = trajectory.stages[0][name].double()
+            for k in steps:
+                cand = taus[:k]
+                mtl = cand.sum(0)
+                masks = cand.abs() >= self.tall_lambda * (mtl.unsqueeze(0) - cand).abs()
+                consensus = masks.sum(0) >= self.min_agree
+                out[k][name] = theta0 + self.lam * consensus * mtl
+        return out

@@ -1,0 +1,93 @@
+"""KNOWN as a predictor: every scalar's sequence of 5 values ``[θ^4, θ^3, θ^2, θ^1, θ^0]`` goes
+through the hypermodel of its kind (Conv for >2-D weights, FC for 2-D weights, Bias for biases),
+``θ̂^{-1} = θ^0 + KNOWN(·)``. Further steps slide the window: ``[θ^3, …, θ^0, θ̂^{-1}] → θ̂^{-2}``.
+
+Kinds map to the three hypermodels as: conv → Conv; fc, head, other → FC; bias, norm → Bias.
+BatchNorm (``norm``) is not predicted by default, as in the paper.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from weightlab import paths
+from weightlab.errors import WeightlabError
+from weightlab.know.hypermodel import SEQ_LEN, KNOWNNet, load_keras_known
+from weightlab.know.predictors.base import Predictor, flat_sequences, unflatten
+from weightlab.know.trajectory import Trajectory
+
+MODEL_FOR_KIND = {"conv": "Conv", "fc": "FC", "head": "FC", "other": "FC", "bias": "Bias", "norm": "Bias"}
+OFFICIAL_FILES = {"Conv": "KNOWN_Conv.h5", "FC": "KNOWN_FC.h5", "Bias": "KNOWN_Bias.h5"}
+
+
+def official_known_dir() -> Path | None:
+    root = paths.shared_root()
+    d = root / "reference" / "known_official" if root is not None else None
+    return d if d is not None and d.is_dir() else None
+
+
+def load_known_set(folder: str | Path | None = None, input_convention: str = "raw") -> dict[str, KNOWNNet]:
+    """The three hypermodels ``{"Conv", "FC", "Bias"}`` from a folder of the authors' ``.h5`` files
+    (default: ``<shared>/reference/known_official``) or of weightlab's ``KNOWN_<kind>.safetensors``."""
+    folder = Path(folder) if folder is not None else official_known_dir()
+    if folder is None or not folder.is_dir():
+        raise WeightlabError("KNOWN weights not found: pass --known-weights DIR (holding KNOWN_Conv.h5, KNOWN_FC.h5 "
+                             "and KNOWN_Bias.h5) or set WEIGHTLAB_SHARED to the shared folder")
+    nets = {}
+    for kind, h5 in OFFICIAL_FILES.items():
+        st = folder / f"KNOWN_{kind}.safetensors"
+        if (folder / h5).is_file():
+            nets[kind] = load_keras_known(folder / h5, input_convention)
+        elif st.is_file():
+            from weightlab.models import load_state_dict_strict
+            from weightlab.io import load_weights
+
+            net = KNOWNNet(input_convention)
+            load_state_dict_strict(net, load_weights(st), source=str(st))
+            nets[kind] = net.eval()
+        else:
+            raise WeightlabError(f"{folder}: no {h5} or KNOWN_{kind}.safetensors")
+    return nets
+
+
+class KNOWN(Predictor):
+    name = "known"
+
+    def __init__(self, kinds=None, weights: str | Path | dict[str, KNOWNNet] | None = None,
+                 input_convention: str = "raw", chunk: int = 4096) -> None:
+        super().__init__(kinds)
+        self.nets = weights if isinstance(weights, dict) else load_known_set(weights, input_convention)
+        self.input_convention = input_convention
+        self.weights_source = None if isinstance(weights, dict) else str(weights or official_known_dir())
+        self.chunk = chunk
+        self._fused = {k: net.fused() for k, net in self.nets.items()}
+
+    def options(self) -> dict:
+        return {"input_convention": self.input_convention, "weights": self.weights_source}
+
+    def min_stages(self, step: int) -> int:
+        return SEQ_LEN
+
+    def residuals(self, seq_by_model: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {m: self._fused[m](seq, chunk=self.chunk) for m, seq in seq_by_model.items()}
+
+    def _predict_keys(self, trajectory: Trajectory, keys, steps):
+        groups: dict[str, list[str]] = {}
+        for k in keys:
+            groups.setdefault(MODEL_FOR_KIND[trajectory.kinds[k]], []).append(k)
+        # window per model: (N, 5) float32, oldest-forgetting first, the last column is Θ⁰
+        windows = {m: flat_sequences(trajectory, ks, list(range(SEQ_LEN - 1, -1, -1))).T.float().contiguous()
+                   for m, ks in groups.items()}
+        out = {}
+        for k in range(1, max(steps) + 1):
+            res = self.residuals(windows)
+            for m in windows:
+                nxt = windows[m][:, -1] + res[m]
+                windows[m] = torch.cat([windows[m][:, 1:], nxt.unsqueeze(1)], dim=1)
+            if k in steps:
+                out[k] = {}
+                for m, ks in groups.items():
+                    out[k].update(unflatten(windows[m][:, -1], trajectory, ks))
+        return out

@@ -1,0 +1,29 @@
+"""Task Vector extrapolation (Ilharco et al. 2022, as used in KNOW): Θ̂^{-k} = Θ⁰ + λ(Θ⁰ − Θ^k)."""
+
+from __future__ import annotations
+
+from weightlab.know.predictors.base import Predictor, task_vectors
+from weightlab.know.trajectory import Trajectory
+
+
+class TaskVector(Predictor):
+    name = "task_vector"
+
+    def __init__(self, kinds=None, lam: float = 0.2) -> None:
+        super().__init__(kinds)
+        self.lam = float(lam)
+
+    def options(self) -> dict:
+        return {"lam": self.lam}
+
+    def min_stages(self, step: int) -> int:
+        return step + 1
+
+    def _predict_keys(self, trajectory: Trajectory, keys, steps):
+        out = {}
+        for k in steps:
+            out[k] = {}
+            for name in keys:
+                theta0 = trajectory.stages[0][name].double()
+                out[k][name] = theta0 + self.lam * (theta0 - trajectory.stages[k][name].double())
+        return out

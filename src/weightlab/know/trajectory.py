@@ -1,0 +1,117 @@
+"""A weight trajectory ``[Θ⁰, Θ¹, …, Θ^{S-1}]`` of progressive forgetting, and its storage.
+
+On disk a trajectory is a folder: ``manifest.json`` plus one ``stage_NN.safetensors`` per stage
+(``stage_00`` is Θ⁰, the model trained on all of D⁰; ``stage_s`` the model after fine-tuning on
+D^s). Every file is written atomically and the manifest is rewritten after each stage, so a folder
+always describes exactly the stages that are complete.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from weightlab.errors import WeightlabError
+from weightlab.io import load_weights, read_json, save_tensors, write_json
+from weightlab.know.kinds import guess_kinds
+
+MANIFEST = "manifest.json"
+FORMAT = "weightlab.know.trajectory/1"
+
+
+def stage_file(index: int) -> str:
+    return f"stage_{index:02d}.safetensors"
+
+
+@dataclass
+class Trajectory:
+    """``stages[s]`` is Θ^s (``s = 0``: full data, larger ``s``: smaller subsets); ``kinds`` maps
+    every key to its kind (see :mod:`weightlab.know.kinds`); ``meta`` is the manifest's record."""
+
+    stages: list[dict[str, torch.Tensor]]
+    kinds: dict[str, str] = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.stages:
+            raise WeightlabError("a trajectory needs at least one stage")
+        if not self.kinds:
+            self.kinds = guess_kinds(self.stages[0])
+        self.validate()
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.stages)
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self.stages[0])
+
+    def validate(self) -> None:
+        """Same keys and shapes in every stage, finite values, a kind for every key."""
+        ref = self.stages[0]
+        for s, stage in enumerate(self.stages[1:], start=1):
+            missing = [k for k in ref if k not in stage]
+            extra = [k for k in stage if k not in ref]
+            if missing or extra:
+                raise WeightlabError(
+                    f"trajectory stage {s} has different keys from stage 0: "
+                    + "; ".join(p for p in (f"missing {', '.join(missing[:3])}" if missing else "",
+                                             f"unexpected {', '.join(extra[:3])}" if extra else "") if p))
+            bad = [f"{k} {tuple(stage[k].shape)} vs {tuple(ref[k].shape)}" for k in ref
+                   if tuple(stage[k].shape) != tuple(ref[k].shape)]
+            if bad:
+                raise WeightlabError(f"trajectory stage {s} has different shapes from stage 0: {'; '.join(bad[:3])}")
+        for s, stage in enumerate(self.stages):
+            for k, v in stage.items():
+                if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+                    raise WeightlabError(f"trajectory stage {s}: '{k}' contains NaN or Inf values")
+        unknown = [k for k in ref if k not in self.kinds]
+        if unknown:
+            raise WeightlabError(f"trajectory has no kind for {len(unknown)} key(s) e.g. {', '.join(unknown[:3])}")
+
+    def require(self, n: int, who: str) -> None:
+        if self.num_stages < n:
+            raise WeightlabError(f"{who} needs a trajectory of at least {n} stages, this one has {self.num_stages}")
+
+    def keys_of(self, kinds) -> list[str]:
+        """Keys of the given kinds that hold floating-point values (in state-dict order)."""
+        return [k for k in self.keys if self.kinds[k] in kinds and self.stages[0][k].is_floating_point()]
+
+    def count_by_kind(self, keys: list[str] | None = None) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for k in keys if keys is not None else self.keys:
+            counts[self.kinds[k]] = counts.get(self.kinds[k], 0) + self.stages[0][k].numel()
+        return counts
+
+    # ------------------------------------------------------------------ storage
+    def save(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        for s, stage in enumerate(self.stages):
+            save_tensors(folder / stage_file(s), stage)
+        meta = dict(self.meta)
+        meta.update(format=FORMAT, kinds=self.kinds, completed_stages=self.num_stages,
+                    stage_files=[stage_file(s) for s in range(self.num_stages)])
+        write_json(folder / MANIFEST, meta)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, *, min_stages: int = 1) -> "Trajectory":
+        folder = Path(folder)
+        if not (folder / MANIFEST).is_file():
+            raise WeightlabError(f"{folder}: not a trajectory folder (no {MANIFEST}); make one with "
+                                 "'weightlab know forget'")
+        meta = read_json(folder / MANIFEST)
+        if meta.get("format") != FORMAT:
+            raise WeightlabError(f"{folder / MANIFEST}: unknown format {meta.get('format')!r} (expected {FORMAT})")
+        files = meta.get("stage_files", [])[: meta.get("completed_stages", 0)]
+        if len(files) < min_stages:
+            raise WeightlabError(f"{folder}: {len(files)} complete stage(s), at least {min_stages} needed")
+        stages = []
+        for f in files:
+            if not (folder / f).is_file():
+                raise WeightlabError(f"{folder / f}: stage file listed in the manifest is missing")
+            stages.append(load_weights(folder / f))
+        return cls(stages, dict(meta.get("kinds", {})), meta)
