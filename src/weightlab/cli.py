@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     from weightlab.incremental.cli import add_parsers
 
     add_parsers(rc)
+    from weightlab.know.cli import add_parsers as add_know_parsers
+
+    add_know_parsers(sub, _common)
     return parser
 
 
@@ -143,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
 
             return {"adapt": icli.cmd_adapt, "evaluate": icli.cmd_evaluate, "bench": icli.cmd_bench}[
                 args.recast_command](args)
+        if args.command == "know":
+            from weightlab.know.cli import COMMANDS
+
+            return COMMANDS[args.know_command](args)
     except WeightlabError as e:
         print(f"weightlab: error: {e}", file=sys.stderr)
         return 2

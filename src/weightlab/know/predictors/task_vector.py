@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from weightlab.know.predictors.base import Predictor, task_vectors
+from weightlab.know.predictors.base import Predictor
 from weightlab.know.trajectory import Trajectory
 
 

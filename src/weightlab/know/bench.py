@@ -1,0 +1,245 @@
+"""The KNOW transfer benchmark (the paper's Table 1, sized for two CPU cores).
+
+A suite fixes a source model and data set D⁰, the forgetting protocol, a downstream task, the
+transfer schedule, the predictors and the seeds. ``run_suite`` does, resumably, in ``out_dir``:
+
+1. ``base.safetensors``: Θ before forgetting (the shared pretrained weights, or pretrained here);
+2. ``trajectory/``: progressive forgetting (:func:`run_forgetting`);
+3. ``predictions/<method>_x<n>.safetensors``: every predictor at every step (timed);
+4. ``incremental.safetensors``: the incremental-pretraining baseline;
+5. ``results.json``: one transfer run per (row, seed), appended atomically after each run;
+6. ``results.md`` (Table 1 layout: mean ± std and the gain over naive transfer) and
+   ``trajectory_pca.png`` (trajectory and predictions on the first two principal components, Fig. 3).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from weightlab.errors import WeightlabError
+from weightlab.incremental.sequences import SplitSizes, build_task
+from weightlab.io import load_weights, read_json, save_tensors, write_json, write_text
+from weightlab.know.forgetting import ForgetConfig, incremental_pretraining, run_forgetting
+from weightlab.know.predictors import DISPLAY, get_predictor
+from weightlab.know.trajectory import Trajectory
+from weightlab.know.transfer import TransferConfig, transfer
+from weightlab.machine import machine
+from weightlab.models import create_model, load_state_dict_strict
+from weightlab.train import evaluate_accuracy, fit_classifier
+
+SEEDS = (42, 1998, 3142592)
+ALL_PREDICTORS = ("linear_fit", "log_fit", "exp_fit", "task_vector", "consensus_ta", "magmax", "tsv", "known")
+
+
+@dataclass
+class KnowSuite:
+    name: str
+    description: str
+    model: str
+    source: str                      # task spec of D⁰, e.g. "cifar10" or "digits:0-4"
+    target: str                      # downstream task spec
+    pretrained: bool = False         # load the shared weights instead of pretraining here
+    pretrain_epochs: int = 0
+    pretrain_lr: float = 1e-3
+    source_train: int | None = None  # samples of D⁰ (None: the whole train split)
+    target_train: int | None = 1000
+    target_test: int | None = 2000
+    eval_size: int | None = 2000     # source test samples to track forgetting
+    forget: ForgetConfig = field(default_factory=ForgetConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
+    predictors: tuple[str, ...] = ALL_PREDICTORS
+    steps: tuple[int, ...] = (1, 2, 3)
+    seeds: tuple[int, ...] = SEEDS
+    incremental: bool = True
+    needs_shared: bool = True
+
+
+SUITES: dict[str, KnowSuite] = {
+    "digits-smallcnn": KnowSuite(
+        "digits-smallcnn", "small CNN pretrained here on digits 0-4 (scikit-learn), transferred to digits 5-9",
+        model="smallcnn", source="digits:0-4", target="digits:5-9", pretrain_epochs=15, pretrain_lr=3e-3,
+        target_train=300, target_test=None, eval_size=None,
+        forget=ForgetConfig(batch_size=64), transfer=TransferConfig(warmup_epochs=2, epochs=4, batch_size=64),
+        seeds=(42,), needs_shared=False),
+    "mnist-fmnist-smallcnn": KnowSuite(
+        "mnist-fmnist-smallcnn", "small CNN pretrained here on 20k MNIST images, transferred to Fashion-MNIST",
+        model="smallcnn", source="mnist", target="fashion_mnist", pretrain_epochs=3, pretrain_lr=2e-3,
+        source_train=20000, target_train=2000, target_test=2000,
+        transfer=TransferConfig(warmup_epochs=2, epochs=6)),
+    "resnet20-cifar10-fmnist": KnowSuite(
+        "resnet20-cifar10-fmnist", "shared pretrained CIFAR ResNet-20, D0 = CIFAR-10 (JPEG, 50k), "
+        "transferred to Fashion-MNIST", model="resnet20", source="cifar10", target="fashion_mnist", pretrained=True,
+        forget=ForgetConfig(full_data_pass=True), target_train=1000, target_test=2000,
+        transfer=TransferConfig(warmup_epochs=2, epochs=4)),
+}
+
+
+def get_suite(name: str) -> KnowSuite:
+    if name not in SUITES:
+        raise WeightlabError(f"unknown KNOW suite '{name}' (use one of {', '.join(SUITES)})")
+    return SUITES[name]
+
+
+def _suite_record(suite: KnowSuite) -> dict:
+    d = asdict(suite)
+    d.pop("description")
+    return d
+
+
+def _sizes(train, test) -> SplitSizes:
+    return SplitSizes(train=train, val=0, test=test)
+
+
+def _base_model(suite: KnowSuite, out: Path, source, progress: bool):
+    model = create_model(suite.model, pretrained=suite.pretrained, num_classes=None if suite.pretrained
+                         else source.num_classes)
+    cfg = model.weightlab_cfg
+    path = out / "base.safetensors"
+    if path.is_file():
+        load_state_dict_strict(model, load_weights(path), source=str(path))
+    else:
+        if not suite.pretrained:
+            torch.manual_seed(0)
+            fit_classifier(model, source.train, cfg, epochs=suite.pretrain_epochs, lr=suite.pretrain_lr,
+                           batch_size=64, seed=0, progress=progress)
+        save_tensors(path, model.state_dict())
+    model.weightlab_cfg = cfg
+    return model
+
+
+def prepare(suite: KnowSuite, out: Path, progress: bool = True) -> dict:
+    """Steps 1-4: base, trajectory, predictions, incremental baseline (each skipped when present)."""
+    source = build_task(suite.source, sizes=_sizes(suite.source_train, suite.eval_size))
+    model = _base_model(suite, out, source, progress)
+    base_acc = evaluate_accuracy(model, source.test, model.weightlab_cfg)
+    traj = run_forgetting(model, source.train, out / "trajectory", suite.forget, eval_data=source.test,
+                          data_info=source.summary(), progress=progress)
+    info = {"base_accuracy": base_acc, "stages": traj.meta["stages"], "predictions": {}}
+    pred_dir = out / "predictions"
+    for name in suite.predictors:
+        predictor = get_predictor(name)
+        steps = [k for k in suite.steps if predictor.unsupported(k) is None]
+        todo = [k for k in steps if not (pred_dir / f"{name}_x{2 ** k}.safetensors").is_file()]
+        if todo:
+            t = time.perf_counter()
+            states = predictor.predict_steps(traj, steps)
+            seconds = time.perf_counter() - t
+            for k, state in states.items():
+                save_tensors(pred_dir / f"{name}_x{2 ** k}.safetensors", state)
+        else:
+            seconds = None
+        skipped = {k: predictor.unsupported(k) for k in suite.steps if predictor.unsupported(k)}
+        info["predictions"][name] = {**predictor.describe(traj), "steps": steps, "skipped": skipped,
+                                     "seconds": seconds}
+    if suite.incremental and not (out / "incremental.safetensors").is_file():
+        torch.manual_seed(0)
+        fresh = create_model(suite.model, num_classes=model.weightlab_cfg["num_classes"])
+        state = incremental_pretraining(fresh, source.train, suite.forget, progress=progress)
+        save_tensors(out / "incremental.safetensors", state)
+        info["incremental_accuracy"] = evaluate_accuracy(fresh, source.test, fresh.weightlab_cfg)
+    return info
+
+
+def rows(suite: KnowSuite, out: Path) -> list[tuple[str, str, int, Path]]:
+    """(row id, label, step, weights file) for every transfer row of the table."""
+    r = [("naive", "Naive transfer", 0, out / "trajectory" / "stage_00.safetensors")]
+    if suite.incremental:
+        r.append(("incremental", "Incremental pretraining", 0, out / "incremental.safetensors"))
+    for k in suite.steps:
+        for name in suite.predictors:
+            f = out / "predictions" / f"{name}_x{2 ** k}.safetensors"
+            if f.is_file():
+                r.append((f"{name}_x{2 ** k}", DISPLAY[name], k, f))
+    return r
+
+
+def run_suite(name: str, out_dir: str | Path, *, progress: bool = True, seeds: tuple[int, ...] | None = None,
+              transfer_cfg: TransferConfig | None = None) -> dict:
+    suite = get_suite(name)
+    if seeds:
+        suite = replace(suite, seeds=tuple(seeds))
+    if transfer_cfg is not None:
+        suite = replace(suite, transfer=transfer_cfg)
+    out = Path(out_dir)
+    results_path = out / "results.json"
+    record = _suite_record(suite)
+    if results_path.is_file():
+        results = read_json(results_path)
+        if results.get("suite") != record:
+            raise WeightlabError(f"{results_path}: made with another suite configuration; use a new --out")
+    else:
+        results = {"suite": record, "description": suite.description, "machine": machine(), "runs": []}
+    t0 = time.perf_counter()
+    results["prepare"] = prepare(suite, out, progress)
+    results["prepare_seconds"] = round(time.perf_counter() - t0, 1)
+    write_json(results_path, results)
+    target = build_task(suite.target, sizes=_sizes(suite.target_train, suite.target_test))
+    model_cfg = Trajectory.load(out / "trajectory").meta["model"]
+    done = {(r["row"], r["seed"]) for r in results["runs"]}
+    todo = [(row, seed) for row in rows(suite, out) for seed in suite.seeds if (row[0], seed) not in done]
+    from tqdm.auto import tqdm
+
+    for (row_id, label, step, path), seed in tqdm(todo, desc=f"{name}: transfer runs", disable=not progress):
+        res = transfer(load_weights(path), model_cfg, target.train, target.test,
+                       replace(suite.transfer, seed=seed), progress=False)
+        results["runs"].append({"row": row_id, "label": label, "step": step, "seed": seed,
+                                "accuracy": res["accuracy"], "warmup_accuracy": res["warmup_accuracy"],
+                                "seconds": round(res["seconds"], 2)})
+        write_json(results_path, results)
+    results["target"] = target.summary()
+    write_json(results_path, results)
+    write_report(results, out)
+    return results
+
+
+def summarize(results: dict) -> list[dict]:
+    by_row: dict[str, list[dict]] = {}
+    for r in results["runs"]:
+        by_row.setdefault(r["row"], []).append(r)
+    table = []
+    naive = by_row.get("naive")
+    naive_mean = sum(r["accuracy"] for r in naive) / len(naive) if naive else None
+    for row, runs in by_row.items():
+        accs = torch.tensor([r["accuracy"] for r in runs], dtype=torch.float64)
+        mean = float(accs.mean())
+        std = float(accs.std()) if len(accs) > 1 else 0.0
+        table.append({"row": row, "label": runs[0]["label"], "step": runs[0]["step"], "seeds": len(runs),
+                      "mean": mean, "std": std, "gain": None if naive_mean is None else mean - naive_mean})
+    return table
+
+
+def write_report(results: dict, out: Path) -> None:
+    table = summarize(results)
+    suite = results["suite"]
+    lines = [f"# KNOW transfer: {suite['name']}", "", results.get("description", ""), "",
+             f"Source {suite['source']} ({suite['model']}), downstream {suite['target']}; forgetting r={suite['forget']['ratio']}, "
+             f"S={suite['forget']['stages']}, {suite['forget']['epochs']} epoch(s)/stage, {suite['forget']['optimizer']} "
+             f"lr {suite['forget']['lr']}; transfer {suite['transfer']['warmup_epochs']} warm-up + "
+             f"{suite['transfer']['epochs']} epochs. Test accuracy (%) at the end of transfer, mean ± std over seeds.",
+             "", "| pred. | method | seeds | accuracy | gain vs naive |", "|---|---|---|---|---|"]
+    for row in sorted(table, key=lambda r: (r["step"], ALL_PREDICTORS.index(r["row"].rsplit("_x", 1)[0])
+                                             if r["step"] else (0 if r["row"] == "naive" else 1))):
+        pred = "x1" if row["step"] == 0 else f"x{round(1 / suite['forget']['ratio']) ** row['step']}"
+        gain = "" if row["row"] == "naive" or row["gain"] is None else f"{row['gain']:+.2f}"
+        lines.append(f"| {pred} | {row['label']} | {row['seeds']} | {row['mean']:.2f} ± {row['std']:.2f} | {gain} |")
+    prep = results.get("prepare", {})
+    if prep:
+        lines += ["", "Forgetting trajectory (accuracy on the source test split):", "",
+                  "| stage | samples | accuracy |", "|---|---|---|"]
+        lines += [f"| {s['stage']} | {s['subset_size']} | {s.get('eval_accuracy', float('nan')):.2f} |"
+                  for s in prep.get("stages", [])]
+        touched = {n: p.get("touched") for n, p in prep.get("predictions", {}).items()}
+        if touched:
+            lines += ["", "Parameters each predictor changes (by kind; everything else is copied from Θ⁰):", ""]
+            lines += [f"- {DISPLAY[n]}: {t}" for n, t in touched.items()]
+    write_text(out / "results.md", "\n".join(lines) + "\n")
+    try:
+        from weightlab.know.plots import plot_trajectory_pca
+
+        plot_trajectory_pca(out / "trajectory", out / "predictions", out / "trajectory_pca.png")
+    except WeightlabError:
+        pass

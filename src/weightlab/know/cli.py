@@ -1,0 +1,230 @@
+"""``weightlab know forget | predict | transfer | bench``."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from weightlab.errors import WeightlabError
+
+
+def add_parsers(sub, common) -> None:
+    from weightlab.know.bench import SUITES
+    from weightlab.know.kinds import DEFAULT_KINDS, PREDICTABLE
+    from weightlab.know.predictors import PREDICTORS
+
+    kn = sub.add_parser("know", help="KNOW: progressive forgetting, weight prediction (KNOWN and baselines), "
+                                     "transfer").add_subparsers(dest="know_command", required=True)
+    f = kn.add_parser("forget", help="fine-tune on nested, ever smaller subsets and record the trajectory",
+                      description="Progressive forgetting: fine-tune the model on D^1 ⊂ D^0, D^2 ⊂ D^1, ... "
+                                  "(ratio r) and save every stage (safetensors) and a manifest to --out. "
+                                  "Rerunning the same command resumes at the next stage.")
+    f.add_argument("--model", required=True, help="weightlab model (resnet20, smallcnn, ...), timm name or tv:NAME")
+    f.add_argument("--weights", type=Path, default=None, help="Θ⁰ weights (.safetensors or weights-only .pt)")
+    f.add_argument("--no-pretrained", action="store_true", help="start from a random init (tests only)")
+    f.add_argument("--data", required=True, help="D⁰ as DATASET[:CLASSES] (digits, mnist, fashion_mnist, cifar10, "
+                                                 "imagefolder:PATH)")
+    f.add_argument("--limit", type=int, default=None, help="use a seeded random subset of D⁰ of this size")
+    f.add_argument("--eval-limit", type=int, default=2000, help="test samples to track accuracy per stage")
+    f.add_argument("--ratio", type=float, default=0.5, help="subset ratio r (default 0.5)")
+    f.add_argument("--stages", type=int, default=5, help="stages S including Θ⁰ (default 5)")
+    f.add_argument("--epochs", type=int, default=1, help="epochs per stage (default 1)")
+    f.add_argument("--optimizer", default="adam", help="adam, adamw or sgd (default adam)")
+    f.add_argument("--lr", type=float, default=1e-3)
+    f.add_argument("--weight-decay", type=float, default=0.0)
+    f.add_argument("--batch-size", type=int, default=128)
+    f.add_argument("--class-balanced", action="store_true", help="keep the same fraction of every class")
+    f.add_argument("--full-data-pass", action="store_true",
+                   help="first fine-tune one pass on all of D⁰ (the authors' script), so Θ⁰ shares the optimiser")
+    f.add_argument("--data-root", type=Path, default=None)
+    common(f)
+
+    p = kn.add_parser("predict", help="predict knowledge-overflowed weights from a trajectory",
+                      description="Read a trajectory folder and write Θ̂^{-1..-steps} (x2, x4, x8 for r=0.5) as "
+                                  "<method>_x<n>.safetensors, with predictions.json (what was touched, timings).")
+    p.add_argument("--trajectory", type=Path, required=True, help="folder written by 'weightlab know forget'")
+    p.add_argument("--method", default="known", help=f"one of {', '.join(PREDICTORS)} (default known)")
+    p.add_argument("--steps", type=int, default=1, help="predict steps 1..N (default 1; 3 gives x2, x4, x8)")
+    p.add_argument("--kinds", default=",".join(DEFAULT_KINDS),
+                   help=f"parameter kinds to predict, from {', '.join(PREDICTABLE)} (default {','.join(DEFAULT_KINDS)})")
+    p.add_argument("--lam", type=float, default=None, help="λ of TaskVector / MagMax / ConsensusTA / TSV (0.2)")
+    p.add_argument("--keep", type=float, default=None, help="TSV: fraction of singular components kept (0.1)")
+    p.add_argument("--known-weights", type=Path, default=None,
+                   help="folder of KNOWN_{Conv,FC,Bias}.h5 (default <shared>/reference/known_official)")
+    p.add_argument("--input-convention", choices=("raw", "normalized"), default="raw", help="KNOWN input convention")
+    common(p)
+
+    t = kn.add_parser("transfer", help="fine-tune Θ⁰ and predicted weights on a downstream task (two phases)",
+                      description="Naive transfer from the trajectory's Θ⁰ and transfer from every predicted "
+                                  "weights file, with a new head: warm-up (only BatchNorm and head train), then "
+                                  "everything with cosine decay. Reports mean ± std over seeds and the gain.")
+    t.add_argument("--trajectory", type=Path, required=True)
+    t.add_argument("--predictions", type=Path, nargs="*", default=[],
+                   help="predicted weights files or folders of them (from 'know predict')")
+    t.add_argument("--task", required=True, help="downstream DATASET[:CLASSES]")
+    t.add_argument("--train-limit", type=int, default=None)
+    t.add_argument("--test-limit", type=int, default=None)
+    t.add_argument("--warmup-epochs", type=int, default=10)
+    t.add_argument("--epochs", type=int, default=100)
+    t.add_argument("--warmup-lr", type=float, default=1e-3)
+    t.add_argument("--lr", type=float, default=4e-4)
+    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--seeds", default="42", help="comma-separated seeds (default 42)")
+    t.add_argument("--data-root", type=Path, default=None)
+    common(t)
+
+    b = kn.add_parser("bench", help="run a KNOW transfer suite (Table 1 layout), resumable",
+                      description="Forgetting, every predictor at x2/x4/x8, incremental pretraining, and transfer "
+                                  "runs per seed; writes results.json, results.md and trajectory_pca.png to --out.")
+    b.add_argument("--suite", required=True, choices=sorted(SUITES))
+    b.add_argument("--seeds", default=None, help="comma-separated seeds (default: the suite's)")
+    common(b)
+
+
+def _progress(args) -> bool:
+    return not args.no_progress
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    from weightlab.incremental.sequences import SplitSizes, build_task
+    from weightlab.know.forgetting import ForgetConfig, run_forgetting
+    from weightlab.models import create_model
+
+    if args.out is None:
+        raise WeightlabError("know forget needs --out FOLDER for the trajectory")
+    task = build_task(args.data, args.data_root, SplitSizes(train=args.limit, val=0, test=args.eval_limit),
+                      data_seed=args.seed)
+    model = create_model(args.model, pretrained=not args.no_pretrained and args.weights is None,
+                         weights=args.weights, num_classes=None if args.weights or not args.no_pretrained
+                         else task.num_classes)
+    if model.weightlab_cfg["num_classes"] != task.num_classes:
+        raise WeightlabError(f"the model has {model.weightlab_cfg['num_classes']} classes but {args.data} has "
+                             f"{task.num_classes}: Θ⁰ must be a model trained on D⁰")
+    cfg = ForgetConfig(ratio=args.ratio, stages=args.stages, epochs=args.epochs, optimizer=args.optimizer,
+                       lr=args.lr, weight_decay=args.weight_decay, batch_size=args.batch_size, seed=args.seed,
+                       class_balanced=args.class_balanced, full_data_pass=args.full_data_pass)
+    traj = run_forgetting(model, task.train, args.out, cfg, eval_data=task.test, data_info=task.summary(),
+                          progress=_progress(args))
+    print("| stage | samples | test accuracy |\n|---|---|---|")
+    for s in traj.meta["stages"]:
+        print(f"| {s['stage']} | {s['subset_size']} | {s.get('eval_accuracy', float('nan')):.2f} |")
+    print(f"\nwrote {traj.num_stages} stages and manifest.json to {args.out}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from weightlab.io import save_tensors, write_json
+    from weightlab.know.predictors import get_predictor
+    from weightlab.know.trajectory import Trajectory
+
+    if args.out is None:
+        raise WeightlabError("know predict needs --out FOLDER for the predicted weights")
+    if args.steps < 1:
+        raise WeightlabError(f"--steps must be at least 1, got {args.steps}")
+    traj = Trajectory.load(args.trajectory)
+    kwargs: dict = {"kinds": args.kinds}
+    if args.lam is not None:
+        kwargs["lam"] = args.lam
+    if args.keep is not None:
+        kwargs["keep"] = args.keep
+    if args.method.lower() == "known":
+        kwargs.update(weights=args.known_weights, input_convention=args.input_convention)
+    try:
+        predictor = get_predictor(args.method, **kwargs)
+    except TypeError as e:
+        raise WeightlabError(f"option not accepted by {args.method}: {e}") from None
+    steps = [k for k in range(1, args.steps + 1) if predictor.unsupported(k) is None]
+    skipped = {k: predictor.unsupported(k) for k in range(1, args.steps + 1) if predictor.unsupported(k)}
+    for k, why in skipped.items():
+        print(f"{predictor.name}: step {k} skipped: {why}")
+    if not steps:
+        raise WeightlabError(f"{predictor.name}: none of steps 1..{args.steps} can be predicted")
+    start = time.perf_counter()
+    states = predictor.predict_steps(traj, steps)
+    seconds = time.perf_counter() - start
+    ratio = traj.meta.get("config", {}).get("ratio", 0.5)
+    files = {}
+    for k, state in states.items():
+        f = args.out / f"{predictor.name}_x{round((1 / ratio) ** k)}.safetensors"
+        save_tensors(f, state, metadata={"method": predictor.name, "step": str(k), "trajectory": str(args.trajectory)})
+        files[k] = f.name
+    info = {**predictor.describe(traj), "steps": steps, "skipped": skipped, "files": files, "seconds": seconds,
+            "seconds_per_parameter": seconds / max(1, sum(predictor.describe(traj)["touched"].values())),
+            "trajectory": str(args.trajectory)}
+    write_json(args.out / f"{predictor.name}.json", info)
+    print(f"{predictor.name}: touched {info['touched']} (untouched {info['untouched']}), {seconds:.2f} s")
+    print(f"wrote {', '.join(files.values())} to {args.out}")
+    return 0
+
+
+def _weight_files(items: list[Path]) -> list[Path]:
+    files = []
+    for p in items:
+        if p.is_dir():
+            files += sorted(p.glob("*.safetensors"))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise WeightlabError(f"{p}: no such predictions file or folder")
+    return files
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from weightlab.incremental.sequences import SplitSizes, build_task
+    from weightlab.io import load_weights, write_json, write_text
+    from weightlab.know.bench import summarize
+    from weightlab.know.trajectory import Trajectory, stage_file
+    from weightlab.know.transfer import TransferConfig, transfer
+    from weightlab.machine import machine
+
+    if args.out is None:
+        raise WeightlabError("know transfer needs --out FOLDER for the results")
+    traj = Trajectory.load(args.trajectory)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise WeightlabError(f"--seeds must be comma-separated integers, got '{args.seeds}'") from None
+    task = build_task(args.task, args.data_root, SplitSizes(train=args.train_limit, val=0, test=args.test_limit))
+    cfg = TransferConfig(warmup_epochs=args.warmup_epochs, epochs=args.epochs, warmup_lr=args.warmup_lr, lr=args.lr,
+                         batch_size=args.batch_size)
+    rows = [("naive", "Naive transfer", args.trajectory / stage_file(0))]
+    rows += [(f.stem, f.stem, f) for f in _weight_files(args.predictions)]
+    results = {"machine": machine(), "trajectory": str(args.trajectory), "task": task.summary(),
+               "config": vars(cfg), "runs": []}
+    for row, label, path in rows:
+        for seed in seeds:
+            res = transfer(load_weights(path), traj.meta["model"], task.train, task.test, replace(cfg, seed=seed),
+                           progress=_progress(args), desc=f"{row} seed {seed}")
+            step = 0 if row == "naive" else 1
+            results["runs"].append({"row": row, "label": label, "step": step, "seed": seed,
+                                    "accuracy": res["accuracy"], "seconds": round(res["seconds"], 2)})
+            write_json(args.out / "transfer.json", results)
+    lines = ["| weights | seeds | accuracy | gain vs naive |", "|---|---|---|---|"]
+    for r in summarize(results):
+        gain = "" if r["row"] == "naive" else f"{r['gain']:+.2f}"
+        lines.append(f"| {r['label']} | {r['seeds']} | {r['mean']:.2f} ± {r['std']:.2f} | {gain} |")
+    write_text(args.out / "transfer.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from weightlab import paths
+    from weightlab.know.bench import get_suite, run_suite
+
+    suite = get_suite(args.suite)
+    if suite.needs_shared and paths.data_root() is None:
+        raise WeightlabError(f"suite '{args.suite}' needs the shared data: set WEIGHTLAB_SHARED")
+    out = args.out or Path("know-bench") / suite.name
+    try:
+        seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
+    except ValueError:
+        raise WeightlabError(f"--seeds must be comma-separated integers, got '{args.seeds}'") from None
+    run_suite(args.suite, out, progress=_progress(args), seeds=seeds)
+    print((out / "results.md").read_text())
+    return 0
+
+
+COMMANDS = {"forget": cmd_forget, "predict": cmd_predict, "transfer": cmd_transfer, "bench": cmd_bench}
