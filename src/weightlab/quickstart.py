@@ -1,10 +1,12 @@
-"""``weightlab quickstart``: a real, offline, end-to-end RECAST run in about a minute on 2 cores.
+"""``weightlab quickstart``: a real, offline, end-to-end RECAST and KNOW run in about two minutes on 2 cores.
 
 Without shared data: train a CIFAR ResNet-20 on scikit-learn's digits (8x8 upsampled to 32x32),
 then rewrite it with RECAST and reconstruct it two ways (closed form; the authors' recipe), then
 learn two tasks (digits 0-4, digits 5-9, new heads) with head only and with RECAST coefficients.
 With ``--data-root`` pointing at the shared data: the shared pretrained ResNet-20 on 2,000
 CIFAR-10 JPEG test images (no training), and tasks MNIST 0-4 and Fashion-MNIST 0-4.
+Then KNOW: a small CNN pretrained on digits 0-4 (MNIST with the shared data), progressive forgetting,
+predictions at x2 and x8, and transfer to digits 5-9 (Fashion-MNIST), against naive transfer.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def run_quickstart(data_root: Path | None = None, out: Path | None = None, seed:
     if data_root is not None:
         if not Path(data_root).is_dir():
             raise WeightlabError(f"--data-root {data_root}: not a folder")
-        print("[1/4] loading the shared pretrained CIFAR-10 ResNet-20 and 2,000 CIFAR-10 JPEG test images")
+        print("[1/5] loading the shared pretrained CIFAR-10 ResNet-20 and 2,000 CIFAR-10 JPEG test images")
         model = create_model("resnet20", pretrained=True)
         test = load_dataset("cifar10", "test", data_root, limit=2000, seed=seed)
         source = "shared pretrained CIFAR-10 ResNet-20, 2,000 CIFAR-10 JPEG test images"
@@ -39,7 +41,7 @@ def run_quickstart(data_root: Path | None = None, out: Path | None = None, seed:
     else:
         model = create_model("resnet20")
         train, test = load_dataset("digits", "train"), load_dataset("digits", "test")
-        print(f"[1/4] training ResNet-20 on scikit-learn digits ({len(train)} images, 6 epochs)")
+        print(f"[1/5] training ResNet-20 on scikit-learn digits ({len(train)} images, 6 epochs)")
         fit_classifier(model, train, model.weightlab_cfg, epochs=6, lr=2e-3, batch_size=64, seed=seed,
                        progress=progress)
         source = "ResNet-20 trained here on scikit-learn digits (1,437 train / 360 test)"
@@ -50,7 +52,7 @@ def run_quickstart(data_root: Path | None = None, out: Path | None = None, seed:
     for step, (method, mcfg) in enumerate((
             ("closed_form", MimicryConfig.for_family("cifar_resnet")),
             ("recipe", MimicryConfig.for_family("cifar_resnet", iterations=1000, lr_step=200))), start=2):
-        print(f"[{step}/4] RECAST ({config.templates} templates, K={config.coef_sets}, groups of "
+        print(f"[{step}/5] RECAST ({config.templates} templates, K={config.coef_sets}, groups of "
               f"{config.layers_per_group}) + Neural Mimicry: {method}")
         _, report = run_mimicry(model, config, mcfg, method=method, model_name="resnet20", out_dir=out,
                                 test_data=test, seed=seed, progress=progress, stem=method)
@@ -64,7 +66,7 @@ def run_quickstart(data_root: Path | None = None, out: Path | None = None, seed:
              "| method | weight cosine mean | top-1 original | top-1 reconstructed |", "|---|---|---|---|"]
     lines += [f"| {k} | {v['weight_cosine_mean']:.6f} | {v['top1_original']:.2f} | {v['top1_reconstructed']:.2f} |"
               for k, v in summary["runs"].items()]
-    print(f"[4/4] task-incremental learning on {', '.join(t.name for t in tasks)}: head only vs RECAST "
+    print(f"[4/5] task-incremental learning on {', '.join(t.name for t in tasks)}: head only vs RECAST "
           f"coefficients + head ({adapt.epochs} epochs per task, epoch chosen on validation)")
     summary["incremental"] = _incremental(model, tasks, adapt, seed, progress)
     summary["seconds"] = time.perf_counter() - t0
@@ -79,10 +81,40 @@ def run_quickstart(data_root: Path | None = None, out: Path | None = None, seed:
         print(f"  {name:7s} {r['trainable_per_task']:>4} numbers/task + head: test " +
               ", ".join(f"{a:.2f}" for a in r["final_accuracy"]) + f"; zero forgetting: "
               f"{'yes' if r['zero_forgetting'] else 'NO'}")
-    lines += ["", "KNOW / KNOWN joins the quickstart with its own issue."]
+    summary["know"] = _know(out / "know", data_root, seed, progress)
+    summary["seconds"] = time.perf_counter() - t0
+    write_json(out / "quickstart.json", summary)
+    lines += ["", "KNOW (progressive forgetting, weight prediction, transfer):", "",
+              (out / "know" / "results.md").read_text().split("\n", 2)[2]]
     write_text(out / "quickstart.md", "\n".join(lines) + "\n")
     print(f"\ndone in {summary['seconds']:.1f} s; reports in {out}/")
     return 0
+
+
+def _know(out: Path, data_root: Path | None, seed: int, progress: bool) -> dict:
+    """KNOW end to end on a small CNN: pretrain, forget (r=0.5, S=5), predict x2 and x8, transfer."""
+    from dataclasses import replace
+
+    from weightlab.know.bench import SUITES, run_suite, summarize
+    from weightlab.know.predictors import official_known_dir
+    from weightlab.know.transfer import TransferConfig
+
+    base = SUITES["mnist-fmnist-quick" if data_root is not None else "digits-smallcnn"]
+    suite = replace(base, name=f"quickstart-{base.name}", predictors=("log_fit", "task_vector", "tsv", "known"),
+                    steps=(1, 3), incremental=False, seeds=(seed,),
+                    transfer=TransferConfig(warmup_epochs=2, epochs=6, batch_size=64))
+    known = "official KNOWN weights" if official_known_dir() else "KNOWN skipped: its weights are in the shared folder"
+    print(f"[5/5] KNOW: {suite.description}; forgetting r=0.5, S=5; LogFit, TaskVector, TSV, KNOWN at x2 and x8 "
+          f"({known}); transfer {suite.transfer.warmup_epochs} warm-up + {suite.transfer.epochs} epochs")
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)  # the quickstart's own output: start afresh every time
+    results = run_suite(suite, out, progress=progress, data_root=data_root)
+    table = summarize(results)
+    for r in table:
+        gain = "" if r["row"] == "naive" else f" ({r['gain']:+.2f})"
+        print(f"  {r['row']:16s} {r['mean']:.2f}{gain}")
+    return {r["row"]: {"accuracy": r["mean"], "gain": r["gain"]} for r in table}
 
 
 def _incremental(model, tasks, adapt: AdaptConfig, seed: int, progress: bool) -> dict:

@@ -43,6 +43,7 @@ class KnowSuite:
     source: str                      # task spec of D⁰, e.g. "cifar10" or "digits:0-4"
     target: str                      # downstream task spec
     pretrained: bool = False         # load the shared weights instead of pretraining here
+    model_kwargs: dict = field(default_factory=dict)
     pretrain_epochs: int = 0
     pretrain_lr: float = 1e-3
     source_train: int | None = None  # samples of D⁰ (None: the whole train split)
@@ -61,13 +62,22 @@ class KnowSuite:
 SUITES: dict[str, KnowSuite] = {
     "digits-smallcnn": KnowSuite(
         "digits-smallcnn", "small CNN pretrained here on digits 0-4 (scikit-learn), transferred to digits 5-9",
-        model="smallcnn", source="digits:0-4", target="digits:5-9", pretrain_epochs=15, pretrain_lr=3e-3,
-        target_train=300, target_test=None, eval_size=None,
-        forget=ForgetConfig(batch_size=64), transfer=TransferConfig(warmup_epochs=2, epochs=4, batch_size=64),
+        model="smallcnn", source="digits:0-4", target="digits:5-9", pretrain_epochs=30, pretrain_lr=3e-3,
+        model_kwargs={"input_size": (1, 16, 16)},
+        target_train=None, target_test=None, eval_size=None,
+        forget=ForgetConfig(batch_size=64), transfer=TransferConfig(warmup_epochs=3, epochs=10, batch_size=64),
         seeds=(42,), needs_shared=False),
+    "mnist-fmnist-quick": KnowSuite(
+        "mnist-fmnist-quick", "small CNN pretrained here on 3k MNIST images, transferred to 1k Fashion-MNIST "
+        "(the quickstart with --data-root)", model="smallcnn", source="mnist", target="fashion_mnist",
+        model_kwargs={"input_size": (1, 28, 28)},
+        pretrain_epochs=8, pretrain_lr=3e-3, source_train=3000, target_train=1000, target_test=1000, eval_size=1000,
+        forget=ForgetConfig(batch_size=64), transfer=TransferConfig(warmup_epochs=2, epochs=6, batch_size=64),
+        seeds=(42,)),
     "mnist-fmnist-smallcnn": KnowSuite(
         "mnist-fmnist-smallcnn", "small CNN pretrained here on 20k MNIST images, transferred to Fashion-MNIST",
         model="smallcnn", source="mnist", target="fashion_mnist", pretrain_epochs=3, pretrain_lr=2e-3,
+        model_kwargs={"input_size": (1, 28, 28)},
         source_train=20000, target_train=2000, target_test=2000,
         transfer=TransferConfig(warmup_epochs=2, epochs=6)),
     "resnet20-cifar10-fmnist": KnowSuite(
@@ -96,7 +106,7 @@ def _sizes(train, test) -> SplitSizes:
 
 def _base_model(suite: KnowSuite, out: Path, source, progress: bool):
     model = create_model(suite.model, pretrained=suite.pretrained, num_classes=None if suite.pretrained
-                         else source.num_classes)
+                         else source.num_classes, **suite.model_kwargs)
     cfg = model.weightlab_cfg
     path = out / "base.safetensors"
     if path.is_file():
@@ -111,9 +121,9 @@ def _base_model(suite: KnowSuite, out: Path, source, progress: bool):
     return model
 
 
-def prepare(suite: KnowSuite, out: Path, progress: bool = True) -> dict:
+def prepare(suite: KnowSuite, out: Path, progress: bool = True, data_root: Path | None = None) -> dict:
     """Steps 1-4: base, trajectory, predictions, incremental baseline (each skipped when present)."""
-    source = build_task(suite.source, sizes=_sizes(suite.source_train, suite.eval_size))
+    source = build_task(suite.source, data_root, sizes=_sizes(suite.source_train, suite.eval_size))
     model = _base_model(suite, out, source, progress)
     base_acc = evaluate_accuracy(model, source.test, model.weightlab_cfg)
     traj = run_forgetting(model, source.train, out / "trajectory", suite.forget, eval_data=source.test,
@@ -121,7 +131,11 @@ def prepare(suite: KnowSuite, out: Path, progress: bool = True) -> dict:
     info = {"base_accuracy": base_acc, "stages": traj.meta["stages"], "predictions": {}}
     pred_dir = out / "predictions"
     for name in suite.predictors:
-        predictor = get_predictor(name)
+        try:
+            predictor = get_predictor(name)
+        except WeightlabError as e:  # KNOWN without its weights (no shared folder)
+            info["predictions"][name] = {"method": name, "skipped": str(e)}
+            continue
         steps = [k for k in suite.steps if predictor.unsupported(k) is None]
         todo = [k for k in steps if not (pred_dir / f"{name}_x{2 ** k}.safetensors").is_file()]
         if todo:
@@ -137,7 +151,7 @@ def prepare(suite: KnowSuite, out: Path, progress: bool = True) -> dict:
                                      "seconds": seconds}
     if suite.incremental and not (out / "incremental.safetensors").is_file():
         torch.manual_seed(0)
-        fresh = create_model(suite.model, num_classes=model.weightlab_cfg["num_classes"])
+        fresh = create_model(suite.model, num_classes=model.weightlab_cfg["num_classes"], **suite.model_kwargs)
         state = incremental_pretraining(fresh, source.train, suite.forget, progress=progress)
         save_tensors(out / "incremental.safetensors", state)
         info["incremental_accuracy"] = evaluate_accuracy(fresh, source.test, fresh.weightlab_cfg)
@@ -157,9 +171,10 @@ def rows(suite: KnowSuite, out: Path) -> list[tuple[str, str, int, Path]]:
     return r
 
 
-def run_suite(name: str, out_dir: str | Path, *, progress: bool = True, seeds: tuple[int, ...] | None = None,
-              transfer_cfg: TransferConfig | None = None) -> dict:
-    suite = get_suite(name)
+def run_suite(name: str | KnowSuite, out_dir: str | Path, *, progress: bool = True, seeds: tuple[int, ...] | None = None,
+              transfer_cfg: TransferConfig | None = None, data_root: Path | None = None) -> dict:
+    suite = name if isinstance(name, KnowSuite) else get_suite(name)
+    name = suite.name
     if seeds:
         suite = replace(suite, seeds=tuple(seeds))
     if transfer_cfg is not None:
@@ -174,10 +189,10 @@ def run_suite(name: str, out_dir: str | Path, *, progress: bool = True, seeds: t
     else:
         results = {"suite": record, "description": suite.description, "machine": machine(), "runs": []}
     t0 = time.perf_counter()
-    results["prepare"] = prepare(suite, out, progress)
+    results["prepare"] = prepare(suite, out, progress, data_root)
     results["prepare_seconds"] = round(time.perf_counter() - t0, 1)
     write_json(results_path, results)
-    target = build_task(suite.target, sizes=_sizes(suite.target_train, suite.target_test))
+    target = build_task(suite.target, data_root, sizes=_sizes(suite.target_train, suite.target_test))
     model_cfg = Trajectory.load(out / "trajectory").meta["model"]
     done = {(r["row"], r["seed"]) for r in results["runs"]}
     todo = [(row, seed) for row in rows(suite, out) for seed in suite.seeds if (row[0], seed) not in done]
@@ -232,10 +247,15 @@ def write_report(results: dict, out: Path) -> None:
                   "| stage | samples | accuracy |", "|---|---|---|"]
         lines += [f"| {s['stage']} | {s['subset_size']} | {s.get('eval_accuracy', float('nan')):.2f} |"
                   for s in prep.get("stages", [])]
-        touched = {n: p.get("touched") for n, p in prep.get("predictions", {}).items()}
-        if touched:
+        preds = prep.get("predictions", {})
+        if preds:
             lines += ["", "Parameters each predictor changes (by kind; everything else is copied from Θ⁰):", ""]
-            lines += [f"- {DISPLAY[n]}: {t}" for n, t in touched.items()]
+            for n, p in preds.items():
+                if isinstance(p.get("skipped"), str):
+                    lines.append(f"- {DISPLAY[n]}: not run ({p['skipped']})")
+                else:
+                    extra = "; ".join(f"step {k} not defined: {why}" for k, why in p.get("skipped", {}).items())
+                    lines.append(f"- {DISPLAY[n]}: {p.get('touched')}" + (f" ({extra})" if extra else ""))
     write_text(out / "results.md", "\n".join(lines) + "\n")
     try:
         from weightlab.know.plots import plot_trajectory_pca

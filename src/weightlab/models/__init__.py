@@ -109,7 +109,18 @@ def _split(name: str) -> tuple[str, str]:
 def _create_own(name: str, pretrained: bool, num_classes: int | None, kwargs: dict) -> tuple[nn.Module, dict]:
     entry = get_entry(name)
     assert entry is not None
-    model = entry.factory(num_classes=num_classes or entry.num_classes, **kwargs)
+    kwargs = dict(kwargs)
+    input_size = list(kwargs.pop("input_size", entry.input_size))  # e.g. (1, 16, 16) for small grey images
+    if tuple(input_size) != tuple(entry.input_size):
+        if pretrained:
+            raise WeightlabError(f"model '{entry.name}': input_size cannot be changed for pretrained weights")
+        kwargs.setdefault("in_chans", input_size[0])
+    try:
+        model = entry.factory(num_classes=num_classes or entry.num_classes, **kwargs)
+    except TypeError as e:
+        raise WeightlabError(f"model '{entry.name}' does not take these options: {e}") from None
+    if tuple(input_size) != tuple(entry.input_size):
+        kwargs["input_size"] = input_size
     if pretrained:
         if entry.pretrained_file is None:
             raise WeightlabError(f"model '{entry.name}' has no pretrained weights; pass --weights PATH")
@@ -126,8 +137,7 @@ def _create_own(name: str, pretrained: bool, num_classes: int | None, kwargs: di
         else:
             load_state_dict_strict(model, state, source=str(root / entry.pretrained_file))
     cfg = dict(name=entry.name, source="weightlab", family=entry.family, mean=list(entry.mean), std=list(entry.std),
-               input_size=list(entry.input_size), num_classes=num_classes or entry.num_classes,
-               kwargs=dict(kwargs))
+               input_size=input_size, num_classes=num_classes or entry.num_classes, kwargs=dict(kwargs))
     return model, cfg
 
 

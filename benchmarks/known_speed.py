@@ -1,0 +1,109 @@
+"""KNOWN prediction speed on a ResNet-18-sized state dict (torchvision resnet18, 11.69M parameters).
+
+    python benchmarks/known_speed.py [--repeats 5] [--keras-python PATH/TO/tf-venv/bin/python]
+
+Builds a 5-stage trajectory of the resnet18 state dict (Θ^s = Θ⁰ + s·small noise; speed does not
+depend on the values), then times one full KNOW prediction step (gather the sequences, run the
+three hypermodels, scatter back) with weightlab's folded kernel, and the plain nn.Module for
+reference. With ``--keras-python`` (a separate environment holding TensorFlow; weightlab never
+depends on it) it also times the authors' Keras architecture loaded with the official weights on
+the same sequences, via benchmarks/known_speed_keras.py. Target: <= 2e-7 s/parameter on 2 cores
+and >= 2.5x faster than Keras. Writes benchmarks/results/known_speed.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from _common import command, machine, write
+
+from weightlab.know import KNOWNNet, Trajectory
+from weightlab.know.kinds import param_kinds
+from weightlab.know.predictors import KNOWN, load_known_set, official_known_dir
+
+
+def _trajectory(seed: int = 0) -> tuple[Trajectory, int]:
+    import torchvision
+
+    torch.manual_seed(seed)
+    model = torchvision.models.resnet18()
+    kinds = param_kinds(model)
+    theta0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    stages = [theta0] + [{k: (v + 1e-3 * s * torch.randn_like(v)) if v.is_floating_point() else v
+                          for k, v in theta0.items()} for s in range(1, 5)]
+    n_params = sum(p.numel() for p in model.parameters())
+    return Trajectory(stages, kinds), n_params
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--keras-python", default=None, help="python of an environment with TensorFlow")
+    args = ap.parse_args()
+    traj, n_params = _trajectory()
+    folder = official_known_dir()
+    nets = load_known_set(folder) if folder is not None else {k: KNOWNNet().eval() for k in ("Conv", "FC", "Bias")}
+    predictor = KNOWN(weights=nets)
+    touched = sum(predictor.describe(traj)["touched"].values())
+    predictor.predict(traj, 1)  # warm-up
+    times = []
+    for _ in range(args.repeats):
+        t = time.perf_counter()
+        predictor.predict(traj, 1)
+        times.append(time.perf_counter() - t)
+    # the kernel alone and the plain module on the same (N, 5) sequences
+    keys = traj.keys_of(predictor.kinds)
+    seq = torch.stack([torch.cat([traj.stages[s][k].reshape(-1) for k in keys]) for s in range(4, -1, -1)], 1)
+    seq = seq.float().contiguous()
+    fused = nets["Conv"].fused()
+    kernel = []
+    for _ in range(args.repeats):
+        t = time.perf_counter()
+        fused(seq)
+        kernel.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, seq.shape[0], 65536):
+            nets["Conv"](seq[i:i + 65536])
+    plain = time.perf_counter() - t
+    result = {
+        "command": command(), "machine": machine(), "state_dict": "torchvision resnet18",
+        "parameters": n_params, "predicted_parameters": touched, "kinds": list(predictor.kinds),
+        "weights": "official" if folder is not None else "random (no shared folder)",
+        "predict_step_seconds": {"median": statistics.median(times), "all": times},
+        "predict_step_seconds_per_parameter": statistics.median(times) / touched,
+        "kernel_seconds_per_parameter": statistics.median(kernel) / seq.shape[0],
+        "plain_module_seconds_per_parameter": plain / seq.shape[0],
+        "target_seconds_per_parameter": 2e-7,
+    }
+    if args.keras_python and folder is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            np.save(Path(tmp) / "seq.npy", seq.numpy())
+            script = Path(__file__).with_name("known_speed_keras.py")
+            out = subprocess.run([args.keras_python, str(script), str(folder / "KNOWN_Conv.h5"),
+                                  str(Path(tmp) / "seq.npy"), str(args.repeats)],
+                                 capture_output=True, text=True, check=True)
+            keras = json.loads(out.stdout.strip().splitlines()[-1])
+            ours = nets["Conv"].fused()(seq[:4096]).numpy()
+            result["keras"] = keras
+            result["keras_seconds_per_parameter"] = keras["median_seconds"] / seq.shape[0]
+            result["speedup_over_keras"] = keras["median_seconds"] / statistics.median(kernel)
+            result["keras_max_abs_diff_first_4096"] = float(np.abs(np.asarray(keras["first_4096"]) - ours).max())
+            result["keras"].pop("first_4096")
+    path = write("known_speed.json", result)
+    print(json.dumps({k: v for k, v in result.items() if k not in ("machine",)}, indent=1))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
