@@ -48,7 +48,7 @@ def main():
 
     with h5py.File(h5, "r") as f:
         for layer in model.layers:
-            if layer.name in f:
+            if isinstance(layer, layers.Dense):
                 g = f[layer.name][layer.name]
                 layer.set_weights([g["kernel:0"][()], g["bias:0"][()]])
     seq = np.load(seq_path).astype(np.float32)

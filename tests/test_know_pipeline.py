@@ -152,3 +152,40 @@ def test_cli_predict_known_with_own_weights_and_too_few_stages(tmp_path, capsys)
     assert main(["know", "predict", "--trajectory", str(tmp_path / "t"), "--method", "linear_fit", "--steps", "2",
                  "--out", str(tmp_path / "p"), "--no-progress"]) == 0
     assert (tmp_path / "p" / "linear_fit_x4.safetensors").is_file()
+
+
+def _tiny_suite():
+    from weightlab.know.bench import KnowSuite
+
+    return KnowSuite("tiny", "test suite", model="smallcnn", source="digits:0-4", target="digits:5-9",
+                     model_kwargs={"input_size": (1, 8, 8)}, pretrain_epochs=2, source_train=100,
+                     target_train=50, target_test=50, eval_size=50,
+                     forget=ForgetConfig(batch_size=32), transfer=TransferConfig(warmup_epochs=1, epochs=1,
+                                                                                  batch_size=32),
+                     predictors=("task_vector", "consensus_ta"), steps=(1, 3), seeds=(1, 2), needs_shared=False)
+
+
+def test_bench_suite_runs_resumes_and_reports(tmp_path):
+    from dataclasses import replace
+
+    from weightlab.know.bench import run_suite
+
+    suite = _tiny_suite()
+    res = run_suite(suite, tmp_path, progress=False)
+    rows = [(r["row"], r["seed"]) for r in res["runs"]]
+    assert rows == [(row, s) for row in ("naive", "incremental", "task_vector_x2", "task_vector_x8",
+                                         "consensus_ta_x8") for s in (1, 2)]
+    md = (tmp_path / "results.md").read_text()
+    assert "| x8 | ConsensusTA | 2 |" in md and "| x1 | Naive transfer | 2 |" in md
+    assert "step 1 not defined" in md  # ConsensusTA at x2 is reported as undefined, not silently dropped
+    assert (tmp_path / "trajectory_pca.png").stat().st_size > 1000
+    # an interrupted run: drop the last two transfer runs, run again, only those are redone
+    saved = json.loads((tmp_path / "results.json").read_text())
+    kept = saved["runs"][:-2]
+    saved["runs"] = kept
+    (tmp_path / "results.json").write_text(json.dumps(saved))
+    again = run_suite(suite, tmp_path, progress=False)
+    assert again["runs"][:-2] == kept and len(again["runs"]) == len(rows)
+    assert [r["accuracy"] for r in again["runs"][-2:]] == [r["accuracy"] for r in res["runs"][-2:]]
+    with pytest.raises(WeightlabError, match="another suite configuration"):
+        run_suite(replace(suite, steps=(1,)), tmp_path, progress=False)

@@ -84,7 +84,7 @@ SUITES: dict[str, KnowSuite] = {
         "resnet20-cifar10-fmnist", "shared pretrained CIFAR ResNet-20, D0 = CIFAR-10 (JPEG, 50k), "
         "transferred to Fashion-MNIST", model="resnet20", source="cifar10", target="fashion_mnist", pretrained=True,
         forget=ForgetConfig(full_data_pass=True), target_train=1000, target_test=2000,
-        transfer=TransferConfig(warmup_epochs=2, epochs=4)),
+        transfer=TransferConfig(warmup_epochs=2, epochs=10, lr=1e-3)),
 }
 
 
@@ -95,9 +95,12 @@ def get_suite(name: str) -> KnowSuite:
 
 
 def _suite_record(suite: KnowSuite) -> dict:
+    """The suite as plain JSON values (tuples become lists), as it is stored in results.json."""
+    import json
+
     d = asdict(suite)
     d.pop("description")
-    return d
+    return json.loads(json.dumps(d))
 
 
 def _sizes(train, test) -> SplitSizes:

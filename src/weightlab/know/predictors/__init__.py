@@ -6,7 +6,7 @@ from weightlab.errors import WeightlabError
 from weightlab.know.predictors.base import Predictor
 from weightlab.know.predictors.consensus import ConsensusTA
 from weightlab.know.predictors.curve_fit import ExpFit, LinearFit, LogFit
-from weightlab.know.predictors.known import KNOWN, load_known_set, official_known_dir
+from weightlab.know.predictors.known import MODEL_FOR_KIND, KNOWN, load_known_set, official_known_dir
 from weightlab.know.predictors.magmax import MagMax
 from weightlab.know.predictors.task_vector import TaskVector
 from weightlab.know.predictors.tsv import TSV
@@ -29,4 +29,4 @@ def get_predictor(name: str, **kwargs) -> Predictor:
 
 
 __all__ = ["Predictor", "PREDICTORS", "DISPLAY", "get_predictor", "LinearFit", "LogFit", "ExpFit", "TaskVector",
-           "MagMax", "ConsensusTA", "TSV", "KNOWN", "load_known_set", "official_known_dir"]
+           "MagMax", "ConsensusTA", "TSV", "KNOWN", "MODEL_FOR_KIND", "load_known_set", "official_known_dir"]

@@ -1,0 +1,66 @@
+"""What the official KNOWN does to a real trajectory, per kind and input convention.
+
+    python benchmarks/know_analysis.py --trajectory ~/.cache/weightlab/know-bench/resnet20-cifar10-fmnist/trajectory
+
+For each parameter kind: the typical size of a forgetting step |Θ⁰ − Θ¹|, of the weights, and of
+KNOWN's first residual (θ̂⁻¹ − θ⁰) under the raw and the normalised input convention, with the
+oldest-first order of the notes and the reversed order; and how often the residual points the same
+way as the last forgetting step reversed (sign agreement with Θ⁰ − Θ¹, i.e. with Task Vector); its
+correlation with the weight itself and the least-squares slope residual ≈ slope·θ⁰ (a negative
+slope with correlation near −1 means KNOWN acts as weight shrinkage).
+Writes benchmarks/results/know_analysis.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import torch
+from _common import command, machine, write
+
+from weightlab.know import Trajectory
+from weightlab.know.predictors import MODEL_FOR_KIND, load_known_set
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--trajectory", required=True)
+    ap.add_argument("--name", default="know_analysis", help="output name under benchmarks/results/")
+    args = ap.parse_args()
+    traj = Trajectory.load(args.trajectory)
+    out = {"command": command(), "machine": machine(), "trajectory": args.trajectory,
+           "stages": traj.meta.get("stages"), "kinds": {}}
+    nets = {c: load_known_set(None, c) for c in ("raw", "normalized")}
+    for kind in ("conv", "fc", "bias", "head"):
+        keys = traj.keys_of((kind,))
+        if not keys:
+            continue
+        seq = torch.stack([torch.cat([traj.stages[s][k].reshape(-1).float() for k in keys]) for s in range(4, -1, -1)], 1)
+        step = seq[:, -1] - seq[:, -2]  # Θ⁰ − Θ¹: the direction Task Vector extrapolates
+        row = {"count": seq.shape[0], "mean_abs_weight": float(seq[:, -1].abs().mean()),
+               "mean_abs_step": float(step.abs().mean()),
+               "mean_abs_total_drift": float((seq[:, -1] - seq[:, 0]).abs().mean())}
+        for conv, set_ in nets.items():
+            net = set_[MODEL_FOR_KIND[kind]]
+            for order, s in (("oldest_first", seq), ("newest_first", seq.flip(1))):
+                r = net.fused()(s)
+                agree = ((r.sign() == step.sign()) & (step != 0)).float().sum() / (step != 0).float().sum()
+                w = s[:, -1]
+                corr = torch.corrcoef(torch.stack([r, w, step]))
+                row[f"{conv}_{order}"] = {"mean_abs_residual": float(r.abs().mean()),
+                                         "corr_with_weight": float(corr[0, 1]),
+                                         "corr_with_last_step": float(corr[0, 2]),
+                                         "shrink_slope": float((r * w).sum() / (w * w).sum()),
+                                         "residual_over_step": float(r.abs().mean() / max(row["mean_abs_step"], 1e-30)),
+                                         "sign_agreement_with_task_vector": float(agree)}
+        out["kinds"][kind] = row
+    path = write(f"{args.name}.json", out)
+    print(json.dumps(out["kinds"], indent=1))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
