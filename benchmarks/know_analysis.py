@@ -28,6 +28,9 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trajectory", required=True)
     ap.add_argument("--name", default="know_analysis", help="output name under benchmarks/results/")
+    ap.add_argument("--write-shrink", default=None,
+                    help="also write shrink_x2/x4/x8.safetensors here: Θ⁰ with every predicted kind scaled by "
+                         "(1 + KNOWN's raw shrink slope)^k, a control that does only what KNOWN does on average")
     args = ap.parse_args()
     traj = Trajectory.load(args.trajectory)
     out = {"command": command(), "machine": machine(), "trajectory": args.trajectory,
@@ -56,6 +59,19 @@ def main() -> int:
                                          "residual_over_step": float(r.abs().mean() / max(row["mean_abs_step"], 1e-30)),
                                          "sign_agreement_with_task_vector": float(agree)}
         out["kinds"][kind] = row
+    if args.write_shrink:
+        from pathlib import Path
+
+        from weightlab.io import save_tensors
+
+        for k in (1, 2, 3):
+            state = {n: v.clone() for n, v in traj.stages[0].items()}
+            for kind, row in out["kinds"].items():
+                factor = (1.0 + row["raw_oldest_first"]["shrink_slope"]) ** k
+                for key in traj.keys_of((kind,)):
+                    state[key] = state[key] * factor
+            save_tensors(Path(args.write_shrink) / f"shrink_x{2 ** k}.safetensors", state)
+        out["shrink_controls"] = args.write_shrink
     path = write(f"{args.name}.json", out)
     print(json.dumps(out["kinds"], indent=1))
     print(f"wrote {path}")

@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -28,7 +27,7 @@ from weightlab.io import load_weights, read_json, save_tensors, write_json
 from weightlab.know.kinds import param_kinds
 from weightlab.know.trajectory import FORMAT, MANIFEST, Trajectory, stage_file
 from weightlab.models import load_state_dict_strict
-from weightlab.train import evaluate_accuracy
+from weightlab.train import evaluate_accuracy, train_epoch
 
 OPTIMIZERS = ("adam", "sgd", "adamw")
 SUBSETS_FILE = "subsets.safetensors"
@@ -118,23 +117,11 @@ def _load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch
 
 def _train_pass(model: nn.Module, data: ImageArrays, model_cfg: dict, opt, cfg: ForgetConfig, seed: int,
                 desc: str, progress: bool) -> float:
-    model.train()
-    total, count = 0.0, 0
-    for epoch in range(cfg.epochs):
-        batches = data.batches(cfg.batch_size, model_cfg, shuffle=True, seed=seed * 1000 + epoch)
-        n_batches = (len(data) + cfg.batch_size - 1) // cfg.batch_size
-        for x, y in tqdm(batches, total=n_batches, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}",
-                         disable=not progress, leave=False):
-            loss = F.cross_entropy(model(x), y)
-            if not torch.isfinite(loss):
-                raise WeightlabError(f"{desc}: the loss became {float(loss)}; lower the learning rate (--lr)")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(y)
-            count += len(y)
+    losses = [train_epoch(model, data, model_cfg, opt, batch_size=cfg.batch_size, seed=seed * 1000 + epoch,
+                          desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", progress=progress)
+              for epoch in range(cfg.epochs)]
     model.eval()
-    return total / max(count, 1)
+    return sum(losses) / len(losses)
 
 
 def run_forgetting(model: nn.Module, train: ImageArrays, out_dir: str | Path, cfg: ForgetConfig | None = None, *,

@@ -13,7 +13,6 @@ import time
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -21,7 +20,7 @@ from weightlab.data import ImageArrays
 from weightlab.errors import WeightlabError
 from weightlab.know.kinds import param_kinds
 from weightlab.models import rebuild_model
-from weightlab.train import evaluate_accuracy
+from weightlab.train import evaluate_accuracy, train_epoch
 
 TRAINED_IN_WARMUP = ("norm", "head")
 
@@ -55,23 +54,6 @@ def build_transfer_model(state: dict[str, torch.Tensor], model_cfg: dict, num_cl
     return model
 
 
-def _epoch(model, data, model_cfg, opt, sched, batch_size, seed) -> float:
-    model.train()
-    total, count = 0.0, 0
-    for x, y in data.batches(batch_size, model_cfg, shuffle=True, seed=seed):
-        loss = F.cross_entropy(model(x), y)
-        if not torch.isfinite(loss):
-            raise WeightlabError(f"transfer: the loss became {float(loss)}; lower the learning rate")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if sched is not None:
-            sched.step()
-        total += float(loss.detach()) * len(y)
-        count += len(y)
-    return total / max(count, 1)
-
-
 def transfer(state: dict[str, torch.Tensor], model_cfg: dict, train: ImageArrays, test: ImageArrays,
              cfg: TransferConfig | None = None, *, num_classes: int | None = None, progress: bool = True,
              desc: str = "transfer") -> dict:
@@ -90,8 +72,8 @@ def transfer(state: dict[str, torch.Tensor], model_cfg: dict, train: ImageArrays
             p.requires_grad_(kinds.get(k) in TRAINED_IN_WARMUP)
         opt = torch.optim.Adam(warm, lr=cfg.warmup_lr, weight_decay=cfg.weight_decay)
         for e in range(cfg.warmup_epochs):
-            log["warmup_loss"].append(_epoch(model, train, model.weightlab_cfg, opt, None, cfg.batch_size,
-                                             cfg.seed * 1000 + e))
+            log["warmup_loss"].append(train_epoch(model, train, model.weightlab_cfg, opt, batch_size=cfg.batch_size,
+                                                  seed=cfg.seed * 1000 + e, desc=desc))
             bar.update()
         for p in named.values():
             p.requires_grad_(True)
@@ -101,8 +83,8 @@ def transfer(state: dict[str, torch.Tensor], model_cfg: dict, train: ImageArrays
         steps = cfg.epochs * ((len(train) + cfg.batch_size - 1) // cfg.batch_size)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
         for e in range(cfg.epochs):
-            log["loss"].append(_epoch(model, train, model.weightlab_cfg, opt, sched, cfg.batch_size,
-                                      cfg.seed * 1000 + 500 + e))
+            log["loss"].append(train_epoch(model, train, model.weightlab_cfg, opt, batch_size=cfg.batch_size,
+                                           seed=cfg.seed * 1000 + 500 + e, scheduler=sched, desc=desc))
             bar.update()
     bar.close()
     acc = evaluate_accuracy(model, test, model.weightlab_cfg)

@@ -80,6 +80,21 @@ class Predictor(ABC):
         """Predicted tensors for ``keys`` at each step."""
 
 
+class TaskVectorMethod(Predictor):
+    """Methods built on the task vectors ``τ_j = Θ⁰ − Θ^j``: step k uses ``τ_1 … τ_k`` (or τ_k alone)
+    and scales the resulting update by ``lam`` (λ = 0.2 by default, as in the paper)."""
+
+    def __init__(self, kinds=None, lam: float = 0.2) -> None:
+        super().__init__(kinds)
+        self.lam = float(lam)
+
+    def options(self) -> dict:
+        return {"lam": self.lam}
+
+    def min_stages(self, step: int) -> int:
+        return step + 1
+
+
 def task_vectors(trajectory: Trajectory, key: str, count: int) -> list[torch.Tensor]:
     """``[Θ⁰ − Θ¹, …, Θ⁰ − Θ^count]`` for one key, in float64."""
     theta0 = trajectory.stages[0][key].double()

@@ -11,22 +11,19 @@ from __future__ import annotations
 
 import torch
 
-from weightlab.know.predictors.base import Predictor, task_vectors
+from weightlab.know.predictors.base import TaskVectorMethod, task_vectors
 from weightlab.know.trajectory import Trajectory
 
 
-class ConsensusTA(Predictor):
+class ConsensusTA(TaskVectorMethod):
     name = "consensus_ta"
 
     def __init__(self, kinds=None, lam: float = 0.2, tall_lambda: float = 0.4, min_agree: int = 2) -> None:
-        super().__init__(kinds)
-        self.lam, self.tall_lambda, self.min_agree = float(lam), float(tall_lambda), int(min_agree)
+        super().__init__(kinds, lam)
+        self.tall_lambda, self.min_agree = float(tall_lambda), int(min_agree)
 
     def options(self) -> dict:
-        return {"lam": self.lam, "tall_lambda": self.tall_lambda, "min_agree": self.min_agree}
-
-    def min_stages(self, step: int) -> int:
-        return step + 1
+        return {**super().options(), "tall_lambda": self.tall_lambda, "min_agree": self.min_agree}
 
     def unsupported(self, step: int) -> str | None:
         if step < 3:

@@ -6,22 +6,12 @@ from __future__ import annotations
 
 import torch
 
-from weightlab.know.predictors.base import Predictor, task_vectors
+from weightlab.know.predictors.base import TaskVectorMethod, task_vectors
 from weightlab.know.trajectory import Trajectory
 
 
-class MagMax(Predictor):
+class MagMax(TaskVectorMethod):
     name = "magmax"
-
-    def __init__(self, kinds=None, lam: float = 0.2) -> None:
-        super().__init__(kinds)
-        self.lam = float(lam)
-
-    def options(self) -> dict:
-        return {"lam": self.lam}
-
-    def min_stages(self, step: int) -> int:
-        return step + 1
 
     def _predict_keys(self, trajectory: Trajectory, keys, steps):
         out = {k: {} for k in steps}

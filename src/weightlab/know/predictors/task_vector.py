@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-from weightlab.know.predictors.base import Predictor
+from weightlab.know.predictors.base import TaskVectorMethod
 from weightlab.know.trajectory import Trajectory
 
 
-class TaskVector(Predictor):
+class TaskVector(TaskVectorMethod):
     name = "task_vector"
-
-    def __init__(self, kinds=None, lam: float = 0.2) -> None:
-        super().__init__(kinds)
-        self.lam = float(lam)
-
-    def options(self) -> dict:
-        return {"lam": self.lam}
-
-    def min_stages(self, step: int) -> int:
-        return step + 1
 
     def _predict_keys(self, trajectory: Trajectory, keys, steps):
         out = {}

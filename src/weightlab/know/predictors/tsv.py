@@ -14,7 +14,8 @@ import math
 
 import torch
 
-from weightlab.know.predictors.base import Predictor, task_vectors
+from weightlab.errors import WeightlabError
+from weightlab.know.predictors.base import TaskVectorMethod, task_vectors
 from weightlab.know.trajectory import Trajectory
 
 
@@ -23,22 +24,17 @@ def _orthogonalize(m: torch.Tensor) -> torch.Tensor:
     return p @ qt
 
 
-class TSV(Predictor):
+class TSV(TaskVectorMethod):
     name = "tsv"
 
     def __init__(self, kinds=None, lam: float = 0.2, keep: float = 0.1) -> None:
-        super().__init__(kinds)
+        super().__init__(kinds, lam)
         if not 0.0 < keep <= 1.0:
-            from weightlab.errors import WeightlabError
-
             raise WeightlabError(f"TSV keep fraction must be in (0, 1], got {keep}")
-        self.lam, self.keep = float(lam), float(keep)
+        self.keep = float(keep)
 
     def options(self) -> dict:
-        return {"lam": self.lam, "keep": self.keep}
-
-    def min_stages(self, step: int) -> int:
-        return step + 1
+        return {**super().options(), "keep": self.keep}
 
     def merged_update(self, taus: list[torch.Tensor]) -> torch.Tensor:
         if taus[0].ndim < 2:
