@@ -101,9 +101,12 @@ def task_vectors(trajectory: Trajectory, key: str, count: int) -> list[torch.Ten
     return [theta0 - trajectory.stages[j][key].double() for j in range(1, count + 1)]
 
 
-def flat_sequences(trajectory: Trajectory, keys: list[str], stages: list[int]) -> torch.Tensor:
-    """``(len(stages), N)`` float64 matrix of the chosen stages' values of ``keys`` (flattened)."""
-    return torch.stack([torch.cat([trajectory.stages[s][k].reshape(-1).double() for k in keys]) for s in stages])
+def flat_sequences(trajectory: Trajectory, keys: list[str], stages: list[int], dtype=torch.float64,
+                   dim: int = 0) -> torch.Tensor:
+    """The chosen stages' values of ``keys``, flattened: ``(len(stages), N)`` (``dim=0``) or
+    ``(N, len(stages))`` (``dim=1``, one row per scalar parameter, as KNOWN reads them)."""
+    return torch.stack([torch.cat([trajectory.stages[s][k].reshape(-1).to(dtype) for k in keys]) for s in stages],
+                       dim=dim)
 
 
 def unflatten(flat: torch.Tensor, trajectory: Trajectory, keys: list[str]) -> dict[str, torch.Tensor]:

@@ -78,7 +78,7 @@ class KNOWN(Predictor):
         for k in keys:
             groups.setdefault(MODEL_FOR_KIND[trajectory.kinds[k]], []).append(k)
         # window per model: (N, 5) float32, oldest-forgetting first, the last column is Θ⁰
-        windows = {m: flat_sequences(trajectory, ks, list(range(SEQ_LEN - 1, -1, -1))).T.float().contiguous()
+        windows = {m: flat_sequences(trajectory, ks, list(range(SEQ_LEN - 1, -1, -1)), torch.float32, dim=1)
                    for m, ks in groups.items()}
         out = {}
         for k in range(1, max(steps) + 1):
