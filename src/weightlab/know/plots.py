@@ -42,10 +42,21 @@ def plot_trajectory_pca(trajectory_dir: str | Path, predictions_dir: str | Path 
     ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color="black", label="trajectory Θ⁰ → Θ^{S-1}")
     for s, p in enumerate(pts):
         ax.annotate(f"Θ{s}", p, textcoords="offset points", xytext=(4, 4), fontsize=8)
+    t = torch.tensor(pts)
+    span = float((t.max(0).values - t.min(0).values).max()) or 1.0
+    inside = [t]
     for method, items in preds.items():
         items.sort()
-        pp = [proj(x) for _, x in items]
-        ax.plot([pts[0][0]] + [p[0] for p in pp], [pts[0][1]] + [p[1] for p in pp], "x--", label=method)
+        pp = torch.tensor([proj(x) for _, x in items])
+        far = bool(((pp - t[0]).abs().max() > 4 * span).item())  # e.g. ExpFit: keep the axes readable
+        ax.plot([pts[0][0]] + pp[:, 0].tolist(), [pts[0][1]] + pp[:, 1].tolist(), "x--",
+                label=method + (" (partly off-scale)" if far else ""))
+        inside.append(pp[((pp - t[0]).abs() <= 4 * span).all(1)])
+    allpts = torch.cat(inside)
+    lo, hi = allpts.min(0).values, allpts.max(0).values
+    pad = 0.08 * (hi - lo).clamp_min(1e-12)
+    ax.set_xlim(float(lo[0] - pad[0]), float(hi[0] + pad[0]))
+    ax.set_ylim(float(lo[1] - pad[1]), float(hi[1] + pad[1]))
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
     ax.set_title("Progressive forgetting and KNOW predictions (PCA)")
