@@ -108,6 +108,7 @@ def _sizes(train, test) -> SplitSizes:
 
 
 def _base_model(suite: KnowSuite, out: Path, source, progress: bool):
+    torch.manual_seed(0)  # the initialisation of a model pretrained here does not depend on earlier work
     model = create_model(suite.model, pretrained=suite.pretrained, num_classes=None if suite.pretrained
                          else source.num_classes, **suite.model_kwargs)
     cfg = model.weightlab_cfg
