@@ -126,12 +126,30 @@ def _base_model(suite: KnowSuite, out: Path, source, progress: bool):
 
 
 def prepare(suite: KnowSuite, out: Path, progress: bool = True, data_root: Path | None = None) -> dict:
-    """Steps 1-4: base, trajectory, predictions, incremental baseline (each skipped when present)."""
+    """Steps 1-4: base, trajectory, predictions, incremental baseline (each skipped when present).
+
+    ``prepare.json`` in ``out`` keeps what each step measured when it actually ran (wall seconds,
+    accuracies), so a resumed suite still reports the cost of the work done before the interruption."""
+    log_path = out / "prepare.json"
+    log = read_json(log_path) if log_path.is_file() else {"seconds": {}}
+
+    def timed(step: str, fn):
+        t = time.perf_counter()
+        result = fn()
+        log["seconds"][step] = round(time.perf_counter() - t, 2)
+        write_json(log_path, log)
+        return result
+
     source = build_task(suite.source, data_root, sizes=_sizes(suite.source_train, suite.eval_size))
-    model = _base_model(suite, out, source, progress)
+    if (out / "base.safetensors").is_file():
+        model = _base_model(suite, out, source, progress)
+    else:
+        model = timed("base", lambda: _base_model(suite, out, source, progress))
     base_acc = evaluate_accuracy(model, source.test, model.weightlab_cfg)
-    traj = run_forgetting(model, source.train, out / "trajectory", suite.forget, eval_data=source.test,
-                          data_info=source.summary(), progress=progress)
+    forget = lambda: run_forgetting(model, source.train, out / "trajectory", suite.forget,  # noqa: E731
+                                    eval_data=source.test, data_info=source.summary(), progress=progress)
+    done = Trajectory.load(out / "trajectory").num_stages if (out / "trajectory" / "manifest.json").is_file() else 0
+    traj = forget() if done == suite.forget.stages else timed(f"forgetting_from_stage_{done}", forget)
     info = {"base_accuracy": base_acc, "stages": traj.meta["stages"], "predictions": {}}
     pred_dir = out / "predictions"
     for name in suite.predictors:
@@ -141,24 +159,24 @@ def prepare(suite: KnowSuite, out: Path, progress: bool = True, data_root: Path 
             info["predictions"][name] = {"method": name, "skipped": str(e)}
             continue
         steps = [k for k in suite.steps if predictor.unsupported(k) is None]
-        todo = [k for k in steps if not (pred_dir / f"{name}_x{2 ** k}.safetensors").is_file()]
-        if todo:
-            t = time.perf_counter()
-            states = predictor.predict_steps(traj, steps)
-            seconds = time.perf_counter() - t
+        if any(not (pred_dir / f"{name}_x{2 ** k}.safetensors").is_file() for k in steps):
+            states = timed(f"predict_{name}", lambda p=predictor, st=steps: p.predict_steps(traj, st))
             for k, state in states.items():
                 save_tensors(pred_dir / f"{name}_x{2 ** k}.safetensors", state)
-        else:
-            seconds = None
         skipped = {k: predictor.unsupported(k) for k in suite.steps if predictor.unsupported(k)}
         info["predictions"][name] = {**predictor.describe(traj), "steps": steps, "skipped": skipped,
-                                     "seconds": seconds}
+                                     "seconds": log["seconds"].get(f"predict_{name}")}
     if suite.incremental and not (out / "incremental.safetensors").is_file():
-        torch.manual_seed(0)
-        fresh = create_model(suite.model, num_classes=model.weightlab_cfg["num_classes"], **suite.model_kwargs)
-        state = incremental_pretraining(fresh, source.train, suite.forget, progress=progress)
-        save_tensors(out / "incremental.safetensors", state)
-        info["incremental_accuracy"] = evaluate_accuracy(fresh, source.test, fresh.weightlab_cfg)
+        def incremental():
+            torch.manual_seed(0)
+            fresh = create_model(suite.model, num_classes=model.weightlab_cfg["num_classes"], **suite.model_kwargs)
+            state = incremental_pretraining(fresh, source.train, suite.forget, progress=progress)
+            save_tensors(out / "incremental.safetensors", state)
+            log["incremental_accuracy"] = evaluate_accuracy(fresh, source.test, fresh.weightlab_cfg)
+
+        timed("incremental_pretraining", incremental)
+    info["incremental_accuracy"] = log.get("incremental_accuracy")
+    info["seconds"] = dict(log["seconds"])
     return info
 
 
@@ -192,9 +210,8 @@ def run_suite(name: str | KnowSuite, out_dir: str | Path, *, progress: bool = Tr
             raise WeightlabError(f"{results_path}: made with another suite configuration; use a new --out")
     else:
         results = {"suite": record, "description": suite.description, "machine": machine(), "runs": []}
-    t0 = time.perf_counter()
     results["prepare"] = prepare(suite, out, progress, data_root)
-    results.setdefault("prepare_seconds", round(time.perf_counter() - t0, 1))  # the first (full) preparation
+    results["prepare_seconds"] = round(sum(results["prepare"]["seconds"].values()), 1)
     write_json(results_path, results)
     target = build_task(suite.target, data_root, sizes=_sizes(suite.target_train, suite.target_test))
     model_cfg = Trajectory.load(out / "trajectory").meta["model"]
