@@ -192,7 +192,7 @@ class FusedKNOWN:
             _exp_(rate)
             e = rate.mul_(torch.addmm(self.factor_b[k], h, self.factor_w[k]))
             y = torch.addmm(self.out_b[k], e, self.out_w[k]).addmm_(h, self.h_w[k])
-            y = F.leaky_relu(y, _LEAKY_SLOPE)
+            F.leaky_relu_(y, _LEAKY_SLOPE)
             acc.addmm_(y, self.head_w[k])
         return acc.tanh_().squeeze(1)
 
