@@ -25,7 +25,7 @@ from weightlab.incremental.sequences import SplitSizes, build_task
 from weightlab.io import load_weights, read_json, save_tensors, write_json, write_text
 from weightlab.know.forgetting import ForgetConfig, incremental_pretraining, run_forgetting
 from weightlab.know.predictors import DISPLAY, get_predictor
-from weightlab.know.trajectory import Trajectory
+from weightlab.know.trajectory import Trajectory, scale_label
 from weightlab.know.transfer import TransferConfig, transfer
 from weightlab.machine import machine
 from weightlab.models import create_model, load_state_dict_strict
@@ -159,10 +159,11 @@ def prepare(suite: KnowSuite, out: Path, progress: bool = True, data_root: Path 
             info["predictions"][name] = {"method": name, "skipped": str(e)}
             continue
         steps = [k for k in suite.steps if predictor.unsupported(k) is None]
-        if any(not (pred_dir / f"{name}_x{2 ** k}.safetensors").is_file() for k in steps):
+        label = lambda k: scale_label(suite.forget.ratio, k)  # noqa: E731
+        if any(not (pred_dir / f"{name}_{label(k)}.safetensors").is_file() for k in steps):
             states = timed(f"predict_{name}", lambda p=predictor, st=steps: p.predict_steps(traj, st))
             for k, state in states.items():
-                save_tensors(pred_dir / f"{name}_x{2 ** k}.safetensors", state)
+                save_tensors(pred_dir / f"{name}_{label(k)}.safetensors", state)
         skipped = {k: predictor.unsupported(k) for k in suite.steps if predictor.unsupported(k)}
         info["predictions"][name] = {**predictor.describe(traj), "steps": steps, "skipped": skipped,
                                      "seconds": log["seconds"].get(f"predict_{name}")}
@@ -187,9 +188,9 @@ def rows(suite: KnowSuite, out: Path) -> list[tuple[str, str, int, Path]]:
         r.append(("incremental", "Incremental pretraining", 0, out / "incremental.safetensors"))
     for k in suite.steps:
         for name in suite.predictors:
-            f = out / "predictions" / f"{name}_x{2 ** k}.safetensors"
+            f = out / "predictions" / f"{name}_{scale_label(suite.forget.ratio, k)}.safetensors"
             if f.is_file():
-                r.append((f"{name}_x{2 ** k}", DISPLAY[name], k, f))
+                r.append((f.stem, DISPLAY[name], k, f))
     return r
 
 
@@ -259,7 +260,7 @@ def write_report(results: dict, out: Path) -> None:
              "", "| pred. | method | seeds | accuracy | gain vs naive |", "|---|---|---|---|---|"]
     for row in sorted(table, key=lambda r: (r["step"], ALL_PREDICTORS.index(r["row"].rsplit("_x", 1)[0])
                                              if r["step"] else (0 if r["row"] == "naive" else 1))):
-        pred = "x1" if row["step"] == 0 else f"x{round(1 / suite['forget']['ratio']) ** row['step']}"
+        pred = "x1" if row["step"] == 0 else scale_label(suite["forget"]["ratio"], row["step"])
         gain = "" if row["row"] == "naive" or row["gain"] is None else f"{row['gain']:+.2f}"
         lines.append(f"| {pred} | {row['label']} | {row['seeds']} | {row['mean']:.2f} ± {row['std']:.2f} | {gain} |")
     run_s = sum(r.get("seconds", 0.0) for r in results["runs"])

@@ -117,7 +117,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from weightlab.io import save_tensors, write_json
     from weightlab.know.predictors import get_predictor
-    from weightlab.know.trajectory import Trajectory
+    from weightlab.know.trajectory import Trajectory, scale_label
 
     if args.out is None:
         raise WeightlabError("know predict needs --out FOLDER for the predicted weights")
@@ -147,7 +147,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     ratio = traj.meta.get("config", {}).get("ratio", 0.5)
     files = {}
     for k, state in states.items():
-        f = args.out / f"{predictor.name}_x{round((1 / ratio) ** k)}.safetensors"
+        f = args.out / f"{predictor.name}_{scale_label(ratio, k)}.safetensors"
         save_tensors(f, state, metadata={"method": predictor.name, "step": str(k), "trajectory": str(args.trajectory)})
         files[k] = f.name
     info = {**predictor.describe(traj), "steps": steps, "skipped": skipped, "files": files, "seconds": seconds,

@@ -25,6 +25,11 @@ def stage_file(index: int) -> str:
     return f"stage_{index:02d}.safetensors"
 
 
+def scale_label(ratio: float, step: int) -> str:
+    """How much more data step ``k`` stands for: ``x2, x4, x8`` for r = 0.5, ``x3, x9`` for r = 1/3."""
+    return f"x{round((1.0 / ratio) ** step)}"
+
+
 @dataclass
 class Trajectory:
     """``stages[s]`` is Θ^s (``s = 0``: full data, larger ``s``: smaller subsets); ``kinds`` maps

@@ -57,7 +57,7 @@ class Predictor(ABC):
         for k in steps:
             reason = self.unsupported(k)
             if reason:
-                raise WeightlabError(f"{self.name} cannot predict step {k} (x{2 ** k} for r=0.5): {reason}")
+                raise WeightlabError(f"{self.name} cannot predict step {k}: {reason}")
             trajectory.require(self.min_stages(k), f"{self.name} (step {k})")
         keys = trajectory.keys_of(self.kinds)
         if not keys:
