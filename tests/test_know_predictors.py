@@ -140,25 +140,18 @@ def test_known_predictor_routes_kinds_and_slides_the_window():
 
 
 def test_known_predictor_feeds_the_oldest_stage_first():
-    traj, _, _ = _traj(lambda t, a, b: a + b * t)
-    net = _const_net(0.0)
-    with torch.no_grad():  # residual = tanh(w·z): make z depend on the first input value only
-        net.values.inp.weight.zero_()
-        net.values.inp.weight[0, 0] = 1.0
-        net.values.inp.bias.zero_()
-        net.values.gate.bias.fill_(1.0)   # h = relu(1) = 1
-        net.values.add.weight.fill_(1.0)  # add(h) = 1 per unit, factor = 0
-        net.values.out.weight.zero_()
-        net.values.out.weight[0, 0] = 1.0
-        net.values.out.bias.zero_()
-        net.head.weight.zero_()
-        net.head.weight[0, 0] = 1.0
-    # with add(h)=1 everywhere: out[0] = sum over 64 units of 1·(weight[0,j]=1 only for j=0) = 1 → constant.
-    # Instead check the window order with a direct call of the network on the stacked sequence:
-    seq = torch.stack([traj.stages[s]["fc.bias"] for s in range(4, -1, -1)], dim=1)
-    direct = net(seq) + seq[:, -1]
+    traj, _, _ = _traj(lambda t, a, b: a + b * t * t)
+    torch.manual_seed(1)
+    net = KNOWNNet().eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.3)  # an order-sensitive function of the 5 values
+        seq = torch.stack([traj.stages[s]["fc.bias"] for s in range(4, -1, -1)], dim=1)  # [Θ⁴, …, Θ⁰]
+        want = seq[:, -1] + net(seq)
+        reversed_order = seq[:, 0] + net(seq.flip(1))
     out = KNOWN(weights={"Conv": net, "FC": net, "Bias": net}).predict(traj, 1)
-    assert torch.allclose(out["fc.bias"], direct, atol=1e-6)
+    assert torch.allclose(out["fc.bias"], want, atol=1e-6)
+    assert not torch.allclose(out["fc.bias"], reversed_order, atol=1e-3)
 
 
 def test_known_needs_five_stages():
