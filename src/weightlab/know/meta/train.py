@@ -1,0 +1,86 @@
+"""Meta-training one KNOWN hypermodel: L1 on the predicted weight (Eq. 6), Adam, early stopping
+on held-out rows (which must come from held-out *runs*, never rows of a training run)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from weightlab.errors import WeightlabError
+from weightlab.know.hypermodel import KNOWNNet
+
+
+@dataclass
+class MetaTrainConfig:
+    lr: float = 1e-3
+    batch_size: int = 4096
+    epochs: int = 20
+    patience: int = 3          # epochs without a better validation L1 before stopping
+    seed: int = 0
+    input_convention: str = "raw"
+
+
+@torch.no_grad()
+def l1_error(net: KNOWNNet, seq: torch.Tensor, target: torch.Tensor, batch_size: int = 65536) -> float:
+    """Mean |θ^t + KNOWN(seq) − target| over the rows."""
+    net.eval()
+    total = 0.0
+    for i in range(0, seq.shape[0], batch_size):
+        s = seq[i:i + batch_size]
+        total += float((s[:, -1] + net(s) - target[i:i + batch_size]).abs().sum())
+    return total / max(seq.shape[0], 1)
+
+
+def baseline_l1(seq: torch.Tensor, target: torch.Tensor, method: str, lam: float = 0.2) -> float:
+    """L1 error of the reference predictors: ``zero`` (no change) and ``task_vector`` (λ·(θ⁰ − θ¹))."""
+    if method == "zero":
+        pred = seq[:, -1]
+    elif method == "task_vector":
+        pred = seq[:, -1] + lam * (seq[:, -1] - seq[:, -2])
+    else:
+        raise WeightlabError(f"unknown baseline '{method}' (use zero or task_vector)")
+    return float((pred - target).abs().mean())
+
+
+def train_known(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
+                cfg: MetaTrainConfig | None = None, *, progress: bool = True) -> tuple[KNOWNNet, dict]:
+    """Train a KNOWN on ``(sequences, targets)`` rows; returns the best-on-validation model and the history."""
+    cfg = cfg or MetaTrainConfig()
+    seq, target = train
+    if seq.ndim != 2 or seq.shape[1] != 5 or target.shape != seq.shape[:1]:
+        raise WeightlabError(f"meta-training rows must be (N, 5) sequences and (N,) targets, got "
+                             f"{tuple(seq.shape)} and {tuple(target.shape)}")
+    torch.manual_seed(cfg.seed)
+    net = KNOWNNet(cfg.input_convention)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    g = torch.Generator().manual_seed(cfg.seed)
+    history = {"train_l1": [], "val_l1": []}
+    best, best_state, waited = float("inf"), copy.deepcopy(net.state_dict()), 0
+    for _ in tqdm(range(cfg.epochs), desc="meta-training KNOWN", disable=not progress):
+        net.train()
+        order = torch.randperm(seq.shape[0], generator=g)
+        total = 0.0
+        for i in range(0, seq.shape[0], cfg.batch_size):
+            idx = order[i:i + cfg.batch_size]
+            s = seq[idx]
+            loss = (s[:, -1] + net(s) - target[idx]).abs().mean()
+            if not torch.isfinite(loss):
+                raise WeightlabError("meta-training loss became NaN/Inf; lower the learning rate")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+        history["train_l1"].append(total / seq.shape[0])
+        history["val_l1"].append(l1_error(net, *val))
+        if history["val_l1"][-1] < best:
+            best, best_state, waited = history["val_l1"][-1], copy.deepcopy(net.state_dict()), 0
+        else:
+            waited += 1
+            if waited >= cfg.patience:
+                break
+    net.load_state_dict(best_state)
+    history["best_val_l1"] = best
+    return net.eval(), history
