@@ -52,3 +52,42 @@ def test_baselines_on_known_values():
     assert baseline_l1(seq, torch.tensor([2.2]), "task_vector") == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(WeightlabError, match="unknown baseline"):
         baseline_l1(seq, torch.tensor([2.0]), "magic")
+
+
+def _specs(n=2):
+    from weightlab.know.meta.collect import Ranges, sample_specs
+
+    return sample_specs(n, seed=3, archs=["smallcnn-narrow"], ranges=Ranges(train_size=120, pretrain_epochs=1))
+
+
+def test_collection_writes_shards_rows_and_a_resumable_manifest(tmp_path):
+    from weightlab.know.meta.collect import collect, load_rows, sample_specs, shard_path
+
+    specs = _specs(2)
+    m = collect(tmp_path, specs, backend="serial", progress=False)
+    assert [r["spec"]["run_id"] for r in m["runs"]] == [0, 1]
+    for r in m["runs"]:
+        # narrow CNN (4/8/16/16 channels, 1 input channel, hidden 32, 10 classes); conv biases are off (BN)
+        assert r["rows"] == {"Conv": 9 * (4 + 4 * 8 + 8 * 16 + 16 * 16), "FC": 16 * 32 + 32 * 10, "Bias": 32 + 10}
+        assert shard_path(tmp_path, r["spec"]["run_id"]).stat().st_size == r["bytes"]
+    seq, target = load_rows(tmp_path, "FC")
+    assert seq.shape == (2 * 832, 5) and target.shape == (2 * 832,)
+    mtime = shard_path(tmp_path, 0).stat().st_mtime_ns
+    again = collect(tmp_path, specs + sample_specs(1, seed=9, start_id=2, archs=["smallcnn-narrow"]),
+                    backend="serial", progress=False)  # resumes: only the new run is collected
+    assert again["last_collection"]["runs"] == 1 and len(again["runs"]) == 3
+    assert shard_path(tmp_path, 0).stat().st_mtime_ns == mtime
+    with pytest.raises(WeightlabError, match="unknown backend"):
+        collect(tmp_path, specs, backend="slurm")
+    with pytest.raises(WeightlabError, match="unknown architecture"):
+        sample_specs(1, archs=["vgg"])
+
+
+def test_collection_on_a_local_ray_runtime(tmp_path):
+    pytest.importorskip("ray")
+    from weightlab.know.meta.collect import collect
+
+    serial = collect(tmp_path / "a", _specs(2), backend="serial", progress=False)
+    parallel = collect(tmp_path / "b", _specs(2), backend="ray", workers=2, progress=False)
+    assert sorted((r["spec"]["run_id"], r["rows"]["Conv"]) for r in parallel["runs"]) == \
+        sorted((r["spec"]["run_id"], r["rows"]["Conv"]) for r in serial["runs"])

@@ -3,7 +3,7 @@
 A trajectory of ``S + 1`` or more stages gives, for every target stage ``t`` with ``t + 5`` stages
 behind it, one row per scalar parameter: the input sequence ``[θ^{t+5}, …, θ^{t+1}]`` (oldest
 forgetting first, as KNOWN reads it) and the target ``θ^t`` (the weight trained on more data).
-Rows are grouped by hypermodel: Conv, FC (2-D weights, including the head) and Bias.
+Rows are grouped by hypermodel: Conv, FC (2-D weights, including the head's) and Bias.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 
 from weightlab.errors import WeightlabError
 from weightlab.know.hypermodel import SEQ_LEN
-from weightlab.know.predictors.known import MODEL_FOR_KIND
+from weightlab.know.predictors.known import hypermodel_for
 from weightlab.know.trajectory import Trajectory
 
 
@@ -22,7 +22,7 @@ def trajectory_rows(trajectory: Trajectory, kinds=("conv", "fc", "bias", "head")
     trajectory.require(SEQ_LEN + 1, "a meta-training row (5 inputs and a target)")
     groups: dict[str, list[str]] = {}
     for key in trajectory.keys_of(kinds):
-        groups.setdefault(MODEL_FOR_KIND[trajectory.kinds[key]], []).append(key)
+        groups.setdefault(hypermodel_for(trajectory.kinds[key], trajectory.stages[0][key].ndim), []).append(key)
     if not groups:
         raise WeightlabError(f"the trajectory has no parameters of kind(s) {', '.join(kinds)}")
     out = {}

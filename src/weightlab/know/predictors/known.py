@@ -2,7 +2,8 @@
 through the hypermodel of its kind (Conv for >2-D weights, FC for 2-D weights, Bias for biases),
 ``θ̂^{-1} = θ^0 + KNOWN(·)``. Further steps slide the window: ``[θ^3, …, θ^0, θ̂^{-1}] → θ̂^{-2}``.
 
-Kinds map to the three hypermodels as: conv → Conv; fc, head, other → FC; bias, norm → Bias.
+Kinds map to the three hypermodels as: conv → Conv; fc → FC; bias, norm → Bias; head and other
+by shape (more than 2 dims → Conv, 2-D → FC, vectors → Bias: the head's bias is a bias).
 BatchNorm (``norm``) is not predicted by default, as in the paper.
 """
 
@@ -19,6 +20,13 @@ from weightlab.know.predictors.base import Predictor, flat_sequences, unflatten
 from weightlab.know.trajectory import Trajectory
 
 MODEL_FOR_KIND = {"conv": "Conv", "fc": "FC", "head": "FC", "other": "FC", "bias": "Bias", "norm": "Bias"}
+def hypermodel_for(kind: str, ndim: int) -> str:
+    """Which of the three hypermodels predicts a tensor of this kind and number of dims."""
+    if kind in ("head", "other"):
+        return "Conv" if ndim > 2 else ("FC" if ndim == 2 else "Bias")
+    return MODEL_FOR_KIND[kind]
+
+
 OFFICIAL_FILES = {"Conv": "KNOWN_Conv.h5", "FC": "KNOWN_FC.h5", "Bias": "KNOWN_Bias.h5"}
 
 
@@ -76,7 +84,7 @@ class KNOWN(Predictor):
     def _predict_keys(self, trajectory: Trajectory, keys, steps):
         groups: dict[str, list[str]] = {}
         for k in keys:
-            groups.setdefault(MODEL_FOR_KIND[trajectory.kinds[k]], []).append(k)
+            groups.setdefault(hypermodel_for(trajectory.kinds[k], trajectory.stages[0][k].ndim), []).append(k)
         # window per model: (N, 5) float32, oldest-forgetting first, the last column is Θ⁰
         windows = {m: flat_sequences(trajectory, ks, list(range(SEQ_LEN - 1, -1, -1)), torch.float32, dim=1)
                    for m, ks in groups.items()}

@@ -1,0 +1,198 @@
+"""Collect a KNOWN meta-dataset: many progressive-forgetting runs of small networks.
+
+Each run draws its architecture, data set, sampling rate r, learning rate, batch size and optimiser
+from stated ranges (seeded), pretrains the network briefly on D⁰, records ``S + 1 = 6`` stages of
+progressive forgetting, and stores the meta rows (:func:`trajectory_rows`) as one shard
+``runs/run_NNNNN.safetensors`` with tensors ``<Kind>_seq`` (N, 5) and ``<Kind>_target`` (N,) for
+Kind in Conv / FC / Bias. ``manifest.json`` lists every finished run (its spec, row counts, bytes,
+seconds). Collecting again skips finished runs (resumable) and new specs get new ids (appendable).
+
+Runs execute in parallel on a local Ray runtime (``backend="ray"``; the same code on a Ray
+cluster with ``address=``), on local worker processes (``"processes"``) or in-process (``"serial"``);
+``"auto"`` takes Ray when it is installed.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from weightlab.errors import WeightlabError
+from weightlab.io import read_json, save_tensors, write_json
+
+MANIFEST = "manifest.json"
+BACKENDS = ("auto", "ray", "processes", "serial")
+# model name -> create_model kwargs; all run at the data set's own resolution and channels
+ARCHITECTURES = {
+    "smallcnn": {},
+    "smallcnn-narrow": {"widths": (4, 8, 16, 16), "hidden": 32},
+    "smallcnn-nonorm": {"norm": False},
+    "resnet8": {},
+}
+DATASETS = {"digits": (1, 16, 16), "mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+
+
+@dataclass
+class Ranges:
+    """Where each run's settings are drawn from (the KNOW paper's Sec. 5.1 and the reference notes)."""
+
+    ratio: tuple[float, float] = (0.3, 0.9)        # uniform
+    lr: tuple[float, float] = (1e-5, 4e-3)         # log-uniform
+    batch_sizes: tuple[int, ...] = (32, 64, 128, 256)
+    optimizers: tuple[str, ...] = ("adam", "sgd")
+    train_size: int = 2000                          # D⁰ samples per run
+    pretrain_epochs: int = 3
+
+
+@dataclass
+class RunSpec:
+    run_id: int
+    arch: str
+    dataset: str
+    ratio: float
+    lr: float
+    batch_size: int
+    optimizer: str
+    seed: int
+    train_size: int
+    pretrain_epochs: int
+    stages: int = 6
+    extra: dict = field(default_factory=dict)
+
+
+def sample_specs(n: int, *, seed: int = 0, start_id: int = 0, archs=None, datasets=None,
+                 ranges: Ranges | None = None) -> list[RunSpec]:
+    ranges = ranges or Ranges()
+    archs = list(archs or ARCHITECTURES)
+    datasets = list(datasets or ["digits"])
+    bad = [a for a in archs if a not in ARCHITECTURES] + [d for d in datasets if d not in DATASETS]
+    if bad:
+        raise WeightlabError(f"unknown architecture/data set {', '.join(bad)} (architectures: "
+                             f"{', '.join(ARCHITECTURES)}; data sets: {', '.join(DATASETS)})")
+    rng = random.Random(seed)
+    specs = []
+    for i in range(n):
+        lo, hi = ranges.lr
+        specs.append(RunSpec(
+            run_id=start_id + i, arch=rng.choice(archs), dataset=rng.choice(datasets),
+            ratio=round(rng.uniform(*ranges.ratio), 4), lr=float(f"{math.exp(rng.uniform(math.log(lo), math.log(hi))):.3g}"),
+            batch_size=rng.choice(ranges.batch_sizes), optimizer=rng.choice(ranges.optimizers),
+            seed=rng.randrange(2**31), train_size=ranges.train_size, pretrain_epochs=ranges.pretrain_epochs))
+    return specs
+
+
+def shard_path(out: Path, run_id: int) -> Path:
+    return out / "runs" / f"run_{run_id:05d}.safetensors"
+
+
+def collect_run(spec: RunSpec, out_dir: str | Path, data_root: str | None = None) -> dict:
+    """One run: pretrain, forget (S+1 stages), write its shard. Returns its manifest record."""
+    from weightlab.data import load_dataset
+    from weightlab.know.forgetting import ForgetConfig, run_forgetting
+    from weightlab.know.meta.rows import trajectory_rows
+    from weightlab.models import create_model
+    from weightlab.train import fit_classifier
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    out = Path(out_dir)
+    train = load_dataset(spec.dataset, "train", data_root, limit=spec.train_size, seed=spec.seed)
+    torch.manual_seed(spec.seed)
+    model = create_model(spec.arch.split("-")[0], num_classes=len(train.classes),
+                         input_size=DATASETS[spec.dataset], **ARCHITECTURES[spec.arch])
+    fit_classifier(model, train, model.weightlab_cfg, epochs=spec.pretrain_epochs, lr=1e-3,
+                   batch_size=64, seed=spec.seed, progress=False)
+    cfg = ForgetConfig(ratio=spec.ratio, stages=spec.stages, lr=spec.lr, batch_size=spec.batch_size,
+                       optimizer=spec.optimizer, seed=spec.seed)
+    with tempfile.TemporaryDirectory(dir=out) as tmp:
+        traj = run_forgetting(model, train, tmp, cfg, progress=False)
+    rows = trajectory_rows(traj)
+    tensors = {}
+    for kind, (seq, target) in rows.items():
+        tensors[f"{kind}_seq"], tensors[f"{kind}_target"] = seq, target
+    path = shard_path(out, spec.run_id)
+    save_tensors(path, tensors)
+    return {"spec": asdict(spec), "rows": {k: int(v[0].shape[0]) for k, v in rows.items()},
+            "bytes": path.stat().st_size, "seconds": round(time.perf_counter() - start, 2)}
+
+
+def collect(out_dir: str | Path, specs: list[RunSpec], *, backend: str = "auto", workers: int = 2,
+            address: str | None = None, data_root: str | None = None, progress: bool = True) -> dict:
+    """Run every spec whose shard is not there yet; the manifest is rewritten after each run."""
+    from tqdm.auto import tqdm
+
+    if backend not in BACKENDS:
+        raise WeightlabError(f"unknown backend '{backend}' (use one of {', '.join(BACKENDS)})")
+    if backend == "auto":
+        import importlib.util
+
+        backend = "ray" if importlib.util.find_spec("ray") is not None else "processes"
+    out = Path(out_dir)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    manifest = read_json(out / MANIFEST) if (out / MANIFEST).is_file() else {"runs": []}
+    done = {r["spec"]["run_id"] for r in manifest["runs"] if shard_path(out, r["spec"]["run_id"]).is_file()}
+    todo = [s for s in specs if s.run_id not in done]
+    bar = tqdm(total=len(todo), desc="collecting runs", disable=not progress)
+
+    def record(rec: dict) -> None:
+        manifest["runs"] = [r for r in manifest["runs"] if r["spec"]["run_id"] != rec["spec"]["run_id"]] + [rec]
+        write_json(out / MANIFEST, manifest)
+        bar.update()
+
+    start = time.perf_counter()
+    if backend == "serial" or not todo:
+        for s in todo:
+            record(collect_run(s, out, data_root))
+    elif backend == "processes":
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(workers) as pool:
+            for fut in as_completed([pool.submit(collect_run, s, out, data_root) for s in todo]):
+                record(fut.result())
+    else:
+        try:
+            import ray
+        except ImportError:
+            raise WeightlabError("backend 'ray' needs Ray (pip install ray); or use --backend processes") from None
+        started = not ray.is_initialized()
+        if started:
+            ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
+                     log_to_driver=False)
+        try:
+            remote = ray.remote(num_cpus=1)(collect_run)
+            pending = [remote.remote(s, str(out), data_root) for s in todo]
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                record(ray.get(ready[0]))
+        finally:
+            if started:
+                ray.shutdown()
+    bar.close()
+    manifest["last_collection"] = {"backend": backend, "workers": workers, "runs": len(todo),
+                                   "seconds": round(time.perf_counter() - start, 2)}
+    write_json(out / MANIFEST, manifest)
+    return manifest
+
+
+def load_rows(out_dir: str | Path, kind: str, run_ids: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Concatenate the ``kind`` rows of the given runs (all finished runs by default)."""
+    from weightlab.io import load_weights
+
+    out = Path(out_dir)
+    manifest = read_json(out / MANIFEST)
+    ids = run_ids if run_ids is not None else [r["spec"]["run_id"] for r in manifest["runs"]]
+    seqs, targets = [], []
+    for i in ids:
+        t = load_weights(shard_path(out, i))
+        if f"{kind}_seq" in t:
+            seqs.append(t[f"{kind}_seq"])
+            targets.append(t[f"{kind}_target"])
+    if not seqs:
+        raise WeightlabError(f"{out}: no {kind} rows in runs {ids[:5]}")
+    return torch.cat(seqs), torch.cat(targets)
