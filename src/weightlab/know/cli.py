@@ -75,6 +75,33 @@ def add_parsers(sub, common) -> None:
     t.add_argument("--data-root", type=Path, default=None)
     common(t)
 
+    meta = kn.add_parser("meta", help="KNOWN meta-training: collect trajectories, train the hypermodels"
+                         ).add_subparsers(dest="meta_command", required=True)
+    mc = meta.add_parser("collect", help="progressive-forgetting runs of small networks -> sharded meta rows",
+                         description="Draw run settings (architecture, data set, r, lr, batch size, optimiser) from "
+                                     "the stated ranges, run them in parallel (a local Ray runtime, or worker "
+                                     "processes) and append their rows to --out. Rerunning resumes.")
+    mc.add_argument("--runs", type=int, required=True, help="number of runs to draw")
+    mc.add_argument("--start-id", type=int, default=0, help="first run id (append with a new range)")
+    mc.add_argument("--archs", default=None, help="comma-separated architectures (default: all)")
+    mc.add_argument("--datasets", default="digits", help="comma-separated data sets (default digits)")
+    mc.add_argument("--train-size", type=int, default=2000, help="D⁰ samples per run")
+    mc.add_argument("--backend", default="auto", help="auto, ray, processes or serial (default auto)")
+    mc.add_argument("--workers", type=int, default=2)
+    mc.add_argument("--address", default=None, help="Ray cluster address (default: a local runtime)")
+    mc.add_argument("--data-root", type=Path, default=None)
+    common(mc)
+    mt = meta.add_parser("train", help="train KNOWN_{Conv,FC,Bias} on a meta-dataset, whole runs held out")
+    mt.add_argument("--data", type=Path, required=True, help="folder written by 'know meta collect'")
+    mt.add_argument("--epochs", type=int, default=20)
+    mt.add_argument("--lr", type=float, default=1e-3)
+    mt.add_argument("--batch-size", type=int, default=4096)
+    mt.add_argument("--patience", type=int, default=3)
+    mt.add_argument("--val-fraction", type=float, default=0.2, help="fraction of runs held out")
+    mt.add_argument("--max-rows", type=int, default=2_000_000, help="rows per hypermodel and split (subsampled)")
+    mt.add_argument("--input-convention", choices=("raw", "normalized"), default="raw")
+    common(mt)
+
     b = kn.add_parser("bench", help="run a KNOW transfer suite (Table 1 layout), resumable",
                       description="Forgetting, every predictor at x2/x4/x8, incremental pretraining, and transfer "
                                   "runs per seed; writes results.json, results.md and trajectory_pca.png to --out.")
@@ -227,4 +254,38 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"forget": cmd_forget, "predict": cmd_predict, "transfer": cmd_transfer, "bench": cmd_bench}
+def cmd_meta(args: argparse.Namespace) -> int:
+    if args.out is None:
+        raise WeightlabError(f"know meta {args.meta_command} needs --out FOLDER")
+    if args.meta_command == "collect":
+        from weightlab.know.meta.collect import Ranges, collect, sample_specs
+
+        specs = sample_specs(args.runs, seed=args.seed, start_id=args.start_id,
+                             archs=args.archs.split(",") if args.archs else None,
+                             datasets=args.datasets.split(","), ranges=Ranges(train_size=args.train_size))
+        m = collect(args.out, specs, backend=args.backend, workers=args.workers, address=args.address,
+                    data_root=str(args.data_root) if args.data_root else None, progress=_progress(args))
+        rows = sum(sum(r["rows"].values()) for r in m["runs"])
+        size = sum(r["bytes"] for r in m["runs"])
+        last = m["last_collection"]
+        print(f"{len(m['runs'])} runs, {rows:,} rows, {size / 2**20:.1f} MiB in {args.out}; this call: "
+              f"{last['runs']} runs in {last['seconds']:.1f} s ({last['backend']})")
+        return 0
+    from weightlab.know.meta.pipeline import meta_train
+    from weightlab.know.meta.train import MetaTrainConfig
+
+    cfg = MetaTrainConfig(lr=args.lr, batch_size=args.batch_size, epochs=args.epochs, patience=args.patience,
+                          seed=args.seed, input_convention=args.input_convention)
+    report = meta_train(args.data, args.out, cfg, val_fraction=args.val_fraction, max_rows=args.max_rows,
+                        progress=_progress(args))
+    print("| model | held-out rows | ours | zero | task vector | authors |\n|---|---|---|---|---|---|")
+    for kind, row in report["models"].items():
+        v = row["val_l1"]
+        authors = f"{v['authors']:.3e}" if "authors" in v else "n/a"
+        print(f"| {kind} | {row['val_rows']:,} | {v['ours']:.3e} | {v['zero']:.3e} | {v['task_vector']:.3e} | {authors} |")
+    print(f"\nwrote KNOWN_{{Conv,FC,Bias}}.safetensors, training.json and loss.png to {args.out}")
+    return 0
+
+
+COMMANDS = {"forget": cmd_forget, "predict": cmd_predict, "transfer": cmd_transfer, "bench": cmd_bench,
+            "meta": cmd_meta}
