@@ -21,7 +21,9 @@ import torch
 from _common import command, machine, write
 
 from weightlab.know import Trajectory
-from weightlab.know.predictors import MODEL_FOR_KIND, load_known_set
+from weightlab.know.predictors import load_known_set
+from weightlab.know.predictors.base import flat_sequences
+from weightlab.know.predictors.known import hypermodel_for
 
 
 def main() -> int:
@@ -40,13 +42,13 @@ def main() -> int:
         keys = traj.keys_of((kind,))
         if not keys:
             continue
-        seq = torch.stack([torch.cat([traj.stages[s][k].reshape(-1).float() for k in keys]) for s in range(4, -1, -1)], 1)
+        seq = flat_sequences(traj, keys, list(range(4, -1, -1)), torch.float32, dim=1)
         step = seq[:, -1] - seq[:, -2]  # Θ⁰ − Θ¹: the direction Task Vector extrapolates
         row = {"count": seq.shape[0], "mean_abs_weight": float(seq[:, -1].abs().mean()),
                "mean_abs_step": float(step.abs().mean()),
                "mean_abs_total_drift": float((seq[:, -1] - seq[:, 0]).abs().mean())}
         for conv, set_ in nets.items():
-            net = set_[MODEL_FOR_KIND[kind]]
+            net = set_[hypermodel_for(kind, max(traj.stages[0][k].ndim for k in keys))]  # the head: its weight
             for order, s in (("oldest_first", seq), ("newest_first", seq.flip(1))):
                 r = net.fused()(s)
                 agree = ((r.sign() == step.sign()) & (step != 0)).float().sum() / (step != 0).float().sum()

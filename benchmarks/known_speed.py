@@ -29,6 +29,7 @@ from _common import command, machine, write
 from weightlab.know import KNOWNNet, Trajectory
 from weightlab.know.kinds import param_kinds
 from weightlab.know.predictors import KNOWN, load_known_set, official_known_dir
+from weightlab.know.predictors.base import flat_sequences
 
 
 def _trajectory(seed: int = 0) -> tuple[Trajectory, int]:
@@ -62,8 +63,7 @@ def main() -> int:
         times.append(time.perf_counter() - t)
     # the kernel alone and the plain module on the same (N, 5) sequences
     keys = traj.keys_of(predictor.kinds)
-    seq = torch.stack([torch.cat([traj.stages[s][k].reshape(-1) for k in keys]) for s in range(4, -1, -1)], 1)
-    seq = seq.float().contiguous()
+    seq = flat_sequences(traj, keys, list(range(4, -1, -1)), torch.float32, dim=1)
     fused = nets["Conv"].fused()
     kernel = []
     for _ in range(args.repeats):

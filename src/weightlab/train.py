@@ -8,14 +8,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from weightlab.data import ImageArrays
+from weightlab.errors import WeightlabError
 
 
 def train_epoch(model: nn.Module, data: ImageArrays, model_cfg: dict, opt: torch.optim.Optimizer, *,
                 batch_size: int, seed: int, scheduler=None, desc: str = "training", progress: bool = False) -> float:
     """One shuffled (seeded) epoch of cross-entropy training; returns the mean loss.
     A non-finite loss stops with a one-line :class:`WeightlabError`."""
-    from weightlab.errors import WeightlabError
-
     model.train()
     total, count = 0.0, 0
     n_batches = (len(data) + batch_size - 1) // batch_size

@@ -25,7 +25,7 @@ from weightlab.incremental.sequences import SplitSizes, build_task
 from weightlab.io import load_weights, read_json, save_tensors, write_json, write_text
 from weightlab.know.forgetting import ForgetConfig, incremental_pretraining, run_forgetting
 from weightlab.know.predictors import DISPLAY, get_predictor
-from weightlab.know.trajectory import Trajectory, scale_label
+from weightlab.know.trajectory import MANIFEST, scale_label
 from weightlab.know.transfer import TransferConfig, transfer
 from weightlab.machine import machine
 from weightlab.models import create_model, load_state_dict_strict
@@ -148,9 +148,10 @@ def prepare(suite: KnowSuite, out: Path, progress: bool = True, data_root: Path 
     base_acc = evaluate_accuracy(model, source.test, model.weightlab_cfg)
     forget = lambda: run_forgetting(model, source.train, out / "trajectory", suite.forget,  # noqa: E731
                                     eval_data=source.test, data_info=source.summary(), progress=progress)
-    done = Trajectory.load(out / "trajectory").num_stages if (out / "trajectory" / "manifest.json").is_file() else 0
+    manifest = out / "trajectory" / MANIFEST
+    done = read_json(manifest).get("completed_stages", 0) if manifest.is_file() else 0
     traj = forget() if done == suite.forget.stages else timed(f"forgetting_from_stage_{done}", forget)
-    info = {"base_accuracy": base_acc, "stages": traj.meta["stages"], "predictions": {}}
+    info = {"base_accuracy": base_acc, "model": traj.meta["model"], "stages": traj.meta["stages"], "predictions": {}}
     pred_dir = out / "predictions"
     for name in suite.predictors:
         try:
@@ -215,7 +216,7 @@ def run_suite(name: str | KnowSuite, out_dir: str | Path, *, progress: bool = Tr
     results["prepare_seconds"] = round(sum(results["prepare"]["seconds"].values()), 1)
     write_json(results_path, results)
     target = build_task(suite.target, data_root, sizes=_sizes(suite.target_train, suite.target_test))
-    model_cfg = Trajectory.load(out / "trajectory").meta["model"]
+    model_cfg = results["prepare"]["model"]
     done = {(r["row"], r["seed"]) for r in results["runs"]}
     todo = [(row, seed) for row in rows(suite, out) for seed in suite.seeds if (row[0], seed) not in done]
     from tqdm.auto import tqdm

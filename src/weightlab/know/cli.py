@@ -177,8 +177,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         f = args.out / f"{predictor.name}_{scale_label(ratio, k)}.safetensors"
         save_tensors(f, state, metadata={"method": predictor.name, "step": str(k), "trajectory": str(args.trajectory)})
         files[k] = f.name
-    info = {**predictor.describe(traj), "steps": steps, "skipped": skipped, "files": files, "seconds": seconds,
-            "seconds_per_parameter": seconds / max(1, sum(predictor.describe(traj)["touched"].values())),
+    described = predictor.describe(traj)
+    info = {**described, "steps": steps, "skipped": skipped, "files": files, "seconds": seconds,
+            "seconds_per_parameter": seconds / max(1, sum(described["touched"].values())),
             "trajectory": str(args.trajectory)}
     write_json(args.out / f"{predictor.name}.json", info)
     print(f"{predictor.name}: touched {info['touched']} (untouched {info['untouched']}), {seconds:.2f} s")

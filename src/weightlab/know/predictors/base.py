@@ -64,8 +64,9 @@ class Predictor(ABC):
             raise WeightlabError(f"{self.name}: the trajectory has no parameters of kind(s) {', '.join(self.kinds)}")
         predicted = self._predict_keys(trajectory, keys, steps)
         out = {}
-        for k in steps:
-            state = {name: v.clone() for name, v in trajectory.stages[0].items()}
+        predicted_keys = set(keys)
+        for k in steps:  # copy only what is not predicted; predicted entries are new tensors already
+            state = {name: v if name in predicted_keys else v.clone() for name, v in trajectory.stages[0].items()}
             for name in keys:
                 value = predicted[k][name]
                 if not bool(torch.isfinite(value).all()):

@@ -19,7 +19,7 @@ from weightlab.know.hypermodel import SEQ_LEN, KNOWNNet, load_keras_known
 from weightlab.know.predictors.base import Predictor, flat_sequences, unflatten
 from weightlab.know.trajectory import Trajectory
 
-MODEL_FOR_KIND = {"conv": "Conv", "fc": "FC", "head": "FC", "other": "FC", "bias": "Bias", "norm": "Bias"}
+MODEL_FOR_KIND = {"conv": "Conv", "fc": "FC", "bias": "Bias", "norm": "Bias"}  # head, other: by shape
 def hypermodel_for(kind: str, ndim: int) -> str:
     """Which of the three hypermodels predicts a tensor of this kind and number of dims."""
     if kind in ("head", "other"):
