@@ -37,7 +37,7 @@ def main() -> int:
     traj = Trajectory.load(args.trajectory)
     out = {"command": command(), "machine": machine(), "trajectory": args.trajectory,
            "stages": traj.meta.get("stages"), "kinds": {}}
-    nets = {c: load_known_set(None, c) for c in ("raw", "normalized")}
+    nets = {c: load_known_set("authors", c) for c in ("raw", "normalized")}
     for kind in ("conv", "fc", "bias", "head"):
         keys = traj.keys_of((kind,))
         if not keys:

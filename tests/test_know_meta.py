@@ -74,10 +74,15 @@ def test_collection_writes_shards_rows_and_a_resumable_manifest(tmp_path):
         assert shard_path(tmp_path, r["spec"]["run_id"]).stat().st_size == r["bytes"]
     seq, target = load_rows(tmp_path, "FC")
     assert seq.shape == (2 * 832, 5) and target.shape == (2 * 832,)
+    capped, _ = load_rows(tmp_path, "FC", per_run=100, seed=1)
+    assert capped.shape == (200, 5)
+    assert torch.equal(capped[:100], load_rows(tmp_path, "FC", [0], per_run=100, seed=1)[0])  # seeded per run
+    assert set(map(tuple, capped[:100].tolist())) <= set(map(tuple, seq[:832].tolist()))
     mtime = shard_path(tmp_path, 0).stat().st_mtime_ns
     again = collect(tmp_path, specs + sample_specs(1, seed=9, start_id=2, archs=["smallcnn-narrow"]),
                     backend="serial", progress=False)  # resumes: only the new run is collected
     assert again["last_collection"]["runs"] == 1 and len(again["runs"]) == 3
+    assert [c["runs"] for c in again["collections"]] == [2, 1]
     assert shard_path(tmp_path, 0).stat().st_mtime_ns == mtime
     with pytest.raises(WeightlabError, match="unknown backend"):
         collect(tmp_path, specs, backend="slurm")
@@ -100,17 +105,72 @@ def test_cli_meta_collect_then_train_writes_loadable_hypermodels(tmp_path, capsy
     from weightlab.know.predictors import KNOWN
 
     data, out = tmp_path / "meta", tmp_path / "known"
-    assert main(["know", "meta", "collect", "--runs", "3", "--archs", "smallcnn-narrow", "--train-size", "100",
+    assert main(["know", "meta", "collect", "--runs", "4", "--archs", "smallcnn-narrow,mlp", "--train-size", "100",
                  "--backend", "serial", "--out", str(data), "--no-progress"]) == 0
-    assert "3 runs" in capsys.readouterr().out
+    assert "4 runs" in capsys.readouterr().out
+    manifest = json.loads((data / "manifest.json").read_text())
+    archs = {r["spec"]["run_id"]: r["spec"]["arch"] for r in manifest["runs"]}
+    assert sorted(archs.values()) == ["mlp", "mlp", "smallcnn-narrow", "smallcnn-narrow"]  # seed 0 draws both
+    assert manifest["collections"][0]["command"].startswith("weightlab know meta collect --runs 4")
     assert main(["know", "meta", "train", "--data", str(data), "--epochs", "2", "--batch-size", "512",
-                 "--out", str(out), "--no-progress"]) == 0
+                 "--test-archs", "mlp", "--out", str(out), "--no-progress"]) == 0
+    assert "held-out architectures and data sets" in capsys.readouterr().out
     report = json.loads((out / "training.json").read_text())
-    assert len(report["val_runs"]) == 1 and not set(report["val_runs"]) & set(report["train_runs"])
+    split = report["split"]
+    assert [archs[i] for i in split["test"]] == ["mlp", "mlp"] and len(split["val"]) == 1 and len(split["train"]) == 1
     for kind in ("Conv", "FC", "Bias"):
         v = report["models"][kind]["val_l1"]
         assert v["ours"] > 0 and v["zero"] > 0 and v["task_vector"] > 0
+    assert "test_l1" not in report["models"]["Conv"]  # an MLP has no conv rows
+    assert set(report["models"]["FC"]["test_l1_by_arch"]) == {"mlp"}
     assert (out / "loss.png").stat().st_size > 1000
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "Held-out architectures and data sets" in card and "weightlab know meta collect --runs 4" in card
+    from weightlab.know.meta.pipeline import check_mini
+
+    for kind, (recorded, now) in check_mini(out, out / "mini_test.safetensors", report).items():
+        assert now == pytest.approx(recorded, rel=1e-6), kind
     KNOWN(weights=out)  # the trained files load as a KNOW predictor
     assert main(["know", "meta", "train", "--data", str(tmp_path), "--out", str(out)]) == 2
     assert "not a meta-dataset folder" in capsys.readouterr().err
+
+
+def _runs(*pairs):
+    return [{"spec": {"run_id": i, "arch": a, "dataset": d}} for i, (a, d) in enumerate(pairs)]
+
+
+def test_split_holds_out_architectures_and_data_sets_as_whole_runs():
+    from weightlab.know.meta.pipeline import split_runs
+
+    runs = _runs(("cnn", "digits"), ("cnn", "mnist"), ("mlp", "digits"), ("cnn", "fmnist"), ("mixer", "digits"),
+                 ("mixer", "fmnist"), ("mlp", "mnist"), ("cnn", "digits"))
+    s = split_runs(runs, 0.25, 0, test_archs=["mixer"], test_datasets=["fmnist"])
+    assert s["test"] == [5]           # held-out architecture on a held-out data set
+    assert s["excluded"] == [3, 4]    # shares only one of them: neither trained nor tested on
+    assert sorted(s["train"] + s["val"]) == [0, 1, 2, 6, 7] and len(s["val"]) == 1
+    assert split_runs(runs, 0.25, 0, test_datasets=["fmnist"])["test"] == [3, 5]
+    assert split_runs(runs, 0.25, 0)["test"] == [] and split_runs(runs, 0.25, 0) == split_runs(runs, 0.25, 0)
+    with pytest.raises(WeightlabError, match="held-out vgg not in the meta-dataset"):
+        split_runs(runs, 0.25, 0, test_archs=["vgg"])
+    with pytest.raises(WeightlabError, match="at least 2 training-distribution runs"):
+        split_runs(runs[:1], 0.25, 0)
+
+
+def test_shipped_known_loads_and_reproduces_its_recorded_validation_figure():
+    """The package's own KNOWN: the default of the predictor, and its L1 on the fixed mini set of
+    held-out rows (tests/data) is the one recorded when it was trained, and beats "no change"."""
+    from pathlib import Path
+
+    from weightlab.io import load_weights
+    from weightlab.know.meta.pipeline import check_mini
+    from weightlab.know.predictors import KNOWN
+    from weightlab.know.predictors.known import SHIPPED_DIR
+
+    report = json.loads((SHIPPED_DIR / "training.json").read_text())
+    mini_file = Path(__file__).parent / "data" / "known_mini.safetensors"
+    for kind, (recorded, now) in check_mini(SHIPPED_DIR, mini_file, report).items():
+        assert now == pytest.approx(recorded, rel=1e-5), kind
+        mini = load_weights(mini_file)
+        assert now < baseline_l1(mini[f"{kind}_seq"], mini[f"{kind}_target"], "zero"), kind
+    assert KNOWN().weights_source == str(SHIPPED_DIR)
+    assert (SHIPPED_DIR / "MODEL_CARD.md").read_text().startswith("# weightlab KNOWN: model card")

@@ -74,3 +74,15 @@ def test_shared_pretrained_models_load_exactly(shared, name):
         assert torch.equal(sd[k], v), k
     with torch.no_grad():
         assert m.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_mlp_sizes_its_first_layer_from_input_size_and_rebuilds_from_its_config():
+    import torch
+
+    from weightlab.models import create_model, rebuild_model
+
+    m = create_model("mlp", num_classes=5, input_size=(1, 16, 16), hidden=(32,))
+    assert m.features[1].in_features == 256 and m.head.out_features == 5
+    assert m(torch.zeros(2, 1, 16, 16)).shape == (2, 5)
+    again = rebuild_model(m.weightlab_cfg)
+    assert [tuple(p.shape) for p in again.parameters()] == [tuple(p.shape) for p in m.parameters()]

@@ -133,6 +133,7 @@ def cmd_recast_mimic(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded by commands that write how a result was made
     try:
         _seed_everything(args.seed)
         if args.command == "quickstart":

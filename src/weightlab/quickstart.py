@@ -100,10 +100,13 @@ def _know(out: Path, data_root: Path | None, seed: int, progress: bool) -> dict:
     from weightlab.know.transfer import TransferConfig
 
     base = SUITES["mnist-fmnist-quick" if data_root is not None else "digits-smallcnn"]
-    suite = replace(base, name=f"quickstart-{base.name}", predictors=("log_fit", "task_vector", "tsv", "known"),
+    authors = official_known_dir() is not None
+    suite = replace(base, name=f"quickstart-{base.name}",
+                    predictors=("log_fit", "task_vector", "tsv", "known") + (("known_authors",) if authors else ()),
                     steps=(1, 3), incremental=False, seeds=(seed,),
                     transfer=TransferConfig(warmup_epochs=2, epochs=6, lr=1e-3, batch_size=64))
-    known = "official KNOWN weights" if official_known_dir() else "KNOWN skipped: its weights are in the shared folder"
+    known = "weightlab's shipped KNOWN and the authors' weights" if authors else \
+        "weightlab's shipped KNOWN; the authors' weights are in the shared folder"
     print(f"[5/5] KNOW: {suite.description}; forgetting r=0.5, S=5; LogFit, TaskVector, TSV, KNOWN at x2 and x8 "
           f"({known}); transfer {suite.transfer.warmup_epochs} warm-up + {suite.transfer.epochs} epochs")
     import shutil

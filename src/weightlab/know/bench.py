@@ -32,7 +32,8 @@ from weightlab.models import create_model, load_state_dict_strict
 from weightlab.train import evaluate_accuracy, fit_classifier
 
 SEEDS = (42, 1998, 3142592)
-ALL_PREDICTORS = ("linear_fit", "log_fit", "exp_fit", "task_vector", "consensus_ta", "magmax", "tsv", "known")
+ALL_PREDICTORS = ("linear_fit", "log_fit", "exp_fit", "task_vector", "consensus_ta", "magmax", "tsv", "known",
+                  "known_authors")
 
 
 @dataclass
@@ -156,7 +157,7 @@ def prepare(suite: KnowSuite, out: Path, progress: bool = True, data_root: Path 
     for name in suite.predictors:
         try:
             predictor = get_predictor(name)
-        except WeightlabError as e:  # KNOWN without its weights (no shared folder)
+        except WeightlabError as e:  # the authors' KNOWN without its weights (no shared folder)
             info["predictions"][name] = {"method": name, "skipped": str(e)}
             continue
         steps = [k for k in suite.steps if predictor.unsupported(k) is None]

@@ -51,8 +51,9 @@ def add_parsers(sub, common) -> None:
                    help=f"parameter kinds to predict, from {', '.join(PREDICTABLE)} (default {','.join(DEFAULT_KINDS)})")
     p.add_argument("--lam", type=float, default=None, help="λ of TaskVector / MagMax / ConsensusTA / TSV (0.2)")
     p.add_argument("--keep", type=float, default=None, help="TSV: fraction of singular components kept (0.1)")
-    p.add_argument("--known-weights", type=Path, default=None,
-                   help="folder of KNOWN_{Conv,FC,Bias}.h5 (default <shared>/reference/known_official)")
+    p.add_argument("--known-weights", default=None,
+                   help="KNOWN hypermodels: 'weightlab' (the shipped ones, default), 'authors' (the published .h5 "
+                        "in <shared>/reference/known_official) or a folder of KNOWN_{Conv,FC,Bias}.h5/.safetensors")
     p.add_argument("--input-convention", choices=("raw", "normalized"), default="raw", help="KNOWN input convention")
     common(p)
 
@@ -97,8 +98,13 @@ def add_parsers(sub, common) -> None:
     mt.add_argument("--lr", type=float, default=1e-3)
     mt.add_argument("--batch-size", type=int, default=4096)
     mt.add_argument("--patience", type=int, default=3)
-    mt.add_argument("--val-fraction", type=float, default=0.2, help="fraction of runs held out")
+    mt.add_argument("--val-fraction", type=float, default=0.2,
+                    help="fraction of the training-distribution runs held out for early stopping (default 0.2)")
+    mt.add_argument("--test-archs", default="", help="comma-separated architectures held out for testing")
+    mt.add_argument("--test-datasets", default="", help="comma-separated data sets held out for testing")
     mt.add_argument("--max-rows", type=int, default=2_000_000, help="rows per hypermodel and split (subsampled)")
+    mt.add_argument("--max-rows-per-run", type=int, default=20_000,
+                    help="rows sampled from each run, so that large networks do not dominate (default 20000)")
     mt.add_argument("--input-convention", choices=("raw", "normalized"), default="raw")
     common(mt)
 
@@ -156,8 +162,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         kwargs["lam"] = args.lam
     if args.keep is not None:
         kwargs["keep"] = args.keep
-    if args.method.lower() == "known":
-        kwargs.update(weights=args.known_weights, input_convention=args.input_convention)
+    if args.method.lower().replace("-", "_") in ("known", "known_authors"):
+        kwargs.update(input_convention=args.input_convention)
+        if args.known_weights is not None:
+            kwargs.update(weights=args.known_weights)
     try:
         predictor = get_predictor(args.method, **kwargs)
     except TypeError as e:
@@ -255,6 +263,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command(args: argparse.Namespace) -> str:
+    """The command line as typed (for the records that say how a result was made)."""
+    import shlex
+
+    return "weightlab " + " ".join(shlex.quote(a) for a in args.argv)
+
+
 def cmd_meta(args: argparse.Namespace) -> int:
     if args.out is None:
         raise WeightlabError(f"know meta {args.meta_command} needs --out FOLDER")
@@ -265,26 +280,30 @@ def cmd_meta(args: argparse.Namespace) -> int:
                              archs=args.archs.split(",") if args.archs else None,
                              datasets=args.datasets.split(","), ranges=Ranges(train_size=args.train_size))
         m = collect(args.out, specs, backend=args.backend, workers=args.workers, address=args.address,
-                    data_root=str(args.data_root) if args.data_root else None, progress=_progress(args))
+                    data_root=str(args.data_root) if args.data_root else None, command=_command(args),
+                    progress=_progress(args))
         rows = sum(sum(r["rows"].values()) for r in m["runs"])
         size = sum(r["bytes"] for r in m["runs"])
         last = m["last_collection"]
         print(f"{len(m['runs'])} runs, {rows:,} rows, {size / 2**20:.1f} MiB in {args.out}; this call: "
-              f"{last['runs']} runs in {last['seconds']:.1f} s ({last['backend']})")
+              f"{last['runs']} runs, {last['rows']:,} rows in {last['seconds']:.1f} s "
+              f"({last['rows'] / max(last['seconds'], 1e-9):,.0f} rows/s, {last['backend']}, {last['workers']} workers)")
         return 0
-    from weightlab.know.meta.pipeline import meta_train
+    from weightlab.know.meta.pipeline import l1_table, meta_train
     from weightlab.know.meta.train import MetaTrainConfig
 
     cfg = MetaTrainConfig(lr=args.lr, batch_size=args.batch_size, epochs=args.epochs, patience=args.patience,
                           seed=args.seed, input_convention=args.input_convention)
-    report = meta_train(args.data, args.out, cfg, val_fraction=args.val_fraction, max_rows=args.max_rows,
-                        progress=_progress(args))
-    print("| model | held-out rows | ours | zero | task vector | authors |\n|---|---|---|---|---|---|")
-    for kind, row in report["models"].items():
-        v = row["val_l1"]
-        authors = f"{v['authors']:.3e}" if "authors" in v else "n/a"
-        print(f"| {kind} | {row['val_rows']:,} | {v['ours']:.3e} | {v['zero']:.3e} | {v['task_vector']:.3e} | {authors} |")
-    print(f"\nwrote KNOWN_{{Conv,FC,Bias}}.safetensors, training.json and loss.png to {args.out}")
+    report = meta_train(args.data, args.out, cfg, val_fraction=args.val_fraction,
+                        test_archs=[a for a in args.test_archs.split(",") if a],
+                        test_datasets=[d for d in args.test_datasets.split(",") if d], max_rows=args.max_rows,
+                        max_rows_per_run=args.max_rows_per_run, command=_command(args), progress=_progress(args))
+    for key, title in (("val_l1", "held-out runs of the training distribution"),
+                       ("test_l1", "held-out architectures and data sets")):
+        if any(key in row for row in report["models"].values()):
+            print(f"L1 of the predicted weight, {title}:\n" + "\n".join(l1_table(report, key)) + "\n")
+    print(f"wrote KNOWN_{{Conv,FC,Bias}}.safetensors, training.json, MODEL_CARD.md, mini_test.safetensors and "
+          f"loss.png to {args.out}")
     return 0
 
 

@@ -9,6 +9,7 @@ timm models by name (``timm:NAME`` or a bare timm name) and torchvision models (
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from torch import nn
 from weightlab import paths
 from weightlab.errors import WeightlabError
 from weightlab.io import load_weights
-from weightlab.models import cifar_resnet, convmixer, small_cnn  # noqa: F401  (registers the families)
+from weightlab.models import cifar_resnet, convmixer, mlp, small_cnn  # noqa: F401  (registers the families)
 from weightlab.models.registry import get_entry, list_registered, register_model
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -114,13 +115,16 @@ def _create_own(name: str, pretrained: bool, num_classes: int | None, kwargs: di
     if tuple(input_size) != tuple(entry.input_size):
         if pretrained:
             raise WeightlabError(f"model '{entry.name}': input_size cannot be changed for pretrained weights")
-        kwargs.setdefault("in_chans", input_size[0])
+        if "input_size" in inspect.signature(entry.factory).parameters:  # e.g. an MLP sizes its first layer
+            kwargs["input_size"] = tuple(input_size)
+        else:
+            kwargs.setdefault("in_chans", input_size[0])
     try:
         model = entry.factory(num_classes=num_classes or entry.num_classes, **kwargs)
     except TypeError as e:
         raise WeightlabError(f"model '{entry.name}' does not take these options: {e}") from None
     if tuple(input_size) != tuple(entry.input_size):
-        kwargs["input_size"] = input_size
+        kwargs["input_size"] = list(input_size)
     if pretrained:
         if entry.pretrained_file is None:
             raise WeightlabError(f"model '{entry.name}' has no pretrained weights; pass --weights PATH")

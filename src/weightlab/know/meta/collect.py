@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import random
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,13 +28,16 @@ from weightlab.errors import WeightlabError
 from weightlab.io import read_json, save_tensors, write_json
 
 MANIFEST = "manifest.json"
+PARTIAL = ".partial"  # trajectories of runs in progress; left over only by an interrupted collection
 BACKENDS = ("auto", "ray", "processes", "serial")
-# model name -> create_model kwargs; all run at the data set's own resolution and channels
+# architecture -> (registered model, create_model kwargs); all run at the data set's resolution and channels
 ARCHITECTURES = {
-    "smallcnn": {},
-    "smallcnn-narrow": {"widths": (4, 8, 16, 16), "hidden": 32},
-    "smallcnn-nonorm": {"norm": False},
-    "resnet8": {},
+    "smallcnn": ("smallcnn", {}),
+    "smallcnn-narrow": ("smallcnn", {"widths": (4, 8, 16, 16), "hidden": 32}),
+    "smallcnn-nonorm": ("smallcnn", {"norm": False}),
+    "resnet8": ("resnet8", {}),
+    "mlp": ("mlp", {"hidden": (128, 64)}),
+    "convmixer-tiny": ("convmixer64_d4_k5_p4", {}),
 }
 DATASETS = {"digits": (1, 16, 16), "mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
@@ -104,13 +108,14 @@ def collect_run(spec: RunSpec, out_dir: str | Path, data_root: str | None = None
     out = Path(out_dir)
     train = load_dataset(spec.dataset, "train", data_root, limit=spec.train_size, seed=spec.seed)
     torch.manual_seed(spec.seed)
-    model = create_model(spec.arch.split("-")[0], num_classes=len(train.classes),
-                         input_size=DATASETS[spec.dataset], **ARCHITECTURES[spec.arch])
+    name, kwargs = ARCHITECTURES[spec.arch]
+    model = create_model(name, num_classes=len(train.classes), input_size=DATASETS[spec.dataset], **kwargs)
     fit_classifier(model, train, model.weightlab_cfg, epochs=spec.pretrain_epochs, lr=1e-3,
                    batch_size=64, seed=spec.seed, progress=False)
     cfg = ForgetConfig(ratio=spec.ratio, stages=spec.stages, lr=spec.lr, batch_size=spec.batch_size,
                        optimizer=spec.optimizer, seed=spec.seed)
-    with tempfile.TemporaryDirectory(dir=out) as tmp:
+    (out / PARTIAL).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out / PARTIAL) as tmp:
         traj = run_forgetting(model, train, tmp, cfg, progress=False)
     rows = trajectory_rows(traj)
     tensors = {}
@@ -123,8 +128,10 @@ def collect_run(spec: RunSpec, out_dir: str | Path, data_root: str | None = None
 
 
 def collect(out_dir: str | Path, specs: list[RunSpec], *, backend: str = "auto", workers: int = 2,
-            address: str | None = None, data_root: str | None = None, progress: bool = True) -> dict:
-    """Run every spec whose shard is not there yet; the manifest is rewritten after each run."""
+            address: str | None = None, data_root: str | None = None, command: str | None = None,
+            progress: bool = True) -> dict:
+    """Run every spec whose shard is not there yet; the manifest is rewritten after each run and
+    every call is logged in ``collections`` (with ``command``, for the model card)."""
     from tqdm.auto import tqdm
 
     if backend not in BACKENDS:
@@ -135,6 +142,7 @@ def collect(out_dir: str | Path, specs: list[RunSpec], *, backend: str = "auto",
         backend = "ray" if importlib.util.find_spec("ray") is not None else "processes"
     out = Path(out_dir)
     (out / "runs").mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / PARTIAL, ignore_errors=True)  # one collector per folder: whatever is there was interrupted
     manifest = read_json(out / MANIFEST) if (out / MANIFEST).is_file() else {"runs": []}
     done = {r["spec"]["run_id"] for r in manifest["runs"] if shard_path(out, r["spec"]["run_id"]).is_file()}
     todo = [s for s in specs if s.run_id not in done]
@@ -174,14 +182,20 @@ def collect(out_dir: str | Path, specs: list[RunSpec], *, backend: str = "auto",
             if started:
                 ray.shutdown()
     bar.close()
+    new = {s.run_id for s in todo}
     manifest["last_collection"] = {"backend": backend, "workers": workers, "runs": len(todo),
-                                   "seconds": round(time.perf_counter() - start, 2)}
+                                   "rows": sum(sum(r["rows"].values()) for r in manifest["runs"] if r["spec"]["run_id"] in new),
+                                   "seconds": round(time.perf_counter() - start, 2), "command": command}
+    manifest.setdefault("collections", []).append(manifest["last_collection"])
     write_json(out / MANIFEST, manifest)
     return manifest
 
 
-def load_rows(out_dir: str | Path, kind: str, run_ids: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Concatenate the ``kind`` rows of the given runs (all finished runs by default)."""
+def load_rows(out_dir: str | Path, kind: str, run_ids: list[int] | None = None, *, per_run: int | None = None,
+              seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Concatenate the ``kind`` rows of the given runs (all finished runs by default); ``per_run``
+    keeps a seeded random sample of at most that many rows of each run, so that one large network
+    does not outweigh the others."""
     from weightlab.io import load_weights
 
     out = Path(out_dir)
@@ -191,8 +205,12 @@ def load_rows(out_dir: str | Path, kind: str, run_ids: list[int] | None = None) 
     for i in ids:
         t = load_weights(shard_path(out, i))
         if f"{kind}_seq" in t:
-            seqs.append(t[f"{kind}_seq"])
-            targets.append(t[f"{kind}_target"])
+            seq, target = t[f"{kind}_seq"], t[f"{kind}_target"]
+            if per_run is not None and seq.shape[0] > per_run:
+                idx = torch.randperm(seq.shape[0], generator=torch.Generator().manual_seed(seed * 100_003 + i))
+                seq, target = seq[idx[:per_run]], target[idx[:per_run]]
+            seqs.append(seq)
+            targets.append(target)
     if not seqs:
         raise WeightlabError(f"{out}: no {kind} rows in runs {ids[:5]}")
     return torch.cat(seqs), torch.cat(targets)

@@ -1,8 +1,17 @@
 """Meta-train the three KNOWN hypermodels on a collected meta-dataset, with whole runs held out.
 
-Writes ``KNOWN_{Conv,FC,Bias}.safetensors`` (loadable by ``KNOWN(weights=DIR)`` /
-``weightlab know predict --known-weights DIR``), ``training.json`` (split, history, validation L1
-of ours, the zero predictor, Task Vector and the authors' weights when available) and ``loss.png``.
+Runs are split three ways, always by whole run (never rows of a training run):
+
+* **test**: runs of held-out architectures *and* data sets (``test_archs`` / ``test_datasets``);
+  no run of either is trained on. This is the figure that says whether the model generalises.
+* **val**: a random ``val_fraction`` of the remaining runs, for early stopping.
+* **train**: the rest.
+
+Writes to ``out_dir``: ``KNOWN_{Conv,FC,Bias}.safetensors`` (loadable by ``KNOWN(weights=DIR)``),
+``training.json`` (split, history, L1 of ours / the zero predictor / Task Vector / the authors'
+weights on val and test, per held-out architecture too), ``mini_test.safetensors`` (a fixed
+sample of held-out rows with its recorded L1, to check a copy of the weights), ``loss.png`` and
+``MODEL_CARD.md``.
 """
 
 from __future__ import annotations
@@ -14,21 +23,46 @@ from pathlib import Path
 import torch
 
 from weightlab.errors import WeightlabError
-from weightlab.io import atomic_path, read_json, save_tensors, write_json
+from weightlab.io import atomic_path, load_weights, read_json, save_tensors, write_json, write_text
+from weightlab.know.hypermodel import KNOWNNet
 from weightlab.know.meta.collect import MANIFEST, load_rows
 from weightlab.know.meta.train import MetaTrainConfig, baseline_l1, l1_error, train_known
 
 HYPERMODELS = ("Conv", "FC", "Bias")
+MINI_ROWS = 2048  # rows per hypermodel in mini_test.safetensors
 
 
-def split_runs(run_ids: list[int], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Whole runs for validation (never rows of a training run); at least one run on each side."""
-    if len(run_ids) < 2:
-        raise WeightlabError(f"meta-training needs at least 2 collected runs (one held out), found {len(run_ids)}")
-    ids = sorted(run_ids)
-    random.Random(seed).shuffle(ids)
-    n_val = min(len(ids) - 1, max(1, round(val_fraction * len(ids))))
-    return sorted(ids[n_val:]), sorted(ids[:n_val])
+def split_runs(runs: list[dict], val_fraction: float, seed: int, test_archs=(), test_datasets=()
+               ) -> dict[str, list[int]]:
+    """``{"train", "val", "test", "excluded"}`` run ids. A test run has a held-out architecture and a
+    held-out data set (either list may be empty: then only the other one counts); a run sharing just
+    one of them is excluded from everything, so nothing about a test architecture or data set is trained on."""
+    test_archs, test_datasets = set(test_archs), set(test_datasets)
+    known = {r["spec"]["arch"] for r in runs}, {r["spec"]["dataset"] for r in runs}
+    missing = sorted((test_archs - known[0]) | (test_datasets - known[1]))
+    if missing:
+        raise WeightlabError(f"held-out {', '.join(missing)} not in the meta-dataset (it has architectures "
+                             f"{', '.join(sorted(known[0]))}; data sets {', '.join(sorted(known[1]))})")
+    split: dict[str, list[int]] = {"train": [], "val": [], "test": [], "excluded": []}
+    pool = []
+    for r in runs:
+        arch_out, data_out = r["spec"]["arch"] in test_archs, r["spec"]["dataset"] in test_datasets
+        if (test_archs or test_datasets) and (arch_out or not test_archs) and (data_out or not test_datasets):
+            split["test"].append(r["spec"]["run_id"])
+        elif arch_out or data_out:
+            split["excluded"].append(r["spec"]["run_id"])
+        else:
+            pool.append(r["spec"]["run_id"])
+    if len(pool) < 2:
+        raise WeightlabError(f"meta-training needs at least 2 training-distribution runs (one held out for "
+                             f"validation), found {len(pool)}")
+    pool.sort()
+    random.Random(seed).shuffle(pool)
+    n_val = min(len(pool) - 1, max(1, round(val_fraction * len(pool))))
+    split["val"], split["train"] = sorted(pool[:n_val]), sorted(pool[n_val:])
+    split["test"].sort()
+    split["excluded"].sort()
+    return split
 
 
 def _subsample(rows: tuple[torch.Tensor, torch.Tensor], limit: int | None, seed: int):
@@ -39,8 +73,15 @@ def _subsample(rows: tuple[torch.Tensor, torch.Tensor], limit: int | None, seed:
     return seq[idx], target[idx]
 
 
+def evaluate(nets: dict[str, KNOWNNet], rows: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+    """L1 of the predicted weight for each named hypermodel and the two reference predictors."""
+    out = {name: l1_error(net, *rows) for name, net in nets.items()}
+    return out | {"zero": baseline_l1(*rows, "zero"), "task_vector": baseline_l1(*rows, "task_vector")}
+
+
 def meta_train(data_dir: str | Path, out_dir: str | Path, cfg: MetaTrainConfig | None = None, *,
-               val_fraction: float = 0.2, max_rows: int | None = 2_000_000, kinds=HYPERMODELS,
+               val_fraction: float = 0.2, test_archs=(), test_datasets=(), max_rows: int | None = 2_000_000,
+               max_rows_per_run: int | None = 20_000, kinds=HYPERMODELS, command: str | None = None,
                progress: bool = True) -> dict:
     cfg = cfg or MetaTrainConfig()
     data_dir, out = Path(data_dir), Path(out_dir)
@@ -48,31 +89,128 @@ def meta_train(data_dir: str | Path, out_dir: str | Path, cfg: MetaTrainConfig |
         raise WeightlabError(f"{data_dir}: not a meta-dataset folder (no {MANIFEST}); make one with "
                              "'weightlab know meta collect'")
     manifest = read_json(data_dir / MANIFEST)
-    train_ids, val_ids = split_runs([r["spec"]["run_id"] for r in manifest["runs"]], val_fraction, cfg.seed)
-    report = {"data": str(data_dir), "config": asdict(cfg), "train_runs": train_ids, "val_runs": val_ids,
-              "max_rows": max_rows, "models": {}}
-    official = None
+    split = split_runs(manifest["runs"], val_fraction, cfg.seed, test_archs, test_datasets)
+    arch_of = {r["spec"]["run_id"]: r["spec"]["arch"] for r in manifest["runs"]}
+    rows_of = {r["spec"]["run_id"]: r["rows"] for r in manifest["runs"]}
+    report = {"data": str(data_dir), "config": asdict(cfg), "split": split, "val_fraction": val_fraction,
+              "test_archs": sorted(test_archs), "test_datasets": sorted(test_datasets), "max_rows": max_rows,
+              "max_rows_per_run": max_rows_per_run, "command": command, "collection": _collection_summary(manifest), "models": {}}
+    authors = None
     try:
         from weightlab.know.predictors.known import load_known_set
 
-        official = load_known_set(None, cfg.input_convention)
+        authors = load_known_set("authors", cfg.input_convention)
     except WeightlabError:
         pass
+
+    def rows(ids, seed, limit=max_rows):
+        return _subsample(load_rows(data_dir, kind, ids, per_run=max_rows_per_run, seed=seed), limit, seed)
+
+    mini = {}
     for kind in kinds:
-        train = _subsample(load_rows(data_dir, kind, train_ids), max_rows, cfg.seed)
-        val = _subsample(load_rows(data_dir, kind, val_ids), max_rows, cfg.seed + 1)
+        train, val = rows(split["train"], cfg.seed), rows(split["val"], cfg.seed + 1)
         net, history = train_known(train, val, cfg, progress=progress)
         save_tensors(out / f"KNOWN_{kind}.safetensors", net.state_dict(),
                      metadata={"format": "weightlab.know.KNOWNNet", "input_convention": cfg.input_convention})
+        nets = {"ours": net} | ({"authors": authors[kind]} if authors is not None else {})
         row = {"train_rows": int(train[0].shape[0]), "val_rows": int(val[0].shape[0]), "history": history,
-               "val_l1": {"ours": history["best_val_l1"], "zero": baseline_l1(*val, "zero"),
-                          "task_vector": baseline_l1(*val, "task_vector")}}
-        if official is not None:
-            row["val_l1"]["authors"] = l1_error(official[kind], *val)
+               "val_l1": evaluate(nets, val)}
+        test_ids = [i for i in split["test"] if rows_of[i].get(kind, 0) > 0]
+        if test_ids:
+            test = rows(test_ids, cfg.seed + 2)
+            row["test_rows"], row["test_l1"] = int(test[0].shape[0]), evaluate(nets, test)
+            row["test_l1_by_arch"] = {a: evaluate(nets, rows([i for i in test_ids if arch_of[i] == a], cfg.seed + 3))
+                                      for a in sorted({arch_of[i] for i in test_ids})}
+        mini_rows = _subsample(rows(test_ids or split["val"], cfg.seed + 4), MINI_ROWS, cfg.seed + 4)
+        mini[f"{kind}_seq"], mini[f"{kind}_target"] = mini_rows
+        row["mini_l1"] = l1_error(net, *mini_rows)
         report["models"][kind] = row
         write_json(out / "training.json", report)
+    save_tensors(out / "mini_test.safetensors", mini)
     _plot(report, out / "loss.png")
+    write_text(out / "MODEL_CARD.md", model_card(report))
     return report
+
+
+def check_mini(weights_dir: str | Path, mini_file: str | Path, report: dict) -> dict[str, tuple[float, float]]:
+    """``{kind: (recorded mini-set L1, L1 now)}`` for a folder of trained hypermodels."""
+    from weightlab.know.predictors.known import load_known_set
+
+    nets, mini = load_known_set(weights_dir), load_weights(mini_file)
+    return {k: (row["mini_l1"], l1_error(nets[k], mini[f"{k}_seq"], mini[f"{k}_target"]))
+            for k, row in report["models"].items()}
+
+
+def _collection_summary(manifest: dict) -> dict:
+    runs = manifest["runs"]
+    by: dict[str, int] = {}
+    for r in runs:
+        key = f"{r['spec']['arch']} / {r['spec']['dataset']}"
+        by[key] = by.get(key, 0) + 1
+    specs = [r["spec"] for r in runs]
+    return {"runs": len(runs), "rows": sum(sum(r["rows"].values()) for r in runs),
+            "bytes": sum(r["bytes"] for r in runs), "runs_by_arch_dataset": dict(sorted(by.items())),
+            "ranges": {"ratio": [min(s["ratio"] for s in specs), max(s["ratio"] for s in specs)],
+                       "lr": [min(s["lr"] for s in specs), max(s["lr"] for s in specs)],
+                       "batch_sizes": sorted({s["batch_size"] for s in specs}),
+                       "optimizers": sorted({s["optimizer"] for s in specs}),
+                       "train_size": sorted({s["train_size"] for s in specs}),
+                       "pretrain_epochs": sorted({s["pretrain_epochs"] for s in specs}),
+                       "stages": sorted({s["stages"] for s in specs})},
+            "commands": [c["command"] for c in manifest.get("collections", []) if c.get("command")]}
+
+
+def l1_table(report: dict, key: str) -> list[str]:
+    cols = ["ours", "authors", "zero", "task_vector"]
+    names = {"ours": "weightlab KNOWN", "authors": "authors' KNOWN", "zero": "zero (no change)",
+             "task_vector": "Task Vector (λ=0.2)"}
+    lines = ["| model | rows | " + " | ".join(names[c] for c in cols) + " |", "|---" * (len(cols) + 2) + "|"]
+    for kind, row in report["models"].items():
+        if key in row:
+            v = row[key]
+            n = row.get(key.replace("_l1", "_rows"), "")
+            lines.append(f"| {kind} | {n:,} | " + " | ".join(f"{v[c]:.3e}" if c in v else "n/a" for c in cols) + " |")
+    return lines
+
+
+def model_card(report: dict) -> str:
+    c, cfg, split = report["collection"], report["config"], report["split"]
+    r = c["ranges"]
+    lines = ["# weightlab KNOWN: model card", "",
+             "Three KNOWN hypermodels (Conv, FC, Bias; 9,425 weights each, the architecture of the KNOW paper) "
+             "meta-trained by weightlab on its own progressive-forgetting trajectories. Input: the last five "
+             "weights of a parameter, oldest forgetting first `[θ⁴, …, θ⁰]`; output: the residual added to θ⁰ "
+             f"to predict the weight trained on more data (input convention `{cfg['input_convention']}`).", "",
+             "## Data", "",
+             f"{c['runs']} progressive-forgetting runs, {c['rows']:,} rows, {c['bytes'] / 2**30:.2f} GB. "
+             f"Per run: pretraining {r['pretrain_epochs']} epoch(s) on {r['train_size']} samples, then "
+             f"{r['stages']} stages; sampling rate r in [{r['ratio'][0]}, {r['ratio'][1]}], learning rate in "
+             f"[{r['lr'][0]:.2g}, {r['lr'][1]:.2g}] (log-uniform), batch size {r['batch_sizes']}, "
+             f"optimiser {r['optimizers']}.", "", "| architecture / data set | runs |", "|---|---|"]
+    lines += [f"| {k} | {n} |" for k, n in c["runs_by_arch_dataset"].items()]
+    lines += ["", "## Training", "",
+              f"L1 on the predicted weight, Adam lr {cfg['lr']}, batch {cfg['batch_size']}, at most "
+              f"{cfg['epochs']} epochs, early stopping after {cfg['patience']} without a better validation L1; "
+              f"at most {report['max_rows_per_run']} rows per run and {report['max_rows']} per split. "
+              f"Runs: {len(split['train'])} train, {len(split['val'])} validation (random whole runs of the "
+              f"training distribution), {len(split['test'])} test"
+              + (f" (architectures {', '.join(report['test_archs']) or 'any'} on data sets "
+                 f"{', '.join(report['test_datasets']) or 'any'}; no run of either was trained on, "
+                 f"{len(split['excluded'])} runs sharing only one were left out)" if split["test"] else "") + ".",
+              "", "## Error (mean |predicted − true weight|)", "", "Held-out runs of the training distribution:", ""]
+    lines += l1_table(report, "val_l1")
+    if split["test"]:
+        lines += ["", "Held-out architectures and data sets:", ""] + l1_table(report, "test_l1")
+        for kind, row in report["models"].items():
+            for arch, v in row.get("test_l1_by_arch", {}).items():
+                lines.append(f"- {kind}, {arch}: ours {v['ours']:.3e}, zero {v['zero']:.3e}, "
+                             f"task vector {v['task_vector']:.3e}" + (f", authors {v['authors']:.3e}" if "authors" in v else ""))
+    lines += ["", "Check of a copy: `mini_test.safetensors` holds a fixed sample of held-out rows; the L1 of these "
+              "weights on it is " + ", ".join(f"{k} {row['mini_l1']:.6e}" for k, row in report["models"].items()) + ".",
+              "", "## Reproduce", "", "```"]
+    lines += c["commands"] or ["weightlab know meta collect …  (the collection commands were not recorded)"]
+    lines += [report.get("command") or "weightlab know meta train …  (the command was not recorded)", "```", ""]
+    return "\n".join(lines)
 
 
 def _plot(report: dict, path: Path) -> None:

@@ -4,6 +4,7 @@ on held-out rows (which must come from held-out *runs*, never rows of a training
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass
 
 import torch
@@ -60,7 +61,8 @@ def train_known(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tenso
         net.head.bias.zero_()
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     g = torch.Generator().manual_seed(cfg.seed)
-    history = {"train_l1": [], "val_l1": []}
+    history = {"train_l1": [], "val_l1": [], "seconds": 0.0}
+    start = time.perf_counter()
     best, best_state, waited = float("inf"), copy.deepcopy(net.state_dict()), 0
     for _ in tqdm(range(cfg.epochs), desc="meta-training KNOWN", disable=not progress):
         net.train()
@@ -86,4 +88,5 @@ def train_known(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tenso
                 break
     net.load_state_dict(best_state)
     history["best_val_l1"] = best
+    history["seconds"] = round(time.perf_counter() - start, 1)
     return net.eval(), history

@@ -28,6 +28,8 @@ def hypermodel_for(kind: str, ndim: int) -> str:
 
 
 OFFICIAL_FILES = {"Conv": "KNOWN_Conv.h5", "FC": "KNOWN_FC.h5", "Bias": "KNOWN_Bias.h5"}
+# weightlab's own meta-trained hypermodels, shipped in the package (see weights/MODEL_CARD.md)
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "weights"
 
 
 def official_known_dir() -> Path | None:
@@ -36,13 +38,27 @@ def official_known_dir() -> Path | None:
     return d if d is not None and d.is_dir() else None
 
 
-def load_known_set(folder: str | Path | None = None, input_convention: str = "raw") -> dict[str, KNOWNNet]:
-    """The three hypermodels ``{"Conv", "FC", "Bias"}`` from a folder of the authors' ``.h5`` files
-    (default: ``<shared>/reference/known_official``) or of weightlab's ``KNOWN_<kind>.safetensors``."""
-    folder = Path(folder) if folder is not None else official_known_dir()
-    if folder is None or not folder.is_dir():
-        raise WeightlabError("KNOWN weights not found: pass --known-weights DIR (holding KNOWN_Conv.h5, KNOWN_FC.h5 "
-                             "and KNOWN_Bias.h5) or set WEIGHTLAB_SHARED to the shared folder")
+def known_weights_dir(weights: str | Path | None) -> Path:
+    """Where a KNOWN set lives: ``None`` / ``"weightlab"`` the shipped one, ``"authors"`` the authors'
+    ``.h5`` files in the shared folder, otherwise the given folder."""
+    if weights is None or str(weights) == "weightlab":
+        return SHIPPED_DIR
+    if str(weights) == "authors":
+        d = official_known_dir()
+        if d is None:
+            raise WeightlabError("the authors' KNOWN weights were not found: set WEIGHTLAB_SHARED to the shared "
+                                 "folder (reference/known_official) or pass --known-weights DIR")
+        return d
+    return Path(weights)
+
+
+def load_known_set(weights: str | Path | None = None, input_convention: str = "raw") -> dict[str, KNOWNNet]:
+    """The three hypermodels ``{"Conv", "FC", "Bias"}``: weightlab's shipped set (default), the authors'
+    (``"authors"``), or a folder of the authors' ``.h5`` files or of ``KNOWN_<kind>.safetensors``."""
+    folder = known_weights_dir(weights)
+    if not folder.is_dir():
+        raise WeightlabError(f"KNOWN weights not found: {folder} is not a folder (it must hold KNOWN_Conv, "
+                             "KNOWN_FC and KNOWN_Bias as .h5 or .safetensors)")
     nets = {}
     for kind, h5 in OFFICIAL_FILES.items():
         st = folder / f"KNOWN_{kind}.safetensors"
@@ -61,14 +77,18 @@ def load_known_set(folder: str | Path | None = None, input_convention: str = "ra
 
 
 class KNOWN(Predictor):
+    """KNOWN with weightlab's shipped hypermodels by default (``weights="authors"``: the authors')."""
+
     name = "known"
+    default_weights: str | None = None
 
     def __init__(self, kinds=None, weights: str | Path | dict[str, KNOWNNet] | None = None,
                  input_convention: str = "raw", chunk: int = 4096) -> None:
         super().__init__(kinds)
+        weights = self.default_weights if weights is None else weights
         self.nets = weights if isinstance(weights, dict) else load_known_set(weights, input_convention)
         self.input_convention = input_convention
-        self.weights_source = None if isinstance(weights, dict) else str(weights or official_known_dir())
+        self.weights_source = None if isinstance(weights, dict) else str(known_weights_dir(weights))
         self.chunk = chunk
         self._fused = {k: net.fused() for k, net in self.nets.items()}
 
@@ -99,3 +119,10 @@ class KNOWN(Predictor):
                 for m, ks in groups.items():
                     out[k].update(unflatten(windows[m][:, -1], trajectory, ks))
         return out
+
+
+class KNOWNAuthors(KNOWN):
+    """KNOWN with the authors' published hypermodels (``<shared>/reference/known_official``)."""
+
+    name = "known_authors"
+    default_weights = "authors"
