@@ -80,6 +80,17 @@ def _shares_storage(v: torch.Tensor, tensors: dict[str, torch.Tensor]) -> bool:
     return sum(1 for t in tensors.values() if t.untyped_storage().data_ptr() == ptr) > 1
 
 
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The string metadata stored in a ``.safetensors`` header (empty when there is none)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightlabError(f"{path}: not a readable safetensors file (truncated or corrupt: {e})") from None
+
+
 def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a state dict from ``.safetensors`` or a weights-only ``.pt``/``.pth``/``.bin``.
 

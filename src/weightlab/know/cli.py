@@ -54,7 +54,9 @@ def add_parsers(sub, common) -> None:
     p.add_argument("--known-weights", default=None,
                    help="KNOWN hypermodels: 'weightlab' (the shipped ones, default), 'authors' (the published .h5 "
                         "in <shared>/reference/known_official) or a folder of KNOWN_{Conv,FC,Bias}.h5/.safetensors")
-    p.add_argument("--input-convention", choices=("raw", "normalized"), default="raw", help="KNOWN input convention")
+    p.add_argument("--input-convention", choices=("raw", "normalized"), default=None,
+                   help="KNOWN input convention for the authors' .h5 (raw by default, as in their current code); "
+                        "weightlab's safetensors sets record the one they were trained with")
     common(p)
 
     t = kn.add_parser("transfer", help="fine-tune Θ⁰ and predicted weights on a downstream task (two phases)",
@@ -105,7 +107,9 @@ def add_parsers(sub, common) -> None:
     mt.add_argument("--max-rows", type=int, default=2_000_000, help="rows per hypermodel and split (subsampled)")
     mt.add_argument("--max-rows-per-run", type=int, default=20_000,
                     help="rows sampled from each run, so that large networks do not dominate (default 20000)")
-    mt.add_argument("--input-convention", choices=("raw", "normalized"), default="raw")
+    mt.add_argument("--input-convention", choices=("raw", "normalized"), default="normalized",
+                    help="normalized (default): each sequence shifted by its first value and scaled by its range, "
+                         "the residual scaled back; raw: the values as they are")
     common(mt)
 
     b = kn.add_parser("bench", help="run a KNOW transfer suite (Table 1 layout), resumable",

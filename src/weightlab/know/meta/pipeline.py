@@ -30,6 +30,7 @@ from weightlab.know.meta.train import MetaTrainConfig, baseline_l1, l1_error, tr
 
 HYPERMODELS = ("Conv", "FC", "Bias")
 MINI_ROWS = 2048  # rows per hypermodel in mini_test.safetensors
+AUTHORS = {"raw": "authors", "normalized": "authors_normalized"}  # report keys of the authors' weights
 
 
 def split_runs(runs: list[dict], val_fraction: float, seed: int, test_archs=(), test_datasets=()
@@ -95,11 +96,11 @@ def meta_train(data_dir: str | Path, out_dir: str | Path, cfg: MetaTrainConfig |
     report = {"data": str(data_dir), "config": asdict(cfg), "split": split, "val_fraction": val_fraction,
               "test_archs": sorted(test_archs), "test_datasets": sorted(test_datasets), "max_rows": max_rows,
               "max_rows_per_run": max_rows_per_run, "command": command, "collection": _collection_summary(manifest), "models": {}}
-    authors = None
+    authors = {}  # the authors' weights under both input conventions, when the shared folder has them
     try:
         from weightlab.know.predictors.known import load_known_set
 
-        authors = load_known_set("authors", cfg.input_convention)
+        authors = {conv: load_known_set("authors", conv) for conv in ("raw", "normalized")}
     except WeightlabError:
         pass
 
@@ -109,10 +110,10 @@ def meta_train(data_dir: str | Path, out_dir: str | Path, cfg: MetaTrainConfig |
     mini = {}
     for kind in kinds:
         train, val = rows(split["train"], cfg.seed), rows(split["val"], cfg.seed + 1)
-        net, history = train_known(train, val, cfg, progress=progress)
+        net, history = train_known(train, val, cfg, progress=progress, desc=f"meta-training KNOWN_{kind}")
         save_tensors(out / f"KNOWN_{kind}.safetensors", net.state_dict(),
                      metadata={"format": "weightlab.know.KNOWNNet", "input_convention": cfg.input_convention})
-        nets = {"ours": net} | ({"authors": authors[kind]} if authors is not None else {})
+        nets = {"ours": net} | {AUTHORS[conv]: nets[kind] for conv, nets in authors.items()}
         row = {"train_rows": int(train[0].shape[0]), "val_rows": int(val[0].shape[0]), "history": history,
                "val_l1": evaluate(nets, val)}
         test_ids = [i for i in split["test"] if rows_of[i].get(kind, 0) > 0]
@@ -160,16 +161,17 @@ def _collection_summary(manifest: dict) -> dict:
             "commands": [c["command"] for c in manifest.get("collections", []) if c.get("command")]}
 
 
-def l1_table(report: dict, key: str) -> list[str]:
-    cols = ["ours", "authors", "zero", "task_vector"]
-    names = {"ours": "weightlab KNOWN", "authors": "authors' KNOWN", "zero": "zero (no change)",
-             "task_vector": "Task Vector (λ=0.2)"}
+def l1_table(report: dict, key: str, by_arch: bool = False) -> list[str]:
+    """Markdown table of the ``val_l1`` / ``test_l1`` figures (``by_arch``: one row per held-out architecture)."""
+    cols = ["ours", "authors", "authors_normalized", "zero", "task_vector"]
+    names = {"ours": "weightlab KNOWN", "authors": "authors' KNOWN (raw)", "authors_normalized":
+             "authors' KNOWN (normalized)", "zero": "zero (no change)", "task_vector": "Task Vector (λ=0.2)"}
     lines = ["| model | rows | " + " | ".join(names[c] for c in cols) + " |", "|---" * (len(cols) + 2) + "|"]
     for kind, row in report["models"].items():
-        if key in row:
-            v = row[key]
-            n = row.get(key.replace("_l1", "_rows"), "")
-            lines.append(f"| {kind} | {n:,} | " + " | ".join(f"{v[c]:.3e}" if c in v else "n/a" for c in cols) + " |")
+        entries = ([(f"{kind}, {a}", "", v) for a, v in row.get("test_l1_by_arch", {}).items()] if by_arch else
+                   [(kind, f"{row[key.replace('_l1', '_rows')]:,}", row[key])] if key in row else [])
+        lines += [f"| {label} | {n} | " + " | ".join(f"{v[c]:.3e}" if c in v else "n/a" for c in cols) + " |"
+                  for label, n, v in entries]
     return lines
 
 
@@ -201,10 +203,7 @@ def model_card(report: dict) -> str:
     lines += l1_table(report, "val_l1")
     if split["test"]:
         lines += ["", "Held-out architectures and data sets:", ""] + l1_table(report, "test_l1")
-        for kind, row in report["models"].items():
-            for arch, v in row.get("test_l1_by_arch", {}).items():
-                lines.append(f"- {kind}, {arch}: ours {v['ours']:.3e}, zero {v['zero']:.3e}, "
-                             f"task vector {v['task_vector']:.3e}" + (f", authors {v['authors']:.3e}" if "authors" in v else ""))
+        lines += ["", "The same, per held-out architecture:", ""] + l1_table(report, "test_l1", by_arch=True)
     lines += ["", "Check of a copy: `mini_test.safetensors` holds a fixed sample of held-out rows; the L1 of these "
               "weights on it is " + ", ".join(f"{k} {row['mini_l1']:.6e}" for k, row in report["models"].items()) + ".",
               "", "## Reproduce", "", "```"]

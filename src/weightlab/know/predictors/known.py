@@ -52,9 +52,12 @@ def known_weights_dir(weights: str | Path | None) -> Path:
     return Path(weights)
 
 
-def load_known_set(weights: str | Path | None = None, input_convention: str = "raw") -> dict[str, KNOWNNet]:
+def load_known_set(weights: str | Path | None = None, input_convention: str | None = None) -> dict[str, KNOWNNet]:
     """The three hypermodels ``{"Conv", "FC", "Bias"}``: weightlab's shipped set (default), the authors'
-    (``"authors"``), or a folder of the authors' ``.h5`` files or of ``KNOWN_<kind>.safetensors``."""
+    (``"authors"``), or a folder of the authors' ``.h5`` files or of ``KNOWN_<kind>.safetensors``.
+
+    ``input_convention``: for the authors' files ``"raw"`` (default, their current code) or
+    ``"normalized"``; a safetensors set was trained with one and says which in its metadata."""
     folder = known_weights_dir(weights)
     if not folder.is_dir():
         raise WeightlabError(f"KNOWN weights not found: {folder} is not a folder (it must hold KNOWN_Conv, "
@@ -63,12 +66,16 @@ def load_known_set(weights: str | Path | None = None, input_convention: str = "r
     for kind, h5 in OFFICIAL_FILES.items():
         st = folder / f"KNOWN_{kind}.safetensors"
         if (folder / h5).is_file():
-            nets[kind] = load_keras_known(folder / h5, input_convention)
+            nets[kind] = load_keras_known(folder / h5, input_convention or "raw")
         elif st.is_file():
+            from weightlab.io import load_weights, read_metadata
             from weightlab.models import load_state_dict_strict
-            from weightlab.io import load_weights
 
-            net = KNOWNNet(input_convention)
+            trained = read_metadata(st).get("input_convention", "raw")
+            if input_convention not in (None, trained):
+                raise WeightlabError(f"{st} was trained with the '{trained}' input convention, not "
+                                     f"'{input_convention}' (leave --input-convention out)")
+            net = KNOWNNet(trained)
             load_state_dict_strict(net, load_weights(st), source=str(st))
             nets[kind] = net.eval()
         else:
@@ -83,11 +90,11 @@ class KNOWN(Predictor):
     default_weights: str | None = None
 
     def __init__(self, kinds=None, weights: str | Path | dict[str, KNOWNNet] | None = None,
-                 input_convention: str = "raw", chunk: int = 4096) -> None:
+                 input_convention: str | None = None, chunk: int = 4096) -> None:
         super().__init__(kinds)
         weights = self.default_weights if weights is None else weights
         self.nets = weights if isinstance(weights, dict) else load_known_set(weights, input_convention)
-        self.input_convention = input_convention
+        self.input_convention = ",".join(sorted({net.input_convention for net in self.nets.values()}))
         self.weights_source = None if isinstance(weights, dict) else str(known_weights_dir(weights))
         self.chunk = chunk
         self._fused = {k: net.fused() for k, net in self.nets.items()}
