@@ -175,6 +175,10 @@ def l1_table(report: dict, key: str, by_arch: bool = False) -> list[str]:
     return lines
 
 
+def _join(values) -> str:
+    return ", ".join(str(v) for v in values)
+
+
 def model_card(report: dict) -> str:
     c, cfg, split = report["collection"], report["config"], report["split"]
     r = c["ranges"]
@@ -184,11 +188,14 @@ def model_card(report: dict) -> str:
              "weights of a parameter, oldest forgetting first `[θ⁴, …, θ⁰]`; output: the residual added to θ⁰ "
              f"to predict the weight trained on more data (input convention `{cfg['input_convention']}`).", "",
              "## Data", "",
-             f"{c['runs']} progressive-forgetting runs, {c['rows']:,} rows, {c['bytes'] / 2**30:.2f} GB. "
-             f"Per run: pretraining {r['pretrain_epochs']} epoch(s) on {r['train_size']} samples, then "
-             f"{r['stages']} stages; sampling rate r in [{r['ratio'][0]}, {r['ratio'][1]}], learning rate in "
-             f"[{r['lr'][0]:.2g}, {r['lr'][1]:.2g}] (log-uniform), batch size {r['batch_sizes']}, "
-             f"optimiser {r['optimizers']}.", "", "| architecture / data set | runs |", "|---|---|"]
+             f"{c['runs']} progressive-forgetting runs, {c['rows']:,} rows, {c['bytes'] / 1e9:.2f} GB. "
+             f"Per run: pretraining {_join(r['pretrain_epochs'])} epoch(s) on {_join(r['train_size'])} samples "
+             f"(Adam 1e-3), then {_join(r['stages'])} stages of progressive forgetting with the run's own "
+             f"settings, drawn per run: sampling rate r in [{r['ratio'][0]}, {r['ratio'][1]}] (uniform), "
+             f"learning rate in [{r['lr'][0]:.2g}, {r['lr'][1]:.2g}] (log-uniform), batch size "
+             f"{_join(r['batch_sizes'])}, optimiser {_join(r['optimizers'])}. Rows: each scalar weight's five "
+             "stages before a target stage, and the target (Conv: >2-D weights; FC: 2-D weights; Bias: vectors).",
+             "", "| architecture / data set | runs |", "|---|---|"]
     lines += [f"| {k} | {n} |" for k, n in c["runs_by_arch_dataset"].items()]
     lines += ["", "## Training", "",
               f"L1 on the predicted weight, Adam lr {cfg['lr']}, batch {cfg['batch_size']}, at most "
