@@ -1,4 +1,5 @@
-"""What the official KNOWN does to a real trajectory, per kind and input convention.
+"""What KNOWN does to a real trajectory, per kind: the authors' weights under both input conventions
+and weightlab's shipped KNOWN (``weightlab_*`` rows).
 
     python benchmarks/know_analysis.py --trajectory ~/.cache/weightlab/know-bench/resnet20-cifar10-fmnist/trajectory
 
@@ -37,7 +38,7 @@ def main() -> int:
     traj = Trajectory.load(args.trajectory)
     out = {"command": command(), "machine": machine(), "trajectory": args.trajectory,
            "stages": traj.meta.get("stages"), "kinds": {}}
-    nets = {c: load_known_set("authors", c) for c in ("raw", "normalized")}
+    nets = {c: load_known_set("authors", c) for c in ("raw", "normalized")} | {"weightlab": load_known_set()}
     for kind in ("conv", "fc", "bias", "head"):
         keys = traj.keys_of((kind,))
         if not keys:

@@ -10,6 +10,7 @@ import torch
 from weightlab.errors import WeightlabError
 from weightlab.io import atomic_path, load_weights
 from weightlab.know.kinds import DEFAULT_KINDS
+from weightlab.know.predictors import DISPLAY
 from weightlab.know.trajectory import Trajectory
 
 
@@ -50,7 +51,7 @@ def plot_trajectory_pca(trajectory_dir: str | Path, predictions_dir: str | Path 
         pp = torch.tensor([proj(x) for _, x in items])
         far = bool(((pp - t[0]).abs().max() > 4 * span).item())  # e.g. ExpFit: keep the axes readable
         ax.plot([pts[0][0]] + pp[:, 0].tolist(), [pts[0][1]] + pp[:, 1].tolist(), "x--",
-                label=method + (" (partly off-scale)" if far else ""))
+                label=DISPLAY.get(method, method) + (" (partly off-scale)" if far else ""))
         inside.append(pp[((pp - t[0]).abs() <= 4 * span).all(1)])
     allpts = torch.cat(inside)
     lo, hi = allpts.min(0).values, allpts.max(0).values
