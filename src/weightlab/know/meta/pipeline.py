@@ -95,7 +95,8 @@ def meta_train(data_dir: str | Path, out_dir: str | Path, cfg: MetaTrainConfig |
     rows_of = {r["spec"]["run_id"]: r["rows"] for r in manifest["runs"]}
     report = {"data": str(data_dir), "config": asdict(cfg), "split": split, "val_fraction": val_fraction,
               "test_archs": sorted(test_archs), "test_datasets": sorted(test_datasets), "max_rows": max_rows,
-              "max_rows_per_run": max_rows_per_run, "command": command, "collection": _collection_summary(manifest), "models": {}}
+              "max_rows_per_run": max_rows_per_run, "command": command,
+              "collection": _collection_summary(manifest), "models": {}}
     authors = {}  # the authors' weights under both input conventions, when the shared folder has them
     try:
         from weightlab.know.predictors.known import load_known_set
@@ -113,7 +114,7 @@ def meta_train(data_dir: str | Path, out_dir: str | Path, cfg: MetaTrainConfig |
         net, history = train_known(train, val, cfg, progress=progress, desc=f"meta-training KNOWN_{kind}")
         save_tensors(out / f"KNOWN_{kind}.safetensors", net.state_dict(),
                      metadata={"format": "weightlab.know.KNOWNNet", "input_convention": cfg.input_convention})
-        nets = {"ours": net} | {AUTHORS[conv]: nets[kind] for conv, nets in authors.items()}
+        nets = {"ours": net} | {AUTHORS[conv]: per_kind[kind] for conv, per_kind in authors.items()}
         row = {"train_rows": int(train[0].shape[0]), "val_rows": int(val[0].shape[0]), "history": history,
                "val_l1": evaluate(nets, val)}
         test_ids = [i for i in split["test"] if rows_of[i].get(kind, 0) > 0]
