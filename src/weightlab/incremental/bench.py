@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from weightlab.errors import WeightlabError
 from weightlab.incremental import metrics
+from weightlab.incremental.baselines import is_baseline, parse_baseline, run_baseline
 from weightlab.incremental.learner import AdaptConfig, accuracy, learn_task
 from weightlab.incremental.methods import parse_method
 from weightlab.incremental.model import TaskModel
@@ -162,6 +163,11 @@ def run_sequence(base, method: str, tasks, cfg: AdaptConfig, *, seed: int, bn: s
     return record, tm
 
 
+def method_label(method: str) -> str:
+    """The name a run of ``method`` is recorded under (per-task method or continual-learning baseline)."""
+    return parse_baseline(method).name if is_baseline(method) else parse_method(method).name
+
+
 def _run_key(r: dict) -> tuple:
     return (r.get("label") or r["method"], r["seed"])
 
@@ -188,20 +194,24 @@ def run_suite(suite: Suite, out: str | Path, *, data_root=None, progress: bool =
     cfg = suite.adapt_config()
     payload["adapt_config"] = cfg.to_dict()
     jobs = [(p.label, p.method, p.recast) for p in suite.points] or [(None, m, {}) for m in suite.methods]
-    todo = [(j, s) for j in jobs for s in suite.seeds if ((j[0] or parse_method(j[1]).name), s) not in done]
+    todo = [(j, s) for j in jobs for s in suite.seeds if ((j[0] or method_label(j[1])), s) not in done]
     bases: dict[str, tuple] = {}
     for (label, method, overrides), seed in tqdm(todo, desc=suite.name, disable=not progress):
-        spec = parse_method(method)
+        baseline = is_baseline(method)
+        spec = None if baseline else parse_method(method)
         rover = {**suite.recast, **overrides}
-        key = repr(sorted(rover.items())) if spec.recast else "plain"
+        key = repr(sorted(rover.items())) if spec is not None and spec.recast else "plain"
         if key not in bases:
-            plain, rbase = build_bases(suite.model, suite.weights, rover, need_recast=spec.recast,
+            plain, rbase = build_bases(suite.model, suite.weights, rover, need_recast=key != "plain",
                                        pretrained=suite.pretrained, model_kwargs=suite.model_kwargs)
-            bases[key] = rbase if spec.recast else plain
-        record, _ = run_sequence(bases[key], method, tasks, cfg, seed=seed, bn=suite.bn, progress=progress)
+            bases[key] = plain if key == "plain" else rbase
+        if baseline:
+            record = run_baseline(bases[key], method, tasks, cfg, seed=seed, progress=progress)
+        else:
+            record, _ = run_sequence(bases[key], method, tasks, cfg, seed=seed, bn=suite.bn, progress=progress)
         if label:
             record["label"] = label
-            record["recast_overrides"] = rover if spec.recast else None
+            record["recast_overrides"] = rover if key != "plain" else None
         payload["runs"].append(record)
         write_json(path, payload)
     return write_report(payload, out)
@@ -236,6 +246,7 @@ def summarize(runs: list[dict]) -> list[dict]:
     for name, rs in groups.items():
         avg = metrics.mean_std([r["average_accuracy"] for r in rs])
         bwt = metrics.mean_std([r["backward_transfer"] for r in rs])
+        forgetting = metrics.mean_std([metrics.max_forgetting(r["accuracy_matrix"]) for r in rs])
         per_task = [metrics.mean_std([r["final_accuracy"][j] for r in rs]) for j in range(len(rs[0]["tasks"]))]
         rows.append(dict(
             name=name, method=rs[0]["method"], seeds=[r["seed"] for r in rs], average_accuracy=avg[0],
@@ -244,7 +255,9 @@ def summarize(runs: list[dict]) -> list[dict]:
             zero_forgetting=all(r["zero_forgetting"] for r in rs),
             trainable_per_task=rs[0]["trainable_per_task"], head_per_task=rs[0]["head_per_task"][0],
             bytes_per_task=sum(rs[0]["bytes_per_task"]) / len(rs[0]["bytes_per_task"]),
-            backbone_bytes=rs[0]["backbone_bytes"],
+            backbone_bytes=rs[0]["backbone_bytes"], forgetting=forgetting[0],
+            # everything kept after the sequence: the shared model, every task's own tensors, a replay buffer
+            storage_bytes=rs[0]["backbone_bytes"] + sum(rs[0]["bytes_per_task"]) + rs[0].get("buffer_bytes", 0),
             wall_s=metrics.mean_std([r["wall_s"] for r in rs])[0]))
     return rows
 
@@ -257,16 +270,19 @@ def to_markdown(payload: dict) -> str:
              f"{suite['epochs']} epochs per task, split sizes {suite['sizes']}, BatchNorm statistics: {suite['bn']}. "
              "Test accuracy (%) after the last task, mean ± std over seeds; epoch selected on validation.", "",
              "| method | seeds | trainable / task (+ head) | KiB / task | " + " | ".join(tasks) +
-             " | avg acc | BWT | zero forgetting | wall s / run |",
-             "|---|---|---|---|" + "---|" * len(tasks) + "---|---|---|---|"]
+             " | avg acc | BWT | max forgetting | zero forgetting | storage KiB | wall s / run |",
+             "|---|---|---|---|" + "---|" * len(tasks) + "---|---|---|---|---|---|"]
     for r in payload["summary"]:
         cells = " | ".join(f"{m:.1f} ± {s:.1f}" for m, s in zip(r["per_task"], r["per_task_std"]))
         lines.append(f"| {r['name']} | {len(r['seeds'])} | {r['trainable_per_task']:,} (+{r['head_per_task']:,}) | "
                      f"{r['bytes_per_task'] / 1024:.1f} | {cells} | **{r['average_accuracy']:.2f} ± "
-                     f"{r['average_accuracy_std']:.2f}** | {r['backward_transfer']:.2f} | "
-                     f"{'yes' if r['zero_forgetting'] else 'NO'} | {r['wall_s']:.0f} |")
+                     f"{r['average_accuracy_std']:.2f}** | {r['backward_transfer']:.2f} | {r['forgetting']:.2f} | "
+                     f"{'yes' if r['zero_forgetting'] else 'NO'} | {r['storage_bytes'] / 1024:.0f} | {r['wall_s']:.0f} |")
     if payload["summary"]:
-        lines += ["", f"Shared backbone: {payload['summary'][0]['backbone_bytes'] / 1024:.0f} KiB."]
+        lines += ["", f"Shared backbone: {payload['summary'][0]['backbone_bytes'] / 1024:.0f} KiB. Storage: what is "
+                  "kept after the sequence (the shared model, every task's own tensors, a replay buffer as float32 "
+                  "model inputs). Continual-learning baselines (EWC, LwF, GDumb, ER-ACE) train the shared backbone "
+                  "on every task and keep their last epoch."]
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,177 @@
+"""EWC, LwF, GDumb and ER-ACE through Avalanche (``avalanche-lib``), task-incremental.
+
+One shared backbone (the pretrained model without its classifier) and one head per task in an
+Avalanche ``MultiTaskModule``; each task is one experience with its own task label, so replayed
+samples go through their own task's head. The backbone is trained by every task (these methods
+can forget). Optimiser as for the per-task methods (AdamW, the suite's lr and weight decay, the
+suite's batch size and epochs); the last epoch is kept (no selection on validation: the
+strategies train on a stream). Accuracies are measured here, task by task, after each experience.
+
+Buffers follow the RECAST paper (Sec. 3): GDumb 4,400 samples; ER-ACE and DER++ 120 samples per
+class of the whole sequence (Avalanche's ``mem_size`` is the total). EWC keeps one Fisher matrix
+per task (``mode="separate"``); LwF distils the previous model's outputs (α, temperature).
+References: EWC (Kirkpatrick et al., 2017), LwF (Li & Hoiem, 2016), GDumb (Prabhu et al., 2020),
+ER-ACE (Caccia et al., 2021).
+
+Avalanche's DER++ (``avalanche.training.DER``) is class-incremental only: its buffer stores the
+logits of ``model(x)`` called without task labels, which a multi-head ``MultiTaskModule`` refuses
+(``forward() missing … 'task_labels'``), and one logit vector per sample cannot hold heads of
+different sizes. DER++ is therefore not taken from Avalanche.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+
+import torch
+from torch import nn
+
+from weightlab.data.arrays import ModelInput
+from weightlab.errors import WeightlabError
+from weightlab.incremental import metrics
+from weightlab.incremental.baselines.spec import BaselineSpec
+
+AVALANCHE_BASELINES = {
+    "ewc": "EWC (Kirkpatrick et al., 2017) via avalanche.training.EWC, one Fisher matrix per task",
+    "lwf": "LwF (Li & Hoiem, 2016) via avalanche.training.LwF",
+    "gdumb": "GDumb (Prabhu et al., 2020) via avalanche.training.GDumb, 4,400-sample buffer",
+    "er_ace": "ER-ACE (Caccia et al., 2021) via avalanche.training.ER_ACE, 120 samples per class",
+}
+
+
+def _avalanche():
+    try:
+        import avalanche  # noqa: F401
+    except ImportError:
+        raise WeightlabError("the continual-learning baselines need Avalanche: pip install avalanche-lib "
+                             "(or pip install 'weightlab[cl]')") from None
+
+
+def multihead(backbone: nn.Module, feature_dim: int, classes_per_task: list[int]) -> nn.Module:
+    """An Avalanche ``MultiTaskModule``: ``backbone`` then the head of each sample's task."""
+    from avalanche.models import MultiTaskModule
+
+    class MultiHeadNet(MultiTaskModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone = backbone
+            self.heads = nn.ModuleList(nn.Linear(feature_dim, n) for n in classes_per_task)
+
+        def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
+            return self.heads[int(task_label)](self.backbone(x))
+
+    return MultiHeadNet()
+
+
+def _tensors(data, transform: ModelInput, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    xs, ys = zip(*data.batches(batch_size, transform))
+    return torch.cat(xs), torch.cat(ys)
+
+
+@torch.no_grad()
+def _accuracy(model: nn.Module, task: int, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
+    model.eval()
+    correct = sum(int((model(x[i:i + batch_size], task).argmax(1) == y[i:i + batch_size]).sum())
+                  for i in range(0, len(y), batch_size))
+    return 100.0 * correct / max(len(y), 1)
+
+
+def _strategy(spec: BaselineSpec, model, optimizer, *, batch_size: int, epochs: int, total_classes: int):
+    from avalanche.training import ER_ACE, EWC, GDumb, LwF
+    from avalanche.training.plugins import EvaluationPlugin
+
+    o = spec.options
+    common = dict(model=model, optimizer=optimizer, criterion=nn.CrossEntropyLoss(), train_mb_size=batch_size,
+                  train_epochs=epochs, eval_mb_size=256, device="cpu", evaluator=EvaluationPlugin(loggers=[]))
+    if spec.method == "ewc":
+        return EWC(ewc_lambda=float(o["lambda"]), mode="separate", **common)
+    if spec.method == "lwf":
+        return LwF(alpha=float(o["alpha"]), temperature=float(o["temperature"]), **common)
+    if spec.method == "gdumb":
+        return GDumb(mem_size=int(o["mem_size"]), **common)
+    if spec.method == "er_ace":
+        return ER_ACE(mem_size=int(o["per_class"]) * total_classes, batch_size_mem=batch_size, **common)
+    raise WeightlabError(f"{spec.method} is not an Avalanche baseline here")
+
+
+def _buffer_samples(strategy) -> int:
+    """Samples held in the replay buffer now, on the strategy or one of its plugins (0 for EWC / LwF)."""
+    for owner in [strategy, *strategy.plugins]:
+        policy = getattr(owner, "storage_policy", None)
+        if policy is not None:
+            return len(policy.buffer)
+    return 0
+
+
+def _ewc_bytes_per_task(strategy) -> list[int]:
+    """Bytes EWC keeps per task: its Fisher diagonal and the parameters it anchors to."""
+    plugin = next((p for p in strategy.plugins if hasattr(p, "importances")), None)
+    if plugin is None:
+        return []
+    out = []
+    for exp in sorted(plugin.importances):
+        tensors = [d.data for d in plugin.importances[exp].values()] + [d.data for d in plugin.saved_params[exp].values()]
+        out.append(sum(t.numel() * t.element_size() for t in tensors))
+    return out
+
+
+def run_avalanche(base: nn.Module, spec: BaselineSpec, tasks, cfg, *, seed: int, progress: bool = True) -> dict:
+    _avalanche()
+    with warnings.catch_warnings():  # Avalanche's own deprecation notices and "no loggers" (we log nothing there)
+        warnings.filterwarnings("ignore", module="avalanche")
+        return _run(base, spec, tasks, cfg, seed=seed, progress=progress)
+
+
+def _run(base: nn.Module, spec: BaselineSpec, tasks, cfg, *, seed: int, progress: bool) -> dict:
+    from avalanche.benchmarks import tensors_benchmark
+
+    from weightlab.incremental.model import detach_classifier
+
+    start = time.perf_counter()
+    model_cfg = base.weightlab_cfg
+    transform = ModelInput.from_cfg(model_cfg)
+    torch.manual_seed(seed)
+    backbone, dim = detach_classifier(copy.deepcopy(base))
+    for p in backbone.parameters():
+        p.requires_grad_(True)
+    model = multihead(backbone, dim, [t.num_classes for t in tasks])
+    train = [_tensors(t.train, transform) for t in tasks]
+    val = [_tensors(t.val, transform) for t in tasks]
+    test = [_tensors(t.test, transform) for t in tasks]
+    bench = tensors_benchmark(train_tensors=[list(xy) for xy in train], test_tensors=[list(xy) for xy in test],
+                              task_labels=list(range(len(tasks))))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    batch = cfg.batch_for(model_cfg.get("family", "generic"))
+    strategy = _strategy(spec, model, optimizer, batch_size=batch, epochs=cfg.epochs,
+                         total_classes=sum(t.num_classes for t in tasks))
+    from tqdm.auto import tqdm
+
+    R: list[list[float]] = []
+    val_acc, task_wall = [], []
+    for i, exp in enumerate(tqdm(bench.train_stream, desc=spec.name, disable=not progress, leave=False)):
+        t0 = time.perf_counter()
+        strategy.train(exp)
+        task_wall.append(time.perf_counter() - t0)
+        loss_ok = all(torch.isfinite(p).all() for p in model.parameters())
+        if not loss_ok:
+            raise WeightlabError(f"{spec.name} on {tasks[i].name}: the weights diverged (non-finite); "
+                                 "lower the learning rate")
+        val_acc.append(_accuracy(model, i, *val[i]))
+        R.append([_accuracy(model, j, *test[j]) for j in range(i + 1)])
+    heads = [sum(p.numel() for p in h.parameters()) for h in model.heads]
+    head_bytes = [sum(p.numel() * p.element_size() for p in h.parameters()) for h in model.heads]
+    extra = _ewc_bytes_per_task(strategy)
+    n_buffer = _buffer_samples(strategy)
+    sample_bytes = train[0][0][0].numel() * train[0][0].element_size()
+    return dict(
+        method=spec.name, seed=seed, tasks=[t.name for t in tasks], accuracy_matrix=R, final_accuracy=R[-1],
+        average_accuracy=metrics.average_accuracy(R), backward_transfer=metrics.backward_transfer(R),
+        forgetting=metrics.max_forgetting(R), zero_forgetting=metrics.zero_forgetting(R),
+        trainable_per_task=sum(p.numel() for p in backbone.parameters()), head_per_task=heads,
+        bytes_per_task=[h + (extra[i] if i < len(extra) else 0) for i, h in enumerate(head_bytes)],
+        backbone_bytes=sum(t.numel() * t.element_size() for t in backbone.state_dict().values()),
+        buffer_samples=n_buffer, buffer_bytes=n_buffer * sample_bytes, options=spec.options,
+        best_epochs=[cfg.epochs - 1] * len(tasks), val_accuracy=val_acc, task_wall_s=task_wall,
+        wall_s=time.perf_counter() - start)
