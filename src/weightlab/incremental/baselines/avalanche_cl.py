@@ -154,6 +154,7 @@ def _run(base: nn.Module, spec: BaselineSpec, tasks, cfg, *, seed: int, progress
         t0 = time.perf_counter()
         strategy.train(exp)
         task_wall.append(time.perf_counter() - t0)
+        model = strategy.model  # GDumb replaces the model by a fresh copy at every experience
         loss_ok = all(torch.isfinite(p).all() for p in model.parameters())
         if not loss_ok:
             raise WeightlabError(f"{spec.name} on {tasks[i].name}: the weights diverged (non-finite); "
@@ -169,9 +170,9 @@ def _run(base: nn.Module, spec: BaselineSpec, tasks, cfg, *, seed: int, progress
         method=spec.name, seed=seed, tasks=[t.name for t in tasks], accuracy_matrix=R, final_accuracy=R[-1],
         average_accuracy=metrics.average_accuracy(R), backward_transfer=metrics.backward_transfer(R),
         forgetting=metrics.max_forgetting(R), zero_forgetting=metrics.zero_forgetting(R),
-        trainable_per_task=sum(p.numel() for p in backbone.parameters()), head_per_task=heads,
+        trainable_per_task=sum(p.numel() for p in model.backbone.parameters()), head_per_task=heads,
         bytes_per_task=[h + (extra[i] if i < len(extra) else 0) for i, h in enumerate(head_bytes)],
-        backbone_bytes=sum(t.numel() * t.element_size() for t in backbone.state_dict().values()),
+        backbone_bytes=sum(t.numel() * t.element_size() for t in model.backbone.state_dict().values()),
         buffer_samples=n_buffer, buffer_bytes=n_buffer * sample_bytes, options=spec.options,
         best_epochs=[cfg.epochs - 1] * len(tasks), val_accuracy=val_acc, task_wall_s=task_wall,
         wall_s=time.perf_counter() - start)
