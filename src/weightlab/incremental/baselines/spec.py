@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from weightlab.errors import WeightlabError
+from weightlab.incremental.methods import option_value
 
 # name -> default options (the RECAST paper's buffers: GDumb 4,400 samples, ER-ACE 120 per class)
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -31,15 +32,6 @@ class BaselineSpec:
         return {"name": self.name, "method": self.method, "options": dict(self.options)}
 
 
-def _value(v: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(v)
-        except ValueError:
-            pass
-    return v
-
-
 def is_baseline(text: str) -> bool:
     head = text.strip().partition(":")[0].lower()
     return _ALIASES.get(head, head) in DEFAULTS
@@ -56,5 +48,5 @@ def parse_baseline(text: str) -> BaselineSpec:
         if not eq or k not in options:
             raise WeightlabError(f"bad option '{item}' for {method} (options: "
                                  f"{', '.join(f'{k}={v}' for k, v in DEFAULTS[method].items())})")
-        options[k] = _value(v)
+        options[k] = option_value(v)
     return BaselineSpec(method, options)

@@ -54,7 +54,8 @@ class MethodSpec:
         return dict(name=self.name, recast=self.recast, adapter=self.adapter, options=self.options)
 
 
-def _value(v: str) -> Any:
+def option_value(v: str) -> Any:
+    """A method option's value: int, else float, else the string."""
     for cast in (int, float):
         try:
             return cast(v)
@@ -79,7 +80,7 @@ def parse_method(text: str) -> MethodSpec:
         k, eq, v = item.partition("=")
         if not eq:
             raise WeightlabError(f"bad method option '{item}' in '{text}' (use key=value)")
-        options[_OPTION_ALIASES.get(k, k)] = _value(v)
+        options[_OPTION_ALIASES.get(k, k)] = option_value(v)
     if options and adapter is None:
         raise WeightlabError(f"method '{text}' takes no options")
     if adapter:
