@@ -168,9 +168,9 @@ def test_shipped_known_loads_and_reproduces_its_recorded_validation_figure():
 
     report = json.loads((SHIPPED_DIR / "training.json").read_text())
     mini_file = Path(__file__).parent / "data" / "known_mini.safetensors"
+    mini = load_weights(mini_file)
     for kind, (recorded, now) in check_mini(SHIPPED_DIR, mini_file, report).items():
         assert now == pytest.approx(recorded, rel=1e-5), kind
-        mini = load_weights(mini_file)
         assert now < baseline_l1(mini[f"{kind}_seq"], mini[f"{kind}_target"], "zero"), kind
     assert KNOWN().weights_source == str(SHIPPED_DIR)
     assert (SHIPPED_DIR / "MODEL_CARD.md").read_text().startswith("# weightlab KNOWN: model card")

@@ -155,8 +155,7 @@ def _run(base: nn.Module, spec: BaselineSpec, tasks, cfg, *, seed: int, progress
         strategy.train(exp)
         task_wall.append(time.perf_counter() - t0)
         model = strategy.model  # GDumb replaces the model by a fresh copy at every experience
-        loss_ok = all(torch.isfinite(p).all() for p in model.parameters())
-        if not loss_ok:
+        if not all(torch.isfinite(p).all() for p in model.parameters()):
             raise WeightlabError(f"{spec.name} on {tasks[i].name}: the weights diverged (non-finite); "
                                  "lower the learning rate")
         val_acc.append(_accuracy(model, i, *val[i]))

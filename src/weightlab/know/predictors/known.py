@@ -93,9 +93,9 @@ class KNOWN(Predictor):
                  input_convention: str | None = None, chunk: int = 4096) -> None:
         super().__init__(kinds)
         weights = self.default_weights if weights is None else weights
-        self.nets = weights if isinstance(weights, dict) else load_known_set(weights, input_convention)
-        self.input_convention = ",".join(sorted({net.input_convention for net in self.nets.values()}))
         self.weights_source = None if isinstance(weights, dict) else str(known_weights_dir(weights))
+        self.nets = weights if isinstance(weights, dict) else load_known_set(self.weights_source, input_convention)
+        self.input_convention = ",".join(sorted({net.input_convention for net in self.nets.values()}))
         self.chunk = chunk
         self._fused = {k: net.fused() for k, net in self.nets.items()}
 
