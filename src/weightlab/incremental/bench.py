@@ -256,8 +256,10 @@ def summarize(runs: list[dict]) -> list[dict]:
             trainable_per_task=rs[0]["trainable_per_task"], head_per_task=rs[0]["head_per_task"][0],
             bytes_per_task=sum(rs[0]["bytes_per_task"]) / len(rs[0]["bytes_per_task"]),
             backbone_bytes=rs[0]["backbone_bytes"], forgetting=forgetting[0],
-            # everything kept after the sequence: the shared model, every task's own tensors, a replay buffer
-            storage_bytes=rs[0]["backbone_bytes"] + sum(rs[0]["bytes_per_task"]) + rs[0].get("buffer_bytes", 0),
+            # everything kept after the sequence: the shared model, every task's own tensors, a replay
+            # buffer, state shared by all tasks (InfLoRA's subspace bases, L2P's prompt pool)
+            storage_bytes=rs[0]["backbone_bytes"] + sum(rs[0]["bytes_per_task"]) + rs[0].get("buffer_bytes", 0)
+            + rs[0].get("shared_state_bytes", 0),
             wall_s=metrics.mean_std([r["wall_s"] for r in rs])[0]))
     return rows
 
@@ -281,8 +283,9 @@ def to_markdown(payload: dict) -> str:
     if payload["summary"]:
         lines += ["", f"Shared backbone: {payload['summary'][0]['backbone_bytes'] / 1024:.0f} KiB. Storage: what is "
                   "kept after the sequence (the shared model, every task's own tensors, a replay buffer as float32 "
-                  "model inputs). Continual-learning baselines (EWC, LwF, GDumb, ER-ACE) train the shared backbone "
-                  "on every task and keep their last epoch."]
+                  "model inputs, state shared by all tasks such as InfLoRA's subspace bases or L2P's prompt pool). "
+                  "Continual-learning baselines (EWC, LwF, GDumb, ER-ACE, DER++, HAT, InfLoRA, L2P) share one model "
+                  "across the sequence and keep their last epoch."]
     return "\n".join(lines) + "\n"
 
 

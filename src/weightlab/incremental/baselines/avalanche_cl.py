@@ -30,7 +30,8 @@ from torch import nn
 
 from weightlab.data.arrays import ModelInput
 from weightlab.errors import WeightlabError
-from weightlab.incremental import metrics
+from weightlab.incremental.baselines.harness import (batched_accuracy, build_record, check_finite, task_tensors,
+                                                     tensor_bytes)
 from weightlab.incremental.baselines.spec import BaselineSpec
 
 AVALANCHE_BASELINES = {
@@ -63,19 +64,6 @@ def multihead(backbone: nn.Module, feature_dim: int, classes_per_task: list[int]
             return self.heads[int(task_label)](self.backbone(x))
 
     return MultiHeadNet()
-
-
-def _tensors(data, transform: ModelInput, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    xs, ys = zip(*data.batches(batch_size, transform))
-    return torch.cat(xs), torch.cat(ys)
-
-
-@torch.no_grad()
-def _accuracy(model: nn.Module, task: int, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
-    model.eval()
-    correct = sum(int((model(x[i:i + batch_size], task).argmax(1) == y[i:i + batch_size]).sum())
-                  for i in range(0, len(y), batch_size))
-    return 100.0 * correct / max(len(y), 1)
 
 
 def _strategy(spec: BaselineSpec, model, optimizer, *, batch_size: int, epochs: int, total_classes: int):
@@ -137,9 +125,9 @@ def _run(base: nn.Module, spec: BaselineSpec, tasks, cfg, *, seed: int, progress
     for p in backbone.parameters():
         p.requires_grad_(True)
     model = multihead(backbone, dim, [t.num_classes for t in tasks])
-    train = [_tensors(t.train, transform) for t in tasks]
-    val = [_tensors(t.val, transform) for t in tasks]
-    test = [_tensors(t.test, transform) for t in tasks]
+    train = [task_tensors(t.train, transform) for t in tasks]
+    val = [task_tensors(t.val, transform) for t in tasks]
+    test = [task_tensors(t.test, transform) for t in tasks]
     bench = tensors_benchmark(train_tensors=[list(xy) for xy in train], test_tensors=[list(xy) for xy in test],
                               task_labels=list(range(len(tasks))))
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -155,23 +143,19 @@ def _run(base: nn.Module, spec: BaselineSpec, tasks, cfg, *, seed: int, progress
         strategy.train(exp)
         task_wall.append(time.perf_counter() - t0)
         model = strategy.model  # GDumb replaces the model by a fresh copy at every experience
-        if not all(torch.isfinite(p).all() for p in model.parameters()):
-            raise WeightlabError(f"{spec.name} on {tasks[i].name}: the weights diverged (non-finite); "
-                                 "lower the learning rate")
-        val_acc.append(_accuracy(model, i, *val[i]))
-        R.append([_accuracy(model, j, *test[j]) for j in range(i + 1)])
-    heads = [sum(p.numel() for p in h.parameters()) for h in model.heads]
-    head_bytes = [sum(p.numel() * p.element_size() for p in h.parameters()) for h in model.heads]
+        check_finite(model, spec.name, tasks[i].name)
+        model.eval()
+        val_acc.append(batched_accuracy(lambda xb: model(xb, i), *val[i]))
+        R.append([batched_accuracy(lambda xb, j=j: model(xb, j), *test[j]) for j in range(i + 1)])
     extra = _ewc_bytes_per_task(strategy)
     n_buffer = _buffer_samples(strategy)
     sample_bytes = train[0][0][0].numel() * train[0][0].element_size()
-    return dict(
-        method=spec.name, seed=seed, tasks=[t.name for t in tasks], accuracy_matrix=R, final_accuracy=R[-1],
-        average_accuracy=metrics.average_accuracy(R), backward_transfer=metrics.backward_transfer(R),
-        forgetting=metrics.max_forgetting(R), zero_forgetting=metrics.zero_forgetting(R),
-        trainable_per_task=sum(p.numel() for p in model.backbone.parameters()), head_per_task=heads,
-        bytes_per_task=[h + (extra[i] if i < len(extra) else 0) for i, h in enumerate(head_bytes)],
-        backbone_bytes=sum(t.numel() * t.element_size() for t in model.backbone.state_dict().values()),
-        buffer_samples=n_buffer, buffer_bytes=n_buffer * sample_bytes, options=spec.options,
-        best_epochs=[cfg.epochs - 1] * len(tasks), val_accuracy=val_acc, task_wall_s=task_wall,
-        wall_s=time.perf_counter() - start)
+    return build_record(
+        name=spec.name, seed=seed, tasks=tasks, R=R,
+        trainable_per_task=sum(p.numel() for p in model.backbone.parameters()),
+        head_per_task=[sum(p.numel() for p in h.parameters()) for h in model.heads],
+        bytes_per_task=[tensor_bytes(h.parameters()) + (extra[i] if i < len(extra) else 0)
+                        for i, h in enumerate(model.heads)],
+        backbone_bytes=tensor_bytes(model.backbone.state_dict().values()), buffer_samples=n_buffer,
+        buffer_bytes=n_buffer * sample_bytes, options=spec.options, epochs=cfg.epochs, val_accuracy=val_acc,
+        task_wall_s=task_wall, start=start)

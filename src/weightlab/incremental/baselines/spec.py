@@ -1,4 +1,4 @@
-"""Baseline names and options: ``ewc``, ``lwf:alpha=1,temperature=2``, ``er_ace:per_class=120`` …"""
+"""Baseline names and options: ``ewc``, ``lwf:alpha=1,temperature=2``, ``er_ace:per_class=120``, ``hat:c=0.5`` …"""
 
 from __future__ import annotations
 
@@ -8,14 +8,19 @@ from typing import Any
 from weightlab.errors import WeightlabError
 from weightlab.incremental.methods import option_value
 
-# name -> default options (the RECAST paper's buffers: GDumb 4,400 samples, ER-ACE 120 per class)
+# name -> default options (the RECAST paper's buffers: GDumb 4,400 samples, ER-ACE and DER++ 120 per class;
+# the other values are each method's paper's, see its module)
 DEFAULTS: dict[str, dict[str, Any]] = {
     "ewc": {"lambda": 100.0},
     "lwf": {"alpha": 1.0, "temperature": 2.0},
     "gdumb": {"mem_size": 4400},
     "er_ace": {"per_class": 120},
+    "derpp": {"per_class": 120, "alpha": 0.1, "beta": 0.5},
+    "hat": {"s_max": 400.0, "c": 0.75, "lr": 0.05},
+    "inflora": {"rank": 10, "threshold": 0.97},
+    "l2p": {"pool_size": 10, "length": 5, "top_k": 5, "sim_coefficient": 0.1, "lr": 0.03},
 }
-_ALIASES = {"er-ace": "er_ace", "erace": "er_ace"}
+_ALIASES = {"er-ace": "er_ace", "erace": "er_ace", "der++": "derpp", "der": "derpp"}
 
 
 @dataclass
