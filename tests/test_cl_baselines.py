@@ -72,17 +72,32 @@ def test_baseline_names_and_options():
 
 
 def test_suite_runs_baselines_beside_per_task_methods(tmp_path):
-    from weightlab.incremental.bench import Suite, run_suite
+    from dataclasses import replace
+
+    from weightlab.incremental.bench import Suite, merge_results, run_suite
+    from weightlab.io import read_json
 
     suite = Suite("tiny-cl", "smallcnn", "digits", ["head", "lwf"], seeds=(0,), sizes=SplitSizes(40, 20, 30),
                   epochs=1, pretrained=False, model_kwargs={"input_size": (1, 16, 16), "widths": (4, 8, 8, 8)})
-    payload = run_suite(suite, tmp_path, progress=False)
+    run_suite(suite, tmp_path / "a", progress=False, methods=["head"])
+    run_suite(suite, tmp_path / "b", progress=False, methods=["lwf"])  # a second worker
+    assert merge_results(tmp_path / "a", tmp_path / "b") == 1
+    assert merge_results(tmp_path / "a", tmp_path / "b") == 0  # already there
+    payload = read_json(tmp_path / "a" / "results.json")
     rows = {r["name"]: r for r in payload["summary"]}
     assert set(rows) == {"head", "lwf"}
     assert rows["head"]["zero_forgetting"] and rows["head"]["forgetting"] == 0.0
     assert rows["lwf"]["storage_bytes"] == rows["lwf"]["backbone_bytes"] + sum(payload["runs"][1]["bytes_per_task"])
-    md = (tmp_path / "results.md").read_text()
+    md = (tmp_path / "a" / "results.md").read_text()
     assert "| lwf | 1 |" in md and "storage KiB" in md
+    table = (tmp_path / "a" / "paper_table.md").read_text()  # the paper's Table 1 order: head, then LwF
+    assert "Table 1" in table and table.index("| head only") < table.index("| LwF | regularisation |")
+    assert "Not run in this suite: EWC, GDumb" in table
+    assert (tmp_path / "a" / "forgetting_curves.png").stat().st_size > 0
+    other = replace(suite, epochs=2)
+    run_suite(other, tmp_path / "c", progress=False, methods=["head"])
+    with pytest.raises(WeightlabError, match="different suite configuration"):
+        merge_results(tmp_path / "a", tmp_path / "c")
 
 
 def test_gdumb_is_evaluated_on_the_model_it_retrains(tiny):

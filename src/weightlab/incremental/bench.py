@@ -168,6 +168,10 @@ def method_label(method: str) -> str:
     return parse_baseline(method).name if is_baseline(method) else parse_method(method).name
 
 
+# what makes two results files runs of the same suite
+_FIXED = ("name", "model", "sequence", "sizes", "epochs", "weights", "recast", "bn", "pretrained", "model_kwargs")
+
+
 def _run_key(r: dict) -> tuple:
     return (r.get("label") or r["method"], r["seed"])
 
@@ -182,8 +186,7 @@ def run_suite(suite: Suite, out: str | Path, *, data_root=None, progress: bool =
     full = suite
     suite = replace(suite, methods=methods or suite.methods, seeds=tuple(seeds or suite.seeds))
     payload = read_json(path) if path.is_file() else dict(suite=full.to_dict(), runs=[])
-    fixed = ("name", "model", "sequence", "sizes", "epochs", "weights", "recast", "bn", "pretrained", "model_kwargs")
-    changed = [k for k in fixed if payload["suite"].get(k) != suite.to_dict()[k]]
+    changed = [k for k in _FIXED if payload["suite"].get(k) != suite.to_dict()[k]]
     if changed:
         raise WeightlabError(f"{path} holds runs of a different suite configuration ({', '.join(changed)} "
                              "differ): resume only the same suite, or pass another --out")
@@ -205,6 +208,7 @@ def run_suite(suite: Suite, out: str | Path, *, data_root=None, progress: bool =
             plain, rbase = build_bases(suite.model, suite.weights, rover, need_recast=key != "plain",
                                        pretrained=suite.pretrained, model_kwargs=suite.model_kwargs)
             bases[key] = plain if key == "plain" else rbase
+            payload["model_family"] = plain.weightlab_cfg.get("family", "generic")
         if baseline:
             record = run_baseline(bases[key], method, tasks, cfg, seed=seed, progress=progress)
         else:
@@ -218,15 +222,39 @@ def run_suite(suite: Suite, out: str | Path, *, data_root=None, progress: bool =
 
 
 def write_report(payload: dict, out: str | Path) -> dict:
-    """Summarise the runs of ``payload`` and (re)write results.json, results.md and the plots."""
+    """Summarise the runs of ``payload`` and (re)write results.json, results.md, paper_table.md (the
+    layout of the paper's Table 1 or 2) and the plots."""
     from weightlab.incremental.plots import plot_suite
+    from weightlab.incremental.tables import paper_table
 
     out = Path(out)
     payload["summary"] = summarize(payload["runs"])
     write_json(out / "results.json", payload)
     write_text(out / "results.md", to_markdown(payload))
+    if not payload["suite"].get("points"):  # budget suites have their own figure instead
+        family = payload.get("model_family") or ("vit" if "vit" in payload["suite"]["model"] else "cnn")
+        write_text(out / "paper_table.md", paper_table(payload, family))
     plot_suite(payload, out)
     return payload
+
+
+def merge_results(out: str | Path, other: str | Path) -> int:
+    """Add to ``out``'s results the runs of ``other`` (the same suite run elsewhere, e.g. by a second
+    worker) that ``out`` does not have; rewrites the report. Returns the number of runs added."""
+    path, opath = Path(out) / "results.json", Path(other) / "results.json"
+    for p in (path, opath):
+        if not p.is_file():
+            raise WeightlabError(f"{p}: no results to merge")
+    payload, extra = read_json(path), read_json(opath)
+    changed = [k for k in _FIXED if payload["suite"].get(k) != extra["suite"].get(k)]
+    if changed:
+        raise WeightlabError(f"{opath} holds a different suite configuration ({', '.join(changed)} differ)")
+    done = {_run_key(r) for r in payload["runs"]}
+    new = [r for r in extra["runs"] if _run_key(r) not in done]
+    payload["runs"] += new
+    payload.setdefault("model_family", extra.get("model_family"))
+    write_report(payload, out)
+    return len(new)
 
 
 def report_only(out: str | Path) -> dict:
@@ -289,5 +317,5 @@ def to_markdown(payload: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["SUITES", "Suite", "Point", "get_suite", "run_suite", "write_report", "report_only", "run_sequence", "build_bases", "summarize",
+__all__ = ["SUITES", "Suite", "Point", "get_suite", "run_suite", "write_report", "report_only", "merge_results", "run_sequence", "build_bases", "summarize",
            "to_markdown"]

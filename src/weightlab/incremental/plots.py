@@ -1,5 +1,6 @@
-"""Figures for a benchmark suite: average accuracy per method, and accuracy against trainable
-numbers per task (the parameter-budget curve of the RECAST paper's Fig. 3)."""
+"""Figures for a benchmark suite: average accuracy per method, accuracy against trainable numbers
+per task (the parameter-budget curve of the RECAST paper's Fig. 3), and forgetting curves (the
+accuracy of each earlier task after each new task)."""
 
 from __future__ import annotations
 
@@ -67,4 +68,52 @@ def plot_suite(payload: dict, out: str | Path) -> list[Path]:
     fig.tight_layout()
     _save(fig, out / "budget.png")
     written.append(out / "budget.png")
+    if any(r.get("accuracy_matrix") for r in payload.get("runs", [])) and not payload["suite"].get("points"):
+        written.append(plot_forgetting(payload, out / "forgetting_curves.png"))
     return written
+
+
+def mean_accuracy_matrices(runs: list[dict]) -> dict[str, list[list[float]]]:
+    """Per method (or label), the accuracy matrix averaged over its seeds."""
+    groups: dict[str, list[list[list[float]]]] = {}
+    for r in runs:
+        groups.setdefault(r.get("label") or r["method"], []).append(r["accuracy_matrix"])
+    return {name: [[sum(m[i][j] for m in ms) / len(ms) for j in range(len(ms[0][i]))] for i in range(len(ms[0]))]
+            for name, ms in groups.items()}
+
+
+def plot_forgetting(payload: dict, path: Path) -> Path:
+    """One panel per task except the last: its test accuracy after each later task, one line per method
+    (mean over seeds). Methods that keep every task's tensors apart draw flat lines; the others fall."""
+    import matplotlib.pyplot as plt
+
+    mats = mean_accuracy_matrices(payload["runs"])
+    tasks = [t["name"] for t in payload.get("tasks", [])] or payload["runs"][0]["tasks"]
+    n = max(len(tasks) - 1, 1)
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows + 0.9), squeeze=False, sharey=True)
+    cmap = plt.get_cmap("tab20")
+    for j in range(n):
+        ax = axes[j // cols][j % cols]
+        for k, (name, R) in enumerate(mats.items()):
+            xs = list(range(j, len(R)))
+            ys = [R[i][j] for i in xs]
+            flat = all(y == ys[0] for y in ys)
+            ax.plot([x + 1 for x in xs], ys, marker="o", ms=3, color=cmap(k % 20), label=name,
+                    linestyle=":" if flat else "-", linewidth=1 if flat else 1.6)
+        ax.set_title(f"task {j + 1}: {tasks[j]}", fontsize=9)
+        ax.set_xticks(range(1, len(tasks) + 1))
+        ax.grid(alpha=0.3)
+        if j % cols == 0:
+            ax.set_ylabel("test accuracy (%)")
+        if j // cols == rows - 1:
+            ax.set_xlabel("tasks learnt")
+    for j in range(n, rows * cols):
+        axes[j // cols][j % cols].axis("off")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=7, frameon=False)
+    fig.suptitle(f"forgetting curves: {payload['suite']['name']} (dotted: no change after learning)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.1 if len(labels) > 6 else 0.06, 1, 1))
+    _save(fig, path)
+    return path

@@ -2,7 +2,8 @@
 Attention to the Task", ICML 2018), task-incremental.
 
 Every unit (output channel of each ``Conv2d``, output feature of each ``Linear``) of the backbone is
-gated per task by ``a = sigmoid(s * e_t)``, ``e_t`` a learnt task embedding. Training task t:
+gated per task by ``a = sigmoid(s * e_t)``, ``e_t`` a learnt task embedding; where a BatchNorm
+follows the layer the gate multiplies the BatchNorm's output. Training task t:
 
 * ``s`` is annealed from 1/s_max to s_max over the batches of each epoch (Eq. 3);
 * the attention regulariser ``c * sum a_t (1 - a_<t) / sum (1 - a_<t)`` keeps units free (Eq. 5);
@@ -38,6 +39,20 @@ GATED = (nn.Conv2d, nn.Linear)
 EMB_CLAMP, COSH_CLAMP = 6.0, 50.0  # the authors' code
 
 
+def gated_units(backbone: nn.Module) -> list[tuple[nn.Module, nn.Module]]:
+    """(layer whose output units are gated, module whose output carries the gate) for every Conv2d and
+    Linear: the BatchNorm right after a layer when there is one (a gate before BatchNorm would be
+    normalised away in training and mismatch its running statistics at test), else the layer itself."""
+    modules = list(backbone.modules())
+    pairs = []
+    for i, m in enumerate(modules):
+        if isinstance(m, GATED):
+            nxt = modules[i + 1] if i + 1 < len(modules) else None
+            norm = isinstance(nxt, nn.modules.batchnorm._BatchNorm) and nxt.num_features == m.weight.shape[0]
+            pairs.append((m, nxt if norm else m))
+    return pairs
+
+
 class HAT(ContinualMethod):
     """HAT (Serra et al., 2018): learnt unit masks per task, gradients of used units blocked."""
 
@@ -46,16 +61,17 @@ class HAT(ContinualMethod):
     def __init__(self, backbone, feature_dim, classes_per_task, options, cfg, model_cfg, seed: int = 0) -> None:
         super().__init__(backbone, feature_dim, classes_per_task, options, cfg, model_cfg, seed)
         self.s_max, self.c = float(options["s_max"]), float(options["c"])
-        self.gated = [m for m in backbone.modules() if isinstance(m, GATED)]
-        if not self.gated:
+        pairs = gated_units(backbone)
+        if not pairs:
             raise WeightlabError("HAT found no Conv2d or Linear layer to gate in this backbone")
-        units = [m.out_channels if isinstance(m, nn.Conv2d) else m.out_features for m in self.gated]
+        self.gated = [layer for layer, _ in pairs]
+        units = [layer.weight.shape[0] for layer in self.gated]
         self.emb = nn.ModuleList(nn.ParameterList(nn.Parameter(torch.randn(u)) for u in units)
                                  for _ in classes_per_task)
         self.prev = [torch.zeros(u) for u in units]  # a_<t: max of the earlier tasks' masks at s_max
         self._masks: list[torch.Tensor] | None = None
-        for i, m in enumerate(self.gated):
-            m.register_forward_hook(self._gate(i))
+        for i, (_, gate) in enumerate(pairs):
+            gate.register_forward_hook(self._gate(i))
         gated_params = {id(p) for m in self.gated for p in m.parameters(recurse=False)}
         self.private = [n for n, p in backbone.named_parameters() if id(p) not in gated_params]
         self.private += [n for n, _ in backbone.named_buffers()]
@@ -68,7 +84,7 @@ class HAT(ContinualMethod):
             if self._masks is None:
                 return output
             a = self._masks[i]
-            return output * (a.view(1, -1, *([1] * (output.dim() - 2))) if isinstance(module, nn.Conv2d) else a)
+            return output * (a if isinstance(module, nn.Linear) else a.view(1, -1, *([1] * (output.dim() - 2))))
         return hook
 
     def masks(self, t: int, s: float) -> list[torch.Tensor]:
