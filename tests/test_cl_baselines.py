@@ -232,3 +232,12 @@ def test_vit_only_baselines_refuse_a_cnn_with_a_clear_error(tiny):
     for method in ("inflora", "l2p"):
         with pytest.raises(WeightlabError, match="timm ViT"):
             run_baseline(base, method, tasks, AdaptConfig(epochs=1), seed=0, progress=False)
+
+
+def test_forgetting_curves_average_each_methods_matrices_over_seeds():
+    from weightlab.incremental.plots import mean_accuracy_matrices
+
+    runs = [dict(method="ewc", seed=0, accuracy_matrix=[[90.0], [70.0, 80.0]]),
+            dict(method="ewc", seed=1, accuracy_matrix=[[80.0], [50.0, 90.0]]),
+            dict(method="head", seed=0, accuracy_matrix=[[60.0], [60.0, 70.0]])]
+    assert mean_accuracy_matrices(runs) == {"ewc": [[85.0], [60.0, 85.0]], "head": [[60.0], [60.0, 70.0]]}

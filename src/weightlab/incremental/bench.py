@@ -253,6 +253,8 @@ def merge_results(out: str | Path, other: str | Path) -> int:
     new = [r for r in extra["runs"] if _run_key(r) not in done]
     payload["runs"] += new
     payload.setdefault("model_family", extra.get("model_family"))
+    payload.setdefault("merged", []).append(dict(source=str(opath), command=extra.get("command"), machine=extra.get("machine"),
+                                                 runs=[list(_run_key(r)) for r in new]))
     write_report(payload, out)
     return len(new)
 
