@@ -35,12 +35,8 @@ def main() -> int:
 
         suite = replace(suite, weights=args.weights)
     out = RESULTS / "incremental" / suite.name
-    payload = run_suite(suite, out, methods=args.methods.split(",") if args.methods else None,
-                        seeds=tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None)
-    from weightlab.io import write_json
-
-    payload["command"] = command()
-    write_json(out / "results.json", payload)
+    run_suite(suite, out, methods=args.methods.split(",") if args.methods else None,
+              seeds=tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None, command=command())
     print((out / "results.md").read_text())
     return 0
 

@@ -177,8 +177,10 @@ def _run_key(r: dict) -> tuple:
 
 
 def run_suite(suite: Suite, out: str | Path, *, data_root=None, progress: bool = True,
-              methods: list[str] | None = None, seeds: tuple[int, ...] | None = None) -> dict:
-    """Run (or resume) a suite; writes results.json, results.md and plots into ``out``."""
+              methods: list[str] | None = None, seeds: tuple[int, ...] | None = None,
+              command: str | None = None) -> dict:
+    """Run (or resume) a suite; writes results.json, results.md and plots into ``out``, with
+    ``command`` (how it was started) recorded from the first write on."""
     from weightlab.machine import machine
 
     out = Path(out)
@@ -191,6 +193,8 @@ def run_suite(suite: Suite, out: str | Path, *, data_root=None, progress: bool =
         raise WeightlabError(f"{path} holds runs of a different suite configuration ({', '.join(changed)} "
                              "differ): resume only the same suite, or pass another --out")
     payload.update(machine=machine(), suite=full.to_dict())
+    if command:
+        payload["command"] = command
     done = {_run_key(r) for r in payload["runs"]}
     tasks = build_sequence(suite.sequence, data_root, suite.sizes)
     payload["tasks"] = [t.summary() for t in tasks]

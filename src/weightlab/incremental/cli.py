@@ -191,11 +191,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 0
     payload = run_suite(suite, out, data_root=args.data_root, progress=not args.no_progress,
                         methods=args.methods.split(",") if args.methods else None,
-                        seeds=tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None)
-    from weightlab.io import write_json
-
-    payload["command"] = " ".join(["weightlab", *getattr(args, "argv", ["recast", "bench", "--suite", suite.name])])
-    write_json(Path(out) / "results.json", payload)
+                        seeds=tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None,
+                        command=" ".join(["weightlab", *getattr(args, "argv", ["recast", "bench", "--suite", suite.name])]))
     print((Path(out) / "results.md").read_text())
     # per-task methods must not forget; continual-learning baselines share a model and may
     bad = [r["name"] for r in payload["summary"] if not r["zero_forgetting"] and not is_baseline(r["method"])]

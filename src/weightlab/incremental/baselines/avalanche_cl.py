@@ -21,17 +21,14 @@ different sizes. DER++ is therefore not taken from Avalanche.
 
 from __future__ import annotations
 
-import copy
 import time
 import warnings
 
 import torch
 from torch import nn
 
-from weightlab.data.arrays import ModelInput
 from weightlab.errors import WeightlabError
-from weightlab.incremental.baselines.harness import (batched_accuracy, build_record, check_finite, task_tensors,
-                                                     tensor_bytes)
+from weightlab.incremental.baselines.harness import build_record, check_finite, prepare, tensor_bytes, score_after_task
 from weightlab.incremental.baselines.spec import BaselineSpec
 
 AVALANCHE_BASELINES = {
@@ -115,19 +112,10 @@ def run_avalanche(base: nn.Module, spec: BaselineSpec, tasks, cfg, *, seed: int,
 def _run(base: nn.Module, spec: BaselineSpec, tasks, cfg, *, seed: int, progress: bool) -> dict:
     from avalanche.benchmarks import tensors_benchmark
 
-    from weightlab.incremental.model import detach_classifier
-
     start = time.perf_counter()
     model_cfg = base.weightlab_cfg
-    transform = ModelInput.from_cfg(model_cfg)
-    torch.manual_seed(seed)
-    backbone, dim = detach_classifier(copy.deepcopy(base))
-    for p in backbone.parameters():
-        p.requires_grad_(True)
+    backbone, dim, train, val, test = prepare(base, tasks, seed)
     model = multihead(backbone, dim, [t.num_classes for t in tasks])
-    train = [task_tensors(t.train, transform) for t in tasks]
-    val = [task_tensors(t.val, transform) for t in tasks]
-    test = [task_tensors(t.test, transform) for t in tasks]
     bench = tensors_benchmark(train_tensors=[list(xy) for xy in train], test_tensors=[list(xy) for xy in test],
                               task_labels=list(range(len(tasks))))
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -145,8 +133,7 @@ def _run(base: nn.Module, spec: BaselineSpec, tasks, cfg, *, seed: int, progress
         model = strategy.model  # GDumb replaces the model by a fresh copy at every experience
         check_finite(model, spec.name, tasks[i].name)
         model.eval()
-        val_acc.append(batched_accuracy(lambda xb: model(xb, i), *val[i]))
-        R.append([batched_accuracy(lambda xb, j=j: model(xb, j), *test[j]) for j in range(i + 1)])
+        score_after_task(lambda task, x, net=model: net(x, task), i, val, test, val_acc, R)
     extra = _ewc_bytes_per_task(strategy)
     n_buffer = _buffer_samples(strategy)
     sample_bytes = train[0][0][0].numel() * train[0][0].element_size()

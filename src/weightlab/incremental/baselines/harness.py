@@ -53,6 +53,27 @@ def check_finite(module: nn.Module, name: str, task: str) -> None:
         raise WeightlabError(f"{name} on {task}: the weights diverged (non-finite); lower the learning rate")
 
 
+def prepare(base: nn.Module, tasks, seed: int):
+    """A trainable copy of ``base`` without its classifier (after seeding) and every task's train, val
+    and test splits as tensors: ``(backbone, feature_dim, train, val, test)``."""
+    from weightlab.incremental.model import detach_classifier
+
+    transform = ModelInput.from_cfg(base.weightlab_cfg)
+    torch.manual_seed(seed)
+    backbone, dim = detach_classifier(copy.deepcopy(base))
+    for p in backbone.parameters():
+        p.requires_grad_(True)
+    train, val, test = ([task_tensors(getattr(t, split), transform) for t in tasks] for split in ("train", "val", "test"))
+    return backbone, dim, train, val, test
+
+
+def score_after_task(logits_fn, t: int, val, test, val_accuracy: list[float], R: list[list[float]]) -> None:
+    """After learning task ``t``: append its validation accuracy and the test accuracy of every task so
+    far (a row of R). ``logits_fn(task, x)`` classifies ``x`` with the head of ``task``."""
+    val_accuracy.append(batched_accuracy(lambda xb: logits_fn(t, xb), *val[t]))
+    R.append([batched_accuracy(lambda xb, j=j: logits_fn(j, xb), *test[j]) for j in range(t + 1)])
+
+
 def build_record(*, name: str, seed: int, tasks, R: list[list[float]], trainable_per_task: int,
                  head_per_task: list[int], bytes_per_task: list[int], backbone_bytes: int, buffer_samples: int = 0,
                  buffer_bytes: int = 0, shared_state_bytes: int = 0, options: dict, epochs: int,
@@ -165,17 +186,10 @@ def run_own(method_cls: type[ContinualMethod], base: nn.Module, spec, tasks, cfg
     """Learn ``tasks`` in order with a baseline implemented here; returns the run record."""
     from tqdm.auto import tqdm
 
-    from weightlab.incremental.model import detach_classifier
-
     start = time.perf_counter()
     model_cfg = base.weightlab_cfg
-    transform = ModelInput.from_cfg(model_cfg)
-    torch.manual_seed(seed)
-    backbone, dim = detach_classifier(copy.deepcopy(base))
+    backbone, dim, train, val, test = prepare(base, tasks, seed)
     method = method_cls(backbone, dim, [t.num_classes for t in tasks], spec.options, cfg, model_cfg, seed=seed)
-    train = [task_tensors(t.train, transform) for t in tasks]
-    val = [task_tensors(t.val, transform) for t in tasks]
-    test = [task_tensors(t.test, transform) for t in tasks]
     batch = cfg.batch_for(model_cfg.get("family", "generic"))
     gen = torch.Generator().manual_seed(seed)
     R: list[list[float]] = []
@@ -186,8 +200,7 @@ def run_own(method_cls: type[ContinualMethod], base: nn.Module, spec, tasks, cfg
         task_wall.append(time.perf_counter() - t0)
         check_finite(method, spec.name, task.name)
         method.eval()
-        val_acc.append(batched_accuracy(lambda xb: method.logits(t, xb), *val[t]))
-        R.append([batched_accuracy(lambda xb, j=j: method.logits(j, xb), *test[j]) for j in range(t + 1)])
+        score_after_task(method.logits, t, val, test, val_acc, R)
     n_buffer, buffer_bytes = method.buffer()
     return build_record(
         name=spec.name, seed=seed, tasks=tasks, R=R, trainable_per_task=method.learnt_per_task(),

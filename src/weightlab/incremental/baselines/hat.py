@@ -160,8 +160,3 @@ class HAT(ContinualMethod):
     def task_bytes(self, t: int) -> int:
         """The task's embeddings and its copy of the ungated tensors."""
         return tensor_bytes(self.emb[t]) + tensor_bytes(self.saved[t].values())
-
-    def used_fraction(self) -> float:
-        """Share of units used by some task (mask > 0.5 at s_max): the capacity left for later tasks."""
-        used = sum(int((p > 0.5).sum()) for p in self.prev)
-        return used / sum(p.numel() for p in self.prev)

@@ -144,6 +144,3 @@ class InfLoRA(ContinualMethod):
     def shared_state_bytes(self) -> int:
         """The subspace bases M (float32), needed to design the next task's B."""
         return sum(M.numel() * 4 for M in self.bases if M is not None)
-
-    def subspace_dims(self) -> list[int]:
-        return [0 if M is None else M.shape[1] for M in self.bases]
