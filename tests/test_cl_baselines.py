@@ -58,6 +58,20 @@ def test_baselines_are_deterministic_with_a_seed(tiny):
     assert a == b
 
 
+def test_avalanche_notices_do_not_reach_the_user(tiny):
+    import os
+    import warnings
+
+    import avalanche
+
+    base, tasks = tiny
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_baseline(base, "er_ace:per_class=3", tasks, AdaptConfig(epochs=1, batch_size=16), seed=0, progress=False)
+    package = os.path.dirname(avalanche.__file__)
+    assert [str(w.message) for w in caught if os.path.abspath(w.filename).startswith(package)] == []
+
+
 def test_baseline_names_and_options():
     assert set(BASELINES) == {"ewc", "lwf", "gdumb", "er_ace", "derpp", "hat", "inflora", "l2p"}
     assert parse_baseline("DER++:alpha=0.2").name == "derpp:alpha=0.2"

@@ -21,6 +21,7 @@ different sizes. DER++ is therefore not taken from Avalanche.
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 
@@ -41,10 +42,11 @@ AVALANCHE_BASELINES = {
 
 def _avalanche():
     try:
-        import avalanche  # noqa: F401
+        import avalanche
     except ImportError:
         raise WeightlabError("the continual-learning baselines need Avalanche: pip install avalanche-lib "
                              "(or pip install 'weightlab[cl]')") from None
+    return avalanche
 
 
 def multihead(backbone: nn.Module, feature_dim: int, classes_per_task: list[int]) -> nn.Module:
@@ -103,10 +105,17 @@ def _ewc_bytes_per_task(strategy) -> list[int]:
 
 
 def run_avalanche(base: nn.Module, spec: BaselineSpec, tasks, cfg, *, seed: int, progress: bool = True) -> dict:
-    _avalanche()
-    with warnings.catch_warnings():  # Avalanche's own deprecation notices and "no loggers" (we log nothing there)
+    avalanche = _avalanche()
+    # Avalanche's deprecated() calls simplefilter("once") on every call, which overrides any filter of ours, so
+    # its notices (and "no loggers": we log nothing there) are caught here and dropped; other warnings pass on.
+    with warnings.catch_warnings(record=True) as caught:
         warnings.filterwarnings("ignore", module="avalanche")
-        return _run(base, spec, tasks, cfg, seed=seed, progress=progress)
+        record = _run(base, spec, tasks, cfg, seed=seed, progress=progress)
+    package = os.path.dirname(avalanche.__file__)
+    for w in caught:
+        if not os.path.abspath(w.filename).startswith(package):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return record
 
 
 def _run(base: nn.Module, spec: BaselineSpec, tasks, cfg, *, seed: int, progress: bool) -> dict:
