@@ -52,9 +52,11 @@ def paper_table(payload: dict, family: str) -> str:
              "seeds run. *Learnt / task*: numbers trained for each new task besides its head (the whole "
              "backbone for methods that train it). *Own KiB / task*: what each task adds (head, its own "
              "tensors; EWC: Fisher and anchor). *Kept KiB*: everything stored after the sequence (shared "
-             "model, every task's tensors, replay buffer as float32 inputs, shared state).", "",
-             "| method | group | learnt / task | own KiB / task | kept KiB | avg acc (%) | BWT | max forgetting | seeds |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "model, every task's tensors, replay buffer as float32 inputs, shared state). *Wall s / run*: the "
+             "whole sequence on this suite's machine, mean over seeds.", "",
+             "| method | group | learnt / task | own KiB / task | kept KiB | avg acc (%) | BWT | max forgetting "
+             "| seeds | wall s / run |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     missing = []
     for name, label, group in spec + [(n, n, "not in the paper's table") for n in rows if n not in listed]:
         r = rows.get(name)
@@ -63,7 +65,7 @@ def paper_table(payload: dict, family: str) -> str:
             continue
         lines.append(f"| {label} | {group} | {r['trainable_per_task']:,} | {_kib(r['bytes_per_task'])} | "
                      f"{_kib(r['storage_bytes'])} | **{r['average_accuracy']:.2f} ± {r['average_accuracy_std']:.2f}** | "
-                     f"{r['backward_transfer']:.2f} | {r['forgetting']:.2f} | {len(r['seeds'])} |")
+                     f"{r['backward_transfer']:.2f} | {r['forgetting']:.2f} | {len(r['seeds'])} | {r['wall_s']:.0f} |")
     if missing:
         lines += ["", "Not run in this suite: " + ", ".join(missing) + "."]
     return "\n".join(lines) + "\n"
