@@ -100,7 +100,7 @@ def _ewc_bytes_per_task(strategy) -> list[int]:
     out = []
     for exp in sorted(plugin.importances):
         tensors = [d.data for d in plugin.importances[exp].values()] + [d.data for d in plugin.saved_params[exp].values()]
-        out.append(sum(t.numel() * t.element_size() for t in tensors))
+        out.append(tensor_bytes(tensors))
     return out
 
 

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from weightlab.errors import WeightlabError
-from weightlab.incremental.baselines.harness import ContinualMethod
+from weightlab.incremental.baselines.harness import ContinualMethod, tensor_bytes
 
 
 class L2P(ContinualMethod):
@@ -45,7 +45,6 @@ class L2P(ContinualMethod):
         dim = backbone.embed_dim
         self.prompts = nn.Parameter(torch.empty(self.pool_size, self.length, dim).uniform_(-1, 1))
         self.keys = nn.Parameter(torch.empty(self.pool_size, dim).uniform_(-1, 1))
-        self._sim = torch.zeros(())
 
     def trainable(self, t):
         return [self.prompts, self.keys, *self.heads[t].parameters()]
@@ -65,26 +64,27 @@ class L2P(ContinualMethod):
         idx = sim.topk(self.top_k, dim=1).indices
         return idx, sim.gather(1, idx).sum(1)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean of the chosen prompts' output tokens, summed query-key cosine of the chosen keys) per image."""
         vit = self.backbone
         idx, sim = self.select(x)
-        self._sim = sim.mean()
         prompts = self.prompts[idx].flatten(1, 2)  # (B, top_k * length, D)
         h = vit._pos_embed(vit.patch_embed(x))
         n = vit.num_prefix_tokens
         h = torch.cat([h[:, :n], prompts, h[:, n:]], dim=1)
         h = vit.norm(vit.blocks(vit.norm_pre(h)))
-        return h[:, n:n + prompts.shape[1]].mean(1)
+        return h[:, n:n + prompts.shape[1]].mean(1), sim
 
     def logits(self, t, x):
-        return self.heads[t](self.features(x))
+        return self.heads[t](self.features(x)[0])
 
     def loss(self, t, x, y, batch, n_batches):
-        return F.cross_entropy(self.logits(t, x), y) - self.sim_coefficient * self._sim
+        feats, sim = self.features(x)
+        return F.cross_entropy(self.heads[t](feats), y) - self.sim_coefficient * sim.mean()
 
     def learnt_per_task(self) -> int:
         return self.prompts.numel() + self.keys.numel()
 
     def shared_state_bytes(self) -> int:
         """The prompt pool and its keys."""
-        return (self.prompts.numel() + self.keys.numel()) * self.prompts.element_size()
+        return tensor_bytes([self.prompts, self.keys])
