@@ -16,7 +16,7 @@ from pathlib import Path
 from _common import RESULTS, command
 
 from weightlab import paths
-from weightlab.incremental.bench import get_suite, run_suite
+from weightlab.bench.incremental import get_suite, run_suite
 
 
 def main() -> int:

@@ -18,7 +18,7 @@ from _common import RESULTS, command
 
 from weightlab import paths
 from weightlab.io import read_json, write_json
-from weightlab.know.bench import get_suite, run_suite
+from weightlab.bench.know import get_suite, run_suite
 
 
 def main() -> int:

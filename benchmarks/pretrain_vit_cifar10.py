@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from weightlab import paths
 from weightlab.data import load_dataset
 from weightlab.data.arrays import ModelInput
-from weightlab.incremental.bench import VIT_CIFAR
+from weightlab.bench.incremental import VIT_CIFAR
 from weightlab.io import load_weights, read_json, save_tensors, write_json
 from weightlab.models import create_model
 

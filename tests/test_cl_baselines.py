@@ -7,7 +7,7 @@ import torch
 from weightlab.errors import WeightlabError
 from weightlab.incremental.baselines import BASELINES, parse_baseline, run_baseline
 from weightlab.incremental.learner import AdaptConfig
-from weightlab.incremental.sequences import SplitSizes, build_sequence
+from weightlab.data.tasks import SplitSizes, build_sequence
 
 pytest.importorskip("avalanche")
 
@@ -79,7 +79,7 @@ def test_baseline_names_and_options():
     assert parse_baseline("ewc").options == {"lambda": 100.0}
     assert parse_baseline("ER-ACE:per_class=50").name == "er_ace:per_class=50"
     assert parse_baseline("gdumb").options["mem_size"] == 4400  # the paper's buffer
-    with pytest.raises(WeightlabError, match="bad option 'rank=2' for lwf"):
+    with pytest.raises(WeightlabError, match="lwf: unknown option 'rank'"):
         parse_baseline("lwf:rank=2")
     with pytest.raises(WeightlabError, match="unknown continual-learning baseline"):
         parse_baseline("icarl")
@@ -88,7 +88,7 @@ def test_baseline_names_and_options():
 def test_suite_runs_baselines_beside_per_task_methods(tmp_path):
     from dataclasses import replace
 
-    from weightlab.incremental.bench import Suite, merge_results, run_suite
+    from weightlab.bench.incremental import Suite, merge_results, run_suite
     from weightlab.io import read_json
 
     suite = Suite("tiny-cl", "smallcnn", "digits", ["head", "lwf"], seeds=(0,), sizes=SplitSizes(40, 20, 30),
@@ -249,7 +249,7 @@ def test_vit_only_baselines_refuse_a_cnn_with_a_clear_error(tiny):
 
 
 def test_forgetting_curves_average_each_methods_matrices_over_seeds():
-    from weightlab.incremental.plots import mean_accuracy_matrices
+    from weightlab.bench.incremental_plots import mean_accuracy_matrices
 
     runs = [dict(method="ewc", seed=0, accuracy_matrix=[[90.0], [70.0, 80.0]]),
             dict(method="ewc", seed=1, accuracy_matrix=[[80.0], [50.0, 90.0]]),

@@ -11,9 +11,7 @@ from weightlab.cli import main
 from weightlab.errors import WeightlabError
 from weightlab.incremental import (
     AdaptConfig,
-    SplitSizes,
     TaskModel,
-    build_sequence,
     learn_task,
     load_base,
     load_task,
@@ -22,8 +20,8 @@ from weightlab.incremental import (
     save_base,
     save_task,
 )
-from weightlab.incremental.bench import build_bases, run_sequence
-from weightlab.incremental.sequences import parse_task_spec
+from weightlab.bench.incremental import build_bases, run_sequence
+from weightlab.data.tasks import SplitSizes, build_sequence, parse_task_spec
 from weightlab.models import create_model
 
 CFG = AdaptConfig(epochs=1, lr=5e-2)
@@ -218,7 +216,7 @@ def test_cli_adapt_evaluate_and_errors(tmp_path, capsys):
 def test_bench_suite_writes_outputs_and_resumes(tmp_path):
     from dataclasses import replace
 
-    from weightlab.incremental.bench import get_suite, run_suite
+    from weightlab.bench.incremental import get_suite, run_suite
 
     suite = replace(get_suite("smoke"), sizes=SplitSizes(40, 20, 20))
     payload = run_suite(suite, tmp_path, progress=False, methods=["head", "recast"])

@@ -7,7 +7,7 @@ import torch
 
 from weightlab.cli import main
 from weightlab.errors import WeightlabError
-from weightlab.incremental.sequences import SplitSizes, build_task
+from weightlab.data.tasks import SplitSizes, build_task
 from weightlab.know import ForgetConfig, Trajectory, nested_subsets, param_kinds, run_forgetting
 from weightlab.know.transfer import TransferConfig, build_transfer_model, transfer
 from weightlab.models import create_model
@@ -155,7 +155,7 @@ def test_cli_predict_known_with_own_weights_and_too_few_stages(tmp_path, capsys)
 
 
 def _tiny_suite():
-    from weightlab.know.bench import KnowSuite
+    from weightlab.bench.know import KnowSuite
 
     return KnowSuite("tiny", "test suite", model="smallcnn", source="digits:0-4", target="digits:5-9",
                      model_kwargs={"input_size": (1, 8, 8)}, pretrain_epochs=2, source_train=100,
@@ -168,7 +168,7 @@ def _tiny_suite():
 def test_bench_suite_runs_resumes_and_reports(tmp_path):
     from dataclasses import replace
 
-    from weightlab.know.bench import run_suite
+    from weightlab.bench.know import run_suite
 
     suite = _tiny_suite()
     res = run_suite(suite, tmp_path, progress=False)

@@ -2,7 +2,8 @@
 
 Data sets: ``digits`` (scikit-learn, always available), ``mnist``, ``fashion_mnist``, ``cifar10``
 (the shared JPEG tar, extracted once into the cache) and ``imagefolder:PATH``. The root is
-``--data-root`` / ``$WEIGHTLAB_DATA`` / ``<shared>/data``.
+``--data-root`` / ``$WEIGHTLAB_DATA`` / ``<shared>/data``. Tasks (a data set's classes with train /
+validation / test splits) and named task sequences: :mod:`weightlab.data.tasks`.
 
 >>> ds = load_dataset("cifar10", "test")
 >>> for x, y in ds.batches(256, model.weightlab_cfg): ...
@@ -10,5 +11,7 @@ Data sets: ``digits`` (scikit-learn, always available), ``mnist``, ``fashion_mni
 
 from weightlab.data.arrays import ImageArrays, ModelInput
 from weightlab.data.sources import DATASETS, load_dataset
+from weightlab.data.tasks import SEQUENCES, SplitSizes, Task, build_sequence, build_task, parse_task_spec
 
-__all__ = ["ImageArrays", "ModelInput", "DATASETS", "load_dataset"]
+__all__ = ["ImageArrays", "ModelInput", "DATASETS", "load_dataset", "SEQUENCES", "SplitSizes", "Task",
+           "build_sequence", "build_task", "parse_task_spec"]

@@ -18,8 +18,11 @@ class ModelInput:
     std: tuple[float, ...]
 
     @classmethod
-    def from_cfg(cls, cfg: dict) -> "ModelInput":
-        return cls(tuple(cfg["input_size"]), tuple(cfg["mean"]), tuple(cfg["std"]))
+    def from_cfg(cls, cfg) -> "ModelInput":
+        """From a model's :class:`~weightlab.models.ModelCfg` (or its JSON form)."""
+        if isinstance(cfg, dict):
+            return cls(tuple(cfg["input_size"]), tuple(cfg["mean"]), tuple(cfg["std"]))
+        return cls(tuple(cfg.input_size), tuple(cfg.mean), tuple(cfg.std))
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 or [0, 1] float images (N, C, H, W) -> normalised float32 batch of ``input_size``."""
@@ -62,9 +65,10 @@ class ImageArrays:
         g = torch.Generator().manual_seed(seed)
         return self.subset(torch.randperm(len(self), generator=g)[:n].sort().values)
 
-    def batches(self, batch_size: int, model_cfg: dict | ModelInput | None = None, *, shuffle: bool = False,
+    def batches(self, batch_size: int, model_cfg=None, *, shuffle: bool = False,
                 seed: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield ``(x, y)`` with ``x`` transformed for the model (or just scaled to [0, 1])."""
+        """Yield ``(x, y)`` with ``x`` transformed for the model (``model_cfg``: a ``ModelCfg`` or a
+        :class:`ModelInput`), or just scaled to [0, 1]."""
         transform = model_cfg if isinstance(model_cfg, ModelInput) else (
             ModelInput.from_cfg(model_cfg) if model_cfg is not None else None)
         order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed)) if shuffle else None

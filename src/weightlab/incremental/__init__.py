@@ -1,10 +1,11 @@
 """Task-incremental learning on a shared backbone: per-task coefficients / adapters and heads,
 task artifacts, switching, and the benchmark (RECAST paper Sec. 3, Tables 1, 2, 4, Fig. 3).
 
->>> from weightlab.incremental import TaskModel, parse_method, build_sequence, learn_task, AdaptConfig
+>>> from weightlab.data import build_sequence
+>>> from weightlab.incremental import TaskModel, parse_method, learn_sequence, AdaptConfig
 >>> tasks = build_sequence("multi")                     # MNIST / Fashion-MNIST / CIFAR-10 class groups
 >>> tm = TaskModel.from_base(recast_base, parse_method("recast"))
->>> for t in tasks: learn_task(tm, t, AdaptConfig(epochs=10))
+>>> result = learn_sequence(tm, tasks, AdaptConfig(epochs=10), out="runs/tasks")   # resumable
 >>> tm.set_task(tasks[0].name); tm.predict(x, tasks[1].name)
 """
 
@@ -16,25 +17,14 @@ from weightlab.incremental.artifact import (
     save_task,
 )
 from weightlab.incremental.learner import AdaptConfig, TaskResult, accuracy, learn_task
-from weightlab.incremental.methods import (
-    ADAPTERS,
-    MethodSpec,
-    method_names,
-    parse_method,
-)
+from weightlab.incremental.methods import ADAPTERS, MethodSpec, method_names, parse_method
 from weightlab.incremental.model import TaskModel, detach_classifier, fingerprint
-from weightlab.incremental.sequences import (
-    SEQUENCES,
-    SplitSizes,
-    Task,
-    build_sequence,
-    build_task,
-)
+from weightlab.incremental.sequence import SequenceResult, learn_sequence
 
 __all__ = [
     "load_base", "load_task", "load_task_model", "save_base", "save_task",
     "AdaptConfig", "TaskResult", "accuracy", "learn_task",
     "ADAPTERS", "MethodSpec", "method_names", "parse_method",
     "TaskModel", "detach_classifier", "fingerprint",
-    "SEQUENCES", "SplitSizes", "Task", "build_sequence", "build_task",
+    "SequenceResult", "learn_sequence",
 ]

@@ -35,7 +35,7 @@ def save_task(model: TaskModel, name: str, directory: str | Path, metrics: dict 
     write_json(directory / "task.json", dict(
         format=TASK_FORMAT, weightlab_version=weightlab.__version__, name=name,
         classes=model.task_info[name]["classes"], method=model.method.to_dict(), bn=model.bn,
-        base_hash=model.base_hash, model=model.model_cfg.get("name"), counts=model.counts(name),
+        base_hash=model.base_hash, model=model.model_cfg.name if model.model_cfg else None, counts=model.counts(name),
         file_bytes=(directory / "task.safetensors").stat().st_size, metrics=metrics or {}))
     return directory
 
@@ -79,7 +79,7 @@ def save_base(base_model: nn.Module, directory: str | Path) -> Path:
         save_recast(base_model, directory / "recast")
     else:
         save_tensors(directory / "model.safetensors", base_model.state_dict(), metadata={"format": BASE_FORMAT})
-    write_json(directory / "base.json", dict(format=BASE_FORMAT, model=cfg, recast=is_recast(base_model)))
+    write_json(directory / "base.json", dict(format=BASE_FORMAT, model=cfg.to_dict(), recast=is_recast(base_model)))
     return directory
 
 
@@ -95,7 +95,6 @@ def load_base(directory: str | Path) -> nn.Module:
         return load_recast(directory / "recast")
     model = rebuild_model(meta["model"])
     load_state_dict_strict(model, load_weights(directory / "model.safetensors"), source=str(directory))
-    model.weightlab_cfg = meta["model"]
     return model
 
 

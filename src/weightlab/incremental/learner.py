@@ -11,14 +11,15 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from weightlab.data import ImageArrays
 from weightlab.data.arrays import ModelInput
+from weightlab.data.tasks import Task
+from weightlab.engine import OPTIMIZERS, evaluate_accuracy, make_optimizer, train_epoch
 from weightlab.errors import WeightlabError
 from weightlab.incremental.model import TaskModel
-from weightlab.incremental.sequences import Task
+from weightlab.models import get_family
 
 
 @dataclass
@@ -37,13 +38,14 @@ class AdaptConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise WeightlabError(f"epochs must be >= 1, got {self.epochs}")
-        if self.optimizer not in ("adamw", "adam", "sgd"):
-            raise WeightlabError(f"unknown optimizer '{self.optimizer}' (adamw, adam, sgd)")
+        if self.optimizer not in OPTIMIZERS:
+            raise WeightlabError(f"unknown optimizer '{self.optimizer}' (use one of {', '.join(OPTIMIZERS)})")
         if self.select not in ("val", "last"):
             raise WeightlabError(f"unknown selection '{self.select}' (val or last)")
 
-    def batch_for(self, family: str) -> int:
-        return self.batch_size or (128 if family == "vit" else 64)
+    def batch_for(self, model_cfg) -> int:
+        """The batch size: ``batch_size``, else the model family's (see ``weightlab.models.families``)."""
+        return self.batch_size or get_family(model_cfg).batch_size
 
     def step_size(self) -> int:
         return self.lr_step if self.lr_step is not None else max(1, round(self.epochs / 3))
@@ -64,17 +66,11 @@ class TaskResult:
         return asdict(self)
 
 
-@torch.no_grad()
 def accuracy(model: TaskModel, task: str, data: ImageArrays, batch_size: int = 256) -> float:
     """Top-1 (percent) of ``task``'s head on ``data`` (switches the model to ``task``)."""
     if model.current != task:  # while learning a task its live (uncommitted) tensors are evaluated
         model.set_task(task)
-    model.eval()
-    transform = ModelInput.from_cfg(model.model_cfg)
-    correct = 0
-    for x, y in data.batches(batch_size, transform):
-        correct += int((model(x).argmax(1) == y).sum())
-    return 100.0 * correct / max(len(data), 1)
+    return evaluate_accuracy(model, data.batches(batch_size, ModelInput.from_cfg(model.model_cfg)))
 
 
 def _optimizer(model: TaskModel, cfg: AdaptConfig) -> torch.optim.Optimizer:
@@ -84,20 +80,16 @@ def _optimizer(model: TaskModel, cfg: AdaptConfig) -> torch.optim.Optimizer:
     if groups is None:
         groups = [dict(params=list(named.values()) + head)]
     kind = (model.adapter.optimizer() if model.adapter else None) or cfg.optimizer
-    if kind == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if kind == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr)
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    # plain Adam (the adapters that force it: Piggyback) runs without weight decay, as in the authors' code
+    return make_optimizer(kind, groups, lr=cfg.lr, weight_decay=0.0 if kind == "adam" else cfg.weight_decay)
 
 
 def learn_task(model: TaskModel, task: Task, cfg: AdaptConfig = AdaptConfig(), *, seed: int = 0,
                progress: bool = True) -> TaskResult:
     """Learn ``task``: a new head plus the method's task tensors, every shared tensor frozen."""
     start = time.perf_counter()
-    family = model.model_cfg.get("family", "generic")
     transform = ModelInput.from_cfg(model.model_cfg)
-    bs = cfg.batch_for(family)
+    bs = cfg.batch_for(model.model_cfg)
     model.new_task(task.name, task.classes, seed=seed)
     torch.manual_seed(seed)
     if model.adapter is not None:
@@ -114,24 +106,13 @@ def learn_task(model: TaskModel, task: Task, cfg: AdaptConfig = AdaptConfig(), *
     history = []
     bar = tqdm(range(cfg.epochs), desc=f"{model.method.name} {task.name}", disable=not progress, leave=False)
     for epoch in bar:
-        model.train()
-        total, count = 0.0, 0
-        for x, y in task.train.batches(bs, transform, shuffle=True, seed=seed * 1000 + epoch):
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip_norm:
-                torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm)
-            opt.step()
-            total += float(loss.detach()) * len(y)
-            count += len(y)
+        loss = train_epoch(model, task.train.batches(bs, transform, shuffle=True, seed=seed * 1000 + epoch), opt,
+                           clip_params=params, clip_norm=cfg.clip_norm,
+                           desc=f"{model.method.name} on {task.name}, epoch {epoch}")
         sched.step()
-        if not torch.isfinite(torch.tensor(total)):
-            raise WeightlabError(f"{model.method.name} on {task.name}: the loss diverged (non-finite) at epoch "
-                                 f"{epoch}; lower the learning rate")
         val = accuracy(model, task.name, task.val, cfg.eval_batch_size) if cfg.select == "val" else float("nan")
-        history.append(dict(epoch=epoch, loss=total / max(count, 1), val_accuracy=val))
-        bar.set_postfix(loss=f"{total / max(count, 1):.3f}", val=f"{val:.1f}")
+        history.append(dict(epoch=epoch, loss=loss, val_accuracy=val))
+        bar.set_postfix(loss=f"{loss:.3f}", val=f"{val:.1f}")
         if cfg.select == "last" or val > best[0]:
             model.commit_task(task.name)
             best = (val, epoch, {k: v.detach().clone() for k, v in model.heads[task.name].state_dict().items()})

@@ -20,9 +20,8 @@ import torch
 from torch import nn
 
 from weightlab.errors import WeightlabError
-from weightlab.models import find_classifier
 from weightlab.incremental.methods import MethodSpec
-from weightlab.incremental.methods.targets import set_submodule
+from weightlab.models import ModelCfg, find_classifier, get_family, set_submodule
 
 BN_MODES = ("task", "frozen")
 
@@ -34,9 +33,10 @@ def detach_classifier(model: nn.Module) -> tuple[nn.Module, int]:
     return model, head.in_features
 
 
-def fingerprint(backbone: nn.Module, model_cfg: dict | None, recast_config: dict | None) -> str:
+def fingerprint(backbone: nn.Module, model_cfg: ModelCfg | None, recast_config: dict | None) -> str:
     """sha256 of the backbone's tensors (names, dtypes, shapes, bytes) and its configuration."""
-    h = hashlib.sha256(json.dumps(dict(model=model_cfg, recast=recast_config), sort_keys=True,
+    cfg = model_cfg.to_dict() if isinstance(model_cfg, ModelCfg) else model_cfg
+    h = hashlib.sha256(json.dumps(dict(model=cfg, recast=recast_config), sort_keys=True,
                                   default=str).encode())
     for k, v in sorted(backbone.state_dict().items()):
         t = v.detach().cpu().contiguous().reshape(-1)
@@ -50,7 +50,7 @@ def _is_bn_stat(name: str) -> bool:
 
 
 class TaskModel(nn.Module):
-    def __init__(self, backbone: nn.Module, feature_dim: int, model_cfg: dict, method: MethodSpec, *,
+    def __init__(self, backbone: nn.Module, feature_dim: int, model_cfg: ModelCfg | None, method: MethodSpec, *,
                  base_hash: str, recast_config: dict | None = None, bn: str = "task", seed: int = 0):
         super().__init__()
         if bn not in BN_MODES:
@@ -60,11 +60,11 @@ class TaskModel(nn.Module):
         self.feature_dim, self.model_cfg, self.method = feature_dim, model_cfg, method
         self.base_hash, self.recast_config, self.bn, self.seed = base_hash, recast_config, bn, seed
         self.adapter = method.build_adapter()
-        family = model_cfg.get("family", "generic")
+        family = get_family(model_cfg)
         if self.adapter is not None:
-            if self.adapter.families is not None and family not in self.adapter.families:
-                raise WeightlabError(f"{self.adapter.name} does not apply to the '{family}' family "
-                                     f"(only {', '.join(self.adapter.families)})")
+            reason = self.adapter.applies_to(family)
+            if reason:
+                raise WeightlabError(reason)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 self.adapter.inject(backbone, family)
@@ -94,7 +94,7 @@ class TaskModel(nn.Module):
         if method.recast != is_recast(base_model):
             need = "a RECAST" if method.recast else "a plain (non-RECAST)"
             raise WeightlabError(f"method {method.name} needs {need} base model")
-        cfg = getattr(base_model, "weightlab_cfg", None) or {"family": "generic"}
+        cfg = getattr(base_model, "weightlab_cfg", None)
         rcfg = base_model.recast_config.to_dict() if method.recast else None
         backbone, dim = detach_classifier(copy.deepcopy(base_model))
         backbone.eval()

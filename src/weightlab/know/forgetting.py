@@ -23,13 +23,11 @@ from tqdm.auto import tqdm
 
 from weightlab.data import ImageArrays
 from weightlab.errors import WeightlabError
+from weightlab.engine import OPTIMIZERS, evaluate_accuracy, make_optimizer, train_epoch
 from weightlab.io import load_weights, read_json, save_tensors, write_json
 from weightlab.know.kinds import param_kinds
 from weightlab.know.trajectory import FORMAT, MANIFEST, Trajectory, stage_file
-from weightlab.models import load_state_dict_strict
-from weightlab.train import evaluate_accuracy, train_epoch
-
-OPTIMIZERS = ("adam", "sgd", "adamw")
+from weightlab.models import load_state_dict_strict, model_cfg as get_model_cfg
 SUBSETS_FILE = "subsets.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 
@@ -88,12 +86,8 @@ def nested_subsets(labels: torch.Tensor, ratio: float, stages: int, seed: int = 
 
 
 def _make_optimizer(model: nn.Module, cfg: ForgetConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return make_optimizer(cfg.optimizer, [p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                          weight_decay=cfg.weight_decay, momentum=cfg.momentum)
 
 
 def _optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
@@ -115,10 +109,11 @@ def _load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch
         opt.state[params[int(i)]][name] = value.clone()
 
 
-def _train_pass(model: nn.Module, data: ImageArrays, model_cfg: dict, opt, cfg: ForgetConfig, seed: int,
+def _train_pass(model: nn.Module, data: ImageArrays, model_cfg, opt, cfg: ForgetConfig, seed: int,
                 desc: str, progress: bool) -> float:
-    losses = [train_epoch(model, data, model_cfg, opt, batch_size=cfg.batch_size, seed=seed * 1000 + epoch,
-                          desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", progress=progress)
+    n_batches = (len(data) + cfg.batch_size - 1) // cfg.batch_size
+    losses = [train_epoch(model, data.batches(cfg.batch_size, model_cfg, shuffle=True, seed=seed * 1000 + epoch), opt,
+                          total=n_batches, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", progress=progress)
               for epoch in range(cfg.epochs)]
     model.eval()
     return sum(losses) / len(losses)
@@ -135,23 +130,21 @@ def run_forgetting(model: nn.Module, train: ImageArrays, out_dir: str | Path, cf
     """
     cfg = cfg or ForgetConfig()
     cfg.validate()
-    model_cfg = getattr(model, "weightlab_cfg", None)
-    if model_cfg is None:
-        raise WeightlabError("run_forgetting needs a model made by weightlab.models.create_model (weightlab_cfg)")
+    model_cfg = get_model_cfg(model, "run_forgetting")
     out_dir = Path(out_dir)
     manifest_path = out_dir / MANIFEST
     subsets = nested_subsets(train.labels, cfg.ratio, cfg.stages, cfg.seed, cfg.class_balanced)
     config = asdict(cfg)
     if manifest_path.is_file():
         meta = read_json(manifest_path)
-        if meta.get("format") != FORMAT or meta.get("config") != config or meta.get("model") != model_cfg:
+        if meta.get("format") != FORMAT or meta.get("config") != config or meta.get("model") != model_cfg.to_dict():
             raise WeightlabError(f"{out_dir}: holds a trajectory made with another model or configuration; "
                                  "use a new --out folder (or the same options to resume)")
         done = int(meta.get("completed_stages", 0))
         if done:
             load_state_dict_strict(model, load_weights(out_dir / stage_file(done - 1)), source=str(out_dir))
     else:
-        meta = dict(format=FORMAT, model=model_cfg, data=data_info or {"name": train.name, "size": len(train)},
+        meta = dict(format=FORMAT, model=model_cfg.to_dict(), data=data_info or {"name": train.name, "size": len(train)},
                     config=config, subset_sizes=[len(s) for s in subsets], kinds=param_kinds(model),
                     completed_stages=0, stage_files=[], stages=[])
         save_tensors(out_dir / SUBSETS_FILE, {f"D{s}": idx for s, idx in enumerate(subsets)})
@@ -170,7 +163,7 @@ def run_forgetting(model: nn.Module, train: ImageArrays, out_dir: str | Path, cf
             record["train_loss"] = _train_pass(model, train.subset(subsets[s]), model_cfg, opt, cfg,
                                                seed=cfg.seed * 101 + s, desc=f"stage {s}", progress=progress)
         if eval_data is not None:
-            record["eval_accuracy"] = evaluate_accuracy(model, eval_data, model_cfg)
+            record["eval_accuracy"] = evaluate_accuracy(model, eval_data.batches(256, model_cfg))
         save_tensors(out_dir / stage_file(s), {k: v.detach().clone() for k, v in model.state_dict().items()})
         save_tensors(out_dir / OPTIMIZER_FILE, _optimizer_tensors(opt) or {"empty": torch.zeros(0)})
         meta["stages"] = [r for r in meta["stages"] if r["stage"] < s] + [record]
@@ -187,9 +180,7 @@ def incremental_pretraining(model: nn.Module, train: ImageArrays, cfg: ForgetCon
     one optimiser throughout) and return its state dict."""
     cfg = cfg or ForgetConfig()
     cfg.validate()
-    model_cfg = getattr(model, "weightlab_cfg", None)
-    if model_cfg is None:
-        raise WeightlabError("incremental_pretraining needs a model made by weightlab.models.create_model")
+    model_cfg = get_model_cfg(model, "incremental_pretraining")
     subsets = nested_subsets(train.labels, cfg.ratio, cfg.stages, cfg.seed, cfg.class_balanced)
     opt = _make_optimizer(model, cfg)
     torch.manual_seed(cfg.seed)

@@ -10,17 +10,19 @@ Adam from ``lr`` with cosine decay to zero. The figure reported is the test accu
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from weightlab.data import ImageArrays
+from weightlab.engine import evaluate_accuracy, make_optimizer, train_epoch
 from weightlab.errors import WeightlabError
 from weightlab.know.kinds import param_kinds
-from weightlab.models import rebuild_model
-from weightlab.train import evaluate_accuracy, train_epoch
+from weightlab.models import ModelCfg, rebuild_model
 
 TRAINED_IN_WARMUP = ("norm", "head")
 
@@ -36,10 +38,11 @@ class TransferConfig:
     seed: int = 0
 
 
-def build_transfer_model(state: dict[str, torch.Tensor], model_cfg: dict, num_classes: int, seed: int) -> nn.Module:
+def build_transfer_model(state: dict[str, torch.Tensor], model_cfg: ModelCfg | dict, num_classes: int,
+                         seed: int) -> nn.Module:
     """The model of ``model_cfg`` with ``state`` loaded and a fresh head for ``num_classes``."""
     torch.manual_seed(seed)
-    model = rebuild_model({**model_cfg, "num_classes": num_classes})
+    model = rebuild_model(ModelCfg.from_dict(model_cfg).replace(num_classes=num_classes))
     kinds = param_kinds(model)
     own = model.state_dict()
     keep = {k: v for k, v in state.items() if k in own and kinds.get(k) != "head"}
@@ -50,11 +53,10 @@ def build_transfer_model(state: dict[str, torch.Tensor], model_cfg: dict, num_cl
                              + "; ".join(p for p in (f"shape mismatch for {', '.join(bad[:3])}" if bad else "",
                                                      f"missing {', '.join(missing[:3])}" if missing else "") if p))
     model.load_state_dict(keep, strict=False)
-    model.weightlab_cfg = {**model_cfg, "num_classes": num_classes}
     return model
 
 
-def transfer(state: dict[str, torch.Tensor], model_cfg: dict, train: ImageArrays, test: ImageArrays,
+def transfer(state: dict[str, torch.Tensor], model_cfg: ModelCfg | dict, train: ImageArrays, test: ImageArrays,
              cfg: TransferConfig | None = None, *, num_classes: int | None = None, progress: bool = True,
              desc: str = "transfer") -> dict:
     """Fine-tune ``state`` on ``train`` with the two-phase protocol; returns the test accuracy and a log."""
@@ -64,28 +66,46 @@ def transfer(state: dict[str, torch.Tensor], model_cfg: dict, train: ImageArrays
     model = build_transfer_model(state, model_cfg, num_classes, cfg.seed)
     kinds = param_kinds(model)
     named = dict(model.named_parameters())
+    mcfg = model.weightlab_cfg
+    n_batches = (len(train) + cfg.batch_size - 1) // cfg.batch_size
     log = {"warmup_loss": [], "loss": []}
     bar = tqdm(total=cfg.warmup_epochs + cfg.epochs, desc=desc, disable=not progress, leave=False)
     if cfg.warmup_epochs > 0:
         warm = [p for k, p in named.items() if kinds.get(k) in TRAINED_IN_WARMUP]
         for k, p in named.items():
             p.requires_grad_(kinds.get(k) in TRAINED_IN_WARMUP)
-        opt = torch.optim.Adam(warm, lr=cfg.warmup_lr, weight_decay=cfg.weight_decay)
+        opt = make_optimizer("adam", warm, lr=cfg.warmup_lr, weight_decay=cfg.weight_decay)
         for e in range(cfg.warmup_epochs):
-            log["warmup_loss"].append(train_epoch(model, train, model.weightlab_cfg, opt, batch_size=cfg.batch_size,
-                                                  seed=cfg.seed * 1000 + e, desc=desc))
+            batches = train.batches(cfg.batch_size, mcfg, shuffle=True, seed=cfg.seed * 1000 + e)
+            log["warmup_loss"].append(train_epoch(model, batches, opt, total=n_batches, desc=desc))
             bar.update()
         for p in named.values():
             p.requires_grad_(True)
-    log["warmup_accuracy"] = evaluate_accuracy(model, test, model.weightlab_cfg) if cfg.warmup_epochs else None
+    log["warmup_accuracy"] = evaluate_accuracy(model, test.batches(256, mcfg)) if cfg.warmup_epochs else None
     if cfg.epochs > 0:
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        steps = cfg.epochs * ((len(train) + cfg.batch_size - 1) // cfg.batch_size)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+        opt = make_optimizer("adam", model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * n_batches)
         for e in range(cfg.epochs):
-            log["loss"].append(train_epoch(model, train, model.weightlab_cfg, opt, batch_size=cfg.batch_size,
-                                           seed=cfg.seed * 1000 + 500 + e, scheduler=sched, desc=desc))
+            batches = train.batches(cfg.batch_size, mcfg, shuffle=True, seed=cfg.seed * 1000 + 500 + e)
+            log["loss"].append(train_epoch(model, batches, opt, scheduler=sched, total=n_batches, desc=desc))
             bar.update()
     bar.close()
-    acc = evaluate_accuracy(model, test, model.weightlab_cfg)
+    acc = evaluate_accuracy(model, test.batches(256, mcfg))
     return {"accuracy": acc, "seconds": time.perf_counter() - start, "config": asdict(cfg), **log}
+
+
+def run_transfers(rows: list[tuple[str, str, int, Path]], model_cfg: ModelCfg | dict, train: ImageArrays,
+                  test: ImageArrays, cfg: TransferConfig, seeds, *, done: set | None = None, progress: bool = True,
+                  per_run_progress: bool = False) -> Iterator[dict]:
+    """Transfer every ``(row id, label, step, weights file)`` with every seed (rows outer, seeds inner),
+    skipping the ``(row id, seed)`` pairs in ``done``; yields one record per finished run, so a caller
+    can store it at once and resume later."""
+    from weightlab.io import load_weights
+
+    done = done or set()
+    todo = [(row, seed) for row in rows for seed in seeds if (row[0], seed) not in done]
+    for (row_id, label, step, path), seed in tqdm(todo, desc="transfer runs", disable=not progress):
+        res = transfer(load_weights(path), model_cfg, train, test, replace(cfg, seed=seed), progress=per_run_progress,
+                       desc=f"{row_id} seed {seed}")
+        yield {"row": row_id, "label": label, "step": step, "seed": seed, "accuracy": res["accuracy"],
+               "warmup_accuracy": res["warmup_accuracy"], "seconds": round(res["seconds"], 2)}

@@ -4,7 +4,7 @@ timm models by name (``timm:NAME`` or a bare timm name) and torchvision models (
 >>> from weightlab.models import create_model
 >>> model = create_model("resnet56", pretrained=True)      # shared CIFAR-10 weights
 >>> vit = create_model("vit_small_patch16_224")            # timm, random init
->>> model.weightlab_cfg["mean"], model.weightlab_cfg["input_size"]
+>>> model.weightlab_cfg.mean, model.weightlab_cfg.input_size          # a ModelCfg
 """
 
 from __future__ import annotations
@@ -20,12 +20,15 @@ from weightlab import paths
 from weightlab.errors import WeightlabError
 from weightlab.io import load_weights
 from weightlab.models import cifar_resnet, convmixer, mlp, small_cnn  # noqa: F401  (registers the families)
+from weightlab.models.config import ModelCfg, attach_cfg, model_cfg
+from weightlab.models.families import FAMILIES, Family, get_family
 from weightlab.models.registry import get_entry, list_registered, register_model
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-__all__ = ["create_model", "load_state_dict_strict", "list_models", "register_model", "model_family", "find_classifier"]
+__all__ = ["create_model", "rebuild_model", "load_state_dict_strict", "list_models", "register_model", "model_family",
+           "find_classifier", "set_submodule", "ModelCfg", "model_cfg", "attach_cfg", "FAMILIES", "Family", "get_family"]
 
 
 def list_models() -> list[str]:
@@ -40,7 +43,8 @@ def create_model(name: str, *, pretrained: bool = False, weights: str | Path | N
     ``pretrained=True`` loads the shared CIFAR-10 weights for our models (found through
     ``$WEIGHTLAB_MODELS`` / ``$WEIGHTLAB_SHARED``) and the hub weights for timm/torchvision
     (needs a network). ``weights`` loads a local safetensors or weights-only ``.pt`` file.
-    The returned module carries ``weightlab_cfg``: name, family, mean, std, input_size, num_classes.
+    The returned module carries ``weightlab_cfg``, a :class:`ModelCfg` (name, family, mean, std,
+    input_size, num_classes).
     """
     source, base = _split(name)
     if source == "weightlab":
@@ -51,13 +55,19 @@ def create_model(name: str, *, pretrained: bool = False, weights: str | Path | N
         model, cfg = _create_torchvision(base, pretrained and weights is None, num_classes, kwargs)
     if weights is not None:
         load_state_dict_strict(model, load_weights(weights), source=str(weights))
-    model.weightlab_cfg = cfg
-    return model
+    return attach_cfg(model, cfg)
 
 
 def model_family(model: nn.Module) -> str:
     cfg = getattr(model, "weightlab_cfg", None)
-    return cfg["family"] if cfg else "generic"
+    return cfg.family if cfg is not None else "generic"
+
+
+def set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    """Replace the submodule called ``name`` (dotted path) by ``module``."""
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, module)
 
 
 def find_classifier(model: nn.Module) -> tuple[str, nn.Linear]:
@@ -107,7 +117,7 @@ def _split(name: str) -> tuple[str, str]:
         "not a timm model name; use tv:NAME for torchvision")
 
 
-def _create_own(name: str, pretrained: bool, num_classes: int | None, kwargs: dict) -> tuple[nn.Module, dict]:
+def _create_own(name: str, pretrained: bool, num_classes: int | None, kwargs: dict) -> tuple[nn.Module, ModelCfg]:
     entry = get_entry(name)
     assert entry is not None
     kwargs = dict(kwargs)
@@ -140,12 +150,12 @@ def _create_own(name: str, pretrained: bool, num_classes: int | None, kwargs: di
             model.load_state_dict(state, strict=False)
         else:
             load_state_dict_strict(model, state, source=str(root / entry.pretrained_file))
-    cfg = dict(name=entry.name, source="weightlab", family=entry.family, mean=list(entry.mean), std=list(entry.std),
-               input_size=input_size, num_classes=num_classes or entry.num_classes, kwargs=dict(kwargs))
+    cfg = ModelCfg(name=entry.name, source="weightlab", family=entry.family, mean=entry.mean, std=entry.std,
+                   input_size=input_size, num_classes=num_classes or entry.num_classes, kwargs=dict(kwargs))
     return model, cfg
 
 
-def _create_timm(name: str, pretrained: bool, num_classes: int | None, kwargs: dict) -> tuple[nn.Module, dict]:
+def _create_timm(name: str, pretrained: bool, num_classes: int | None, kwargs: dict) -> tuple[nn.Module, ModelCfg]:
     import timm
 
     if not timm.is_model(name):
@@ -166,14 +176,14 @@ def _create_timm(name: str, pretrained: bool, num_classes: int | None, kwargs: d
     img_size = getattr(getattr(model, "patch_embed", None), "img_size", None)
     if img_size:  # a ViT built at another resolution (img_size=32, ...) expects that size
         input_size = [extra.get("in_chans", 3), *img_size]
-    cfg = dict(name=name, source="timm", family=family,
-               mean=list(pc.get("mean", IMAGENET_MEAN)), std=list(pc.get("std", IMAGENET_STD)),
-               input_size=input_size, num_classes=model.num_classes,
-               kwargs={k: v for k, v in kwargs.items()})
+    cfg = ModelCfg(name=name, source="timm", family=family, mean=pc.get("mean", IMAGENET_MEAN),
+                   std=pc.get("std", IMAGENET_STD), input_size=input_size, num_classes=model.num_classes,
+                   kwargs=dict(kwargs))
     return model, cfg
 
 
-def _create_torchvision(name: str, pretrained: bool, num_classes: int | None, kwargs: dict) -> tuple[nn.Module, dict]:
+def _create_torchvision(name: str, pretrained: bool, num_classes: int | None, kwargs: dict
+                        ) -> tuple[nn.Module, ModelCfg]:
     import torchvision
 
     if name not in torchvision.models.list_models():
@@ -190,12 +200,15 @@ def _create_torchvision(name: str, pretrained: bool, num_classes: int | None, kw
         raise
     family = "resnet" if hasattr(model, "layer1") else ("vit" if hasattr(model, "encoder") else "generic")
     n_out = num_classes or 1000
-    cfg = dict(name=f"tv:{name}", source="torchvision", family=family, mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD),
-               input_size=[3, 224, 224], num_classes=n_out, kwargs={k: v for k, v in kwargs.items()})
+    cfg = ModelCfg(name=f"tv:{name}", source="torchvision", family=family, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                   input_size=(3, 224, 224), num_classes=n_out, kwargs=dict(kwargs))
     return model, cfg
 
 
-def rebuild_model(cfg: dict) -> nn.Module:
-    """Rebuild an (untrained) model from a ``weightlab_cfg`` dict, e.g. when loading a saved artifact."""
-    name = cfg["name"] if cfg.get("source") != "timm" else f"timm:{cfg['name']}"
-    return create_model(name, num_classes=cfg.get("num_classes"), **cfg.get("kwargs", {}))
+def rebuild_model(cfg: ModelCfg | dict) -> nn.Module:
+    """Rebuild an (untrained) model from its :class:`ModelCfg` (or its JSON form), e.g. when loading a
+    saved artifact; the model carries exactly that configuration."""
+    cfg = ModelCfg.from_dict(cfg)
+    name = cfg.name if cfg.source != "timm" else f"timm:{cfg.name}"
+    model = create_model(name, num_classes=cfg.num_classes, **cfg.kwargs)
+    return attach_cfg(model, cfg)

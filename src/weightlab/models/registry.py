@@ -1,4 +1,5 @@
-"""A timm-style registry of the model families weightlab defines itself (one file per family)."""
+"""The zoo of models weightlab defines itself (one file per family, timm's ``@register_model``),
+on the one :class:`weightlab.registry.Registry` pattern."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from torch import nn
+
+from weightlab.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -21,25 +24,29 @@ class ModelEntry:
     aliases: tuple[str, ...] = field(default=())
 
 
-_REGISTRY: dict[str, ModelEntry] = {}
-_ALIASES: dict[str, str] = {}
+MODELS: Registry[ModelEntry] = Registry("weightlab model")
 
 
 def register_model(name: str, *, family: str, mean, std, input_size, num_classes: int,
                    pretrained_file: str | None = None, aliases: tuple[str, ...] = ()):
+    """Register a model builder under ``name`` (its ``family`` must be a row of the family table)."""
+    from weightlab.models.families import FAMILIES
+
+    if family not in FAMILIES:
+        raise ValueError(f"model '{name}': family '{family}' is not in weightlab.models.families.FAMILIES")
+
     def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        _REGISTRY[name] = ModelEntry(name, fn, family, tuple(mean), tuple(std), tuple(input_size),
-                                     num_classes, pretrained_file, tuple(aliases))
-        for a in aliases:
-            _ALIASES[a] = name
+        entry = ModelEntry(name, fn, family, tuple(mean), tuple(std), tuple(input_size), num_classes,
+                           pretrained_file, tuple(aliases))
+        MODELS.add(name, entry, families=(family,), aliases=tuple(aliases), summary=(fn.__doc__ or name).strip())
         return fn
 
     return deco
 
 
 def get_entry(name: str) -> ModelEntry | None:
-    return _REGISTRY.get(_ALIASES.get(name, name))
+    return MODELS.get(name) if name in MODELS else None
 
 
 def list_registered() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(MODELS)

@@ -113,9 +113,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     "convmixer": dict(target_modules=["*.0.fn.0", "*.1"], templates=2, coef_sets=2, layers_per_group=2),
 }
 
-FAMILY_PRESET = {"vit": "vit-att-mlp", "resnet": "resnet", "cifar_resnet": "cifar-resnet", "convmixer": "convmixer"}
-
-
 def preset(name: str, **overrides: Any) -> RecastConfig:
     """A named preset (``vit-att``, ``vit-mlp``, ``vit-att-mlp``, ``resnet``, ``cifar-resnet``, ``convmixer``).
 
@@ -134,7 +131,12 @@ def preset(name: str, **overrides: Any) -> RecastConfig:
     return RecastConfig(**base)
 
 
-def preset_for_family(family: str) -> str:
-    if family not in FAMILY_PRESET:
-        raise WeightlabError(f"no RECAST preset for model family '{family}': pass target modules explicitly")
-    return FAMILY_PRESET[family]
+def preset_for_family(family) -> str:
+    """The preset of a model family (a name or a :class:`~weightlab.models.families.Family`): its
+    ``recast_preset`` in the family table."""
+    from weightlab.models.families import get_family
+
+    fam = get_family(family)
+    if fam.recast_preset is None:
+        raise WeightlabError(f"no RECAST preset for model family '{fam.name}': pass target modules explicitly")
+    return fam.recast_preset

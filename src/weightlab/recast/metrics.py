@@ -54,16 +54,11 @@ def feature_cosine(original: nn.Module, recast_model: nn.Module, x: torch.Tensor
         for n in names + ["logits"]]
 
 
-@torch.no_grad()
-def top1(model: nn.Module, data, model_cfg: dict, batch_size: int = 500) -> float:
-    """Top-1 accuracy (%) of ``model`` on :class:`~weightlab.data.ImageArrays`."""
-    was = model.training
-    model.eval()
-    correct = 0
-    for x, y in data.batches(batch_size, model_cfg):
-        correct += int((model(x).argmax(1) == y).sum())
-    model.train(was)
-    return 100.0 * correct / max(len(data), 1)
+def top1(model: nn.Module, data, model_cfg, batch_size: int = 500) -> float:
+    """Top-1 accuracy (%) of ``model`` on :class:`~weightlab.data.ImageArrays` (its train/eval mode kept)."""
+    from weightlab.engine import evaluate_accuracy
+
+    return evaluate_accuracy(model, data.batches(batch_size, model_cfg), restore_mode=True)
 
 
 def template_diversity(templates: torch.Tensor) -> float:

@@ -14,6 +14,7 @@ Two engines run the recipe with the same semantics and the same noise stream: ``
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import os
@@ -61,15 +62,13 @@ class MimicryConfig:
             raise WeightlabError("mimicry needs iterations >= 0, lr > 0, lr_step >= 1, beta > 0, noise_std >= 0")
 
     @classmethod
-    def for_family(cls, family: str, **overrides) -> "MimicryConfig":
-        """The authors' recipe for a model family (ViT; ResNet: 3.5/2.5 loss weights, lr 0.2,
-        StepLR(500), 3,000 iterations, no noise). Other families get the ViT recipe."""
-        base: dict = {}
-        if family in ("resnet", "cifar_resnet"):
-            base = dict(iterations=3000, lr=0.2, lr_step=500, noise_std=0.0,
-                        role_weights={"conv1": 3.5, "conv2": 2.5})
-        elif family not in ("vit",):
-            base = dict(role_weights={})
+    def for_family(cls, family, **overrides) -> "MimicryConfig":
+        """The authors' recipe for a model family (a name or a ``Family``), from the family table's
+        ``mimicry`` (ViT: the defaults; ResNets: 3.5/2.5 loss weights, lr 0.2, StepLR(500), 3,000
+        iterations, no noise; other families: the ViT recipe without role weights)."""
+        from weightlab.models.families import get_family
+
+        base = copy.deepcopy(get_family(family).mimicry)
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**base)
 

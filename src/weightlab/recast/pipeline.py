@@ -1,4 +1,5 @@
-"""The end-to-end mimicry job behind ``weightlab recast mimic`` and the quickstart."""
+"""The end-to-end mimicry job behind ``weightlab recast mimic`` and the quickstart, and the RECAST base
+a task-incremental run starts from."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 from torch import nn
 
 from weightlab.data import ImageArrays
-from weightlab.recast.config import RecastConfig
+from weightlab.models import attach_cfg, get_family, model_cfg
+from weightlab.recast.config import RecastConfig, preset, preset_for_family
 from weightlab.recast.mimicry import MimicryConfig, reconstruct
 from weightlab.recast.report import build_report, write_report
 from weightlab.recast.serialization import save_recast
@@ -32,3 +34,13 @@ def run_mimicry(original: nn.Module, config: RecastConfig, mimicry: MimicryConfi
         write_report(report, out_dir, stem)
         save_recast(recast_model, Path(out_dir) / f"{stem}_model" if stem != "report" else Path(out_dir) / "model")
     return recast_model, report
+
+
+def recast_base(plain: nn.Module, recast_overrides: dict, *, seed: int = 0) -> nn.Module:
+    """The model family's RECAST preset (with overrides) applied to ``plain``, reconstructed in closed
+    form; it carries ``plain``'s model configuration."""
+    cfg = model_cfg(plain, "recast_base")
+    config = preset(preset_for_family(get_family(cfg)), **recast_overrides)
+    rmodel = apply_recast(plain, config, seed=seed)
+    reconstruct(plain, rmodel, method="closed_form", progress=False)
+    return attach_cfg(rmodel, cfg)

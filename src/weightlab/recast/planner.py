@@ -17,7 +17,7 @@ _KIND_TYPES = {"linear": nn.Linear, "conv2d": nn.Conv2d}
 class BankPlan:
     """One template bank: the modules (in layer order) that mix its templates."""
 
-    name: str               # key in model.recast_banks, e.g. "blocks__g0__attn_qkv"
+    name: str               # key in weightlab.recast.banks(model), e.g. "blocks__g0__attn_qkv"
     stage: str
     group: int
     role: str

@@ -11,7 +11,7 @@ from torch import nn
 import weightlab
 from weightlab.errors import WeightlabError
 from weightlab.io import load_weights, read_json, save_tensors, write_json
-from weightlab.models import load_state_dict_strict, rebuild_model
+from weightlab.models import attach_cfg, load_state_dict_strict, rebuild_model
 from weightlab.recast.config import RecastConfig
 from weightlab.recast.tuner import apply_recast, bank_plans, is_recast
 
@@ -28,7 +28,7 @@ def save_recast(model: nn.Module, directory: str | Path, extra: dict | None = No
     save_tensors(directory / WEIGHTS_FILE, model.state_dict(), metadata={"format": FORMAT})
     write_json(directory / CONFIG_FILE, dict(
         format=FORMAT, weightlab_version=weightlab.__version__,
-        model=getattr(model, "weightlab_cfg", None),
+        model=model.weightlab_cfg.to_dict() if getattr(model, "weightlab_cfg", None) is not None else None,
         recast=model.recast_config.to_dict(),
         plan=[p.to_dict() for p in bank_plans(model)],
         **(extra or {})))
@@ -53,5 +53,5 @@ def load_recast(directory: str | Path, model: nn.Module | None = None) -> nn.Mod
         raise WeightlabError(f"{directory}: the model does not give the saved bank plan (different architecture?)")
     load_state_dict_strict(recast_model, load_weights(directory / WEIGHTS_FILE), source=str(directory / WEIGHTS_FILE))
     if meta.get("model"):
-        recast_model.weightlab_cfg = meta["model"]
+        attach_cfg(recast_model, meta["model"])
     return recast_model

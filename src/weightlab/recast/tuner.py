@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from weightlab.errors import WeightlabError
+from weightlab.models import set_submodule
 from weightlab.recast.config import RecastConfig
 from weightlab.recast.layers import RecastConv2d, RecastLayer, RecastLinear, TemplateBank
 from weightlab.recast.planner import BankPlan, plan_banks
@@ -40,7 +41,7 @@ def apply_recast(model: nn.Module, config: RecastConfig, *, inplace: bool = Fals
                 base = modules[name]
                 cls = RecastLinear if isinstance(base, nn.Linear) else RecastConv2d
                 layer = cls(base, bank, config.coef_sets, owner=i == 0)
-                _set_submodule(model, name, layer)
+                set_submodule(model, name, layer)
                 layers.append(layer)
             if config.coef_init == "group_orthogonal":
                 _group_orthogonal(layers)
@@ -73,12 +74,6 @@ class _fork_rng:
     def __exit__(self, *exc):
         if self.gen is not None:
             torch.random.set_rng_state(self.state)
-
-
-def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, module)
 
 
 def is_recast(model: nn.Module) -> bool:
@@ -126,7 +121,7 @@ def materialize(model: nn.Module) -> nn.Module:
     ordinary Linear/Conv2d holding its generated weight."""
     plain = copy.deepcopy(model)
     for name, layer in recast_layers(plain).items():
-        _set_submodule(plain, name, layer.to_plain())
+        set_submodule(plain, name, layer.to_plain())
     for attr in ("recast_config", "recast_plan"):
         plain.__dict__.pop(attr, None)
     return plain

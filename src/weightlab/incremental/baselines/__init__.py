@@ -13,26 +13,22 @@ multi-head), so they can forget:
 Options as for the other methods: ``ewc:lambda=100``, ``er_ace:per_class=120``, ``hat:c=0.5``.
 """
 
-from weightlab.incremental.baselines.avalanche_cl import AVALANCHE_BASELINES, run_avalanche
-from weightlab.incremental.baselines.derpp import DERpp
+# one file per baseline (the Avalanche ones share one); importing registers them, in this order
+from weightlab.incremental.baselines import avalanche_cl, derpp, hat, inflora, l2p  # noqa: F401, I001
+from weightlab.incremental.baselines.avalanche_cl import AvalancheBaseline, run_avalanche
 from weightlab.incremental.baselines.harness import ContinualMethod, run_own
-from weightlab.incremental.baselines.hat import HAT
-from weightlab.incremental.baselines.inflora import InfLoRA
-from weightlab.incremental.baselines.l2p import L2P
-from weightlab.incremental.baselines.spec import BaselineSpec, is_baseline, parse_baseline
-
-OWN_BASELINES: dict[str, type[ContinualMethod]] = {"derpp": DERpp, "hat": HAT, "inflora": InfLoRA, "l2p": L2P}
-BASELINES = {**AVALANCHE_BASELINES, **{k: (v.__doc__ or k).strip().splitlines()[0] for k, v in OWN_BASELINES.items()}}
+from weightlab.incremental.baselines.spec import BASELINES, BaselineSpec, is_baseline, parse_baseline
 
 
 def run_baseline(base, method: str, tasks, cfg, *, seed: int, progress: bool = True) -> dict:
     """Learn ``tasks`` in order with a continual-learning baseline; the same record as
-    :func:`weightlab.incremental.bench.run_sequence` (accuracy matrix, metrics, sizes, wall time)."""
+    :func:`weightlab.incremental.sequence.learn_sequence` (accuracy matrix, metrics, sizes, wall time)."""
     spec = parse_baseline(method)
-    if spec.method in OWN_BASELINES:
-        return run_own(OWN_BASELINES[spec.method], base, spec, tasks, cfg, seed=seed, progress=progress)
-    return run_avalanche(base, spec, tasks, cfg, seed=seed, progress=progress)
+    cls = BASELINES.get(spec.method)
+    if issubclass(cls, AvalancheBaseline):
+        return run_avalanche(cls, base, spec, tasks, cfg, seed=seed, progress=progress)
+    return run_own(cls, base, spec, tasks, cfg, seed=seed, progress=progress)
 
 
-__all__ = ["BASELINES", "OWN_BASELINES", "BaselineSpec", "ContinualMethod", "is_baseline", "parse_baseline",
+__all__ = ["BASELINES", "BaselineSpec", "ContinualMethod", "AvalancheBaseline", "is_baseline", "parse_baseline",
            "run_baseline"]

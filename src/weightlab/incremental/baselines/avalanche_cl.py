@@ -24,20 +24,90 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from weightlab.engine import make_optimizer
 from weightlab.errors import WeightlabError
-from weightlab.incremental.baselines.harness import build_record, check_finite, prepare, tensor_bytes, score_after_task
-from weightlab.incremental.baselines.spec import BaselineSpec
+from weightlab.incremental.baselines.harness import build_record, check_finite, prepare, score_after_task, tensor_bytes
+from weightlab.incremental.baselines.spec import BASELINES, BaselineSpec
+from weightlab.registry import option
 
-AVALANCHE_BASELINES = {
-    "ewc": "EWC (Kirkpatrick et al., 2017) via avalanche.training.EWC, one Fisher matrix per task",
-    "lwf": "LwF (Li & Hoiem, 2016) via avalanche.training.LwF",
-    "gdumb": "GDumb (Prabhu et al., 2020) via avalanche.training.GDumb, 4,400-sample buffer",
-    "er_ace": "ER-ACE (Caccia et al., 2021) via avalanche.training.ER_ACE, 120 samples per class",
-}
+
+class AvalancheBaseline:
+    """A continual-learning strategy from Avalanche: subclasses build it with :meth:`strategy`."""
+
+    @staticmethod
+    def strategy(options: dict, common: dict, total_classes: int, batch_size: int):
+        raise NotImplementedError
+
+
+@dataclass
+class EWCOptions:
+    lam: float = option(100.0, "weight of the EWC penalty", key="lambda", minimum=0.0)
+
+
+@BASELINES.register("ewc", display="EWC", paper="Kirkpatrick et al. 2017", options=EWCOptions)
+class EWC(AvalancheBaseline):
+    """EWC (Kirkpatrick et al., 2017) via avalanche.training.EWC, one Fisher matrix per task"""
+
+    @staticmethod
+    def strategy(options, common, total_classes, batch_size):
+        from avalanche.training import EWC as Strategy
+
+        return Strategy(ewc_lambda=float(options["lambda"]), mode="separate", **common)
+
+
+@dataclass
+class LwFOptions:
+    alpha: float = option(1.0, "weight of the distillation loss", minimum=0.0)
+    temperature: float = option(2.0, "distillation temperature", minimum=0.0)
+
+
+@BASELINES.register("lwf", display="LwF", paper="Li & Hoiem 2016", options=LwFOptions)
+class LwF(AvalancheBaseline):
+    """LwF (Li & Hoiem, 2016) via avalanche.training.LwF"""
+
+    @staticmethod
+    def strategy(options, common, total_classes, batch_size):
+        from avalanche.training import LwF as Strategy
+
+        return Strategy(alpha=float(options["alpha"]), temperature=float(options["temperature"]), **common)
+
+
+@dataclass
+class GDumbOptions:
+    mem_size: int = option(4400, "replay buffer size in samples (the RECAST paper's)", minimum=1)
+
+
+@BASELINES.register("gdumb", display="GDumb", paper="Prabhu et al. 2020", options=GDumbOptions)
+class GDumb(AvalancheBaseline):
+    """GDumb (Prabhu et al., 2020) via avalanche.training.GDumb, 4,400-sample buffer"""
+
+    @staticmethod
+    def strategy(options, common, total_classes, batch_size):
+        from avalanche.training import GDumb as Strategy
+
+        return Strategy(mem_size=int(options["mem_size"]), **common)
+
+
+@dataclass
+class ERACEOptions:
+    per_class: int = option(120, "replay buffer samples per class of the whole sequence", minimum=1)
+
+
+@BASELINES.register("er_ace", display="ER-ACE", paper="Caccia et al. 2021", options=ERACEOptions,
+                    aliases=("er-ace", "erace"))
+class ERACE(AvalancheBaseline):
+    """ER-ACE (Caccia et al., 2021) via avalanche.training.ER_ACE, 120 samples per class"""
+
+    @staticmethod
+    def strategy(options, common, total_classes, batch_size):
+        from avalanche.training import ER_ACE as Strategy
+
+        return Strategy(mem_size=int(options["per_class"]) * total_classes, batch_size_mem=batch_size, **common)
 
 
 def _avalanche():
@@ -65,24 +135,6 @@ def multihead(backbone: nn.Module, feature_dim: int, classes_per_task: list[int]
     return MultiHeadNet()
 
 
-def _strategy(spec: BaselineSpec, model, optimizer, *, batch_size: int, epochs: int, total_classes: int):
-    from avalanche.training import ER_ACE, EWC, GDumb, LwF
-    from avalanche.training.plugins import EvaluationPlugin
-
-    o = spec.options
-    common = dict(model=model, optimizer=optimizer, criterion=nn.CrossEntropyLoss(), train_mb_size=batch_size,
-                  train_epochs=epochs, eval_mb_size=256, device="cpu", evaluator=EvaluationPlugin(loggers=[]))
-    if spec.method == "ewc":
-        return EWC(ewc_lambda=float(o["lambda"]), mode="separate", **common)
-    if spec.method == "lwf":
-        return LwF(alpha=float(o["alpha"]), temperature=float(o["temperature"]), **common)
-    if spec.method == "gdumb":
-        return GDumb(mem_size=int(o["mem_size"]), **common)
-    if spec.method == "er_ace":
-        return ER_ACE(mem_size=int(o["per_class"]) * total_classes, batch_size_mem=batch_size, **common)
-    raise WeightlabError(f"{spec.method} is not an Avalanche baseline here")
-
-
 def _buffer_samples(strategy) -> int:
     """Samples held in the replay buffer now, on the strategy or one of its plugins (0 for EWC / LwF)."""
     for owner in [strategy, *strategy.plugins]:
@@ -104,13 +156,14 @@ def _ewc_bytes_per_task(strategy) -> list[int]:
     return out
 
 
-def run_avalanche(base: nn.Module, spec: BaselineSpec, tasks, cfg, *, seed: int, progress: bool = True) -> dict:
+def run_avalanche(cls: type[AvalancheBaseline], base: nn.Module, spec: BaselineSpec, tasks, cfg, *, seed: int,
+                  progress: bool = True) -> dict:
     avalanche = _avalanche()
     # Avalanche's deprecated() calls simplefilter("once") on every call, which overrides any filter of ours, so
     # its notices (and "no loggers": we log nothing there) are caught here and dropped; other warnings pass on.
     with warnings.catch_warnings(record=True) as caught:
         warnings.filterwarnings("ignore", module="avalanche")
-        record = _run(base, spec, tasks, cfg, seed=seed, progress=progress)
+        record = _run(cls, base, spec, tasks, cfg, seed=seed, progress=progress)
     package = os.path.dirname(avalanche.__file__)
     for w in caught:
         if not os.path.abspath(w.filename).startswith(package):
@@ -118,8 +171,10 @@ def run_avalanche(base: nn.Module, spec: BaselineSpec, tasks, cfg, *, seed: int,
     return record
 
 
-def _run(base: nn.Module, spec: BaselineSpec, tasks, cfg, *, seed: int, progress: bool) -> dict:
+def _run(cls: type[AvalancheBaseline], base: nn.Module, spec: BaselineSpec, tasks, cfg, *, seed: int,
+         progress: bool) -> dict:
     from avalanche.benchmarks import tensors_benchmark
+    from avalanche.training.plugins import EvaluationPlugin
 
     start = time.perf_counter()
     model_cfg = base.weightlab_cfg
@@ -127,10 +182,11 @@ def _run(base: nn.Module, spec: BaselineSpec, tasks, cfg, *, seed: int, progress
     model = multihead(backbone, dim, [t.num_classes for t in tasks])
     bench = tensors_benchmark(train_tensors=[list(xy) for xy in train], test_tensors=[list(xy) for xy in test],
                               task_labels=list(range(len(tasks))))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    batch = cfg.batch_for(model_cfg.get("family", "generic"))
-    strategy = _strategy(spec, model, optimizer, batch_size=batch, epochs=cfg.epochs,
-                         total_classes=sum(t.num_classes for t in tasks))
+    optimizer = make_optimizer("adamw", model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    batch = cfg.batch_for(model_cfg)
+    common = dict(model=model, optimizer=optimizer, criterion=nn.CrossEntropyLoss(), train_mb_size=batch,
+                  train_epochs=cfg.epochs, eval_mb_size=256, device="cpu", evaluator=EvaluationPlugin(loggers=[]))
+    strategy = cls.strategy(spec.options, common, sum(t.num_classes for t in tasks), batch)
     from tqdm.auto import tqdm
 
     R: list[list[float]] = []

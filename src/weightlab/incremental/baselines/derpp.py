@@ -17,10 +17,14 @@ class of the whole sequence (RECAST paper, Sec. 3).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
 from weightlab.incremental.baselines.harness import ContinualMethod
+from weightlab.incremental.baselines.spec import BASELINES
+from weightlab.registry import option
 
 
 class ReservoirBuffer:
@@ -63,6 +67,15 @@ class ReservoirBuffer:
         return 0 if self.x is None else len(self) * self.x[0].numel() * self.x.element_size()
 
 
+@dataclass
+class DERppOptions:
+    per_class: int = option(120, "replay buffer samples per class of the whole sequence", minimum=1)
+    alpha: float = option(0.1, "weight of the logit-replay (MSE) term", minimum=0.0)
+    beta: float = option(0.5, "weight of the label-replay (cross-entropy) term", minimum=0.0)
+
+
+@BASELINES.register("derpp", display="DER++", paper="Buzzega et al. 2020", options=DERppOptions,
+                    aliases=("der++", "der"))
 class DERpp(ContinualMethod):
     """DER++ (Buzzega et al., 2020): task-aware reservoir buffer, 120 samples per class, logit and label replay."""
 
@@ -71,7 +84,7 @@ class DERpp(ContinualMethod):
         self.classes = list(classes_per_task)
         self.alpha, self.beta = float(options["alpha"]), float(options["beta"])
         self.memory = ReservoirBuffer(int(options["per_class"]) * sum(classes_per_task), seed=seed)
-        self.batch = cfg.batch_for(model_cfg.get("family", "generic"))
+        self.batch = cfg.batch_for(model_cfg)
 
     def _replay_logits(self, idx: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(output of each sample's own head, its row numbers in idx), grouped by task."""

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from weightlab.data.arrays import ModelInput
+from weightlab.engine import correct_count, make_optimizer, train_epoch
 from weightlab.errors import WeightlabError
 from weightlab.incremental import metrics
 
@@ -36,11 +37,19 @@ def task_tensors(data, transform: ModelInput, batch_size: int = 256) -> tuple[to
     return torch.cat(xs), torch.cat(ys)
 
 
-@torch.no_grad()
+def tensor_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, order: torch.Tensor | None = None):
+    """``(x, y)`` in batches, in ``order`` when given."""
+    for i in range(0, len(y), batch_size):
+        if order is None:
+            yield x[i:i + batch_size], y[i:i + batch_size]
+        else:
+            idx = order[i:i + batch_size]
+            yield x[idx], y[idx]
+
+
 def batched_accuracy(logits_fn, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
     """Top-1 accuracy (%) of ``logits_fn(x_batch)`` on ``(x, y)``."""
-    correct = sum(int((logits_fn(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum())
-                  for i in range(0, len(y), batch_size))
+    correct, _ = correct_count(logits_fn, tensor_batches(x, y, batch_size))
     return 100.0 * correct / max(len(y), 1)
 
 
@@ -118,7 +127,7 @@ class ContinualMethod(nn.Module):
         return [*self.backbone.parameters(), *self.heads[t].parameters()]
 
     def optimizer(self, t: int) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self.trainable(t), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        return make_optimizer("adamw", self.trainable(t), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
 
     def set_train_mode(self, t: int) -> None:
         self.train()
@@ -167,17 +176,12 @@ def fit_task(method: ContinualMethod, t: int, x: torch.Tensor, y: torch.Tensor, 
     clip = method.clip_norm if method.clip_norm is not None else method.cfg.clip_norm
     n_batches = math.ceil(len(y) / batch)
     for _ in range(epochs):
-        method.set_train_mode(t)
         order = torch.randperm(len(y), generator=gen)
-        for b in range(n_batches):
-            idx = order[b * batch:(b + 1) * batch]
-            opt.zero_grad(set_to_none=True)
-            method.loss(t, x[idx], y[idx], b, n_batches).backward()
-            method.after_backward(t, b, n_batches)
-            if clip:
-                torch.nn.utils.clip_grad_norm_(params, clip)
-            opt.step()
-            method.after_step(t)
+        train_epoch(method, tensor_batches(x, y, batch, order), opt, clip_params=params, clip_norm=clip,
+                    loss_fn=lambda b, xb, yb: method.loss(t, xb, yb, b, n_batches),
+                    after_backward=lambda b: method.after_backward(t, b, n_batches),
+                    after_step=lambda: method.after_step(t), train_mode=lambda: method.set_train_mode(t),
+                    check_finite=False)  # the weights are checked after each task
     method.end_task(t, x, y)
 
 
@@ -190,7 +194,7 @@ def run_own(method_cls: type[ContinualMethod], base: nn.Module, spec, tasks, cfg
     model_cfg = base.weightlab_cfg
     backbone, dim, train, val, test = prepare(base, tasks, seed)
     method = method_cls(backbone, dim, [t.num_classes for t in tasks], spec.options, cfg, model_cfg, seed=seed)
-    batch = cfg.batch_for(model_cfg.get("family", "generic"))
+    batch = cfg.batch_for(model_cfg)
     gen = torch.Generator().manual_seed(seed)
     R: list[list[float]] = []
     val_acc, task_wall = [], []

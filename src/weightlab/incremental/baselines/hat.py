@@ -28,12 +28,17 @@ to full steps.)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from weightlab.engine import make_optimizer
 from weightlab.errors import WeightlabError
 from weightlab.incremental.baselines.harness import ContinualMethod, tensor_bytes
+from weightlab.incremental.baselines.spec import BASELINES
+from weightlab.registry import option
 
 GATED = (nn.Conv2d, nn.Linear)
 EMB_CLAMP, COSH_CLAMP = 6.0, 50.0  # the authors' code
@@ -53,6 +58,14 @@ def gated_units(backbone: nn.Module) -> list[tuple[nn.Module, nn.Module]]:
     return pairs
 
 
+@dataclass
+class HATOptions:
+    s_max: float = option(400.0, "largest gate slope s_max", minimum=0.0)
+    c: float = option(0.75, "weight c of the attention regulariser", minimum=0.0)
+    lr: float = option(0.05, "SGD learning rate", minimum=0.0)
+
+
+@BASELINES.register("hat", display="HAT", paper="Serra et al. 2018", options=HATOptions)
 class HAT(ContinualMethod):
     """HAT (Serra et al., 2018): learnt unit masks per task, gradients of used units blocked."""
 
@@ -111,7 +124,7 @@ class HAT(ContinualMethod):
         return [*self.backbone.parameters(), *self.emb[t], *self.heads[t].parameters()]
 
     def optimizer(self, t):
-        return torch.optim.SGD(self.trainable(t), lr=float(self.options["lr"]))
+        return make_optimizer("sgd", self.trainable(t), lr=float(self.options["lr"]), momentum=0.0)
 
     def loss(self, t, x, y, batch, n_batches):
         self._s = 1 / self.s_max + (self.s_max - 1 / self.s_max) * batch / max(n_batches - 1, 1)

@@ -21,11 +21,16 @@ but not zero. Defaults: rank r = 10 (the paper's), threshold 0.97 (GPM's).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from weightlab.errors import WeightlabError
 from weightlab.incremental.baselines.harness import ContinualMethod, tensor_bytes
+from weightlab.incremental.baselines.spec import BASELINES
+from weightlab.models import get_family
+from weightlab.registry import option
 
 
 class InfLoRALinear(nn.Module):
@@ -61,12 +66,19 @@ def _top_eigvecs(sym: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return vals.flip(0).clamp_min(0), vecs.flip(1)
 
 
+@dataclass
+class InfLoRAOptions:
+    rank: int = option(10, "rank of each task's key/value branch", minimum=1)
+    threshold: float = option(0.97, "energy kept in the subspace of earlier tasks' inputs (0, 1]", minimum=0.0)
+
+
+@BASELINES.register("inflora", display="InfLoRA", paper="Liang & Li 2024", options=InfLoRAOptions)
 class InfLoRA(ContinualMethod):
     """InfLoRA (Liang & Li, 2024): ViT key/value low-rank branches orthogonal to earlier tasks' inputs."""
 
     def __init__(self, backbone, feature_dim, classes_per_task, options, cfg, model_cfg, seed: int = 0) -> None:
         super().__init__(backbone, feature_dim, classes_per_task, options, cfg, model_cfg, seed)
-        if model_cfg.get("family") != "vit" or not hasattr(backbone, "blocks"):
+        if not get_family(model_cfg).tokens or not hasattr(backbone, "blocks"):
             raise WeightlabError("InfLoRA is implemented for timm ViT backbones (the key and value projections "
                                  "of each attention block), as in Liang & Li (2024)")
         self.rank, self.threshold = int(options["rank"]), float(options["threshold"])

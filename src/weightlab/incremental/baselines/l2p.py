@@ -21,20 +21,36 @@ Defaults: pool 10, length 5, top-k 5 (the paper's Split CIFAR-100 setting), sim_
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from weightlab.engine import make_optimizer
 from weightlab.errors import WeightlabError
 from weightlab.incremental.baselines.harness import ContinualMethod, tensor_bytes
+from weightlab.incremental.baselines.spec import BASELINES
+from weightlab.models import get_family
+from weightlab.registry import option
 
 
+@dataclass
+class L2POptions:
+    pool_size: int = option(10, "prompts in the shared pool", minimum=1)
+    length: int = option(5, "tokens per prompt", minimum=1)
+    top_k: int = option(5, "prompts chosen per input", minimum=1)
+    sim_coefficient: float = option(0.1, "weight of the query-key matching loss", minimum=0.0)
+    lr: float = option(0.03, "learning rate (Adam) of prompts, keys and heads", minimum=0.0)
+
+
+@BASELINES.register("l2p", display="L2P", paper="Wang et al. 2022", options=L2POptions)
 class L2P(ContinualMethod):
     """L2P (Wang et al., 2022): a shared prompt pool chosen by query-key match on a frozen ViT."""
 
     def __init__(self, backbone, feature_dim, classes_per_task, options, cfg, model_cfg, seed: int = 0) -> None:
         super().__init__(backbone, feature_dim, classes_per_task, options, cfg, model_cfg, seed)
-        if model_cfg.get("family") != "vit" or not hasattr(backbone, "patch_embed"):
+        if not get_family(model_cfg).tokens or not hasattr(backbone, "patch_embed"):
             raise WeightlabError("L2P is implemented for timm ViT backbones (prompts are tokens), as in Wang et al. (2022)")
         self.pool_size, self.length = int(options["pool_size"]), int(options["length"])
         self.top_k, self.sim_coefficient = int(options["top_k"]), float(options["sim_coefficient"])
@@ -50,7 +66,7 @@ class L2P(ContinualMethod):
         return [self.prompts, self.keys, *self.heads[t].parameters()]
 
     def optimizer(self, t):
-        return torch.optim.Adam(self.trainable(t), lr=float(self.options["lr"]))
+        return make_optimizer("adam", self.trainable(t), lr=float(self.options["lr"]))
 
     def set_train_mode(self, t):
         self.train()

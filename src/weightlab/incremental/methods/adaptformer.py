@@ -4,17 +4,15 @@ transformer MLP, fed the MLP's input. Defaults from the authors' RECAST combinat
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from weightlab.incremental.methods.base import Adapter
-from weightlab.incremental.methods.targets import (
-    MLP,
-    family_pattern,
-    matching_modules,
-    set_submodule,
-)
+from weightlab.incremental.methods.base import ADAPTERS, Adapter
+from weightlab.incremental.methods.targets import matching_modules
+from weightlab.models import set_submodule
+from weightlab.registry import option
 
 
 class ParallelAdapterMLP(nn.Module):
@@ -33,20 +31,30 @@ class ParallelAdapterMLP(nn.Module):
         return self.base_layer(x) + self.scale * self.adaptformer_up(torch.relu(self.adaptformer_down(x)))
 
 
+@dataclass
+class AdaptFormerOptions:
+    bottleneck: int = option(2, "bottleneck width b", minimum=1)
+    scale: float = option(2.0, "scale of the adapter branch")
+    targets: str | None = option(None, "regular expression of the MLPs to adapt (default: the family's)")
+
+
+@ADAPTERS.register("adaptformer", display="AdaptFormer", paper="Chen et al. 2022", options=AdaptFormerOptions)
 class AdaptFormerAdapter(Adapter):
-    name = "adaptformer"
-    families = ("vit",)
+    """AdaptFormer: a bottleneck branch parallel to each transformer MLP."""
+
+    placement = "mlp"
     mergeable = False
 
-    def __init__(self, bottleneck: int = 2, scale: float = 2.0, targets: str | None = None):
-        super().__init__(bottleneck=bottleneck, scale=scale, targets=targets)
-        self.bottleneck, self.scale, self.targets = bottleneck, scale, targets
+    def applies_to(self, family):
+        if not family.tokens:  # the branch reads token features: transformer families only
+            return f"adaptformer does not apply to model family '{family.name}' (transformer families only)"
+        return super().applies_to(family)
 
-    def inject(self, backbone: nn.Module, family: str) -> None:
-        for name in matching_modules(backbone, self.targets or family_pattern(MLP, family, self.name)):
+    def inject(self, backbone: nn.Module, family) -> None:
+        for name in matching_modules(backbone, self.pattern(family)):
             mlp = backbone.get_submodule(name)
             dim = next(m for m in mlp.modules() if isinstance(m, nn.Linear)).in_features
-            set_submodule(backbone, name, ParallelAdapterMLP(mlp, dim, self.bottleneck, self.scale))
+            set_submodule(backbone, name, ParallelAdapterMLP(mlp, dim, self.opts.bottleneck, self.opts.scale))
 
     def is_trainable(self, name: str) -> bool:
         return ".adaptformer_" in name

@@ -6,8 +6,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from weightlab.incremental.methods.base import Adapter
-from weightlab.incremental.methods.targets import set_submodule
+from weightlab.incremental.methods.base import ADAPTERS, Adapter
+from weightlab.incremental.methods.targets import matching_modules
+from weightlab.models import set_submodule
 
 
 class ReprogrammedConv(nn.Module):
@@ -23,14 +24,15 @@ class ReprogrammedConv(nn.Module):
         return self.ghost(self.base_layer(x))
 
 
+@ADAPTERS.register("clr", display="CLR", paper="Ge et al. 2023")
 class CLRAdapter(Adapter):
-    name = "clr"
-    families = ("cifar_resnet", "resnet", "convmixer")
+    """CLR: an identity-initialised depthwise 3x3 conv after every conv of a convolutional network."""
+
+    placement = "reprogram"
     mergeable = False
 
-    def inject(self, backbone: nn.Module, family: str) -> None:
-        names = [n for n, m in backbone.named_modules() if isinstance(m, nn.Conv2d) and n]
-        for name in names:
+    def inject(self, backbone: nn.Module, family) -> None:
+        for name in matching_modules(backbone, self.pattern(family), (nn.Conv2d,)):
             set_submodule(backbone, name, ReprogrammedConv(backbone.get_submodule(name)))
 
     def is_trainable(self, name: str) -> bool:

@@ -5,30 +5,36 @@ with PEFT's learned magnitude initialised to the column norms of W_RECAST)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import nn
 
 from weightlab.errors import WeightlabError
-from weightlab.incremental.methods.base import Adapter
-from weightlab.incremental.methods.targets import LOWRANK, family_pattern, set_submodule
+from weightlab.incremental.methods.base import ADAPTERS, Adapter, plain_layer
+from weightlab.models import set_submodule
+from weightlab.registry import option
 
 
+@dataclass
+class LoraOptions:
+    rank: int = option(1, "rank r of the low-rank update (spec alias: r)", minimum=1)
+    alpha: float = option(4.0, "scale alpha; the update is (alpha / r) B A")
+    targets: str | None = option(None, "regular expression of the modules to adapt (default: the family's)")
+
+
+@ADAPTERS.register("lora", display="LoRA", paper="Hu et al. 2022 (through PEFT)", options=LoraOptions)
 class LoraAdapter(Adapter):
-    name = "lora"
+    """LoRA: a trainable low-rank update B A on the family's low-rank placement."""
 
-    def __init__(self, rank: int = 1, alpha: float = 4.0, targets: str | None = None, dora: bool = False):
-        if rank < 1:
-            raise WeightlabError(f"LoRA rank must be >= 1, got {rank}")
-        super().__init__(rank=rank, alpha=alpha, targets=targets)
-        self.rank, self.alpha, self.targets, self.dora = rank, alpha, targets, dora
-        if dora:
-            self.name = "dora"
+    placement = "lowrank"
+    use_dora = False
 
-    def inject(self, backbone: nn.Module, family: str) -> None:
+    def inject(self, backbone: nn.Module, family) -> None:
         from peft import LoraConfig, inject_adapter_in_model
 
-        pattern = self.targets or family_pattern(LOWRANK, family, self.name)
-        cfg = LoraConfig(r=self.rank, lora_alpha=self.alpha, target_modules=pattern, use_dora=self.dora,
-                         lora_dropout=0.0, init_lora_weights=True)
+        pattern = self.pattern(family)
+        cfg = LoraConfig(r=self.opts.rank, lora_alpha=self.opts.alpha, target_modules=pattern,
+                         use_dora=self.use_dora, lora_dropout=0.0, init_lora_weights=True)
         try:
             inject_adapter_in_model(cfg, backbone)
         except ValueError as e:
@@ -40,17 +46,14 @@ class LoraAdapter(Adapter):
     def merge(self, backbone: nn.Module) -> None:
         from peft.tuners.lora import LoraLayer
 
-        from weightlab.recast.layers import RecastLayer
-
         for name, module in [(n, m) for n, m in backbone.named_modules() if isinstance(m, LoraLayer)]:
-            if isinstance(module.base_layer, RecastLayer):  # PEFT merges into base_layer.weight.data
-                module.base_layer = module.base_layer.to_plain()
+            module.base_layer = plain_layer(module.base_layer)  # PEFT merges into base_layer.weight.data
             module.merge()
             set_submodule(backbone, name, module.get_base_layer())
 
 
+@ADAPTERS.register("dora", display="DoRA", paper="Liu et al. 2024 (through PEFT)", options=LoraOptions)
 class DoraAdapter(LoraAdapter):
-    name = "dora"
+    """DoRA: LoRA's update on the direction and a learnt magnitude per output."""
 
-    def __init__(self, rank: int = 1, alpha: float = 4.0, targets: str | None = None):
-        super().__init__(rank, alpha, targets, dora=True)
+    use_dora = True

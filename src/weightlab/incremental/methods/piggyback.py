@@ -4,16 +4,16 @@ Defaults from the authors' RECAST combination: Adam, lr 1e-4 (masks), 3e-2 (head
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import nn
 
-from weightlab.incremental.methods.base import Adapter
-from weightlab.incremental.methods.targets import (
-    forward_with_weight,
-    set_submodule,
-    weight_layers,
-)
+from weightlab.incremental.methods.base import ADAPTERS, Adapter
+from weightlab.incremental.methods.targets import forward_with_weight, weight_layers
+from weightlab.models import set_submodule
+from weightlab.registry import option
 
 MASK_INIT, THRESHOLD_INIT = 1e-2, 5e-3
 
@@ -34,15 +34,25 @@ class MaskedLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return forward_with_weight(self.base_layer, x, self.base_layer.weight * self.binary_mask())
 
+    def merged_weight(self) -> torch.Tensor:
+        w = self.base_layer.weight
+        return w * (self.piggyback_mask > self.piggyback_threshold).to(w.dtype)
 
+
+@dataclass
+class PiggybackOptions:
+    mask_lr: float = option(1e-4, "learning rate of the real-valued masks", minimum=0.0)
+    head_lr: float = option(3e-2, "learning rate of the task head", minimum=0.0)
+    coef_lr: float = option(5e-4, "learning rate of RECAST coefficients (recast+piggyback)", minimum=0.0)
+
+
+@ADAPTERS.register("piggyback", display="Piggyback", paper="Mallya & Lazebnik 2018", options=PiggybackOptions)
 class PiggybackAdapter(Adapter):
-    name = "piggyback"
+    """Piggyback: a binary mask per weight, learnt through a straight-through estimator."""
 
-    def __init__(self, mask_lr: float = 1e-4, head_lr: float = 3e-2, coef_lr: float = 5e-4):
-        super().__init__(mask_lr=mask_lr, head_lr=head_lr, coef_lr=coef_lr)
-        self.mask_lr, self.head_lr, self.coef_lr = mask_lr, head_lr, coef_lr
+    wrapper = MaskedLayer
 
-    def inject(self, backbone: nn.Module, family: str) -> None:
+    def inject(self, backbone: nn.Module, family) -> None:
         for name in weight_layers(backbone):
             set_submodule(backbone, name, MaskedLayer(backbone.get_submodule(name)))
 
@@ -55,9 +65,9 @@ class PiggybackAdapter(Adapter):
     def param_groups(self, named, head, lr):
         masks = [p for n, p in named.items() if ".piggyback_" in n]
         other = [p for n, p in named.items() if ".piggyback_" not in n]
-        groups = [dict(params=masks, lr=self.mask_lr), dict(params=list(head), lr=self.head_lr)]
+        groups = [dict(params=masks, lr=self.opts.mask_lr), dict(params=list(head), lr=self.opts.head_lr)]
         if other:
-            groups.append(dict(params=other, lr=self.coef_lr))
+            groups.append(dict(params=other, lr=self.opts.coef_lr))
         return groups
 
     def pack_state(self, state):
@@ -85,12 +95,3 @@ class PiggybackAdapter(Adapter):
             else:
                 out[k] = v
         return out
-
-    def merge(self, backbone: nn.Module) -> None:
-        from weightlab.recast.layers import RecastLayer
-
-        for name, m in [(n, m) for n, m in backbone.named_modules() if isinstance(m, MaskedLayer)]:
-            layer = m.base_layer.to_plain() if isinstance(m.base_layer, RecastLayer) else m.base_layer
-            with torch.no_grad():
-                layer.weight.mul_((m.piggyback_mask > m.piggyback_threshold).to(layer.weight.dtype))
-            set_submodule(backbone, name, layer)

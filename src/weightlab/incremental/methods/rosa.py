@@ -9,19 +9,16 @@ It is part of the task state (its indices are stored with the task).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from weightlab.incremental.methods.base import Adapter
-from weightlab.incremental.methods.targets import (
-    LOWRANK,
-    family_pattern,
-    forward_with_weight,
-    matching_modules,
-    set_submodule,
-)
+from weightlab.incremental.methods.base import ADAPTERS, Adapter
+from weightlab.incremental.methods.targets import forward_with_weight, matching_modules
+from weightlab.models import set_submodule
+from weightlab.registry import option
 
 
 class RobustAdaptedLayer(nn.Module):
@@ -39,7 +36,7 @@ class RobustAdaptedLayer(nn.Module):
         self.register_buffer("task_support", torch.arange(k, dtype=torch.long))
         self._probe: torch.Tensor | None = None
 
-    def effective_weight(self) -> torch.Tensor:
+    def merged_weight(self) -> torch.Tensor:
         w = self.base_layer.weight
         flat = w.flatten()
         if self._probe is not None:
@@ -50,22 +47,29 @@ class RobustAdaptedLayer(nn.Module):
         return w + (sparse * flat).view_as(w) + lowrank
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return forward_with_weight(self.base_layer, x, self.effective_weight())
+        return forward_with_weight(self.base_layer, x, self.merged_weight())
 
 
+@dataclass
+class RosaOptions:
+    rank: int = option(1, "rank r of the low-rank term (spec alias: r)", minimum=1)
+    alpha: float = option(4.0, "scale alpha of the low-rank term")
+    density: float = option(1e-3, "fraction of each weight in the sparse support", minimum=0.0)
+    targets: str | None = option(None, "regular expression of the modules to adapt (default: the family's)")
+    probe_batches: int = option(4, "batches scored to choose the sparse support", minimum=1)
+
+
+@ADAPTERS.register("rosa", display="RoSA", paper="Nikdan et al. 2024", options=RosaOptions)
 class RosaAdapter(Adapter):
-    name = "rosa"
+    """RoSA: a sparse update on a gradient-chosen support plus a low-rank term."""
 
-    def __init__(self, rank: int = 1, alpha: float = 4.0, density: float = 1e-3, targets: str | None = None,
-                 probe_batches: int = 4):
-        super().__init__(rank=rank, alpha=alpha, density=density, targets=targets, probe_batches=probe_batches)
-        self.rank, self.alpha, self.density, self.targets, self.probe_batches = rank, alpha, density, targets, probe_batches
+    placement = "lowrank"
+    wrapper = RobustAdaptedLayer
 
-    def inject(self, backbone: nn.Module, family: str) -> None:
-        for name in matching_modules(backbone, self.targets or family_pattern(LOWRANK, family, self.name),
-                                     (nn.Linear, nn.Conv2d)):
-            set_submodule(backbone, name, RobustAdaptedLayer(backbone.get_submodule(name), self.rank, self.alpha,
-                                                             self.density))
+    def inject(self, backbone: nn.Module, family) -> None:
+        o = self.opts
+        for name in matching_modules(backbone, self.pattern(family), (nn.Linear, nn.Conv2d)):
+            set_submodule(backbone, name, RobustAdaptedLayer(backbone.get_submodule(name), o.rank, o.alpha, o.density))
 
     def is_trainable(self, name: str) -> bool:
         return ".rosa_" in name
@@ -79,7 +83,7 @@ class RosaAdapter(Adapter):
         model.train()
         try:
             for i, (x, y) in enumerate(batches):
-                if i >= self.probe_batches:
+                if i >= self.opts.probe_batches:
                     break
                 loss = F.cross_entropy(model(x), y)
                 grads = torch.autograd.grad(loss, [m._probe for m in layers])
@@ -91,14 +95,3 @@ class RosaAdapter(Adapter):
                 with torch.no_grad():
                     m.task_support.copy_(torch.topk(s, m.rosa_values.numel()).indices.sort().values)
             model.train(was_training)
-
-    def merge(self, backbone: nn.Module) -> None:
-        from weightlab.recast.layers import RecastLayer
-
-        for name, m in [(n, m) for n, m in backbone.named_modules() if isinstance(m, RobustAdaptedLayer)]:
-            with torch.no_grad():
-                w = m.effective_weight()
-            layer = m.base_layer.to_plain() if isinstance(m.base_layer, RecastLayer) else m.base_layer
-            with torch.no_grad():
-                layer.weight.copy_(w)
-            set_submodule(backbone, name, layer)

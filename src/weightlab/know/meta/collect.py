@@ -100,8 +100,8 @@ def collect_run(spec: RunSpec, out_dir: str | Path, data_root: str | None = None
     from weightlab.data import load_dataset
     from weightlab.know.forgetting import ForgetConfig, run_forgetting
     from weightlab.know.meta.rows import trajectory_rows
+    from weightlab.engine import fit_classifier
     from weightlab.models import create_model
-    from weightlab.train import fit_classifier
 
     torch.set_num_threads(1)
     start = time.perf_counter()

@@ -1,9 +1,16 @@
-"""KNOW predictors, one class each behind :class:`Predictor`, and a registry by name."""
+"""KNOW predictors, one class each behind :class:`Predictor`, registered in :data:`PREDICTORS`.
+
+Adding one: a file here with ``@PREDICTORS.register(name, display=..., options=OptionsDataclass)`` on
+the class and its import below; the CLI (``know predict --method``, one flag per option), the suites
+and the contract tests pick it up.
+"""
 
 from __future__ import annotations
 
+# importing registers; this order is the order of the suites' rows and tables
+from weightlab.know.predictors import curve_fit, task_vector, consensus, magmax, tsv, known  # noqa: F401, I001
 from weightlab.errors import WeightlabError
-from weightlab.know.predictors.base import Predictor
+from weightlab.know.predictors.base import PREDICTORS, Predictor
 from weightlab.know.predictors.consensus import ConsensusTA
 from weightlab.know.predictors.curve_fit import ExpFit, LinearFit, LogFit
 from weightlab.know.predictors.known import (MODEL_FOR_KIND, KNOWN, KNOWNAuthors, load_known_set,
@@ -11,24 +18,31 @@ from weightlab.know.predictors.known import (MODEL_FOR_KIND, KNOWN, KNOWNAuthors
 from weightlab.know.predictors.magmax import MagMax
 from weightlab.know.predictors.task_vector import TaskVector
 from weightlab.know.predictors.tsv import TSV
+from weightlab.registry import build_options
 
-PREDICTORS: dict[str, type[Predictor]] = {
-    cls.name: cls for cls in (LinearFit, LogFit, ExpFit, TaskVector, MagMax, ConsensusTA, TSV, KNOWN, KNOWNAuthors)
-}
-DISPLAY = {"linear_fit": "LinearFit", "log_fit": "LogFit", "exp_fit": "ExpFit", "task_vector": "TaskVector",
-           "magmax": "MagMax", "consensus_ta": "ConsensusTA", "tsv": "TSV", "known": "KNOWN (weightlab)",
-           "known_authors": "KNOWN (authors)"}
-_ALIASES = {v.lower(): k for k, v in DISPLAY.items()} | {"tv": "task_vector", "consensus": "consensus_ta"}
+DISPLAY = {e.name: e.display for e in PREDICTORS.entries()}
+
+
+def resolve_predictor(name: str) -> str:
+    """The registered name of ``name`` (``TaskVector``, ``task-vector``, ``tv``, ``KNOWN (authors)`` ...)."""
+    key = name.lower().replace("-", "_")
+    by_display = {e.display.lower(): e.name for e in PREDICTORS.entries()}
+    for candidate in (key, by_display.get(key), by_display.get(key.replace("_", ""))):
+        if candidate and candidate in PREDICTORS:
+            return PREDICTORS.resolve(candidate)
+    raise WeightlabError(f"unknown KNOW predictor '{name}' (use one of {', '.join(PREDICTORS)})")
 
 
 def get_predictor(name: str, **kwargs) -> Predictor:
-    """Build a predictor by name (``known``, ``task_vector``/``TaskVector``, ``log_fit``, …)."""
-    key = _ALIASES.get(name.lower().replace("-", "_"), name.lower().replace("-", "_"))
-    key = _ALIASES.get(key.replace("_", ""), key)
-    if key not in PREDICTORS:
-        raise WeightlabError(f"unknown KNOW predictor '{name}' (use one of {', '.join(PREDICTORS)})")
-    return PREDICTORS[key](**kwargs)
+    """Build a predictor by name (``known``, ``task_vector``/``TaskVector``, ``log_fit``, …); ``kwargs``
+    are ``kinds`` and the predictor's options (checked: name, type, range)."""
+    entry = PREDICTORS.entry(resolve_predictor(name))
+    options = {k: v for k, v in kwargs.items() if k != "kinds"}
+    if not isinstance(options.get("weights"), dict):  # a dict of loaded hypermodels is passed as it is
+        build_options(entry.options, options, entry.name)
+    return entry.obj(**kwargs)
 
 
-__all__ = ["Predictor", "PREDICTORS", "DISPLAY", "get_predictor", "LinearFit", "LogFit", "ExpFit", "TaskVector",
-           "MagMax", "ConsensusTA", "TSV", "KNOWN", "KNOWNAuthors", "MODEL_FOR_KIND", "load_known_set", "official_known_dir"]
+__all__ = ["Predictor", "PREDICTORS", "DISPLAY", "get_predictor", "resolve_predictor", "LinearFit", "LogFit",
+           "ExpFit", "TaskVector", "MagMax", "ConsensusTA", "TSV", "KNOWN", "KNOWNAuthors", "MODEL_FOR_KIND",
+           "load_known_set", "official_known_dir"]

@@ -8,6 +8,7 @@ other entry (BatchNorm statistics, counters, kinds left out) is copied from Î˜â
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Iterable
 
 import torch
@@ -15,12 +16,24 @@ import torch
 from weightlab.errors import WeightlabError
 from weightlab.know.kinds import parse_kinds
 from weightlab.know.trajectory import Trajectory
+from weightlab.registry import Registry, option
+
+#: every KNOW predictor, registered with ``@PREDICTORS.register(name, display=..., paper=..., options=...)``;
+#: the options dataclass lists the keyword arguments its constructor takes besides ``kinds``.
+PREDICTORS: Registry[type["Predictor"]] = Registry("KNOW predictor")
+
+
+@dataclass
+class TaskVectorOptions:
+    lam: float = option(0.2, "scale of the extrapolated update (negative reverses the extrapolation)")
 
 
 class Predictor(ABC):
-    """Base class. Subclasses set ``name`` and implement :meth:`_predict_keys`."""
+    """Base class. Subclasses are registered in :data:`PREDICTORS` and implement :meth:`_predict_keys`."""
 
-    name: str = ""
+    @property
+    def name(self) -> str:
+        return type(self).registry_entry.name
 
     def __init__(self, kinds: str | Iterable[str] | None = None) -> None:
         self.kinds = parse_kinds(kinds if kinds is None or isinstance(kinds, str) else list(kinds))

@@ -9,14 +9,24 @@ are defined; smaller steps are refused, as the paper notes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import torch
 
-from weightlab.know.predictors.base import TaskVectorMethod, task_vectors
+from weightlab.know.predictors.base import PREDICTORS, TaskVectorMethod, TaskVectorOptions, task_vectors
 from weightlab.know.trajectory import Trajectory
+from weightlab.registry import option
 
 
+@dataclass
+class ConsensusOptions(TaskVectorOptions):
+    tall_lambda: float = option(0.4, "TALL-mask threshold λ_t", minimum=0.0)
+    min_agree: int = option(2, "candidates that must agree on a coordinate", minimum=1)
+
+
+@PREDICTORS.register("consensus_ta", display="ConsensusTA", paper="Wang et al. 2024", options=ConsensusOptions,
+                     aliases=("consensus",))
 class ConsensusTA(TaskVectorMethod):
-    name = "consensus_ta"
+    """Task arithmetic on the coordinates most candidates agree on."""
 
     def __init__(self, kinds=None, lam: float = 0.2, tall_lambda: float = 0.4, min_agree: int = 2) -> None:
         super().__init__(kinds, lam)

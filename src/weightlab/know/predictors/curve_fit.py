@@ -9,10 +9,18 @@ linear in (a, b), so one pseudo-inverse fits every coordinate of the model at on
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from weightlab.know.predictors.base import Predictor, flat_sequences, unflatten
+from weightlab.know.predictors.base import PREDICTORS, Predictor, flat_sequences, unflatten
 from weightlab.know.trajectory import Trajectory
+from weightlab.registry import option
+
+
+@dataclass
+class CurveFitOptions:
+    stages: int | None = option(None, "how many of the newest stages to fit (default all)", minimum=2)
 
 
 class CurveFit(Predictor):
@@ -45,22 +53,25 @@ class CurveFit(Predictor):
             out[k] = unflatten((row @ coef)[0], trajectory, keys)
         return out
 
+@PREDICTORS.register("linear_fit", display="LinearFit", options=CurveFitOptions)
 class LinearFit(CurveFit):
-    name = "linear_fit"
+    """θ(t) = a + b·t fitted per coordinate and extrapolated."""
     basis = "t"
 
     def phi(self, t, s):
         return t
 
+@PREDICTORS.register("log_fit", display="LogFit", options=CurveFitOptions)
 class LogFit(CurveFit):
-    name = "log_fit"
+    """θ(t) = a + b·ln t fitted per coordinate and extrapolated."""
     basis = "ln t"
 
     def phi(self, t, s):
         return torch.log(t)
 
+@PREDICTORS.register("exp_fit", display="ExpFit", options=CurveFitOptions)
 class ExpFit(CurveFit):
-    name = "exp_fit"
+    """θ(t) = a + b·exp(t − S) fitted per coordinate and extrapolated."""
     basis = "exp(t - S)"
 
     def phi(self, t, s):

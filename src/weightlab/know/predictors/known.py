@@ -9,6 +9,7 @@ BatchNorm (``norm``) is not predicted by default, as in the paper.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -16,8 +17,9 @@ import torch
 from weightlab import paths
 from weightlab.errors import WeightlabError
 from weightlab.know.hypermodel import SEQ_LEN, KNOWNNet, load_keras_known
-from weightlab.know.predictors.base import Predictor, flat_sequences, unflatten
+from weightlab.know.predictors.base import PREDICTORS, Predictor, flat_sequences, unflatten
 from weightlab.know.trajectory import Trajectory
+from weightlab.registry import option
 
 MODEL_FOR_KIND = {"conv": "Conv", "fc": "FC", "bias": "Bias", "norm": "Bias"}  # head, other: by shape
 def hypermodel_for(kind: str, ndim: int) -> str:
@@ -83,10 +85,21 @@ def load_known_set(weights: str | Path | None = None, input_convention: str | No
     return nets
 
 
+@dataclass
+class KNOWNOptions:
+    weights: str | None = option(None, "KNOWN hypermodels: 'weightlab' (the shipped ones, default), 'authors' (the "
+                                       "published .h5 in <shared>/reference/known_official) or a folder of "
+                                       "KNOWN_{Conv,FC,Bias}.h5/.safetensors", flag="known-weights")
+    input_convention: str | None = option(None, "input convention for the authors' .h5 (raw by default, as in their "
+                                                "current code); weightlab's sets record their own",
+                                          choices=("raw", "normalized"))
+    chunk: int = option(4096, "parameters per chunk of the folded kernel", minimum=1)
+
+
+@PREDICTORS.register("known", display="KNOWN (weightlab)", paper="KNOW; weightlab's meta-trained hypermodels",
+                     options=KNOWNOptions)
 class KNOWN(Predictor):
     """KNOWN with weightlab's shipped hypermodels by default (``weights="authors"``: the authors')."""
-
-    name = "known"
     default_weights: str | None = None
 
     def __init__(self, kinds=None, weights: str | Path | dict[str, KNOWNNet] | None = None,
@@ -128,8 +141,8 @@ class KNOWN(Predictor):
         return out
 
 
+@PREDICTORS.register("known_authors", display="KNOWN (authors)", paper="KNOW (the authors' published weights)",
+                     options=KNOWNOptions)
 class KNOWNAuthors(KNOWN):
     """KNOWN with the authors' published hypermodels (``<shared>/reference/known_official``)."""
-
-    name = "known_authors"
     default_weights = "authors"

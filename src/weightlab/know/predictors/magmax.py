@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import torch
 
-from weightlab.know.predictors.base import TaskVectorMethod, task_vectors
+from weightlab.know.predictors.base import PREDICTORS, TaskVectorMethod, TaskVectorOptions, task_vectors
 from weightlab.know.trajectory import Trajectory
 
 
+@PREDICTORS.register("magmax", display="MagMax", paper="Marczak et al. 2024", options=TaskVectorOptions)
 class MagMax(TaskVectorMethod):
-    name = "magmax"
+    """Per coordinate, the largest-magnitude task-vector update."""
 
     def _predict_keys(self, trajectory: Trajectory, keys, steps):
         out = {k: {} for k in steps}

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from weightlab.know.predictors.base import TaskVectorMethod
+from weightlab.know.predictors.base import PREDICTORS, TaskVectorMethod, TaskVectorOptions
 from weightlab.know.trajectory import Trajectory
 
 
+@PREDICTORS.register("task_vector", display="TaskVector", paper="Ilharco et al. 2023", options=TaskVectorOptions,
+                     aliases=("tv",))
 class TaskVector(TaskVectorMethod):
-    name = "task_vector"
+    """Θ̂ = Θ⁰ + λ(Θ⁰ − Θ^k)."""
 
     def _predict_keys(self, trajectory: Trajectory, keys, steps):
         out = {}

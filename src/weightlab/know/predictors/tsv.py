@@ -10,13 +10,15 @@ and the merged update is ``U⊥ · diag(σ) · V⊥ᵀ``. Vectors (biases) are s
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import math
 
 import torch
 
 from weightlab.errors import WeightlabError
-from weightlab.know.predictors.base import TaskVectorMethod, task_vectors
+from weightlab.know.predictors.base import PREDICTORS, TaskVectorMethod, TaskVectorOptions, task_vectors
 from weightlab.know.trajectory import Trajectory
+from weightlab.registry import option
 
 
 def _orthogonalize(m: torch.Tensor) -> torch.Tensor:
@@ -24,8 +26,14 @@ def _orthogonalize(m: torch.Tensor) -> torch.Tensor:
     return p @ qt
 
 
+@dataclass
+class TSVOptions(TaskVectorOptions):
+    keep: float = option(0.1, "fraction of singular components kept per layer (0, 1]", minimum=0.0)
+
+
+@PREDICTORS.register("tsv", display="TSV", paper="Gargiulo et al. 2025", options=TSVOptions)
 class TSV(TaskVectorMethod):
-    name = "tsv"
+    """Task singular vectors: each update reduced to its top singular components, then merged."""
 
     def __init__(self, kinds=None, lam: float = 0.2, keep: float = 0.1) -> None:
         super().__init__(kinds, lam)

@@ -11,110 +11,23 @@ LoRA's rank/placement on one task and plot accuracy against trainable numbers pe
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from weightlab.bench.suites import SUITES, Point, Suite, get_suite
+from weightlab.data.tasks import build_sequence
 from weightlab.errors import WeightlabError
 from weightlab.incremental import metrics
 from weightlab.incremental.baselines import is_baseline, parse_baseline, run_baseline
-from weightlab.incremental.learner import AdaptConfig, accuracy, learn_task
+from weightlab.incremental.learner import AdaptConfig
 from weightlab.incremental.methods import parse_method
 from weightlab.incremental.model import TaskModel
-from weightlab.incremental.sequences import SplitSizes, build_sequence
+from weightlab.incremental.sequence import learn_sequence
 from weightlab.io import read_json, write_json, write_text
-
-SEEDS = (42, 1998, 3142592)  # the authors' seeds
-CNN_METHODS = ["head", "recast", "full", "lora", "recast+lora", "dora", "recast+dora", "rosa", "recast+rosa",
-               "piggyback", "recast+piggyback", "clr", "recast+clr"]
-VIT_METHODS = ["head", "recast", "full", "lora", "recast+lora", "dora", "recast+dora", "rosa", "recast+rosa",
-               "adaptformer", "recast+adaptformer", "piggyback", "recast+piggyback"]
-
-
-@dataclass
-class Point:
-    """One configuration of a budget suite: a method on a RECAST base built with ``recast`` overrides."""
-
-    label: str
-    method: str
-    recast: dict = field(default_factory=dict)
-
-
-@dataclass
-class Suite:
-    name: str
-    model: str
-    sequence: str
-    methods: list[str] = field(default_factory=list)
-    seeds: tuple[int, ...] = SEEDS
-    sizes: SplitSizes = field(default_factory=SplitSizes)
-    epochs: int = 4
-    weights: str | None = None           # local weights instead of the registry's pretrained ones
-    recast: dict = field(default_factory=lambda: dict(templates="auto", layers_per_group=2))
-    points: list[Point] = field(default_factory=list)  # budget suites
-    bn: str = "task"
-    pretrained: bool = True              # False: random init (smoke tests without the shared models)
-    model_kwargs: dict = field(default_factory=dict)  # e.g. a timm ViT's img_size / patch_size / depth
-    description: str = ""
-
-    def adapt_config(self) -> AdaptConfig:
-        """The authors' recipe truncated to ``epochs``: its first 33 epochs run at the full rate, so
-        a budget of a few epochs never reaches the first decay."""
-        return AdaptConfig(epochs=self.epochs)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["sizes"] = asdict(self.sizes)
-        return d
-
-
-VIT_CIFAR = dict(img_size=32, patch_size=4, embed_dim=96, depth=6, num_heads=3, num_classes=10)
-
-_BUDGET_CNN = [
-    Point("RECAST n=1 K=1", "recast", dict(templates=1, coef_sets=1)),
-    Point("RECAST n=2 K=1", "recast", dict(templates=2, coef_sets=1)),
-    Point("RECAST n=2 K=2", "recast", dict(templates=2, coef_sets=2)),
-    Point("RECAST n=2 K=4", "recast", dict(templates=2, coef_sets=4)),
-    Point("RECAST n=1 K=2 G=per layer", "recast", dict(templates=1, coef_sets=2, layers_per_group=1)),
-    Point("RECAST n=4 K=2", "recast", dict(templates=4, coef_sets=2)),
-    Point("RECAST conv1 only n=2 K=2", "recast", dict(templates=2, coef_sets=2,
-                                                       target_modules=["layer*.*.conv1"])),
-    Point("LoRA r=1 last stage conv2", "lora:r=1,targets=layer3\\.\\d+\\.conv2", {}),
-    Point("LoRA r=1", "lora:r=1", {}),
-    Point("LoRA r=2", "lora:r=2", {}),
-    Point("LoRA r=4", "lora:r=4", {}),
-    Point("LoRA r=8", "lora:r=8", {}),
-    Point("RECAST+LoRA r=1 last stage conv2", "recast+lora:r=1,targets=layer3\\.\\d+\\.conv2", {}),
-    Point("RECAST+LoRA r=1", "recast+lora:r=1", {}),
-    Point("RECAST+LoRA r=4", "recast+lora:r=4", {}),
-    Point("head only", "head", {}),
-]
-
-SUITES: dict[str, Suite] = {s.name: s for s in [
-    Suite("resnet20-multi", "resnet20", "multi", CNN_METHODS, sizes=SplitSizes(800, 300, 1000), epochs=6,
-          description="pretrained CIFAR ResNet-20 on 6 tasks: MNIST, Fashion-MNIST, CIFAR-10, 2 class groups each"),
-    Suite("resnet20-split-fmnist", "resnet20", "split-fmnist", CNN_METHODS, sizes=SplitSizes(800, 300, 1000),
-          epochs=4, description="pretrained CIFAR ResNet-20 on Fashion-MNIST split into 5 two-class tasks"),
-    Suite("convmixer-multi", "convmixer", "multi", ["head", "recast", "full", "lora", "recast+lora", "clr",
-                                                     "recast+clr"], sizes=SplitSizes(800, 300, 1000), epochs=4,
-          description="pretrained ConvMixer-256/8 on the 6-task multi sequence"),
-    Suite("vit-multi", "timm:vit_tiny_patch16_224", "multi", VIT_METHODS, sizes=SplitSizes(800, 300, 1000), epochs=6,
-          model_kwargs=VIT_CIFAR, recast=dict(templates="auto", layers_per_group=2),
-          description="a small timm ViT (32x32, patch 4, dim 96, depth 6) pretrained here on CIFAR-10 "
-                      "(benchmarks/pretrain_vit_cifar10.py, pass its weights), multi sequence"),
-    Suite("resnet20-budget", "resnet20", "fashion_mnist", points=_BUDGET_CNN, sizes=SplitSizes(1000, 300, 1000),
-          epochs=4, description="Fig. 3: accuracy against trainable numbers per task on Fashion-MNIST (10 classes)"),
-    Suite("smoke", "resnet20", "digits", ["head", "recast", "lora", "recast+lora"], seeds=(0,),
-          sizes=SplitSizes(200, 100, 100), epochs=1, pretrained=False, description="seconds-long check of the whole pipeline"),
-]}
-
-
-def get_suite(name: str) -> Suite:
-    if name not in SUITES:
-        raise WeightlabError(f"unknown suite '{name}' (use one of {', '.join(SUITES)})")
-    return SUITES[name]
-
+from weightlab.models import get_family
+from weightlab.recast.pipeline import recast_base
 
 def build_bases(model_name: str, weights: str | None, recast_overrides: dict, *, need_recast: bool,
                 seed: int = 0, pretrained: bool = True, model_kwargs: dict | None = None):
@@ -126,40 +39,14 @@ def build_bases(model_name: str, weights: str | None, recast_overrides: dict, *,
     return plain, (recast_base(plain, recast_overrides, seed=seed) if need_recast else None)
 
 
-def recast_base(plain, recast_overrides: dict, *, seed: int = 0):
-    """The family's RECAST preset (with overrides) applied to ``plain``, reconstructed in closed form."""
-    from weightlab import recast
-
-    family = plain.weightlab_cfg["family"]
-    cfg = recast.preset(recast.preset_for_family(family), **recast_overrides)
-    rmodel = recast.apply_recast(plain, cfg, seed=seed)
-    recast.reconstruct(plain, rmodel, method="closed_form", progress=False)
-    rmodel.weightlab_cfg = plain.weightlab_cfg
-    return rmodel
-
-
 def run_sequence(base, method: str, tasks, cfg: AdaptConfig, *, seed: int, bn: str = "task",
                  progress: bool = True) -> tuple[dict, TaskModel]:
     """Learn ``tasks`` in order with one method; returns the run record and the model."""
     spec = parse_method(method)
     start = time.perf_counter()
     tm = TaskModel.from_base(base, spec, bn=bn, seed=seed)
-    R: list[list[float]] = []
-    results = []
-    for i, task in enumerate(tasks):
-        res = learn_task(tm, task, cfg, seed=seed + i, progress=progress)
-        results.append(res)
-        R.append([accuracy(tm, t.name, t.test, cfg.eval_batch_size) for t in tasks[: i + 1]])
-    counts = [tm.counts(t.name) for t in tasks]
-    record = dict(
-        method=spec.name, seed=seed, tasks=[t.name for t in tasks], accuracy_matrix=R,
-        final_accuracy=R[-1], average_accuracy=metrics.average_accuracy(R),
-        backward_transfer=metrics.backward_transfer(R), zero_forgetting=metrics.zero_forgetting(R),
-        trainable_per_task=counts[0]["trainable_per_task"],
-        head_per_task=[c["head_per_task"] for c in counts],
-        bytes_per_task=[c["bytes_per_task"] for c in counts], backbone_bytes=counts[0]["backbone_bytes"],
-        best_epochs=[r.best_epoch for r in results], val_accuracy=[r.val_accuracy for r in results],
-        task_wall_s=[r.wall_s for r in results], wall_s=time.perf_counter() - start)
+    record = learn_sequence(tm, tasks, cfg, seed=seed, progress=progress).record(spec.name, seed)
+    record["wall_s"] = time.perf_counter() - start
     return record, tm
 
 
@@ -212,7 +99,7 @@ def run_suite(suite: Suite, out: str | Path, *, data_root=None, progress: bool =
             plain, rbase = build_bases(suite.model, suite.weights, rover, need_recast=key != "plain",
                                        pretrained=suite.pretrained, model_kwargs=suite.model_kwargs)
             bases[key] = plain if key == "plain" else rbase
-            payload["model_family"] = plain.weightlab_cfg.get("family", "generic")
+            payload["model_family"] = plain.weightlab_cfg.family
         if baseline:
             record = run_baseline(bases[key], method, tasks, cfg, seed=seed, progress=progress)
         else:
@@ -228,16 +115,16 @@ def run_suite(suite: Suite, out: str | Path, *, data_root=None, progress: bool =
 def write_report(payload: dict, out: str | Path) -> dict:
     """Summarise the runs of ``payload`` and (re)write results.json, results.md, paper_table.md (the
     layout of the paper's Table 1 or 2) and the plots."""
-    from weightlab.incremental.plots import plot_suite
-    from weightlab.incremental.tables import paper_table
+    from weightlab.bench.incremental_plots import plot_suite
+    from weightlab.bench.tables import paper_table
 
     out = Path(out)
     payload["summary"] = summarize(payload["runs"])
     write_json(out / "results.json", payload)
     write_text(out / "results.md", to_markdown(payload))
     if not payload["suite"].get("points"):  # budget suites have their own figure instead
-        family = payload.get("model_family") or ("vit" if "vit" in payload["suite"]["model"] else "cnn")
-        write_text(out / "paper_table.md", paper_table(payload, family))
+        family = get_family(payload.get("model_family") or "generic")
+        write_text(out / "paper_table.md", paper_table(payload, family.paper_table))
     plot_suite(payload, out)
     return payload
 
@@ -323,5 +210,5 @@ def to_markdown(payload: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["SUITES", "Suite", "Point", "get_suite", "run_suite", "write_report", "report_only", "merge_results", "run_sequence", "build_bases", "summarize",
-           "to_markdown"]
+__all__ = ["SUITES", "Suite", "Point", "get_suite", "run_suite", "write_report", "report_only", "merge_results",
+           "run_sequence", "build_bases", "summarize", "to_markdown"]

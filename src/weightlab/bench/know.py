@@ -20,79 +20,20 @@ from pathlib import Path
 
 import torch
 
+from weightlab.bench.suites import ALL_PREDICTORS, KNOW_SUITES, KnowSuite, get_know_suite
+from weightlab.data.tasks import SplitSizes, build_task
+from weightlab.engine import evaluate_accuracy, fit_classifier
 from weightlab.errors import WeightlabError
-from weightlab.incremental.sequences import SplitSizes, build_task
 from weightlab.io import load_weights, read_json, save_tensors, write_json, write_text
-from weightlab.know.forgetting import ForgetConfig, incremental_pretraining, run_forgetting
+from weightlab.know.forgetting import incremental_pretraining, run_forgetting
 from weightlab.know.predictors import DISPLAY, get_predictor
 from weightlab.know.trajectory import MANIFEST, scale_label
-from weightlab.know.transfer import TransferConfig, transfer
+from weightlab.know.transfer import TransferConfig, run_transfers
 from weightlab.machine import machine
-from weightlab.models import create_model, load_state_dict_strict
-from weightlab.train import evaluate_accuracy, fit_classifier
+from weightlab.models import attach_cfg, create_model, load_state_dict_strict
 
-SEEDS = (42, 1998, 3142592)
-ALL_PREDICTORS = ("linear_fit", "log_fit", "exp_fit", "task_vector", "consensus_ta", "magmax", "tsv", "known",
-                  "known_authors")
-
-
-@dataclass
-class KnowSuite:
-    name: str
-    description: str
-    model: str
-    source: str                      # task spec of D⁰, e.g. "cifar10" or "digits:0-4"
-    target: str                      # downstream task spec
-    pretrained: bool = False         # load the shared weights instead of pretraining here
-    model_kwargs: dict = field(default_factory=dict)
-    pretrain_epochs: int = 0
-    pretrain_lr: float = 1e-3
-    source_train: int | None = None  # samples of D⁰ (None: the whole train split)
-    target_train: int | None = 1000
-    target_test: int | None = 2000
-    eval_size: int | None = 2000     # source test samples to track forgetting
-    forget: ForgetConfig = field(default_factory=ForgetConfig)
-    transfer: TransferConfig = field(default_factory=TransferConfig)
-    predictors: tuple[str, ...] = ALL_PREDICTORS
-    steps: tuple[int, ...] = (1, 2, 3)
-    seeds: tuple[int, ...] = SEEDS
-    incremental: bool = True
-    needs_shared: bool = True
-
-
-SUITES: dict[str, KnowSuite] = {
-    "digits-smallcnn": KnowSuite(
-        "digits-smallcnn", "small CNN pretrained here on digits 0-4 (scikit-learn), transferred to digits 5-9",
-        model="smallcnn", source="digits:0-4", target="digits:5-9", pretrain_epochs=30, pretrain_lr=3e-3,
-        model_kwargs={"input_size": (1, 16, 16)},
-        target_train=None, target_test=None, eval_size=None,
-        forget=ForgetConfig(batch_size=64), transfer=TransferConfig(warmup_epochs=3, epochs=10, batch_size=64),
-        seeds=(42,), needs_shared=False),
-    "mnist-fmnist-quick": KnowSuite(
-        "mnist-fmnist-quick", "small CNN pretrained here on 3k MNIST images, transferred to 1k Fashion-MNIST "
-        "(the quickstart with --data-root)", model="smallcnn", source="mnist", target="fashion_mnist",
-        model_kwargs={"input_size": (1, 28, 28)},
-        pretrain_epochs=8, pretrain_lr=3e-3, source_train=3000, target_train=1000, target_test=1000, eval_size=1000,
-        forget=ForgetConfig(batch_size=64), transfer=TransferConfig(warmup_epochs=2, epochs=6, batch_size=64),
-        seeds=(42,)),
-    "mnist-fmnist-smallcnn": KnowSuite(
-        "mnist-fmnist-smallcnn", "small CNN pretrained here on 20k MNIST images, transferred to Fashion-MNIST",
-        model="smallcnn", source="mnist", target="fashion_mnist", pretrain_epochs=3, pretrain_lr=2e-3,
-        model_kwargs={"input_size": (1, 28, 28)},
-        source_train=20000, target_train=1000, target_test=2000,
-        transfer=TransferConfig(warmup_epochs=2, epochs=10, lr=1e-3)),
-    "resnet20-cifar10-fmnist": KnowSuite(
-        "resnet20-cifar10-fmnist", "shared pretrained CIFAR ResNet-20, D0 = CIFAR-10 (JPEG, 50k), "
-        "transferred to Fashion-MNIST", model="resnet20", source="cifar10", target="fashion_mnist", pretrained=True,
-        forget=ForgetConfig(full_data_pass=True), target_train=1000, target_test=2000,
-        transfer=TransferConfig(warmup_epochs=2, epochs=10, lr=1e-3)),
-}
-
-
-def get_suite(name: str) -> KnowSuite:
-    if name not in SUITES:
-        raise WeightlabError(f"unknown KNOW suite '{name}' (use one of {', '.join(SUITES)})")
-    return SUITES[name]
+SUITES = KNOW_SUITES
+get_suite = get_know_suite
 
 
 def _suite_record(suite: KnowSuite) -> dict:
@@ -122,8 +63,7 @@ def _base_model(suite: KnowSuite, out: Path, source, progress: bool):
             fit_classifier(model, source.train, cfg, epochs=suite.pretrain_epochs, lr=suite.pretrain_lr,
                            batch_size=64, seed=0, progress=progress)
         save_tensors(path, model.state_dict())
-    model.weightlab_cfg = cfg
-    return model
+    return attach_cfg(model, cfg)
 
 
 def prepare(suite: KnowSuite, out: Path, progress: bool = True, data_root: Path | None = None) -> dict:
@@ -146,7 +86,7 @@ def prepare(suite: KnowSuite, out: Path, progress: bool = True, data_root: Path 
         model = _base_model(suite, out, source, progress)
     else:
         model = timed("base", lambda: _base_model(suite, out, source, progress))
-    base_acc = evaluate_accuracy(model, source.test, model.weightlab_cfg)
+    base_acc = evaluate_accuracy(model, source.test.batches(256, model.weightlab_cfg))
     forget = lambda: run_forgetting(model, source.train, out / "trajectory", suite.forget,  # noqa: E731
                                     eval_data=source.test, data_info=source.summary(), progress=progress)
     manifest = out / "trajectory" / MANIFEST
@@ -172,10 +112,10 @@ def prepare(suite: KnowSuite, out: Path, progress: bool = True, data_root: Path 
     if suite.incremental and not (out / "incremental.safetensors").is_file():
         def incremental():
             torch.manual_seed(0)
-            fresh = create_model(suite.model, num_classes=model.weightlab_cfg["num_classes"], **suite.model_kwargs)
+            fresh = create_model(suite.model, num_classes=model.weightlab_cfg.num_classes, **suite.model_kwargs)
             state = incremental_pretraining(fresh, source.train, suite.forget, progress=progress)
             save_tensors(out / "incremental.safetensors", state)
-            log["incremental_accuracy"] = evaluate_accuracy(fresh, source.test, fresh.weightlab_cfg)
+            log["incremental_accuracy"] = evaluate_accuracy(fresh, source.test.batches(256, fresh.weightlab_cfg))
 
         timed("incremental_pretraining", incremental)
     info["incremental_accuracy"] = log.get("incremental_accuracy")
@@ -219,15 +159,9 @@ def run_suite(name: str | KnowSuite, out_dir: str | Path, *, progress: bool = Tr
     target = build_task(suite.target, data_root, sizes=_sizes(suite.target_train, suite.target_test))
     model_cfg = results["prepare"]["model"]
     done = {(r["row"], r["seed"]) for r in results["runs"]}
-    todo = [(row, seed) for row in rows(suite, out) for seed in suite.seeds if (row[0], seed) not in done]
-    from tqdm.auto import tqdm
-
-    for (row_id, label, step, path), seed in tqdm(todo, desc=f"{name}: transfer runs", disable=not progress):
-        res = transfer(load_weights(path), model_cfg, target.train, target.test,
-                       replace(suite.transfer, seed=seed), progress=False)
-        results["runs"].append({"row": row_id, "label": label, "step": step, "seed": seed,
-                                "accuracy": res["accuracy"], "warmup_accuracy": res["warmup_accuracy"],
-                                "seconds": round(res["seconds"], 2)})
+    for record in run_transfers(rows(suite, out), model_cfg, target.train, target.test, suite.transfer, suite.seeds,
+                                done=done, progress=progress):
+        results["runs"].append(record)
         write_json(results_path, results)
     results["target"] = target.summary()
     write_json(results_path, results)
@@ -286,7 +220,7 @@ def write_report(results: dict, out: Path) -> None:
                     lines.append(f"- {DISPLAY[n]}: {p.get('touched')}" + (f" ({extra})" if extra else ""))
     write_text(out / "results.md", "\n".join(lines) + "\n")
     try:
-        from weightlab.know.plots import plot_trajectory_pca
+        from weightlab.bench.know_plots import plot_trajectory_pca
 
         plot_trajectory_pca(out / "trajectory", out / "predictions", out / "trajectory_pca.png")
     except WeightlabError:

@@ -1,19 +1,23 @@
-"""``weightlab know forget | predict | transfer | bench``."""
+"""``weightlab know forget | predict | transfer | bench | meta``."""
 
 from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import replace
 from pathlib import Path
 
+from weightlab.cli.common import add_common as common
+from weightlab.cli.common import command_line, progress
 from weightlab.errors import WeightlabError
 
+_PREDICT_FLAGS: dict = {}  # the predictor-option flags of 'know predict', made from the options dataclasses
 
-def add_parsers(sub, common) -> None:
-    from weightlab.know.bench import SUITES
+
+def add_parsers(sub) -> None:
+    from weightlab.bench.suites import KNOW_SUITES as SUITES
     from weightlab.know.kinds import DEFAULT_KINDS, PREDICTABLE
     from weightlab.know.predictors import PREDICTORS
+    from weightlab.registry import add_option_flags
 
     kn = sub.add_parser("know", help="KNOW: progressive forgetting, weight prediction (KNOWN and baselines), "
                                      "transfer").add_subparsers(dest="know_command", required=True)
@@ -43,20 +47,14 @@ def add_parsers(sub, common) -> None:
 
     p = kn.add_parser("predict", help="predict knowledge-overflowed weights from a trajectory",
                       description="Read a trajectory folder and write Θ̂^{-1..-steps} (x2, x4, x8 for r=0.5) as "
-                                  "<method>_x<n>.safetensors, with predictions.json (what was touched, timings).")
+                                  "<method>_x<n>.safetensors, with <method>.json (what was touched, timings). "
+                                  "Each predictor option has its flag (built from the predictors' options).")
     p.add_argument("--trajectory", type=Path, required=True, help="folder written by 'weightlab know forget'")
     p.add_argument("--method", default="known", help=f"one of {', '.join(PREDICTORS)} (default known)")
     p.add_argument("--steps", type=int, default=1, help="predict steps 1..N (default 1; 3 gives x2, x4, x8)")
     p.add_argument("--kinds", default=",".join(DEFAULT_KINDS),
                    help=f"parameter kinds to predict, from {', '.join(PREDICTABLE)} (default {','.join(DEFAULT_KINDS)})")
-    p.add_argument("--lam", type=float, default=None, help="λ of TaskVector / MagMax / ConsensusTA / TSV (0.2)")
-    p.add_argument("--keep", type=float, default=None, help="TSV: fraction of singular components kept (0.1)")
-    p.add_argument("--known-weights", default=None,
-                   help="KNOWN hypermodels: 'weightlab' (the shipped ones, default), 'authors' (the published .h5 "
-                        "in <shared>/reference/known_official) or a folder of KNOWN_{Conv,FC,Bias}.h5/.safetensors")
-    p.add_argument("--input-convention", choices=("raw", "normalized"), default=None,
-                   help="KNOWN input convention for the authors' .h5 (raw by default, as in their current code); "
-                        "weightlab's safetensors sets record the one they were trained with")
+    _PREDICT_FLAGS.update(add_option_flags(p, PREDICTORS.entries()))
     common(p)
 
     t = kn.add_parser("transfer", help="fine-tune Θ⁰ and predicted weights on a downstream task (two phases)",
@@ -120,12 +118,8 @@ def add_parsers(sub, common) -> None:
     common(b)
 
 
-def _progress(args) -> bool:
-    return not args.no_progress
-
-
 def cmd_forget(args: argparse.Namespace) -> int:
-    from weightlab.incremental.sequences import SplitSizes, build_task
+    from weightlab.data.tasks import SplitSizes, build_task
     from weightlab.know.forgetting import ForgetConfig, run_forgetting
     from weightlab.models import create_model
 
@@ -136,14 +130,14 @@ def cmd_forget(args: argparse.Namespace) -> int:
     model = create_model(args.model, pretrained=not args.no_pretrained and args.weights is None,
                          weights=args.weights, num_classes=None if args.weights or not args.no_pretrained
                          else task.num_classes)
-    if model.weightlab_cfg["num_classes"] != task.num_classes:
-        raise WeightlabError(f"the model has {model.weightlab_cfg['num_classes']} classes but {args.data} has "
+    if model.weightlab_cfg.num_classes != task.num_classes:
+        raise WeightlabError(f"the model has {model.weightlab_cfg.num_classes} classes but {args.data} has "
                              f"{task.num_classes}: Θ⁰ must be a model trained on D⁰")
     cfg = ForgetConfig(ratio=args.ratio, stages=args.stages, epochs=args.epochs, optimizer=args.optimizer,
                        lr=args.lr, weight_decay=args.weight_decay, batch_size=args.batch_size, seed=args.seed,
                        class_balanced=args.class_balanced, full_data_pass=args.full_data_pass)
     traj = run_forgetting(model, task.train, args.out, cfg, eval_data=task.test, data_info=task.summary(),
-                          progress=_progress(args))
+                          progress=progress(args))
     print("| stage | samples | test accuracy |\n|---|---|---|")
     for s in traj.meta["stages"]:
         print(f"| {s['stage']} | {s['subset_size']} | {s.get('eval_accuracy', float('nan')):.2f} |")
@@ -153,27 +147,17 @@ def cmd_forget(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from weightlab.io import save_tensors, write_json
-    from weightlab.know.predictors import get_predictor
+    from weightlab.know.predictors import get_predictor, resolve_predictor
     from weightlab.know.trajectory import Trajectory, scale_label
+    from weightlab.registry import options_from_flags
 
     if args.out is None:
         raise WeightlabError("know predict needs --out FOLDER for the predicted weights")
     if args.steps < 1:
         raise WeightlabError(f"--steps must be at least 1, got {args.steps}")
     traj = Trajectory.load(args.trajectory)
-    kwargs: dict = {"kinds": args.kinds}
-    if args.lam is not None:
-        kwargs["lam"] = args.lam
-    if args.keep is not None:
-        kwargs["keep"] = args.keep
-    if args.method.lower().replace("-", "_") in ("known", "known_authors"):
-        kwargs.update(input_convention=args.input_convention)
-        if args.known_weights is not None:
-            kwargs.update(weights=args.known_weights)
-    try:
-        predictor = get_predictor(args.method, **kwargs)
-    except TypeError as e:
-        raise WeightlabError(f"option not accepted by {args.method}: {e}") from None
+    name = resolve_predictor(args.method)
+    predictor = get_predictor(name, kinds=args.kinds, **options_from_flags(args, _PREDICT_FLAGS, name))
     steps = [k for k in range(1, args.steps + 1) if predictor.unsupported(k) is None]
     skipped = {k: predictor.unsupported(k) for k in range(1, args.steps + 1) if predictor.unsupported(k)}
     for k, why in skipped.items():
@@ -212,11 +196,11 @@ def _weight_files(items: list[Path]) -> list[Path]:
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
-    from weightlab.incremental.sequences import SplitSizes, build_task
-    from weightlab.io import load_weights, write_json, write_text
-    from weightlab.know.bench import summarize
+    from weightlab.bench.know import summarize
+    from weightlab.data.tasks import SplitSizes, build_task
+    from weightlab.io import write_json, write_text
     from weightlab.know.trajectory import Trajectory, stage_file
-    from weightlab.know.transfer import TransferConfig, transfer
+    from weightlab.know.transfer import TransferConfig, run_transfers
     from weightlab.machine import machine
 
     if args.out is None:
@@ -229,18 +213,14 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     task = build_task(args.task, args.data_root, SplitSizes(train=args.train_limit, val=0, test=args.test_limit))
     cfg = TransferConfig(warmup_epochs=args.warmup_epochs, epochs=args.epochs, warmup_lr=args.warmup_lr, lr=args.lr,
                          batch_size=args.batch_size)
-    rows = [("naive", "Naive transfer", args.trajectory / stage_file(0))]
-    rows += [(f.stem, f.stem, f) for f in _weight_files(args.predictions)]
+    rows = [("naive", "Naive transfer", 0, args.trajectory / stage_file(0))]
+    rows += [(f.stem, f.stem, 1, f) for f in _weight_files(args.predictions)]
     results = {"machine": machine(), "trajectory": str(args.trajectory), "task": task.summary(),
                "config": vars(cfg), "runs": []}
-    for row, label, path in rows:
-        for seed in seeds:
-            res = transfer(load_weights(path), traj.meta["model"], task.train, task.test, replace(cfg, seed=seed),
-                           progress=_progress(args), desc=f"{row} seed {seed}")
-            step = 0 if row == "naive" else 1
-            results["runs"].append({"row": row, "label": label, "step": step, "seed": seed,
-                                    "accuracy": res["accuracy"], "seconds": round(res["seconds"], 2)})
-            write_json(args.out / "transfer.json", results)
+    for record in run_transfers(rows, traj.meta["model"], task.train, task.test, cfg, seeds, progress=False,
+                                per_run_progress=progress(args)):
+        results["runs"].append(record)
+        write_json(args.out / "transfer.json", results)
     lines = ["| weights | seeds | accuracy | gain vs naive |", "|---|---|---|---|"]
     for r in summarize(results):
         gain = "" if r["row"] == "naive" else f"{r['gain']:+.2f}"
@@ -252,7 +232,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from weightlab import paths
-    from weightlab.know.bench import get_suite, run_suite
+    from weightlab.bench.know import get_suite, run_suite
 
     suite = get_suite(args.suite)
     if suite.needs_shared and paths.data_root() is None:
@@ -262,16 +242,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
     except ValueError:
         raise WeightlabError(f"--seeds must be comma-separated integers, got '{args.seeds}'") from None
-    run_suite(args.suite, out, progress=_progress(args), seeds=seeds)
+    run_suite(args.suite, out, progress=progress(args), seeds=seeds)
     print((out / "results.md").read_text())
     return 0
-
-
-def _command(args: argparse.Namespace) -> str:
-    """The command line as typed (for the records that say how a result was made)."""
-    import shlex
-
-    return "weightlab " + " ".join(shlex.quote(a) for a in args.argv)
 
 
 def cmd_meta(args: argparse.Namespace) -> int:
@@ -284,8 +257,8 @@ def cmd_meta(args: argparse.Namespace) -> int:
                              archs=args.archs.split(",") if args.archs else None,
                              datasets=args.datasets.split(","), ranges=Ranges(train_size=args.train_size))
         m = collect(args.out, specs, backend=args.backend, workers=args.workers, address=args.address,
-                    data_root=str(args.data_root) if args.data_root else None, command=_command(args),
-                    progress=_progress(args))
+                    data_root=str(args.data_root) if args.data_root else None, command=command_line(args),
+                    progress=progress(args))
         rows = sum(sum(r["rows"].values()) for r in m["runs"])
         size = sum(r["bytes"] for r in m["runs"])
         last = m["last_collection"]
@@ -301,7 +274,7 @@ def cmd_meta(args: argparse.Namespace) -> int:
     report = meta_train(args.data, args.out, cfg, val_fraction=args.val_fraction,
                         test_archs=[a for a in args.test_archs.split(",") if a],
                         test_datasets=[d for d in args.test_datasets.split(",") if d], max_rows=args.max_rows,
-                        max_rows_per_run=args.max_rows_per_run, command=_command(args), progress=_progress(args))
+                        max_rows_per_run=args.max_rows_per_run, command=command_line(args), progress=progress(args))
     for key, title in (("val_l1", "held-out runs of the training distribution"),
                        ("test_l1", "held-out architectures and data sets")):
         if any(key in row for row in report["models"].values()):

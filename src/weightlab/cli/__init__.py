@@ -1,26 +1,19 @@
-"""The ``weightlab`` command line: ``weightlab recast mimic|adapt|evaluate|bench``, ``weightlab quickstart``.
+"""The ``weightlab`` command line: ``weightlab quickstart``, ``weightlab recast mimic|adapt|evaluate|bench``,
+``weightlab know forget|predict|transfer|bench|meta``.
 
-Every subcommand takes ``--seed`` and ``--out DIR`` and writes JSON next to a Markdown table.
-Bad input ends with one line on stderr and exit status 2.
+Thin commands over library calls: this package parses options, calls the library and prints; nothing
+outside it imports it. Every subcommand takes ``--seed`` and ``--out DIR`` and writes JSON next to a
+Markdown table. Bad input ends with one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 from pathlib import Path
 
+from weightlab.cli.common import add_common, seed_everything
 from weightlab.errors import WeightlabError
-
-
-def _seed_everything(seed: int) -> None:
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def _templates_arg(v: str):
@@ -33,12 +26,6 @@ def _templates_arg(v: str):
     if n < 1:
         raise argparse.ArgumentTypeError(f"--templates must be >= 1, got {n}")
     return n
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--out", type=Path, default=None, help="output folder for JSON, Markdown, plots and the model")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "reconstruct it by closed form and by the authors' Neural Mimicry recipe, "
                                    "and report weight/feature similarity and top-1.")
     q.add_argument("--data-root", type=Path, default=None, help="shared data folder (MNIST, CIFAR-10 JPEG ...)")
-    _common(q)
+    add_common(q)
 
     rc = sub.add_parser("recast", help="RECAST: template banks, Neural Mimicry").add_subparsers(dest="recast_command",
                                                                                                  required=True)
@@ -85,26 +72,25 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "models when the data is there; 'none' to skip)")
     m.add_argument("--data-root", type=Path, default=None, help="data folder (default $WEIGHTLAB_DATA or ../shared/data)")
     m.add_argument("--eval-limit", type=int, default=None, help="evaluate on a seeded random subset of this size")
-    _common(m)
-    from weightlab.incremental.cli import add_parsers
+    add_common(m)
+    from weightlab.cli.incremental import add_parsers
+    from weightlab.cli.know import add_parsers as add_know_parsers
 
     add_parsers(rc)
-    from weightlab.know.cli import add_parsers as add_know_parsers
-
-    add_know_parsers(sub, _common)
+    add_know_parsers(sub)
     return parser
 
 
 def cmd_recast_mimic(args: argparse.Namespace) -> int:
     from weightlab.data import load_dataset
-    from weightlab.models import create_model
+    from weightlab.models import create_model, get_family
     from weightlab.recast.config import preset, preset_for_family
     from weightlab.recast.mimicry import MimicryConfig
     from weightlab.recast.pipeline import run_mimicry
     from weightlab.recast.report import format_table, summary_rows
 
     model = create_model(args.model, pretrained=not args.no_pretrained and args.weights is None, weights=args.weights)
-    family = model.weightlab_cfg["family"]
+    family = get_family(model.weightlab_cfg)
     name = args.preset or preset_for_family(family)
     overrides = dict(templates=args.templates, coef_sets=args.coef_sets, num_groups=args.groups,
                      layers_per_group=args.layers_per_group, sharing=args.sharing)
@@ -115,9 +101,9 @@ def cmd_recast_mimic(args: argparse.Namespace) -> int:
                                     loss=args.loss, noise_std=args.noise, clip_norm=args.clip, engine=args.engine)
     test = None
     dataset = args.dataset
-    if dataset is None and family in ("cifar_resnet", "convmixer"):
+    if dataset is None and family.eval_dataset is not None:
         try:
-            test = load_dataset("cifar10", "test", args.data_root, limit=args.eval_limit, seed=args.seed)
+            test = load_dataset(family.eval_dataset, "test", args.data_root, limit=args.eval_limit, seed=args.seed)
         except WeightlabError as e:
             print(f"weightlab: note: no test set ({e}); reporting weights only", file=sys.stderr)
     elif dataset not in (None, "none"):
@@ -135,20 +121,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded by commands that write how a result was made
     try:
-        _seed_everything(args.seed)
+        seed_everything(args.seed)
         if args.command == "quickstart":
-            from weightlab.quickstart import run_quickstart
+            from weightlab.bench.quickstart import run_quickstart
 
             return run_quickstart(data_root=args.data_root, out=args.out, seed=args.seed, progress=not args.no_progress)
         if args.command == "recast" and args.recast_command == "mimic":
             return cmd_recast_mimic(args)
         if args.command == "recast":
-            from weightlab.incremental import cli as icli
+            from weightlab.cli import incremental as icli
 
             return {"adapt": icli.cmd_adapt, "evaluate": icli.cmd_evaluate, "bench": icli.cmd_bench}[
                 args.recast_command](args)
         if args.command == "know":
-            from weightlab.know.cli import COMMANDS
+            from weightlab.cli.know import COMMANDS
 
             return COMMANDS[args.know_command](args)
     except WeightlabError as e:

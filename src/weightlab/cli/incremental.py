@@ -7,13 +7,14 @@ import argparse
 from dataclasses import asdict
 from pathlib import Path
 
+from weightlab.cli.common import add_common, command_line, progress
 from weightlab.errors import WeightlabError
 
 
 def add_parsers(rc) -> None:
-    from weightlab.incremental.bench import SUITES
+    from weightlab.bench.suites import SUITES
+    from weightlab.data.tasks import SEQUENCES
     from weightlab.incremental.methods import method_names
-    from weightlab.incremental.sequences import SEQUENCES
 
     a = rc.add_parser("adapt", help="learn one task or a sequence: per-task coefficients/adapters + heads",
                       description="Build (or load with --base) the shared base, then learn each task in order, "
@@ -43,7 +44,7 @@ def add_parsers(rc) -> None:
                    help="BatchNorm statistics: updated and stored per task (default) or frozen")
     _sizes(a)
     a.add_argument("--data-root", type=Path, default=None)
-    _common(a)
+    add_common(a)
 
     e = rc.add_parser("evaluate", help="test saved task artifacts on their test splits",
                       description="Load a base and task artifacts, re-test every task on its test split, and "
@@ -52,7 +53,7 @@ def add_parsers(rc) -> None:
     e.add_argument("--task", type=Path, action="append", default=None,
                    help="a task folder (repeatable; default: every task beside the base)")
     e.add_argument("--data-root", type=Path, default=None)
-    _common(e)
+    add_common(e)
 
     b = rc.add_parser("bench", help="run a benchmark suite (JSON, Markdown table, PNG plots; resumable)")
     b.add_argument("--suite", required=True, choices=sorted(SUITES))
@@ -64,13 +65,7 @@ def add_parsers(rc) -> None:
     b.add_argument("--merge", type=Path, default=None, metavar="DIR",
                    help="add the runs of DIR/results.json (the same suite run by another worker) to OUT, then report")
     b.add_argument("--data-root", type=Path, default=None)
-    _common(b)
-
-
-def _common(p) -> None:
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--out", type=Path, default=None, help="output folder")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_common(b)
 
 
 def _sizes(p) -> None:
@@ -81,19 +76,11 @@ def _sizes(p) -> None:
 
 
 def cmd_adapt(args: argparse.Namespace) -> int:
-    from weightlab.incremental import (
-        AdaptConfig,
-        SplitSizes,
-        TaskModel,
-        build_sequence,
-        learn_task,
-        parse_method,
-        save_base,
-        save_task,
-    )
-    from weightlab.incremental.artifact import load_base, load_task, read_task_meta
-    from weightlab.incremental.bench import build_bases
-    from weightlab.incremental.learner import accuracy
+    from weightlab.bench.incremental import build_bases
+    from weightlab.data.tasks import SplitSizes, build_sequence
+    from weightlab.incremental import AdaptConfig, TaskModel, parse_method, save_base
+    from weightlab.incremental.artifact import load_base
+    from weightlab.incremental.sequence import learn_sequence
     from weightlab.io import write_json
 
     if args.out is None:
@@ -119,28 +106,15 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         base = rbase if spec.recast else plain
         save_base(base, base_dir)
     tm = TaskModel.from_base(base, spec, bn=args.bn, seed=args.seed)
-    records = []
-    for i, task in enumerate(tasks):
-        tdir = args.out / "tasks" / task.name
-        if (tdir / "task.json").is_file() and read_task_meta(tdir)["base_hash"] == tm.base_hash:
-            load_task(tm, tdir)
-            print(f"{task.name}: already learnt, loaded from {tdir}")
-        else:
-            res = learn_task(tm, task, cfg, seed=args.seed + i, progress=not args.no_progress)
-            test = accuracy(tm, task.name, task.test)
-            save_task(tm, task.name, tdir, metrics=dict(
-                test_accuracy=test, val_accuracy=res.val_accuracy, best_epoch=res.best_epoch, wall_s=res.wall_s,
-                data=dict(spec=task.spec, sizes=asdict(sizes), data_seed=0), adapt=cfg.to_dict()))
-            print(f"{task.name}: test {test:.2f}% (val {res.val_accuracy:.2f}%, epoch {res.best_epoch}, "
-                  f"{res.wall_s:.0f} s)")
-        records.append(read_task_meta(tdir))
+    result = learn_sequence(tm, tasks, cfg, seed=args.seed, out=args.out, sizes=sizes, progress=progress(args),
+                            log=print)
     # zero forgetting: every task re-tested after the whole sequence equals its accuracy when learnt
-    when_learnt = [r["metrics"]["test_accuracy"] for r in records]
-    final = [accuracy(tm, t.name, t.test) for t in tasks]
-    ok = all(a == b for a, b in zip(when_learnt, final))
-    counts = tm.counts(tasks[0].name)
-    summary = dict(method=spec.name, base=str(base_dir), base_hash=tm.base_hash, tasks=[t.name for t in tasks],
-                   accuracy_when_learnt=when_learnt, accuracy_after_all=final, zero_forgetting=ok, counts=counts)
+    ok = result.zero_forgetting
+    final = result.final_accuracy
+    counts = result.counts[0]
+    summary = dict(method=spec.name, base=str(base_dir), base_hash=tm.base_hash, tasks=result.tasks,
+                   accuracy_when_learnt=result.accuracy_when_learnt, accuracy_after_all=final, zero_forgetting=ok,
+                   counts=counts)
     write_json(args.out / "summary.json", summary)
     print(f"\n{spec.name}: {counts['trainable_per_task']:,} trainable numbers per task + head; "
           f"{counts['bytes_per_task'] / 1024:.1f} KiB per task next to a {counts['backbone_bytes'] / 1024:.0f} KiB "
@@ -150,7 +124,8 @@ def cmd_adapt(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from weightlab.incremental import SplitSizes, build_task, load_task_model
+    from weightlab.data.tasks import SplitSizes, build_task
+    from weightlab.incremental import load_task_model
     from weightlab.incremental.artifact import read_task_meta
     from weightlab.incremental.learner import accuracy
 
@@ -175,8 +150,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from weightlab.bench.incremental import get_suite, merge_results, report_only, run_suite
     from weightlab.incremental.baselines import is_baseline
-    from weightlab.incremental.bench import get_suite, merge_results, report_only, run_suite
 
     suite = get_suite(args.suite)
     if args.weights:
@@ -189,10 +164,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.merge or args.report_only:
         print((Path(out) / "results.md").read_text())
         return 0
-    payload = run_suite(suite, out, data_root=args.data_root, progress=not args.no_progress,
+    payload = run_suite(suite, out, data_root=args.data_root, progress=progress(args),
                         methods=args.methods.split(",") if args.methods else None,
                         seeds=tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None,
-                        command=" ".join(["weightlab", *getattr(args, "argv", ["recast", "bench", "--suite", suite.name])]))
+                        command=command_line(args))
     print((Path(out) / "results.md").read_text())
     # per-task methods must not forget; continual-learning baselines share a model and may
     bad = [r["name"] for r in payload["summary"] if not r["zero_forgetting"] and not is_baseline(r["method"])]

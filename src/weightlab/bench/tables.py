@@ -31,20 +31,20 @@ TABLE2 = [
 ]
 
 
-def paper_rows(family: str) -> list[tuple[str, str, str]]:
-    return TABLE2 if family == "vit" else TABLE1
+def paper_rows(table: int) -> list[tuple[str, str, str]]:
+    """The rows of the paper's Table ``table`` (1: CNNs, 2: ViTs; a family's ``paper_table``)."""
+    return TABLE2 if table == 2 else TABLE1
 
 
 def _kib(n: float) -> str:
     return f"{n / 1024:,.0f}" if n >= 10 * 1024 else f"{n / 1024:,.1f}"
 
 
-def paper_table(payload: dict, family: str) -> str:
-    """Markdown: the suite's summary rows in the order and grouping of the paper's table for ``family``."""
+def paper_table(payload: dict, number: int) -> str:
+    """Markdown: the suite's summary rows in the order and grouping of the paper's Table ``number``."""
     rows = {r["name"]: r for r in payload.get("summary", [])}
-    spec = paper_rows(family)
+    spec = paper_rows(number)
     listed = {name for name, _, _ in spec}
-    number = 2 if family == "vit" else 1
     suite = payload["suite"]
     lines = [f"# {suite['name']} in the layout of the RECAST paper's Table {number}", "",
              f"`{suite['model']}` on the `{suite['sequence']}` sequence ({len(payload.get('tasks', []))} tasks, "

@@ -15,16 +15,16 @@ import time
 from pathlib import Path
 
 from weightlab import paths
-from weightlab.data import load_dataset
+from weightlab.data import SplitSizes, build_sequence, load_dataset
+from weightlab.engine import fit_classifier
 from weightlab.errors import WeightlabError
-from weightlab.incremental import AdaptConfig, SplitSizes, build_sequence
+from weightlab.incremental import AdaptConfig
 from weightlab.io import write_json, write_text
-from weightlab.models import create_model
+from weightlab.models import create_model, get_family
 from weightlab.recast.config import preset
 from weightlab.recast.mimicry import MimicryConfig
-from weightlab.recast.pipeline import run_mimicry
+from weightlab.recast.pipeline import recast_base, run_mimicry
 from weightlab.recast.report import format_table, summary_rows
-from weightlab.train import fit_classifier
 
 
 def run_quickstart(data_root: Path | None = None, out: Path | None = None, seed: int = 0, progress: bool = True) -> int:
@@ -50,8 +50,8 @@ def run_quickstart(data_root: Path | None = None, out: Path | None = None, seed:
     adapt = AdaptConfig(epochs=8)
     runs = {}
     for step, (method, mcfg) in enumerate((
-            ("closed_form", MimicryConfig.for_family("cifar_resnet")),
-            ("recipe", MimicryConfig.for_family("cifar_resnet", iterations=1000, lr_step=200))), start=2):
+            ("closed_form", MimicryConfig.for_family(get_family(model))),
+            ("recipe", MimicryConfig.for_family(get_family(model), iterations=1000, lr_step=200))), start=2):
         print(f"[{step}/5] RECAST ({config.templates} templates, K={config.coef_sets}, groups of "
               f"{config.layers_per_group}) + Neural Mimicry: {method}")
         _, report = run_mimicry(model, config, mcfg, method=method, model_name="resnet20", out_dir=out,
@@ -95,7 +95,7 @@ def _know(out: Path, data_root: Path | None, seed: int, progress: bool) -> dict:
     """KNOW end to end on a small CNN: pretrain, forget (r=0.5, S=5), predict x2 and x8, transfer."""
     from dataclasses import replace
 
-    from weightlab.know.bench import SUITES, run_suite, summarize
+    from weightlab.bench.know import SUITES, run_suite, summarize
     from weightlab.know.predictors import official_known_dir
     from weightlab.know.transfer import TransferConfig
 
@@ -121,7 +121,7 @@ def _know(out: Path, data_root: Path | None, seed: int, progress: bool) -> dict:
 
 
 def _incremental(model, tasks, adapt: AdaptConfig, seed: int, progress: bool) -> dict:
-    from weightlab.incremental.bench import recast_base, run_sequence
+    from weightlab.bench.incremental import run_sequence
 
     bases = {"head": model, "recast": recast_base(model, dict(templates="auto", layers_per_group=2), seed=seed)}
     out = {}
