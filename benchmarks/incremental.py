@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 from _common import RESULTS, command
-
 from weightlab import paths
 from weightlab.bench.incremental import get_suite, run_suite
 
@@ -35,8 +34,13 @@ def main() -> int:
 
         suite = replace(suite, weights=args.weights)
     out = RESULTS / "incremental" / suite.name
-    run_suite(suite, out, methods=args.methods.split(",") if args.methods else None,
-              seeds=tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None, command=command())
+    run_suite(
+        suite,
+        out,
+        methods=args.methods.split(",") if args.methods else None,
+        seeds=tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None,
+        command=command(),
+    )
     print((out / "results.md").read_text())
     return 0
 

@@ -19,8 +19,8 @@ import json
 import sys
 
 import torch
-from _common import command, machine, write
 
+from _common import command, machine, write
 from weightlab.know import Trajectory
 from weightlab.know.predictors import load_known_set
 from weightlab.know.predictors.base import flat_sequences
@@ -31,13 +31,21 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trajectory", required=True)
     ap.add_argument("--name", default="know_analysis", help="output name under benchmarks/results/")
-    ap.add_argument("--write-shrink", default=None,
-                    help="also write shrink_x2/x4/x8.safetensors here: Θ⁰ with every predicted kind scaled by "
-                         "(1 + KNOWN's raw shrink slope)^k, a control that does only what KNOWN does on average")
+    ap.add_argument(
+        "--write-shrink",
+        default=None,
+        help="also write shrink_x2/x4/x8.safetensors here: Θ⁰ with every predicted kind scaled by "
+        "(1 + KNOWN's raw shrink slope)^k, a control that does only what KNOWN does on average",
+    )
     args = ap.parse_args()
     traj = Trajectory.load(args.trajectory)
-    out = {"command": command(), "machine": machine(), "trajectory": args.trajectory,
-           "stages": traj.meta.get("stages"), "kinds": {}}
+    out = {
+        "command": command(),
+        "machine": machine(),
+        "trajectory": args.trajectory,
+        "stages": traj.meta.get("stages"),
+        "kinds": {},
+    }
     nets = {c: load_known_set("authors", c) for c in ("raw", "normalized")} | {"weightlab": load_known_set()}
     for kind in ("conv", "fc", "bias", "head"):
         keys = traj.keys_of((kind,))
@@ -45,9 +53,12 @@ def main() -> int:
             continue
         seq = flat_sequences(traj, keys, list(range(4, -1, -1)), torch.float32, dim=1)
         step = seq[:, -1] - seq[:, -2]  # Θ⁰ − Θ¹: the direction Task Vector extrapolates
-        row = {"count": seq.shape[0], "mean_abs_weight": float(seq[:, -1].abs().mean()),
-               "mean_abs_step": float(step.abs().mean()),
-               "mean_abs_total_drift": float((seq[:, -1] - seq[:, 0]).abs().mean())}
+        row = {
+            "count": seq.shape[0],
+            "mean_abs_weight": float(seq[:, -1].abs().mean()),
+            "mean_abs_step": float(step.abs().mean()),
+            "mean_abs_total_drift": float((seq[:, -1] - seq[:, 0]).abs().mean()),
+        }
         for conv, set_ in nets.items():
             net = set_[hypermodel_for(kind, max(traj.stages[0][k].ndim for k in keys))]  # the head: its weight
             for order, s in (("oldest_first", seq), ("newest_first", seq.flip(1))):
@@ -55,12 +66,14 @@ def main() -> int:
                 agree = ((r.sign() == step.sign()) & (step != 0)).float().sum() / (step != 0).float().sum()
                 w = s[:, -1]
                 corr = torch.corrcoef(torch.stack([r, w, step]))
-                row[f"{conv}_{order}"] = {"mean_abs_residual": float(r.abs().mean()),
-                                         "corr_with_weight": float(corr[0, 1]),
-                                         "corr_with_last_step": float(corr[0, 2]),
-                                         "shrink_slope": float((r * w).sum() / (w * w).sum()),
-                                         "residual_over_step": float(r.abs().mean() / max(row["mean_abs_step"], 1e-30)),
-                                         "sign_agreement_with_task_vector": float(agree)}
+                row[f"{conv}_{order}"] = {
+                    "mean_abs_residual": float(r.abs().mean()),
+                    "corr_with_weight": float(corr[0, 1]),
+                    "corr_with_last_step": float(corr[0, 2]),
+                    "shrink_slope": float((r * w).sum() / (w * w).sum()),
+                    "residual_over_step": float(r.abs().mean() / max(row["mean_abs_step"], 1e-30)),
+                    "sign_agreement_with_task_vector": float(agree),
+                }
         out["kinds"][kind] = row
     if args.write_shrink:
         from pathlib import Path
@@ -73,7 +86,7 @@ def main() -> int:
                 factor = (1.0 + row["raw_oldest_first"]["shrink_slope"]) ** k
                 for key in traj.keys_of((kind,)):
                     state[key] = state[key] * factor
-            save_tensors(Path(args.write_shrink) / f"shrink_x{2 ** k}.safetensors", state)
+            save_tensors(Path(args.write_shrink) / f"shrink_x{2**k}.safetensors", state)
         out["shrink_controls"] = args.write_shrink
     path = write(f"{args.name}.json", out)
     print(json.dumps(out["kinds"], indent=1))

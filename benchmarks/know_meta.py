@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 
 from _common import RESULTS, command, machine, write
-
 from weightlab.io import read_json
 from weightlab.know.meta.collect import MANIFEST
 from weightlab.know.meta.pipeline import check_mini
@@ -37,21 +36,38 @@ def main() -> int:
     report = read_json(args.trained / "training.json")
     runs = manifest["runs"]
     size = sum(r["bytes"] for r in runs)
-    calls = [{**c, "rows_per_s": round(c["rows"] / c["seconds"], 1), "runs_per_min": round(60 * c["runs"] / c["seconds"], 2)}
-             for c in manifest.get("collections", []) if c.get("runs")]
+    calls = [
+        {**c, "rows_per_s": round(c["rows"] / c["seconds"], 1), "runs_per_min": round(60 * c["runs"] / c["seconds"], 2)}
+        for c in manifest.get("collections", [])
+        if c.get("runs")
+    ]
     summary = {
-        "machine": machine(), "command": command(), "meta_dataset": str(args.data),
-        "collection": {"runs": len(runs), "rows": sum(sum(r["rows"].values()) for r in runs), "bytes": size,
-                       "gb_per_1000_runs": round(size / len(runs) * 1000 / 1e9, 3),
-                       "run_seconds_single_core": {"mean": round(sum(r["seconds"] for r in runs) / len(runs), 2),
-                                                   "max": max(r["seconds"] for r in runs)},
-                       "calls": calls},
-        "training": {k: {key: row.get(key) for key in ("train_rows", "val_rows", "test_rows", "val_l1", "test_l1",
-                                                        "test_l1_by_arch", "mini_l1")}
-                     | {"epochs": len(row["history"]["train_l1"]), "seconds": row["history"].get("seconds")}
-                     for k, row in report["models"].items()},
-        "split": {k: len(v) for k, v in report["split"].items()}, "test_archs": report["test_archs"],
-        "test_datasets": report["test_datasets"], "train_command": report.get("command"),
+        "machine": machine(),
+        "command": command(),
+        "meta_dataset": str(args.data),
+        "collection": {
+            "runs": len(runs),
+            "rows": sum(sum(r["rows"].values()) for r in runs),
+            "bytes": size,
+            "gb_per_1000_runs": round(size / len(runs) * 1000 / 1e9, 3),
+            "run_seconds_single_core": {
+                "mean": round(sum(r["seconds"] for r in runs) / len(runs), 2),
+                "max": max(r["seconds"] for r in runs),
+            },
+            "calls": calls,
+        },
+        "training": {
+            k: {
+                key: row.get(key)
+                for key in ("train_rows", "val_rows", "test_rows", "val_l1", "test_l1", "test_l1_by_arch", "mini_l1")
+            }
+            | {"epochs": len(row["history"]["train_l1"]), "seconds": row["history"].get("seconds")}
+            for k, row in report["models"].items()
+        },
+        "split": {k: len(v) for k, v in report["split"].items()},
+        "test_archs": report["test_archs"],
+        "test_datasets": report["test_datasets"],
+        "train_command": report.get("command"),
     }
     out = RESULTS / "know_meta"
     path = write("know_meta/summary.json", summary)
@@ -65,8 +81,13 @@ def main() -> int:
             if abs(now - recorded) > 1e-6 * abs(recorded):
                 raise SystemExit(f"{kind}: mini-set L1 {now} does not reproduce the recorded {recorded}")
         SHIPPED_DIR.mkdir(parents=True, exist_ok=True)
-        for name in ("KNOWN_Conv.safetensors", "KNOWN_FC.safetensors", "KNOWN_Bias.safetensors", "training.json",
-                     "MODEL_CARD.md"):
+        for name in (
+            "KNOWN_Conv.safetensors",
+            "KNOWN_FC.safetensors",
+            "KNOWN_Bias.safetensors",
+            "training.json",
+            "MODEL_CARD.md",
+        ):
             shutil.copyfile(args.trained / name, SHIPPED_DIR / name)
         TESTS_DATA.mkdir(exist_ok=True)
         shutil.copyfile(args.trained / "mini_test.safetensors", TESTS_DATA / "known_mini.safetensors")

@@ -15,10 +15,9 @@ import shutil
 import sys
 
 from _common import RESULTS, command
-
 from weightlab import paths
-from weightlab.io import read_json, write_json
 from weightlab.bench.know import get_suite, run_suite
+from weightlab.io import read_json, write_json
 
 
 def main() -> int:

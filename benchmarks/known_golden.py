@@ -13,8 +13,8 @@ import sys
 
 import numpy as np
 import torch
-from _common import command, machine, write
 
+from _common import command, machine, write
 from weightlab.know import load_official_known
 from weightlab.know.predictors import official_known_dir
 
@@ -34,7 +34,8 @@ def main() -> int:
                 fused = net.fused()(seq).double()
                 f64 = net.double()(seq.double())
             out["models"][kind] = {
-                "sequences": int(seq.shape[0]), "max_abs_residual": float(want.abs().max()),
+                "sequences": int(seq.shape[0]),
+                "max_abs_residual": float(want.abs().max()),
                 "max_abs_error_float32": float((f32 - want).abs().max()),
                 "max_abs_error_float64": float((f64 - want).abs().max()),
                 "max_abs_error_fused_kernel": float((fused - want).abs().max()),

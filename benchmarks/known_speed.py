@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import command, machine, write
 
+from _common import command, machine, write
 from weightlab.know import KNOWNNet, Trajectory
 from weightlab.know.kinds import param_kinds
 from weightlab.know.predictors import KNOWN, load_known_set, official_known_dir
@@ -39,8 +39,10 @@ def _trajectory(seed: int = 0) -> tuple[Trajectory, int]:
     model = torchvision.models.resnet18()
     kinds = param_kinds(model)
     theta0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    stages = [theta0] + [{k: (v + 1e-3 * s * torch.randn_like(v)) if v.is_floating_point() else v
-                          for k, v in theta0.items()} for s in range(1, 5)]
+    stages = [theta0] + [
+        {k: (v + 1e-3 * s * torch.randn_like(v)) if v.is_floating_point() else v for k, v in theta0.items()}
+        for s in range(1, 5)
+    ]
     n_params = sum(p.numel() for p in model.parameters())
     return Trajectory(stages, kinds), n_params
 
@@ -73,11 +75,15 @@ def main() -> int:
     t = time.perf_counter()
     with torch.inference_mode():
         for i in range(0, seq.shape[0], 65536):
-            nets["Conv"](seq[i:i + 65536])
+            nets["Conv"](seq[i : i + 65536])
     plain = time.perf_counter() - t
     result = {
-        "command": command(), "machine": machine(), "state_dict": "torchvision resnet18",
-        "parameters": n_params, "predicted_parameters": touched, "kinds": list(predictor.kinds),
+        "command": command(),
+        "machine": machine(),
+        "state_dict": "torchvision resnet18",
+        "parameters": n_params,
+        "predicted_parameters": touched,
+        "kinds": list(predictor.kinds),
         "weights": "official" if folder is not None else "random (no shared folder)",
         "predict_step_seconds": {"median": statistics.median(times), "all": times},
         "predict_step_seconds_per_parameter": statistics.median(times) / touched,
@@ -89,9 +95,18 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             np.save(Path(tmp) / "seq.npy", seq.numpy())
             script = Path(__file__).with_name("known_speed_keras.py")
-            out = subprocess.run([args.keras_python, str(script), str(folder / "KNOWN_Conv.h5"),
-                                  str(Path(tmp) / "seq.npy"), str(args.repeats)],
-                                 capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [
+                    args.keras_python,
+                    str(script),
+                    str(folder / "KNOWN_Conv.h5"),
+                    str(Path(tmp) / "seq.npy"),
+                    str(args.repeats),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             keras = json.loads(out.stdout.strip().splitlines()[-1])
             ours = nets["Conv"].fused()(seq[:4096]).numpy()
             result["keras"] = keras

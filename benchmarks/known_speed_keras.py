@@ -59,8 +59,17 @@ def main():
         t = time.perf_counter()
         model.predict([seq, diff], batch_size=65536, verbose=0)
         times.append(time.perf_counter() - t)
-    print(json.dumps({"median_seconds": statistics.median(times), "all_seconds": times, "tensorflow": tf.__version__,
-                      "batch_size": 65536, "first_4096": first.tolist()}))
+    print(
+        json.dumps(
+            {
+                "median_seconds": statistics.median(times),
+                "all_seconds": times,
+                "tensorflow": tf.__version__,
+                "batch_size": 65536,
+                "first_4096": first.tolist(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

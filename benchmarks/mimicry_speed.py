@@ -41,13 +41,15 @@ print(json.dumps(dict(model=model_name, method=method, engine=engine if method !
                       seconds_per_iteration=seconds / iters if method != "closed_form" and iters else None,
                       fused_compile_s=compile_s if engine == "fused" else None,
                       weight_cosine_mean=sum(cos) / len(cos), weight_cosine_min=min(cos),
-                      final_loss=res.final_loss, peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
+                      final_loss=res.final_loss,
+                      peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
 """
 
 
 def run_row(model: str, method: str, engine: str, iters: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", ROW, model, method, engine, str(iters)], check=True,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", ROW, model, method, engine, str(iters)], check=True, capture_output=True, text=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -58,23 +60,37 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["vit_small_patch16_224", "vit_base_patch16_224"])
     ap.add_argument("--iterations", type=int, default=1000)
-    ap.add_argument("--torch-iterations", type=int, default=20,
-                    help="iterations of the plain-PyTorch reference engine (its per-iteration time is extrapolated)")
+    ap.add_argument(
+        "--torch-iterations",
+        type=int,
+        default=20,
+        help="iterations of the plain-PyTorch reference engine (its per-iteration time is extrapolated)",
+    )
     args = ap.parse_args()
     rows = []
     for model in args.models:
-        for method, engine, iters in (("closed_form", "fused", 0), ("recipe", "fused", args.iterations),
-                                      ("recipe", "torch", args.torch_iterations)):
+        for method, engine, iters in (
+            ("closed_form", "fused", 0),
+            ("recipe", "fused", args.iterations),
+            ("recipe", "torch", args.torch_iterations),
+        ):
             t = time.perf_counter()
             row = run_row(model, method, engine, iters)
             if engine == "torch":
-                row["extrapolated_seconds_for_%d" % args.iterations] = row["seconds_per_iteration"] * args.iterations
+                row[f"extrapolated_seconds_for_{args.iterations}"] = row["seconds_per_iteration"] * args.iterations
             rows.append(row)
             print(json.dumps(row), f"(wall {time.perf_counter() - t:.1f} s)", flush=True)
-    path = write("mimicry_speed.json", dict(benchmark="mimicry_speed", command=command(), machine=machine(),
-                                            config="RECAST-Att+MLP, 6 groups x 2 blocks, n=2, K=2, authors' ViT recipe",
-                                            targets=dict(vit_small_recipe_s=60, closed_form_s=3, closed_form_cosine=0.9999),
-                                            rows=rows))
+    path = write(
+        "mimicry_speed.json",
+        dict(
+            benchmark="mimicry_speed",
+            command=command(),
+            machine=machine(),
+            config="RECAST-Att+MLP, 6 groups x 2 blocks, n=2, K=2, authors' ViT recipe",
+            targets=dict(vit_small_recipe_s=60, closed_form_s=3, closed_form_cosine=0.9999),
+            rows=rows,
+        ),
+    )
     print(f"wrote {path}")
 
 

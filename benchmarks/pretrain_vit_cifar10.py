@@ -19,13 +19,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from _common import command, machine, write
 from tqdm.auto import tqdm
 
+from _common import command, machine, write
 from weightlab import paths
+from weightlab.bench.suites import VIT_CIFAR
 from weightlab.data import load_dataset
 from weightlab.data.arrays import ModelInput
-from weightlab.bench.incremental import VIT_CIFAR
 from weightlab.io import load_weights, read_json, save_tensors, write_json
 from weightlab.models import create_model
 
@@ -34,7 +34,7 @@ def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     n = x.shape[0]
     padded = F.pad(x, (4, 4, 4, 4), mode="reflect")
     i, j = torch.randint(0, 9, (2,), generator=g).tolist()
-    x = padded[..., i:i + 32, j:j + 32]
+    x = padded[..., i : i + 32, j : j + 32]
     flip = torch.rand(n, generator=g) < 0.5
     return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
 
@@ -59,13 +59,18 @@ def main() -> int:
     transform = ModelInput.from_cfg(model.weightlab_cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
     steps = max(1, args.epochs * math.ceil(len(train) / 128))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s + done * steps // max(args.epochs, 1), steps) / steps)))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s + done * steps // max(args.epochs, 1), steps) / steps))
+    )
     g = torch.Generator().manual_seed(args.seed)
     start = time.perf_counter()
     for epoch in range(done, args.epochs):
         model.train()
-        bar = tqdm(train.batches(128, None, shuffle=True, seed=args.seed * 100 + epoch),
-                   total=math.ceil(len(train) / 128), desc=f"epoch {epoch}")
+        bar = tqdm(
+            train.batches(128, None, shuffle=True, seed=args.seed * 100 + epoch),
+            total=math.ceil(len(train) / 128),
+            desc=f"epoch {epoch}",
+        )
         for x, y in bar:
             x = transform(augment(x, g))
             loss = F.cross_entropy(model(x), y, label_smoothing=0.1)
@@ -83,9 +88,16 @@ def main() -> int:
         for x, y in test.batches(500, model.weightlab_cfg):
             correct += int((model(x).argmax(1) == y).sum())
     acc = 100.0 * correct / len(test)
-    record = dict(machine=machine(), command=command(), model=model.weightlab_cfg, epochs=args.epochs,
-                  params=sum(p.numel() for p in model.parameters()), test_top1=acc,
-                  train_seconds_this_call=time.perf_counter() - start, weights=str(weights))
+    record = dict(
+        machine=machine(),
+        command=command(),
+        model=model.weightlab_cfg,
+        epochs=args.epochs,
+        params=sum(p.numel() for p in model.parameters()),
+        test_top1=acc,
+        train_seconds_this_call=time.perf_counter() - start,
+        weights=str(weights),
+    )
     write("pretrain_vit_cifar10.json", record)
     print(f"ViT CIFAR-10 test top-1 {acc:.2f}% -> {weights}")
     return 0

@@ -17,10 +17,9 @@ import time
 
 def main() -> None:
     sys.path.insert(0, __file__.rsplit("/", 1)[0])
-    from _common import command, machine, write
-
     import torch
 
+    from _common import command, machine, write
     from weightlab import paths
     from weightlab.data import load_dataset
     from weightlab.models import create_model
@@ -48,22 +47,48 @@ def main() -> None:
         model = create_model(name, pretrained=True)
         for method in args.methods:
             t = time.perf_counter()
-            _, rep = run_mimicry(model, cfg, MimicryConfig.for_family(family), method=method, model_name=name,
-                                 out_dir=f"{args.out}/{name}", test_data=test, stem=method.replace("+", "_"),
-                                 progress=False)
-            row = dict(model=name, method=method, weight_cosine_mean=rep["weight_cosine_mean"],
-                       weight_cosine_min=rep["weight_cosine_min"], feature_cosine_mean=rep["feature_cosine_mean"],
-                       top1_original=rep["top1_original"], top1_reconstructed=rep["top1_reconstructed"],
-                       top1_delta=rep["top1_delta"], mimicry_seconds=rep["mimicry"]["seconds"],
-                       iterations=rep["mimicry"]["iterations"], counts=rep["counts"],
-                       mean_frobenius_diversity=sum(b["frobenius_diversity"] for b in rep["banks"]) / len(rep["banks"]),
-                       mean_sv_entropy=sum(b["sv_entropy"] for b in rep["banks"]) / len(rep["banks"]),
-                       wall_seconds=time.perf_counter() - t)
+            _, rep = run_mimicry(
+                model,
+                cfg,
+                MimicryConfig.for_family(family),
+                method=method,
+                model_name=name,
+                out_dir=f"{args.out}/{name}",
+                test_data=test,
+                stem=method.replace("+", "_"),
+                progress=False,
+            )
+            row = dict(
+                model=name,
+                method=method,
+                weight_cosine_mean=rep["weight_cosine_mean"],
+                weight_cosine_min=rep["weight_cosine_min"],
+                feature_cosine_mean=rep["feature_cosine_mean"],
+                top1_original=rep["top1_original"],
+                top1_reconstructed=rep["top1_reconstructed"],
+                top1_delta=rep["top1_delta"],
+                mimicry_seconds=rep["mimicry"]["seconds"],
+                iterations=rep["mimicry"]["iterations"],
+                counts=rep["counts"],
+                mean_frobenius_diversity=sum(b["frobenius_diversity"] for b in rep["banks"]) / len(rep["banks"]),
+                mean_sv_entropy=sum(b["sv_entropy"] for b in rep["banks"]) / len(rep["banks"]),
+                wall_seconds=time.perf_counter() - t,
+            )
             rows.append(row)
-            print({k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items() if k != "counts"}, flush=True)
-    path = write("reconstruction_cifar.json", dict(benchmark="reconstruction_cifar", command=command(),
-                                                   machine=machine(), test_set=dict(name="cifar10-jpeg", size=len(test)),
-                                                   targets=dict(top1_within=0.3, weight_cosine_mean=0.999), rows=rows))
+            print(
+                {k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items() if k != "counts"}, flush=True
+            )
+    path = write(
+        "reconstruction_cifar.json",
+        dict(
+            benchmark="reconstruction_cifar",
+            command=command(),
+            machine=machine(),
+            test_set=dict(name="cifar10-jpeg", size=len(test)),
+            targets=dict(top1_within=0.3, weight_cosine_mean=0.999),
+            rows=rows,
+        ),
+    )
     print(f"wrote {path}")
 
 

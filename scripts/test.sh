@@ -3,6 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# lint and format (configured in pyproject.toml) before the tests
+.venv/bin/python -m ruff check src tests benchmarks
+.venv/bin/python -m ruff format --check src tests benchmarks
 set +e
 .venv/bin/python -m pytest -q "$@"
 rc=$?

@@ -4,10 +4,10 @@ tasks end to end, the property each method rests on, options, the suite table.""
 import pytest
 import torch
 
+from weightlab.data.tasks import SplitSizes, build_sequence
 from weightlab.errors import WeightlabError
 from weightlab.incremental.baselines import BASELINES, parse_baseline, run_baseline
 from weightlab.incremental.learner import AdaptConfig
-from weightlab.data.tasks import SplitSizes, build_sequence
 
 pytest.importorskip("avalanche")
 
@@ -22,8 +22,9 @@ def tiny():
     return base, tasks
 
 
-@pytest.mark.parametrize("method", ["ewc", "lwf", "gdumb:mem_size=50", "er_ace:per_class=3", "derpp:per_class=3",
-                                    "hat"])
+@pytest.mark.parametrize(
+    "method", ["ewc", "lwf", "gdumb:mem_size=50", "er_ace:per_class=3", "derpp:per_class=3", "hat"]
+)
 def test_each_baseline_learns_two_tiny_tasks_end_to_end(tiny, method):
     base, tasks = tiny
     before = {k: v.clone() for k, v in base.state_dict().items()}
@@ -32,8 +33,11 @@ def test_each_baseline_learns_two_tiny_tasks_end_to_end(tiny, method):
     assert [len(row) for row in R] == [1, 2] and all(0 <= a <= 100 for row in R for a in row)
     assert r["final_accuracy"] == R[-1] and r["backward_transfer"] == pytest.approx(R[1][0] - R[0][0])
     backbone = sum(v.numel() for k, v in base.named_parameters() if not k.startswith("head"))
-    units = sum(m.weight.shape[0] for n, m in base.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
-                and not n.startswith("head"))
+    units = sum(
+        m.weight.shape[0]
+        for n, m in base.named_modules()
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) and not n.startswith("head")
+    )
     assert r["trainable_per_task"] == backbone + (units if method == "hat" else 0)  # HAT: + one embedding per unit
     assert r["head_per_task"] == [16 * 5 + 5, 16 * 5 + 5]
     spec = parse_baseline(method)
@@ -91,8 +95,17 @@ def test_suite_runs_baselines_beside_per_task_methods(tmp_path):
     from weightlab.bench.incremental import Suite, merge_results, run_suite
     from weightlab.io import read_json
 
-    suite = Suite("tiny-cl", "smallcnn", "digits", ["head", "lwf"], seeds=(0,), sizes=SplitSizes(40, 20, 30),
-                  epochs=1, pretrained=False, model_kwargs={"input_size": (1, 16, 16), "widths": (4, 8, 8, 8)})
+    suite = Suite(
+        "tiny-cl",
+        "smallcnn",
+        "digits",
+        ["head", "lwf"],
+        seeds=(0,),
+        sizes=SplitSizes(40, 20, 30),
+        epochs=1,
+        pretrained=False,
+        model_kwargs={"input_size": (1, 16, 16), "widths": (4, 8, 8, 8)},
+    )
     run_suite(suite, tmp_path / "a", progress=False, methods=["head"])
     run_suite(suite, tmp_path / "b", progress=False, methods=["lwf"])  # a second worker
     assert merge_results(tmp_path / "a", tmp_path / "b") == 1
@@ -125,6 +138,7 @@ def test_gdumb_is_evaluated_on_the_model_it_retrains(tiny):
 
 # -- the baselines implemented here: the property each one rests on ------------------------------
 
+
 def _method(cls, base, tasks, options, **cfg):
     import copy
 
@@ -132,8 +146,15 @@ def _method(cls, base, tasks, options, **cfg):
 
     backbone, dim = detach_classifier(copy.deepcopy(base))
     spec = parse_baseline(options)
-    return cls(backbone, dim, [t.num_classes for t in tasks], spec.options, AdaptConfig(epochs=1, **cfg),
-               base.weightlab_cfg, seed=0)
+    return cls(
+        backbone,
+        dim,
+        [t.num_classes for t in tasks],
+        spec.options,
+        AdaptConfig(epochs=1, **cfg),
+        base.weightlab_cfg,
+        seed=0,
+    )
 
 
 def _data(base, task):
@@ -148,8 +169,17 @@ def tiny_vit():
     from weightlab.models import create_model
 
     torch.manual_seed(0)
-    vit = create_model("timm:vit_tiny_patch16_224", pretrained=False, img_size=16, patch_size=4, embed_dim=24,
-                       depth=2, num_heads=2, num_classes=10, in_chans=1)
+    vit = create_model(
+        "timm:vit_tiny_patch16_224",
+        pretrained=False,
+        img_size=16,
+        patch_size=4,
+        embed_dim=24,
+        depth=2,
+        num_heads=2,
+        num_classes=10,
+        in_chans=1,
+    )
     return vit, build_sequence("digits", None, SplitSizes(60, 20, 40))
 
 
@@ -185,7 +215,7 @@ def test_inflora_designs_each_branch_orthogonal_to_the_earlier_tasks_inputs(tiny
     fit_task(m, 1, *_data(vit, tasks[1]), epochs=1, batch=16, gen=gen)
     for layer, M0, M in zip(m.layers, first, m.bases):
         B1 = layer.B[1].double()
-        assert B1.shape == (3, 24) and torch.equal(M[:, :M0.shape[1]], M0)  # the basis only grows
+        assert B1.shape == (3, 24) and torch.equal(M[:, : M0.shape[1]], M0)  # the basis only grows
         assert (B1 @ M0).abs().max() < 1e-5  # the new branch reads nothing of the first task's input subspace
     assert all(torch.equal(v, m.backbone.state_dict()[k]) for k, v in frozen.items())  # backbone untouched
 
@@ -251,7 +281,9 @@ def test_vit_only_baselines_refuse_a_cnn_with_a_clear_error(tiny):
 def test_forgetting_curves_average_each_methods_matrices_over_seeds():
     from weightlab.bench.incremental_plots import mean_accuracy_matrices
 
-    runs = [dict(method="ewc", seed=0, accuracy_matrix=[[90.0], [70.0, 80.0]]),
-            dict(method="ewc", seed=1, accuracy_matrix=[[80.0], [50.0, 90.0]]),
-            dict(method="head", seed=0, accuracy_matrix=[[60.0], [60.0, 70.0]])]
+    runs = [
+        dict(method="ewc", seed=0, accuracy_matrix=[[90.0], [70.0, 80.0]]),
+        dict(method="ewc", seed=1, accuracy_matrix=[[80.0], [50.0, 90.0]]),
+        dict(method="head", seed=0, accuracy_matrix=[[60.0], [60.0, 70.0]]),
+    ]
     assert mean_accuracy_matrices(runs) == {"ewc": [[85.0], [60.0, 85.0]], "head": [[60.0], [60.0, 70.0]]}

@@ -7,7 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from weightlab import recast
+from weightlab.bench.incremental import build_bases, run_sequence
 from weightlab.cli import main
+from weightlab.data.tasks import SplitSizes, build_sequence, parse_task_spec
 from weightlab.errors import WeightlabError
 from weightlab.incremental import (
     AdaptConfig,
@@ -20,8 +22,6 @@ from weightlab.incremental import (
     save_base,
     save_task,
 )
-from weightlab.bench.incremental import build_bases, run_sequence
-from weightlab.data.tasks import SplitSizes, build_sequence, parse_task_spec
 from weightlab.models import create_model
 
 CFG = AdaptConfig(epochs=1, lr=5e-2)
@@ -29,8 +29,9 @@ CFG = AdaptConfig(epochs=1, lr=5e-2)
 
 @pytest.fixture(scope="module")
 def bases():
-    plain, rbase = build_bases("resnet20", None, dict(templates="auto", layers_per_group=2), need_recast=True,
-                               seed=0, pretrained=False)
+    plain, rbase = build_bases(
+        "resnet20", None, dict(templates="auto", layers_per_group=2), need_recast=True, seed=0, pretrained=False
+    )
     return plain, rbase
 
 
@@ -119,8 +120,9 @@ def test_task_artifact_refused_on_another_base(tmp_path, bases, tasks):
     tm = _learn(bases[1], "recast", tasks[:1])
     save_task(tm, tasks[0].name, tmp_path / "t")
     torch.manual_seed(123)  # another random backbone
-    _, other = build_bases("resnet20", None, dict(templates="auto", layers_per_group=2), need_recast=True,
-                           seed=1, pretrained=False)
+    _, other = build_bases(
+        "resnet20", None, dict(templates="auto", layers_per_group=2), need_recast=True, seed=1, pretrained=False
+    )
     with pytest.raises(WeightlabError, match="was learnt on base"):
         load_task(TaskModel.from_base(other, parse_method("recast")), tmp_path / "t")
     with pytest.raises(WeightlabError, match="uses method"):
@@ -141,7 +143,8 @@ def test_peft_lora_over_recast_layer_adds_the_lora_term():
         wrapped.lora_B["default"].weight.normal_()
     x = torch.randn(5, 12)
     expected = F.linear(x, layer.generate_weight(), layer.bias) + 2.0 * wrapped.lora_B["default"](
-        wrapped.lora_A["default"](x))
+        wrapped.lora_A["default"](x)
+    )
     torch.testing.assert_close(model(x), expected)
     # it trains: gradients reach the LoRA factors and the coefficients through the generated weight
     layer.coefficients.requires_grad_(True)
@@ -153,8 +156,10 @@ def test_recast_plus_lora_trains_and_materializes(bases, tasks):
     tm = _learn(bases[1], "recast+lora", tasks[:1])
     names = set(tm.trainable_parameters())
     assert any(".lora_" in n for n in names) and any(n.endswith("coefficients") for n in names)
-    assert not torch.equal(tm.task_states[tasks[0].name]["layer1.1.conv1.base_layer.coefficients"],
-                           tm.init_state["layer1.1.conv1.base_layer.coefficients"])
+    assert not torch.equal(
+        tm.task_states[tasks[0].name]["layer1.1.conv1.base_layer.coefficients"],
+        tm.init_state["layer1.1.conv1.base_layer.coefficients"],
+    )
     x = _batch(tm, tasks)
     plain = tm.materialize(tasks[0].name)
     assert not any(isinstance(m, recast.RecastLayer) for m in plain.modules())
@@ -195,13 +200,30 @@ def test_metrics_on_a_hand_made_matrix():
     assert metrics.max_forgetting(R) == pytest.approx(30.0)
     assert not metrics.zero_forgetting(R)
     assert metrics.zero_forgetting([[90.0], [90.0, 70.0]])
-    assert metrics.mean_std([1.0, 3.0]) == (2.0, pytest.approx(2 ** 0.5))
+    assert metrics.mean_std([1.0, 3.0]) == (2.0, pytest.approx(2**0.5))
 
 
 def test_cli_adapt_evaluate_and_errors(tmp_path, capsys):
-    args = ["recast", "adapt", "--model", "resnet20", "--no-pretrained", "--tasks", "digits:0-2,digits:3-5",
-            "--epochs", "1", "--train-size", "40", "--val-size", "20", "--test-size", "30", "--no-progress",
-            "--out", str(tmp_path)]
+    args = [
+        "recast",
+        "adapt",
+        "--model",
+        "resnet20",
+        "--no-pretrained",
+        "--tasks",
+        "digits:0-2,digits:3-5",
+        "--epochs",
+        "1",
+        "--train-size",
+        "40",
+        "--val-size",
+        "20",
+        "--test-size",
+        "30",
+        "--no-progress",
+        "--out",
+        str(tmp_path),
+    ]
     assert main(args) == 0
     assert "zero forgetting: yes" in capsys.readouterr().out
     assert main(["recast", "evaluate", "--base", str(tmp_path / "base")]) == 0

@@ -79,8 +79,12 @@ def test_collection_writes_shards_rows_and_a_resumable_manifest(tmp_path):
     assert torch.equal(capped[:100], load_rows(tmp_path, "FC", [0], per_run=100, seed=1)[0])  # seeded per run
     assert set(map(tuple, capped[:100].tolist())) <= set(map(tuple, seq[:832].tolist()))
     mtime = shard_path(tmp_path, 0).stat().st_mtime_ns
-    again = collect(tmp_path, specs + sample_specs(1, seed=9, start_id=2, archs=["smallcnn-narrow"]),
-                    backend="serial", progress=False)  # resumes: only the new run is collected
+    again = collect(
+        tmp_path,
+        specs + sample_specs(1, seed=9, start_id=2, archs=["smallcnn-narrow"]),
+        backend="serial",
+        progress=False,
+    )  # resumes: only the new run is collected
     assert again["last_collection"]["runs"] == 1 and len(again["runs"]) == 3
     assert [c["runs"] for c in again["collections"]] == [2, 1]
     assert shard_path(tmp_path, 0).stat().st_mtime_ns == mtime
@@ -96,8 +100,9 @@ def test_collection_on_a_local_ray_runtime(tmp_path):
 
     serial = collect(tmp_path / "a", _specs(2), backend="serial", progress=False)
     parallel = collect(tmp_path / "b", _specs(2), backend="ray", workers=2, progress=False)
-    assert sorted((r["spec"]["run_id"], r["rows"]["Conv"]) for r in parallel["runs"]) == \
-        sorted((r["spec"]["run_id"], r["rows"]["Conv"]) for r in serial["runs"])
+    assert sorted((r["spec"]["run_id"], r["rows"]["Conv"]) for r in parallel["runs"]) == sorted(
+        (r["spec"]["run_id"], r["rows"]["Conv"]) for r in serial["runs"]
+    )
 
 
 def test_cli_meta_collect_then_train_writes_loadable_hypermodels(tmp_path, capsys):
@@ -105,15 +110,53 @@ def test_cli_meta_collect_then_train_writes_loadable_hypermodels(tmp_path, capsy
     from weightlab.know.predictors import KNOWN
 
     data, out = tmp_path / "meta", tmp_path / "known"
-    assert main(["know", "meta", "collect", "--runs", "4", "--archs", "smallcnn-narrow,mlp", "--train-size", "100",
-                 "--backend", "serial", "--out", str(data), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "know",
+                "meta",
+                "collect",
+                "--runs",
+                "4",
+                "--archs",
+                "smallcnn-narrow,mlp",
+                "--train-size",
+                "100",
+                "--backend",
+                "serial",
+                "--out",
+                str(data),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "4 runs" in capsys.readouterr().out
     manifest = json.loads((data / "manifest.json").read_text())
     archs = {r["spec"]["run_id"]: r["spec"]["arch"] for r in manifest["runs"]}
     assert sorted(archs.values()) == ["mlp", "mlp", "smallcnn-narrow", "smallcnn-narrow"]  # seed 0 draws both
     assert manifest["collections"][0]["command"].startswith("weightlab know meta collect --runs 4")
-    assert main(["know", "meta", "train", "--data", str(data), "--epochs", "2", "--batch-size", "512",
-                 "--test-archs", "mlp", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "know",
+                "meta",
+                "train",
+                "--data",
+                str(data),
+                "--epochs",
+                "2",
+                "--batch-size",
+                "512",
+                "--test-archs",
+                "mlp",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "held-out architectures and data sets" in capsys.readouterr().out
     report = json.loads((out / "training.json").read_text())
     split = report["split"]
@@ -142,11 +185,19 @@ def _runs(*pairs):
 def test_split_holds_out_architectures_and_data_sets_as_whole_runs():
     from weightlab.know.meta.pipeline import split_runs
 
-    runs = _runs(("cnn", "digits"), ("cnn", "mnist"), ("mlp", "digits"), ("cnn", "fmnist"), ("mixer", "digits"),
-                 ("mixer", "fmnist"), ("mlp", "mnist"), ("cnn", "digits"))
+    runs = _runs(
+        ("cnn", "digits"),
+        ("cnn", "mnist"),
+        ("mlp", "digits"),
+        ("cnn", "fmnist"),
+        ("mixer", "digits"),
+        ("mixer", "fmnist"),
+        ("mlp", "mnist"),
+        ("cnn", "digits"),
+    )
     s = split_runs(runs, 0.25, 0, test_archs=["mixer"], test_datasets=["fmnist"])
-    assert s["test"] == [5]           # held-out architecture on a held-out data set
-    assert s["excluded"] == [3, 4]    # shares only one of them: neither trained nor tested on
+    assert s["test"] == [5]  # held-out architecture on a held-out data set
+    assert s["excluded"] == [3, 4]  # shares only one of them: neither trained nor tested on
     assert sorted(s["train"] + s["val"]) == [0, 1, 2, 6, 7] and len(s["val"]) == 1
     assert split_runs(runs, 0.25, 0, test_datasets=["fmnist"])["test"] == [3, 5]
     assert split_runs(runs, 0.25, 0)["test"] == [] and split_runs(runs, 0.25, 0) == split_runs(runs, 0.25, 0)

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from weightlab.cli import main
-from weightlab.errors import WeightlabError
 from weightlab.data.tasks import SplitSizes, build_task
+from weightlab.errors import WeightlabError
 from weightlab.know import ForgetConfig, Trajectory, nested_subsets, param_kinds, run_forgetting
 from weightlab.know.transfer import TransferConfig, build_transfer_model, transfer
 from weightlab.models import create_model
@@ -29,8 +29,11 @@ def test_nested_subsets_are_nested_sized_and_seeded():
 
 
 def test_forget_config_errors():
-    for cfg, msg in ((ForgetConfig(ratio=1.5), "ratio r"), (ForgetConfig(stages=1), "at least 2 stages"),
-                     (ForgetConfig(optimizer="lbfgs"), "unknown optimizer")):
+    for cfg, msg in (
+        (ForgetConfig(ratio=1.5), "ratio r"),
+        (ForgetConfig(stages=1), "at least 2 stages"),
+        (ForgetConfig(optimizer="lbfgs"), "unknown optimizer"),
+    ):
         with pytest.raises(WeightlabError, match=msg):
             cfg.validate()
 
@@ -70,16 +73,21 @@ def test_interrupted_forgetting_resumes_to_the_same_trajectory(tmp_path, digits_
             assert torch.equal(a[k], b[k]), k
     assert not torch.equal(full.stages[0]["fc.weight"], full.stages[3]["fc.weight"])
     with pytest.raises(WeightlabError, match="another model or configuration"):
-        run_forgetting(_model(), digits_task.train, tmp_path / "part", ForgetConfig(stages=4, lr=1e-2),
-                       progress=False)
+        run_forgetting(_model(), digits_task.train, tmp_path / "part", ForgetConfig(stages=4, lr=1e-2), progress=False)
 
 
 def test_transfer_warmup_trains_only_norm_and_head(digits_task):
     state = _model().state_dict()
     model_cfg = _model().weightlab_cfg
     target = build_task("digits:5-9", sizes=SplitSizes(train=60, val=0, test=60))
-    res = transfer(state, model_cfg, target.train, target.test, TransferConfig(warmup_epochs=1, epochs=0,
-                                                                               batch_size=32), progress=False)
+    res = transfer(
+        state,
+        model_cfg,
+        target.train,
+        target.test,
+        TransferConfig(warmup_epochs=1, epochs=0, batch_size=32),
+        progress=False,
+    )
     assert 0.0 <= res["accuracy"] <= 100.0 and len(res["warmup_loss"]) == 1
     # rebuild what transfer did, to inspect the weights after the warm-up
     m = build_transfer_model(state, model_cfg, 5, seed=0)
@@ -100,34 +108,125 @@ def test_transfer_is_deterministic_with_a_seed(digits_task):
 
 def test_cli_forget_predict_transfer(tmp_path, capsys):
     traj, pred = tmp_path / "traj", tmp_path / "pred"
-    assert main(["know", "forget", "--model", "smallcnn", "--no-pretrained", "--data", "digits:0-4", "--limit", "120",
-                 "--eval-limit", "50", "--stages", "5", "--batch-size", "32", "--out", str(traj), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "know",
+                "forget",
+                "--model",
+                "smallcnn",
+                "--no-pretrained",
+                "--data",
+                "digits:0-4",
+                "--limit",
+                "120",
+                "--eval-limit",
+                "50",
+                "--stages",
+                "5",
+                "--batch-size",
+                "32",
+                "--out",
+                str(traj),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert Trajectory.load(traj).num_stages == 5
     for method in ("task_vector", "consensus_ta"):
-        assert main(["know", "predict", "--trajectory", str(traj), "--method", method, "--steps", "3",
-                     "--out", str(pred), "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "know",
+                    "predict",
+                    "--trajectory",
+                    str(traj),
+                    "--method",
+                    method,
+                    "--steps",
+                    "3",
+                    "--out",
+                    str(pred),
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
     out = capsys.readouterr().out
     assert "consensus_ta: step 1 skipped" in out
     assert sorted(p.name for p in pred.glob("*.safetensors")) == [
-        "consensus_ta_x8.safetensors", "task_vector_x2.safetensors", "task_vector_x4.safetensors",
-        "task_vector_x8.safetensors"]
+        "consensus_ta_x8.safetensors",
+        "task_vector_x2.safetensors",
+        "task_vector_x4.safetensors",
+        "task_vector_x8.safetensors",
+    ]
     info = json.loads((pred / "task_vector.json").read_text())
     assert info["touched"]["conv"] == 15192 and "norm" in info["untouched"]
-    assert main(["know", "transfer", "--trajectory", str(traj), "--predictions", str(pred / "task_vector_x2.safetensors"),
-                 "--task", "digits:5-9", "--train-limit", "40", "--test-limit", "40", "--warmup-epochs", "1",
-                 "--epochs", "1", "--seeds", "1,2", "--out", str(tmp_path / "tr"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "know",
+                "transfer",
+                "--trajectory",
+                str(traj),
+                "--predictions",
+                str(pred / "task_vector_x2.safetensors"),
+                "--task",
+                "digits:5-9",
+                "--train-limit",
+                "40",
+                "--test-limit",
+                "40",
+                "--warmup-epochs",
+                "1",
+                "--epochs",
+                "1",
+                "--seeds",
+                "1,2",
+                "--out",
+                str(tmp_path / "tr"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     rows = json.loads((tmp_path / "tr" / "transfer.json").read_text())["runs"]
-    assert [(r["row"], r["seed"]) for r in rows] == [("naive", 1), ("naive", 2), ("task_vector_x2", 1),
-                                                      ("task_vector_x2", 2)]
+    assert [(r["row"], r["seed"]) for r in rows] == [
+        ("naive", 1),
+        ("naive", 2),
+        ("task_vector_x2", 1),
+        ("task_vector_x2", 2),
+    ]
 
 
-@pytest.mark.parametrize("argv,msg", [
-    (["know", "predict", "--trajectory", "/nonexistent", "--out", "/tmp/x"], "not a trajectory folder"),
-    (["know", "predict", "--trajectory", ".", "--method", "nope", "--out", "/tmp/x"], "not a trajectory folder"),
-    (["know", "forget", "--model", "smallcnn", "--data", "digits:0-4", "--out", "/tmp/x", "--ratio", "2",
-      "--no-pretrained"], "ratio r must be in"),
-    (["know", "transfer", "--trajectory", "/nonexistent", "--task", "digits", "--out", "/tmp/x"], "not a trajectory"),
-])
+@pytest.mark.parametrize(
+    "argv,msg",
+    [
+        (["know", "predict", "--trajectory", "/nonexistent", "--out", "/tmp/x"], "not a trajectory folder"),
+        (["know", "predict", "--trajectory", ".", "--method", "nope", "--out", "/tmp/x"], "not a trajectory folder"),
+        (
+            [
+                "know",
+                "forget",
+                "--model",
+                "smallcnn",
+                "--data",
+                "digits:0-4",
+                "--out",
+                "/tmp/x",
+                "--ratio",
+                "2",
+                "--no-pretrained",
+            ],
+            "ratio r must be in",
+        ),
+        (
+            ["know", "transfer", "--trajectory", "/nonexistent", "--task", "digits", "--out", "/tmp/x"],
+            "not a trajectory",
+        ),
+    ],
+)
 def test_cli_errors_are_one_line_and_exit_2(argv, msg, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
@@ -141,28 +240,90 @@ def test_cli_predict_known_with_own_weights_and_too_few_stages(tmp_path, capsys)
     weights = tmp_path / "known"
     for kind in ("Conv", "FC", "Bias"):
         save_tensors(weights / f"KNOWN_{kind}.safetensors", KNOWNNet().state_dict())
-    assert main(["know", "forget", "--model", "smallcnn", "--no-pretrained", "--data", "digits:0-4", "--limit", "64",
-                 "--eval-limit", "20", "--stages", "3", "--batch-size", "32", "--out", str(tmp_path / "t"),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "know",
+                "forget",
+                "--model",
+                "smallcnn",
+                "--no-pretrained",
+                "--data",
+                "digits:0-4",
+                "--limit",
+                "64",
+                "--eval-limit",
+                "20",
+                "--stages",
+                "3",
+                "--batch-size",
+                "32",
+                "--out",
+                str(tmp_path / "t"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
-    argv = ["know", "predict", "--trajectory", str(tmp_path / "t"), "--method", "known", "--known-weights",
-            str(weights), "--out", str(tmp_path / "p"), "--no-progress"]
+    argv = [
+        "know",
+        "predict",
+        "--trajectory",
+        str(tmp_path / "t"),
+        "--method",
+        "known",
+        "--known-weights",
+        str(weights),
+        "--out",
+        str(tmp_path / "p"),
+        "--no-progress",
+    ]
     assert main(argv) == 2
     assert "needs a trajectory of at least 5 stages, this one has 3" in capsys.readouterr().err
-    assert main(["know", "predict", "--trajectory", str(tmp_path / "t"), "--method", "linear_fit", "--steps", "2",
-                 "--out", str(tmp_path / "p"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "know",
+                "predict",
+                "--trajectory",
+                str(tmp_path / "t"),
+                "--method",
+                "linear_fit",
+                "--steps",
+                "2",
+                "--out",
+                str(tmp_path / "p"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "p" / "linear_fit_x4.safetensors").is_file()
 
 
 def _tiny_suite():
     from weightlab.bench.know import KnowSuite
 
-    return KnowSuite("tiny", "test suite", model="smallcnn", source="digits:0-4", target="digits:5-9",
-                     model_kwargs={"input_size": (1, 8, 8)}, pretrain_epochs=2, source_train=100,
-                     target_train=50, target_test=50, eval_size=50,
-                     forget=ForgetConfig(batch_size=32), transfer=TransferConfig(warmup_epochs=1, epochs=1,
-                                                                                  batch_size=32),
-                     predictors=("task_vector", "consensus_ta"), steps=(1, 3), seeds=(1, 2), needs_shared=False)
+    return KnowSuite(
+        "tiny",
+        "test suite",
+        model="smallcnn",
+        source="digits:0-4",
+        target="digits:5-9",
+        model_kwargs={"input_size": (1, 8, 8)},
+        pretrain_epochs=2,
+        source_train=100,
+        target_train=50,
+        target_test=50,
+        eval_size=50,
+        forget=ForgetConfig(batch_size=32),
+        transfer=TransferConfig(warmup_epochs=1, epochs=1, batch_size=32),
+        predictors=("task_vector", "consensus_ta"),
+        steps=(1, 3),
+        seeds=(1, 2),
+        needs_shared=False,
+    )
 
 
 def test_bench_suite_runs_resumes_and_reports(tmp_path):
@@ -173,8 +334,11 @@ def test_bench_suite_runs_resumes_and_reports(tmp_path):
     suite = _tiny_suite()
     res = run_suite(suite, tmp_path, progress=False)
     rows = [(r["row"], r["seed"]) for r in res["runs"]]
-    assert rows == [(row, s) for row in ("naive", "incremental", "task_vector_x2", "task_vector_x8",
-                                         "consensus_ta_x8") for s in (1, 2)]
+    assert rows == [
+        (row, s)
+        for row in ("naive", "incremental", "task_vector_x2", "task_vector_x8", "consensus_ta_x8")
+        for s in (1, 2)
+    ]
     md = (tmp_path / "results.md").read_text()
     assert "| x8 | ConsensusTA | 2 |" in md and "| x1 | Naive transfer | 2 |" in md
     assert "step 1 not defined" in md  # ConsensusTA at x2 is reported as undefined, not silently dropped

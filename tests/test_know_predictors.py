@@ -9,15 +9,27 @@ from weightlab.errors import WeightlabError
 from weightlab.know import KNOWNNet, Trajectory, get_predictor
 from weightlab.know.predictors import KNOWN, TSV, ConsensusTA, ExpFit, LinearFit, LogFit, MagMax, TaskVector
 
-KINDS = {"conv.weight": "conv", "fc.weight": "fc", "fc.bias": "bias", "bn.weight": "norm",
-         "bn.running_mean": "buffer", "head.weight": "head"}
+KINDS = {
+    "conv.weight": "conv",
+    "fc.weight": "fc",
+    "fc.bias": "bias",
+    "bn.weight": "norm",
+    "bn.running_mean": "buffer",
+    "head.weight": "head",
+}
 
 
 def _traj(fn, stages=5, seed=0):
     """stages[s][key] = fn(t, base, slope) with t = S - s (oldest-forgetting first is t = 1)."""
     g = torch.Generator().manual_seed(seed)
-    shapes = {"conv.weight": (4, 3, 3, 3), "fc.weight": (6, 8), "fc.bias": (6,), "bn.weight": (4,),
-              "bn.running_mean": (4,), "head.weight": (2, 6)}
+    shapes = {
+        "conv.weight": (4, 3, 3, 3),
+        "fc.weight": (6, 8),
+        "fc.bias": (6,),
+        "bn.weight": (4,),
+        "bn.running_mean": (4,),
+        "head.weight": (2, 6),
+    }
     base = {k: torch.randn(s, generator=g) for k, s in shapes.items()}
     slope = {k: torch.randn(s, generator=g) for k, s in shapes.items()}
     st = [{k: fn(float(stages - s), base[k], slope[k]).float() for k in shapes} for s in range(stages)]
@@ -29,11 +41,14 @@ def _check_untouched(pred, traj):
     assert torch.equal(pred["bn.running_mean"], traj.stages[0]["bn.running_mean"])
 
 
-@pytest.mark.parametrize("cls,phi", [
-    (LinearFit, lambda t, s: t),
-    (LogFit, lambda t, s: math.log(t)),
-    (ExpFit, lambda t, s: math.exp(t - s)),
-])
+@pytest.mark.parametrize(
+    "cls,phi",
+    [
+        (LinearFit, lambda t, s: t),
+        (LogFit, lambda t, s: math.log(t)),
+        (ExpFit, lambda t, s: math.exp(t - s)),
+    ],
+)
 def test_curve_fits_extrapolate_their_own_curve_exactly(cls, phi):
     s = 5
     traj, base, slope = _traj(lambda t, a, b: a.double() + b.double() * phi(t, s), stages=s)
@@ -70,8 +85,11 @@ def _hand_trajectory(taus):
 
 
 def test_magmax_picks_the_largest_magnitude_update_with_its_sign():
-    taus = [torch.tensor([[1.0, -3.0, 0.5, 0.0]]), torch.tensor([[-2.0, 1.0, 0.4, 0.0]]),
-            torch.tensor([[0.5, 2.0, -0.6, 0.1]])]
+    taus = [
+        torch.tensor([[1.0, -3.0, 0.5, 0.0]]),
+        torch.tensor([[-2.0, 1.0, 0.4, 0.0]]),
+        torch.tensor([[0.5, 2.0, -0.6, 0.1]]),
+    ]
     traj = _hand_trajectory(taus)
     out = MagMax(lam=1.0).predict_steps(traj, [1, 2, 3])
     assert torch.equal(out[1]["w"], taus[0])  # one candidate: Task Vector
@@ -82,8 +100,11 @@ def test_magmax_picks_the_largest_magnitude_update_with_its_sign():
 
 
 def test_consensus_keeps_only_coordinates_most_candidates_agree_on():
-    taus = [torch.tensor([[1.0, 1.0, 0.0, 1.0]]), torch.tensor([[1.0, 0.0, 0.0, -1.0]]),
-            torch.tensor([[1.0, 0.0, 1.0, 0.0]])]
+    taus = [
+        torch.tensor([[1.0, 1.0, 0.0, 1.0]]),
+        torch.tensor([[1.0, 0.0, 0.0, -1.0]]),
+        torch.tensor([[1.0, 0.0, 1.0, 0.0]]),
+    ]
     traj = _hand_trajectory(taus)
     out = ConsensusTA(lam=1.0, tall_lambda=0.4, min_agree=2).predict(traj, 3)["w"]
     # TALL mask m_j = |τ_j| ≥ 0.4·|τ_MTL − τ_j|. Coordinate 0: 1 ≥ 0.8 for all three (kept, sum 3);

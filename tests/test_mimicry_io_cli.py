@@ -16,9 +16,18 @@ from weightlab.recast.problem import BankProblem
 
 def _problems():
     g = torch.Generator().manual_seed(1)
-    return [BankProblem(f"b{i}", "mlp.fc1", ["m"] * L, torch.randn(n, D, generator=g) * 0.1,
-                        torch.randn(L, 2, n, generator=g), torch.randn(L, D, generator=g) * 0.05, 2.0)
-            for i, (L, n, D) in enumerate([(2, 2, 3000), (3, 2, 1500)])]
+    return [
+        BankProblem(
+            f"b{i}",
+            "mlp.fc1",
+            ["m"] * L,
+            torch.randn(n, D, generator=g) * 0.1,
+            torch.randn(L, 2, n, generator=g),
+            torch.randn(L, D, generator=g) * 0.05,
+            2.0,
+        )
+        for i, (L, n, D) in enumerate([(2, 2, 3000), (3, 2, 1500)])
+    ]
 
 
 @pytest.mark.parametrize("loss", ["smoothl1", "mse", "l1"])
@@ -48,14 +57,18 @@ def test_fused_engine_matches_torch_reference(loss):
 
 def test_recipe_loss_value_is_the_weighted_smoothl1_and_decreases():
     ps = _problems()
-    expected = sum(2.0 * F.smooth_l1_loss((p.coefficients.mean(1) @ p.templates), p.targets, reduction="none")
-                   .mean(1).sum() for p in ps)
+    expected = sum(
+        2.0 * F.smooth_l1_loss((p.coefficients.mean(1) @ p.templates), p.targets, reduction="none").mean(1).sum()
+        for p in ps
+    )
     r = run_recipe(ps, MimicryConfig(iterations=200, noise_std=0.0), progress=False)
     assert math.isclose(r.losses[0], float(expected), rel_tol=1e-5)
     assert r.final_loss == min(r.losses) and r.final_loss < 0.2 * r.losses[0]
     # keep-best: the returned parameters give the best recorded loss
-    got = sum(2.0 * F.smooth_l1_loss((p.coefficients.mean(1) @ p.templates), p.targets, reduction="none")
-              .mean(1).sum() for p in ps)
+    got = sum(
+        2.0 * F.smooth_l1_loss((p.coefficients.mean(1) @ p.templates), p.targets, reduction="none").mean(1).sum()
+        for p in ps
+    )
     assert math.isclose(float(got), r.final_loss, rel_tol=1e-4)
 
 
@@ -101,9 +114,26 @@ def test_analysis_metrics_on_known_values():
 
 
 def test_cli_mimic_writes_reports(tmp_path, capsys):
-    rc = main(["recast", "mimic", "--model", "resnet20", "--no-pretrained", "--method", "closed_form",
-               "--templates", "2", "--layers-per-group", "2", "--dataset", "digits", "--out", str(tmp_path),
-               "--no-progress"])
+    rc = main(
+        [
+            "recast",
+            "mimic",
+            "--model",
+            "resnet20",
+            "--no-pretrained",
+            "--method",
+            "closed_form",
+            "--templates",
+            "2",
+            "--layers-per-group",
+            "2",
+            "--dataset",
+            "digits",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["weight_cosine_min"] > 0.99999 and report["weight_cosine_mean"] <= 1.0 + 1e-9
@@ -114,12 +144,17 @@ def test_cli_mimic_writes_reports(tmp_path, capsys):
     assert "weight cosine mean / min" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv,msg", [
-    (["recast", "mimic", "--model", "nope"], "unknown model 'nope'"),
-    (["recast", "mimic", "--model", "resnet20", "--no-pretrained", "--targets", "fc9", "--dataset", "none"],
-     "no linear/conv2d module matches"),
-    (["recast", "mimic", "--model", "resnet20", "--weights", "/nonexistent.safetensors"], "weights file not found"),
-])
+@pytest.mark.parametrize(
+    "argv,msg",
+    [
+        (["recast", "mimic", "--model", "nope"], "unknown model 'nope'"),
+        (
+            ["recast", "mimic", "--model", "resnet20", "--no-pretrained", "--targets", "fc9", "--dataset", "none"],
+            "no linear/conv2d module matches",
+        ),
+        (["recast", "mimic", "--model", "resnet20", "--weights", "/nonexistent.safetensors"], "weights file not found"),
+    ],
+)
 def test_cli_errors_are_one_line_and_exit_2(argv, msg, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
@@ -128,6 +163,6 @@ def test_cli_errors_are_one_line_and_exit_2(argv, msg, capsys):
 
 def test_cli_truncated_weights(tmp_path, capsys):
     p = tmp_path / "w.safetensors"
-    p.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":")
+    p.write_bytes(b'\x10\x00\x00\x00\x00\x00\x00\x00{"a":')
     assert main(["recast", "mimic", "--model", "resnet20", "--weights", str(p)]) == 2
     assert "not a readable safetensors file" in capsys.readouterr().err

@@ -7,15 +7,32 @@ from torch import nn
 
 from weightlab.errors import WeightlabError
 from weightlab.models import create_model
-from weightlab.recast import (RecastConfig, RecastConv2d, RecastLinear, apply_recast, count_parameters,
-                              mark_only_coefficients_trainable, materialize, preset, reconstruct)
+from weightlab.recast import (
+    RecastConfig,
+    RecastConv2d,
+    RecastLinear,
+    apply_recast,
+    count_parameters,
+    mark_only_coefficients_trainable,
+    materialize,
+    preset,
+    reconstruct,
+)
 from weightlab.recast.closed_form import closed_form
 from weightlab.recast.problem import build_problems, target_weights
 
 
 def tiny_vit():
-    return timm.create_model("vit_small_patch16_224", pretrained=False, depth=4, img_size=32, patch_size=8,
-                             embed_dim=48, num_heads=3, num_classes=5)
+    return timm.create_model(
+        "vit_small_patch16_224",
+        pretrained=False,
+        depth=4,
+        img_size=32,
+        patch_size=8,
+        embed_dim=48,
+        num_heads=3,
+        num_classes=5,
+    )
 
 
 def _exact(model, cfg, x):
@@ -60,7 +77,9 @@ def test_vit_banks_follow_the_authors_layout():
     assert c.coefficients == 144  # Att+MLP: 12 x 3 x 2 x 2, as in the reference notes
     assert c.templates == c.replaced  # n = layers per group: no compression
     assert c.saving == -144
-    assert count_parameters(apply_recast(timm.create_model("vit_small_patch16_224"), preset("vit-att"))).coefficients == 48
+    assert (
+        count_parameters(apply_recast(timm.create_model("vit_small_patch16_224"), preset("vit-att"))).coefficients == 48
+    )
 
 
 def test_resnet34_banks_and_coefficients():
@@ -70,8 +89,15 @@ def test_resnet34_banks_and_coefficients():
     assert count_parameters(rm).coefficients == 168
 
 
-@pytest.mark.parametrize("kw,groups", [(dict(num_groups=3), [4, 4, 4]), (dict(sharing="balanced"), [4, 4, 4]),
-                                       (dict(sharing="extreme"), [12]), (dict(layers_per_group=5), [5, 5, 2])])
+@pytest.mark.parametrize(
+    "kw,groups",
+    [
+        (dict(num_groups=3), [4, 4, 4]),
+        (dict(sharing="balanced"), [4, 4, 4]),
+        (dict(sharing="extreme"), [12]),
+        (dict(layers_per_group=5), [5, 5, 2]),
+    ],
+)
 def test_grouping_schemes(kw, groups):
     cfg = RecastConfig(target_modules=["blocks.*.mlp.fc1"], templates=2, **kw)
     rm = apply_recast(timm.create_model("vit_small_patch16_224", depth=12), cfg)
@@ -92,7 +118,7 @@ def test_closed_form_exact_when_n_at_least_layers_and_optimal_below():
                 assert float(err / p.targets.norm()) < 1e-6
             else:  # Eckart-Young: the error is the energy of the discarded singular values
                 s = torch.linalg.svdvals(p.targets.double())
-                assert math.isclose(float(err), float(s[p.shape[2]:].norm()), rel_tol=1e-5)
+                assert math.isclose(float(err), float(s[p.shape[2] :].norm()), rel_tol=1e-5)
 
 
 def test_generated_weight_is_cached_in_inference_and_invalidated_on_change():

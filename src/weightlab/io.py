@@ -11,8 +11,9 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -67,10 +68,14 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+def save_tensors(
+    path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> None:
     """Write a safetensors file atomically (shared storage is cloned, tensors made contiguous)."""
-    clean = {k: v.detach().contiguous().clone() if _shares_storage(v, tensors) else v.detach().contiguous()
-             for k, v in tensors.items()}
+    clean = {
+        k: v.detach().contiguous().clone() if _shares_storage(v, tensors) else v.detach().contiguous()
+        for k, v in tensors.items()
+    }
     with atomic_path(path) as tmp:
         save_file(clean, str(tmp), metadata=metadata)
 

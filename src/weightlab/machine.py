@@ -24,5 +24,12 @@ def machine() -> dict:
         mem = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (ValueError, OSError, AttributeError):
         pass
-    return dict(cpu=cpu, cores=os.cpu_count(), torch_threads=torch.get_num_threads(), memory_gib=mem,
-                python=sys.version.split()[0], torch=torch.__version__, platform=platform.platform())
+    return dict(
+        cpu=cpu,
+        cores=os.cpu_count(),
+        torch_threads=torch.get_num_threads(),
+        memory_gib=mem,
+        python=sys.version.split()[0],
+        torch=torch.__version__,
+        platform=platform.platform(),
+    )

@@ -20,16 +20,24 @@ written by hand anywhere else.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterator
 from dataclasses import MISSING, dataclass, field
-from typing import Any, Callable, Generic, Iterator, TypeVar, get_type_hints
+from typing import Any, Generic, TypeVar, get_type_hints
 
 from weightlab.errors import WeightlabError
 
 T = TypeVar("T")
 
 
-def option(default: Any, help: str, *, key: str | None = None, flag: str | None = None, minimum: float | None = None,
-           choices: tuple | None = None) -> Any:
+def option(
+    default: Any,
+    help: str,
+    *,
+    key: str | None = None,
+    flag: str | None = None,
+    minimum: float | None = None,
+    choices: tuple | None = None,
+) -> Any:
     """A field of an options dataclass: its default and help text; ``key`` is the name used in
     ``name:key=value`` specs and records when it is not a Python identifier (``lambda``); ``flag``
     the command-line flag when it differs from ``--key``; ``minimum`` / ``choices`` are checked."""
@@ -72,8 +80,9 @@ def _coerce(value: Any, f: dataclasses.Field, hint: Any, where: str) -> Any:
             raise WeightlabError(f"{where}: option '{option_key(f)}' must be >= {minimum}, got {value}")
         choices = f.metadata.get("choices")
         if choices is not None and value not in choices:
-            raise WeightlabError(f"{where}: option '{option_key(f)}' must be one of {', '.join(map(str, choices))}, "
-                                 f"got {value!r}")
+            raise WeightlabError(
+                f"{where}: option '{option_key(f)}' must be one of {', '.join(map(str, choices))}, got {value!r}"
+            )
     return value
 
 
@@ -148,14 +157,31 @@ class Registry(Generic[T]):
         self._entries: dict[str, Entry[T]] = {}
         self._aliases: dict[str, str] = {}
 
-    def add(self, name: str, obj: T, *, display: str | None = None, paper: str = "",
-            families: tuple[str, ...] | None = None, options: type | None = None, aliases: tuple[str, ...] = (),
-            summary: str = "") -> Entry[T]:
+    def add(
+        self,
+        name: str,
+        obj: T,
+        *,
+        display: str | None = None,
+        paper: str = "",
+        families: tuple[str, ...] | None = None,
+        options: type | None = None,
+        aliases: tuple[str, ...] = (),
+        summary: str = "",
+    ) -> Entry[T]:
         if name in self._entries or name in self._aliases:
             raise ValueError(f"{self.kind} '{name}' is registered twice")
         doc = summary or ((getattr(obj, "__doc__", None) or "").strip().splitlines() or [""])[0]
-        entry = Entry(name, obj, display or name, paper, tuple(families) if families is not None else None, options,
-                      tuple(aliases), doc)
+        entry = Entry(
+            name,
+            obj,
+            display or name,
+            paper,
+            tuple(families) if families is not None else None,
+            options,
+            tuple(aliases),
+            doc,
+        )
         self._entries[name] = entry
         for a in aliases:
             self._aliases[a] = name
@@ -223,8 +249,14 @@ def add_option_flags(parser, registries_or_classes, *, skip: tuple[str, ...] = (
         text = str(slot["hint"])
         kind = int if text.startswith("int") else float if text.startswith("float") else str
         dest = "opt_" + flag.replace("-", "_")
-        parser.add_argument(f"--{flag}", dest=dest, type=kind, default=None, choices=f.metadata.get("choices"),
-                            help=f"{f.metadata.get('help', '')} ({', '.join(slot['methods'])}; default {_show(f)})")
+        parser.add_argument(
+            f"--{flag}",
+            dest=dest,
+            type=kind,
+            default=None,
+            choices=f.metadata.get("choices"),
+            help=f"{f.metadata.get('help', '')} ({', '.join(slot['methods'])}; default {_show(f)})",
+        )
         owners[dest] = (option_key(f), slot["methods"])
     return owners
 
@@ -238,11 +270,23 @@ def options_from_flags(args, owners: dict, method: str) -> dict[str, Any]:
         if value is None:
             continue
         if method not in methods:
-            raise WeightlabError(f"--{dest[4:].replace('_', '-')} does not apply to {method} "
-                                 f"(only {', '.join(methods)})")
+            raise WeightlabError(
+                f"--{dest[4:].replace('_', '-')} does not apply to {method} (only {', '.join(methods)})"
+            )
         out[key] = value
     return out
 
 
-__all__ = ["Registry", "Entry", "option", "option_key", "option_fields", "option_value", "build_options",
-           "options_dict", "parse_spec", "add_option_flags", "options_from_flags"]
+__all__ = [
+    "Registry",
+    "Entry",
+    "option",
+    "option_key",
+    "option_fields",
+    "option_value",
+    "build_options",
+    "options_dict",
+    "parse_spec",
+    "add_option_flags",
+    "options_from_flags",
+]

@@ -29,18 +29,27 @@ from weightlab.io import read_json, write_json, write_text
 from weightlab.models import get_family
 from weightlab.recast.pipeline import recast_base
 
-def build_bases(model_name: str, weights: str | None, recast_overrides: dict, *, need_recast: bool,
-                seed: int = 0, pretrained: bool = True, model_kwargs: dict | None = None):
+
+def build_bases(
+    model_name: str,
+    weights: str | None,
+    recast_overrides: dict,
+    *,
+    need_recast: bool,
+    seed: int = 0,
+    pretrained: bool = True,
+    model_kwargs: dict | None = None,
+):
     """(plain pretrained model, RECAST base reconstructed in closed form or None)."""
     from weightlab.models import create_model
 
-    plain = create_model(model_name, pretrained=pretrained and weights is None, weights=weights,
-                         **(model_kwargs or {}))
+    plain = create_model(model_name, pretrained=pretrained and weights is None, weights=weights, **(model_kwargs or {}))
     return plain, (recast_base(plain, recast_overrides, seed=seed) if need_recast else None)
 
 
-def run_sequence(base, method: str, tasks, cfg: AdaptConfig, *, seed: int, bn: str = "task",
-                 progress: bool = True) -> tuple[dict, TaskModel]:
+def run_sequence(
+    base, method: str, tasks, cfg: AdaptConfig, *, seed: int, bn: str = "task", progress: bool = True
+) -> tuple[dict, TaskModel]:
     """Learn ``tasks`` in order with one method; returns the run record and the model."""
     spec = parse_method(method)
     start = time.perf_counter()
@@ -63,9 +72,16 @@ def _run_key(r: dict) -> tuple:
     return (r.get("label") or r["method"], r["seed"])
 
 
-def run_suite(suite: Suite, out: str | Path, *, data_root=None, progress: bool = True,
-              methods: list[str] | None = None, seeds: tuple[int, ...] | None = None,
-              command: str | None = None) -> dict:
+def run_suite(
+    suite: Suite,
+    out: str | Path,
+    *,
+    data_root=None,
+    progress: bool = True,
+    methods: list[str] | None = None,
+    seeds: tuple[int, ...] | None = None,
+    command: str | None = None,
+) -> dict:
     """Run (or resume) a suite; writes results.json, results.md and plots into ``out``, with
     ``command`` (how it was started) recorded from the first write on."""
     from weightlab.machine import machine
@@ -77,8 +93,10 @@ def run_suite(suite: Suite, out: str | Path, *, data_root=None, progress: bool =
     payload = read_json(path) if path.is_file() else dict(suite=full.to_dict(), runs=[])
     changed = [k for k in _FIXED if payload["suite"].get(k) != suite.to_dict()[k]]
     if changed:
-        raise WeightlabError(f"{path} holds runs of a different suite configuration ({', '.join(changed)} "
-                             "differ): resume only the same suite, or pass another --out")
+        raise WeightlabError(
+            f"{path} holds runs of a different suite configuration ({', '.join(changed)} "
+            "differ): resume only the same suite, or use another output folder"
+        )
     payload.update(machine=machine(), suite=full.to_dict())
     if command:
         payload["command"] = command
@@ -96,8 +114,14 @@ def run_suite(suite: Suite, out: str | Path, *, data_root=None, progress: bool =
         rover = {**suite.recast, **overrides}
         key = repr(sorted(rover.items())) if spec is not None and spec.recast else "plain"
         if key not in bases:
-            plain, rbase = build_bases(suite.model, suite.weights, rover, need_recast=key != "plain",
-                                       pretrained=suite.pretrained, model_kwargs=suite.model_kwargs)
+            plain, rbase = build_bases(
+                suite.model,
+                suite.weights,
+                rover,
+                need_recast=key != "plain",
+                pretrained=suite.pretrained,
+                model_kwargs=suite.model_kwargs,
+            )
             bases[key] = plain if key == "plain" else rbase
             payload["model_family"] = plain.weightlab_cfg.family
         if baseline:
@@ -144,8 +168,14 @@ def merge_results(out: str | Path, other: str | Path) -> int:
     new = [r for r in extra["runs"] if _run_key(r) not in done]
     payload["runs"] += new
     payload.setdefault("model_family", extra.get("model_family"))
-    payload.setdefault("merged", []).append(dict(source=str(opath), command=extra.get("command"), machine=extra.get("machine"),
-                                                 runs=[list(_run_key(r)) for r in new]))
+    payload.setdefault("merged", []).append(
+        dict(
+            source=str(opath),
+            command=extra.get("command"),
+            machine=extra.get("machine"),
+            runs=[list(_run_key(r)) for r in new],
+        )
+    )
     write_report(payload, out)
     return len(new)
 
@@ -169,46 +199,81 @@ def summarize(runs: list[dict]) -> list[dict]:
         bwt = metrics.mean_std([r["backward_transfer"] for r in rs])
         forgetting = metrics.mean_std([metrics.max_forgetting(r["accuracy_matrix"]) for r in rs])
         per_task = [metrics.mean_std([r["final_accuracy"][j] for r in rs]) for j in range(len(rs[0]["tasks"]))]
-        rows.append(dict(
-            name=name, method=rs[0]["method"], seeds=[r["seed"] for r in rs], average_accuracy=avg[0],
-            average_accuracy_std=avg[1], backward_transfer=bwt[0], backward_transfer_std=bwt[1],
-            per_task=[p[0] for p in per_task], per_task_std=[p[1] for p in per_task],
-            zero_forgetting=all(r["zero_forgetting"] for r in rs),
-            trainable_per_task=rs[0]["trainable_per_task"], head_per_task=rs[0]["head_per_task"][0],
-            bytes_per_task=sum(rs[0]["bytes_per_task"]) / len(rs[0]["bytes_per_task"]),
-            backbone_bytes=rs[0]["backbone_bytes"], forgetting=forgetting[0],
-            # everything kept after the sequence: the shared model, every task's own tensors, a replay
-            # buffer, state shared by all tasks (InfLoRA's subspace bases, L2P's prompt pool)
-            storage_bytes=rs[0]["backbone_bytes"] + sum(rs[0]["bytes_per_task"]) + rs[0].get("buffer_bytes", 0)
-            + rs[0].get("shared_state_bytes", 0),
-            wall_s=metrics.mean_std([r["wall_s"] for r in rs])[0]))
+        rows.append(
+            dict(
+                name=name,
+                method=rs[0]["method"],
+                seeds=[r["seed"] for r in rs],
+                average_accuracy=avg[0],
+                average_accuracy_std=avg[1],
+                backward_transfer=bwt[0],
+                backward_transfer_std=bwt[1],
+                per_task=[p[0] for p in per_task],
+                per_task_std=[p[1] for p in per_task],
+                zero_forgetting=all(r["zero_forgetting"] for r in rs),
+                trainable_per_task=rs[0]["trainable_per_task"],
+                head_per_task=rs[0]["head_per_task"][0],
+                bytes_per_task=sum(rs[0]["bytes_per_task"]) / len(rs[0]["bytes_per_task"]),
+                backbone_bytes=rs[0]["backbone_bytes"],
+                forgetting=forgetting[0],
+                # everything kept after the sequence: the shared model, every task's own tensors, a replay
+                # buffer, state shared by all tasks (InfLoRA's subspace bases, L2P's prompt pool)
+                storage_bytes=rs[0]["backbone_bytes"]
+                + sum(rs[0]["bytes_per_task"])
+                + rs[0].get("buffer_bytes", 0)
+                + rs[0].get("shared_state_bytes", 0),
+                wall_s=metrics.mean_std([r["wall_s"] for r in rs])[0],
+            )
+        )
     return rows
 
 
 def to_markdown(payload: dict) -> str:
     suite = payload["suite"]
     tasks = [t["name"] for t in payload.get("tasks", [])]
-    lines = [f"# {suite['name']}: {suite.get('description', '')}", "",
-             f"Model `{suite['model']}`, sequence `{suite['sequence']}`, "
-             f"{suite['epochs']} epochs per task, split sizes {suite['sizes']}, BatchNorm statistics: {suite['bn']}. "
-             "Test accuracy (%) after the last task, mean ± std over seeds; epoch selected on validation.", "",
-             "| method | seeds | trainable / task (+ head) | KiB / task | " + " | ".join(tasks) +
-             " | avg acc | BWT | max forgetting | zero forgetting | storage KiB | wall s / run |",
-             "|---|---|---|---|" + "---|" * len(tasks) + "---|---|---|---|---|---|"]
+    lines = [
+        f"# {suite['name']}: {suite.get('description', '')}",
+        "",
+        f"Model `{suite['model']}`, sequence `{suite['sequence']}`, "
+        f"{suite['epochs']} epochs per task, split sizes {suite['sizes']}, BatchNorm statistics: {suite['bn']}. "
+        "Test accuracy (%) after the last task, mean ± std over seeds; epoch selected on validation.",
+        "",
+        "| method | seeds | trainable / task (+ head) | KiB / task | "
+        + " | ".join(tasks)
+        + " | avg acc | BWT | max forgetting | zero forgetting | storage KiB | wall s / run |",
+        "|---|---|---|---|" + "---|" * len(tasks) + "---|---|---|---|---|---|",
+    ]
     for r in payload["summary"]:
         cells = " | ".join(f"{m:.1f} ± {s:.1f}" for m, s in zip(r["per_task"], r["per_task_std"]))
-        lines.append(f"| {r['name']} | {len(r['seeds'])} | {r['trainable_per_task']:,} (+{r['head_per_task']:,}) | "
-                     f"{r['bytes_per_task'] / 1024:.1f} | {cells} | **{r['average_accuracy']:.2f} ± "
-                     f"{r['average_accuracy_std']:.2f}** | {r['backward_transfer']:.2f} | {r['forgetting']:.2f} | "
-                     f"{'yes' if r['zero_forgetting'] else 'NO'} | {r['storage_bytes'] / 1024:.0f} | {r['wall_s']:.0f} |")
+        lines.append(
+            f"| {r['name']} | {len(r['seeds'])} | {r['trainable_per_task']:,} (+{r['head_per_task']:,}) | "
+            f"{r['bytes_per_task'] / 1024:.1f} | {cells} | **{r['average_accuracy']:.2f} ± "
+            f"{r['average_accuracy_std']:.2f}** | {r['backward_transfer']:.2f} | {r['forgetting']:.2f} | "
+            f"{'yes' if r['zero_forgetting'] else 'NO'} | {r['storage_bytes'] / 1024:.0f} | {r['wall_s']:.0f} |"
+        )
     if payload["summary"]:
-        lines += ["", f"Shared backbone: {payload['summary'][0]['backbone_bytes'] / 1024:.0f} KiB. Storage: what is "
-                  "kept after the sequence (the shared model, every task's own tensors, a replay buffer as float32 "
-                  "model inputs, state shared by all tasks such as InfLoRA's subspace bases or L2P's prompt pool). "
-                  "Continual-learning baselines (EWC, LwF, GDumb, ER-ACE, DER++, HAT, InfLoRA, L2P) share one model "
-                  "across the sequence and keep their last epoch."]
+        lines += [
+            "",
+            f"Shared backbone: {payload['summary'][0]['backbone_bytes'] / 1024:.0f} KiB. Storage: what is "
+            "kept after the sequence (the shared model, every task's own tensors, a replay buffer as float32 "
+            "model inputs, state shared by all tasks such as InfLoRA's subspace bases or L2P's prompt pool). "
+            "Continual-learning baselines (EWC, LwF, GDumb, ER-ACE, DER++, HAT, InfLoRA, L2P) share one model "
+            "across the sequence and keep their last epoch.",
+        ]
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["SUITES", "Suite", "Point", "get_suite", "run_suite", "write_report", "report_only", "merge_results",
-           "run_sequence", "build_bases", "summarize", "to_markdown"]
+__all__ = [
+    "SUITES",
+    "Suite",
+    "Point",
+    "get_suite",
+    "run_suite",
+    "write_report",
+    "report_only",
+    "merge_results",
+    "run_sequence",
+    "build_bases",
+    "summarize",
+    "to_markdown",
+]

@@ -41,8 +41,13 @@ def plot_suite(payload: dict, out: str | Path) -> list[Path]:
 
     fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(rows) + 2), 4.5))
     xs = range(len(rows))
-    ax.bar(xs, [r["average_accuracy"] for r in rows], yerr=[r["average_accuracy_std"] for r in rows],
-           color=["tab:orange" if r["name"].startswith("recast") else "tab:blue" for r in rows], capsize=3)
+    ax.bar(
+        xs,
+        [r["average_accuracy"] for r in rows],
+        yerr=[r["average_accuracy_std"] for r in rows],
+        color=["tab:orange" if r["name"].startswith("recast") else "tab:blue" for r in rows],
+        capsize=3,
+    )
     lo = min(r["average_accuracy"] - r["average_accuracy_std"] for r in rows)
     ax.set_ylim(max(0, lo - 5), 100)
     ax.set_xticks(list(xs), [r["name"] for r in rows], rotation=60, ha="right", fontsize=8)
@@ -58,11 +63,21 @@ def plot_suite(payload: dict, out: str | Path) -> list[Path]:
     for fam, rs in sorted(families.items()):
         rs = sorted(rs, key=lambda r: r["trainable_per_task"])
         x = [max(r["trainable_per_task"], 1) for r in rs]
-        ax.errorbar(x, [r["average_accuracy"] for r in rs], yerr=[r["average_accuracy_std"] for r in rs],
-                    marker="o", capsize=3, label=fam, linestyle="-" if len(rs) > 1 else "none")
+        ax.errorbar(
+            x,
+            [r["average_accuracy"] for r in rs],
+            yerr=[r["average_accuracy_std"] for r in rs],
+            marker="o",
+            capsize=3,
+            label=fam,
+            linestyle="-" if len(rs) > 1 else "none",
+        )
     ax.set_xscale("log")
-    ax.set(xlabel="trainable numbers per task, besides the head (log; head only plotted at 1)",
-           ylabel="average test accuracy (%)", title=f"parameter budget: {title}")
+    ax.set(
+        xlabel="trainable numbers per task, besides the head (log; head only plotted at 1)",
+        ylabel="average test accuracy (%)",
+        title=f"parameter budget: {title}",
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -78,8 +93,10 @@ def mean_accuracy_matrices(runs: list[dict]) -> dict[str, list[list[float]]]:
     groups: dict[str, list[list[list[float]]]] = {}
     for r in runs:
         groups.setdefault(r.get("label") or r["method"], []).append(r["accuracy_matrix"])
-    return {name: [[sum(m[i][j] for m in ms) / len(ms) for j in range(len(ms[0][i]))] for i in range(len(ms[0]))]
-            for name, ms in groups.items()}
+    return {
+        name: [[sum(m[i][j] for m in ms) / len(ms) for j in range(len(ms[0][i]))] for i in range(len(ms[0]))]
+        for name, ms in groups.items()
+    }
 
 
 def plot_forgetting(payload: dict, path: Path) -> Path:
@@ -100,8 +117,16 @@ def plot_forgetting(payload: dict, path: Path) -> Path:
             xs = list(range(j, len(R)))
             ys = [R[i][j] for i in xs]
             flat = all(y == ys[0] for y in ys)
-            ax.plot([x + 1 for x in xs], ys, marker="o", ms=3, color=cmap(k % 20), label=name,
-                    linestyle=":" if flat else "-", linewidth=1 if flat else 1.6)
+            ax.plot(
+                [x + 1 for x in xs],
+                ys,
+                marker="o",
+                ms=3,
+                color=cmap(k % 20),
+                label=name,
+                linestyle=":" if flat else "-",
+                linewidth=1 if flat else 1.6,
+            )
         ax.set_title(f"task {j + 1}: {tasks[j]}", fontsize=9)
         ax.set_xticks(range(1, len(tasks) + 1))
         ax.grid(alpha=0.3)

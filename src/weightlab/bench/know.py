@@ -15,7 +15,7 @@ transfer schedule, the predictors and the seeds. ``run_suite`` does, resumably, 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -51,8 +51,12 @@ def _sizes(train, test) -> SplitSizes:
 
 def _base_model(suite: KnowSuite, out: Path, source, progress: bool):
     torch.manual_seed(0)  # the initialisation of a model pretrained here does not depend on earlier work
-    model = create_model(suite.model, pretrained=suite.pretrained, num_classes=None if suite.pretrained
-                         else source.num_classes, **suite.model_kwargs)
+    model = create_model(
+        suite.model,
+        pretrained=suite.pretrained,
+        num_classes=None if suite.pretrained else source.num_classes,
+        **suite.model_kwargs,
+    )
     cfg = model.weightlab_cfg
     path = out / "base.safetensors"
     if path.is_file():
@@ -60,8 +64,16 @@ def _base_model(suite: KnowSuite, out: Path, source, progress: bool):
     else:
         if not suite.pretrained:
             torch.manual_seed(0)
-            fit_classifier(model, source.train, cfg, epochs=suite.pretrain_epochs, lr=suite.pretrain_lr,
-                           batch_size=64, seed=0, progress=progress)
+            fit_classifier(
+                model,
+                source.train,
+                cfg,
+                epochs=suite.pretrain_epochs,
+                lr=suite.pretrain_lr,
+                batch_size=64,
+                seed=0,
+                progress=progress,
+            )
         save_tensors(path, model.state_dict())
     return attach_cfg(model, cfg)
 
@@ -87,8 +99,15 @@ def prepare(suite: KnowSuite, out: Path, progress: bool = True, data_root: Path 
     else:
         model = timed("base", lambda: _base_model(suite, out, source, progress))
     base_acc = evaluate_accuracy(model, source.test.batches(256, model.weightlab_cfg))
-    forget = lambda: run_forgetting(model, source.train, out / "trajectory", suite.forget,  # noqa: E731
-                                    eval_data=source.test, data_info=source.summary(), progress=progress)
+    forget = lambda: run_forgetting(
+        model,
+        source.train,
+        out / "trajectory",
+        suite.forget,  # noqa: E731
+        eval_data=source.test,
+        data_info=source.summary(),
+        progress=progress,
+    )
     manifest = out / "trajectory" / MANIFEST
     done = read_json(manifest).get("completed_stages", 0) if manifest.is_file() else 0
     traj = forget() if done == suite.forget.stages else timed(f"forgetting_from_stage_{done}", forget)
@@ -107,9 +126,14 @@ def prepare(suite: KnowSuite, out: Path, progress: bool = True, data_root: Path 
             for k, state in states.items():
                 save_tensors(pred_dir / f"{name}_{label(k)}.safetensors", state)
         skipped = {k: predictor.unsupported(k) for k in suite.steps if predictor.unsupported(k)}
-        info["predictions"][name] = {**predictor.describe(traj), "steps": steps, "skipped": skipped,
-                                     "seconds": log["seconds"].get(f"predict_{name}")}
+        info["predictions"][name] = {
+            **predictor.describe(traj),
+            "steps": steps,
+            "skipped": skipped,
+            "seconds": log["seconds"].get(f"predict_{name}"),
+        }
     if suite.incremental and not (out / "incremental.safetensors").is_file():
+
         def incremental():
             torch.manual_seed(0)
             fresh = create_model(suite.model, num_classes=model.weightlab_cfg.num_classes, **suite.model_kwargs)
@@ -136,8 +160,15 @@ def rows(suite: KnowSuite, out: Path) -> list[tuple[str, str, int, Path]]:
     return r
 
 
-def run_suite(name: str | KnowSuite, out_dir: str | Path, *, progress: bool = True, seeds: tuple[int, ...] | None = None,
-              transfer_cfg: TransferConfig | None = None, data_root: Path | None = None) -> dict:
+def run_suite(
+    name: str | KnowSuite,
+    out_dir: str | Path,
+    *,
+    progress: bool = True,
+    seeds: tuple[int, ...] | None = None,
+    transfer_cfg: TransferConfig | None = None,
+    data_root: Path | None = None,
+) -> dict:
     suite = name if isinstance(name, KnowSuite) else get_suite(name)
     name = suite.name
     if seeds:
@@ -150,7 +181,7 @@ def run_suite(name: str | KnowSuite, out_dir: str | Path, *, progress: bool = Tr
     if results_path.is_file():
         results = read_json(results_path)
         if results.get("suite") != record:
-            raise WeightlabError(f"{results_path}: made with another suite configuration; use a new --out")
+            raise WeightlabError(f"{results_path}: made with another suite configuration; use a new output folder")
     else:
         results = {"suite": record, "description": suite.description, "machine": machine(), "runs": []}
     results["prepare"] = prepare(suite, out, progress, data_root)
@@ -159,8 +190,16 @@ def run_suite(name: str | KnowSuite, out_dir: str | Path, *, progress: bool = Tr
     target = build_task(suite.target, data_root, sizes=_sizes(suite.target_train, suite.target_test))
     model_cfg = results["prepare"]["model"]
     done = {(r["row"], r["seed"]) for r in results["runs"]}
-    for record in run_transfers(rows(suite, out), model_cfg, target.train, target.test, suite.transfer, suite.seeds,
-                                done=done, progress=progress):
+    for record in run_transfers(
+        rows(suite, out),
+        model_cfg,
+        target.train,
+        target.test,
+        suite.transfer,
+        suite.seeds,
+        done=done,
+        progress=progress,
+    ):
         results["runs"].append(record)
         write_json(results_path, results)
     results["target"] = target.summary()
@@ -180,35 +219,67 @@ def summarize(results: dict) -> list[dict]:
         accs = torch.tensor([r["accuracy"] for r in runs], dtype=torch.float64)
         mean = float(accs.mean())
         std = float(accs.std()) if len(accs) > 1 else 0.0
-        table.append({"row": row, "label": runs[0]["label"], "step": runs[0]["step"], "seeds": len(runs),
-                      "mean": mean, "std": std, "gain": None if naive_mean is None else mean - naive_mean})
+        table.append(
+            {
+                "row": row,
+                "label": runs[0]["label"],
+                "step": runs[0]["step"],
+                "seeds": len(runs),
+                "mean": mean,
+                "std": std,
+                "gain": None if naive_mean is None else mean - naive_mean,
+            }
+        )
     return table
 
 
 def write_report(results: dict, out: Path) -> None:
     table = summarize(results)
     suite = results["suite"]
-    lines = [f"# KNOW transfer: {suite['name']}", "", results.get("description", ""), "",
-             f"Source {suite['source']} ({suite['model']}), downstream {suite['target']}; forgetting r={suite['forget']['ratio']}, "
-             f"S={suite['forget']['stages']}, {suite['forget']['epochs']} epoch(s)/stage, {suite['forget']['optimizer']} "
-             f"lr {suite['forget']['lr']}; transfer {suite['transfer']['warmup_epochs']} warm-up + "
-             f"{suite['transfer']['epochs']} epochs. Test accuracy (%) at the end of transfer, mean ± std over seeds.",
-             "", "| pred. | method | seeds | accuracy | gain vs naive |", "|---|---|---|---|---|"]
-    for row in sorted(table, key=lambda r: (r["step"], ALL_PREDICTORS.index(r["row"].rsplit("_x", 1)[0])
-                                             if r["step"] else (0 if r["row"] == "naive" else 1))):
+    lines = [
+        f"# KNOW transfer: {suite['name']}",
+        "",
+        results.get("description", ""),
+        "",
+        f"Source {suite['source']} ({suite['model']}), downstream {suite['target']}; "
+        f"forgetting r={suite['forget']['ratio']}, "
+        f"S={suite['forget']['stages']}, {suite['forget']['epochs']} epoch(s)/stage, {suite['forget']['optimizer']} "
+        f"lr {suite['forget']['lr']}; transfer {suite['transfer']['warmup_epochs']} warm-up + "
+        f"{suite['transfer']['epochs']} epochs. Test accuracy (%) at the end of transfer, mean ± std over seeds.",
+        "",
+        "| pred. | method | seeds | accuracy | gain vs naive |",
+        "|---|---|---|---|---|",
+    ]
+    for row in sorted(
+        table,
+        key=lambda r: (
+            r["step"],
+            ALL_PREDICTORS.index(r["row"].rsplit("_x", 1)[0]) if r["step"] else (0 if r["row"] == "naive" else 1),
+        ),
+    ):
         pred = "x1" if row["step"] == 0 else scale_label(suite["forget"]["ratio"], row["step"])
         gain = "" if row["row"] == "naive" or row["gain"] is None else f"{row['gain']:+.2f}"
         lines.append(f"| {pred} | {row['label']} | {row['seeds']} | {row['mean']:.2f} ± {row['std']:.2f} | {gain} |")
     run_s = sum(r.get("seconds", 0.0) for r in results["runs"])
-    lines += ["", f"Wall time on {results['machine'].get('cpu')} ({results['machine'].get('cores')} cores): "
-              f"preparation (pretraining, forgetting, predictions, incremental baseline) "
-              f"{results.get('prepare_seconds', 0):.0f} s, {len(results['runs'])} transfer runs {run_s:.0f} s."]
+    lines += [
+        "",
+        f"Wall time on {results['machine'].get('cpu')} ({results['machine'].get('cores')} cores): "
+        f"preparation (pretraining, forgetting, predictions, incremental baseline) "
+        f"{results.get('prepare_seconds', 0):.0f} s, {len(results['runs'])} transfer runs {run_s:.0f} s.",
+    ]
     prep = results.get("prepare", {})
     if prep:
-        lines += ["", "Forgetting trajectory (accuracy on the source test split):", "",
-                  "| stage | samples | accuracy |", "|---|---|---|"]
-        lines += [f"| {s['stage']} | {s['subset_size']} | {s.get('eval_accuracy', float('nan')):.2f} |"
-                  for s in prep.get("stages", [])]
+        lines += [
+            "",
+            "Forgetting trajectory (accuracy on the source test split):",
+            "",
+            "| stage | samples | accuracy |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {s['stage']} | {s['subset_size']} | {s.get('eval_accuracy', float('nan')):.2f} |"
+            for s in prep.get("stages", [])
+        ]
         preds = prep.get("predictions", {})
         if preds:
             lines += ["", "Parameters each predictor changes (by kind; everything else is copied from Θ⁰):", ""]

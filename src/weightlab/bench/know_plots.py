@@ -50,8 +50,12 @@ def plot_trajectory_pca(trajectory_dir: str | Path, predictions_dir: str | Path 
         items.sort()
         pp = torch.tensor([proj(x) for _, x in items])
         far = bool(((pp - t[0]).abs().max() > 4 * span).item())  # e.g. ExpFit: keep the axes readable
-        ax.plot([pts[0][0]] + pp[:, 0].tolist(), [pts[0][1]] + pp[:, 1].tolist(), "x--",
-                label=DISPLAY.get(method, method) + (" (partly off-scale)" if far else ""))
+        ax.plot(
+            [pts[0][0]] + pp[:, 0].tolist(),
+            [pts[0][1]] + pp[:, 1].tolist(),
+            "x--",
+            label=DISPLAY.get(method, method) + (" (partly off-scale)" if far else ""),
+        )
         inside.append(pp[((pp - t[0]).abs() <= 4 * span).all(1)])
     allpts = torch.cat(inside)
     lo, hi = allpts.min(0).values, allpts.max(0).values

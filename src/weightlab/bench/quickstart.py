@@ -42,50 +42,104 @@ def run_quickstart(data_root: Path | None = None, out: Path | None = None, seed:
         model = create_model("resnet20")
         train, test = load_dataset("digits", "train"), load_dataset("digits", "test")
         print(f"[1/5] training ResNet-20 on scikit-learn digits ({len(train)} images, 6 epochs)")
-        fit_classifier(model, train, model.weightlab_cfg, epochs=6, lr=2e-3, batch_size=64, seed=seed,
-                       progress=progress)
+        fit_classifier(
+            model, train, model.weightlab_cfg, epochs=6, lr=2e-3, batch_size=64, seed=seed, progress=progress
+        )
         source = "ResNet-20 trained here on scikit-learn digits (1,437 train / 360 test)"
         tasks = build_sequence("digits:0-4,digits:5-9", None, SplitSizes(None, 100, None))
     config = preset("cifar-resnet", templates=2, layers_per_group=2, coef_sets=2)
     adapt = AdaptConfig(epochs=8)
     runs = {}
-    for step, (method, mcfg) in enumerate((
+    for step, (method, mcfg) in enumerate(
+        (
             ("closed_form", MimicryConfig.for_family(get_family(model))),
-            ("recipe", MimicryConfig.for_family(get_family(model), iterations=1000, lr_step=200))), start=2):
-        print(f"[{step}/5] RECAST ({config.templates} templates, K={config.coef_sets}, groups of "
-              f"{config.layers_per_group}) + Neural Mimicry: {method}")
-        _, report = run_mimicry(model, config, mcfg, method=method, model_name="resnet20", out_dir=out,
-                                test_data=test, seed=seed, progress=progress, stem=method)
+            ("recipe", MimicryConfig.for_family(get_family(model), iterations=1000, lr_step=200)),
+        ),
+        start=2,
+    ):
+        print(
+            f"[{step}/5] RECAST ({config.templates} templates, K={config.coef_sets}, groups of "
+            f"{config.layers_per_group}) + Neural Mimicry: {method}"
+        )
+        _, report = run_mimicry(
+            model,
+            config,
+            mcfg,
+            method=method,
+            model_name="resnet20",
+            out_dir=out,
+            test_data=test,
+            seed=seed,
+            progress=progress,
+            stem=method,
+        )
         runs[method] = report
         print(format_table(summary_rows(report)))
-    summary = dict(source=source, seconds=time.perf_counter() - t0, shared_root=str(paths.shared_root()),
-                   runs={k: {x: v.get(x) for x in ("weight_cosine_mean", "weight_cosine_min", "top1_original",
-                                                   "top1_reconstructed", "feature_cosine_mean")}
-                         for k, v in runs.items()})
-    lines = ["# weightlab quickstart", "", f"Source: {source}", "",
-             "| method | weight cosine mean | top-1 original | top-1 reconstructed |", "|---|---|---|---|"]
-    lines += [f"| {k} | {v['weight_cosine_mean']:.6f} | {v['top1_original']:.2f} | {v['top1_reconstructed']:.2f} |"
-              for k, v in summary["runs"].items()]
-    print(f"[4/5] task-incremental learning on {', '.join(t.name for t in tasks)}: head only vs RECAST "
-          f"coefficients + head ({adapt.epochs} epochs per task, epoch chosen on validation)")
+    summary = dict(
+        source=source,
+        seconds=time.perf_counter() - t0,
+        shared_root=str(paths.shared_root()),
+        runs={
+            k: {
+                x: v.get(x)
+                for x in (
+                    "weight_cosine_mean",
+                    "weight_cosine_min",
+                    "top1_original",
+                    "top1_reconstructed",
+                    "feature_cosine_mean",
+                )
+            }
+            for k, v in runs.items()
+        },
+    )
+    lines = [
+        "# weightlab quickstart",
+        "",
+        f"Source: {source}",
+        "",
+        "| method | weight cosine mean | top-1 original | top-1 reconstructed |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {k} | {v['weight_cosine_mean']:.6f} | {v['top1_original']:.2f} | {v['top1_reconstructed']:.2f} |"
+        for k, v in summary["runs"].items()
+    ]
+    print(
+        f"[4/5] task-incremental learning on {', '.join(t.name for t in tasks)}: head only vs RECAST "
+        f"coefficients + head ({adapt.epochs} epochs per task, epoch chosen on validation)"
+    )
     summary["incremental"] = _incremental(model, tasks, adapt, seed, progress)
     summary["seconds"] = time.perf_counter() - t0
     write_json(out / "quickstart.json", summary)
-    lines += ["", "| task-incremental method | trainable / task (+ head) | " +
-              " | ".join(t.name for t in tasks) + " | average | zero forgetting |",
-              "|---|---|" + "---|" * len(tasks) + "---|---|"]
+    lines += [
+        "",
+        "| task-incremental method | trainable / task (+ head) | "
+        + " | ".join(t.name for t in tasks)
+        + " | average | zero forgetting |",
+        "|---|---|" + "---|" * len(tasks) + "---|---|",
+    ]
     for name, r in summary["incremental"].items():
-        lines.append(f"| {name} | {r['trainable_per_task']} (+{r['head_per_task'][0]}) | " +
-                     " | ".join(f"{a:.2f}" for a in r["final_accuracy"]) +
-                     f" | {r['average_accuracy']:.2f} | {'yes' if r['zero_forgetting'] else 'NO'} |")
-        print(f"  {name:7s} {r['trainable_per_task']:>4} numbers/task + head: test " +
-              ", ".join(f"{a:.2f}" for a in r["final_accuracy"]) + f"; zero forgetting: "
-              f"{'yes' if r['zero_forgetting'] else 'NO'}")
+        lines.append(
+            f"| {name} | {r['trainable_per_task']} (+{r['head_per_task'][0]}) | "
+            + " | ".join(f"{a:.2f}" for a in r["final_accuracy"])
+            + f" | {r['average_accuracy']:.2f} | {'yes' if r['zero_forgetting'] else 'NO'} |"
+        )
+        print(
+            f"  {name:7s} {r['trainable_per_task']:>4} numbers/task + head: test "
+            + ", ".join(f"{a:.2f}" for a in r["final_accuracy"])
+            + f"; zero forgetting: "
+            f"{'yes' if r['zero_forgetting'] else 'NO'}"
+        )
     summary["know"] = _know(out / "know", data_root, seed, progress)
     summary["seconds"] = time.perf_counter() - t0
     write_json(out / "quickstart.json", summary)
-    lines += ["", "KNOW (progressive forgetting, weight prediction, transfer):", "",
-              (out / "know" / "results.md").read_text().split("\n", 2)[2]]
+    lines += [
+        "",
+        "KNOW (progressive forgetting, weight prediction, transfer):",
+        "",
+        (out / "know" / "results.md").read_text().split("\n", 2)[2],
+    ]
     write_text(out / "quickstart.md", "\n".join(lines) + "\n")
     print(f"\ndone in {summary['seconds']:.1f} s; reports in {out}/")
     return 0
@@ -101,14 +155,24 @@ def _know(out: Path, data_root: Path | None, seed: int, progress: bool) -> dict:
 
     base = SUITES["mnist-fmnist-quick" if data_root is not None else "digits-smallcnn"]
     authors = official_known_dir() is not None
-    suite = replace(base, name=f"quickstart-{base.name}",
-                    predictors=("log_fit", "task_vector", "tsv", "known") + (("known_authors",) if authors else ()),
-                    steps=(1, 3), incremental=False, seeds=(seed,),
-                    transfer=TransferConfig(warmup_epochs=2, epochs=6, lr=1e-3, batch_size=64))
-    known = "weightlab's shipped KNOWN and the authors' weights" if authors else \
-        "weightlab's shipped KNOWN; the authors' weights are in the shared folder"
-    print(f"[5/5] KNOW: {suite.description}; forgetting r=0.5, S=5; LogFit, TaskVector, TSV, KNOWN at x2 and x8 "
-          f"({known}); transfer {suite.transfer.warmup_epochs} warm-up + {suite.transfer.epochs} epochs")
+    suite = replace(
+        base,
+        name=f"quickstart-{base.name}",
+        predictors=("log_fit", "task_vector", "tsv", "known") + (("known_authors",) if authors else ()),
+        steps=(1, 3),
+        incremental=False,
+        seeds=(seed,),
+        transfer=TransferConfig(warmup_epochs=2, epochs=6, lr=1e-3, batch_size=64),
+    )
+    known = (
+        "weightlab's shipped KNOWN and the authors' weights"
+        if authors
+        else "weightlab's shipped KNOWN; the authors' weights are in the shared folder"
+    )
+    print(
+        f"[5/5] KNOW: {suite.description}; forgetting r=0.5, S=5; LogFit, TaskVector, TSV, KNOWN at x2 and x8 "
+        f"({known}); transfer {suite.transfer.warmup_epochs} warm-up + {suite.transfer.epochs} epochs"
+    )
     import shutil
 
     shutil.rmtree(out, ignore_errors=True)  # the quickstart's own output: start afresh every time

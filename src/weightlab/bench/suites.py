@@ -38,11 +38,11 @@ class Suite:
     seeds: tuple[int, ...] = SEEDS
     sizes: SplitSizes = field(default_factory=SplitSizes)
     epochs: int = 4
-    weights: str | None = None           # local weights instead of the registry's pretrained ones
+    weights: str | None = None  # local weights instead of the registry's pretrained ones
     recast: dict = field(default_factory=lambda: dict(templates="auto", layers_per_group=2))
     points: list[Point] = field(default_factory=list)  # budget suites
     bn: str = "task"
-    pretrained: bool = True              # False: random init (smoke tests without the shared models)
+    pretrained: bool = True  # False: random init (smoke tests without the shared models)
     model_kwargs: dict = field(default_factory=dict)  # e.g. a timm ViT's img_size / patch_size / depth
     description: str = ""
 
@@ -68,8 +68,7 @@ _BUDGET_CNN = [
     Point("RECAST n=2 K=4", "recast", dict(templates=2, coef_sets=4)),
     Point("RECAST n=1 K=2 G=per layer", "recast", dict(templates=1, coef_sets=2, layers_per_group=1)),
     Point("RECAST n=4 K=2", "recast", dict(templates=4, coef_sets=2)),
-    Point("RECAST conv1 only n=2 K=2", "recast", dict(templates=2, coef_sets=2,
-                                                       target_modules=["layer*.*.conv1"])),
+    Point("RECAST conv1 only n=2 K=2", "recast", dict(templates=2, coef_sets=2, target_modules=["layer*.*.conv1"])),
     Point("LoRA r=1 last stage conv2", "lora:r=1,targets=layer3\\.\\d+\\.conv2", {}),
     Point("LoRA r=1", "lora:r=1", {}),
     Point("LoRA r=2", "lora:r=2", {}),
@@ -83,21 +82,65 @@ _BUDGET_CNN = [
 
 SUITES: Registry[Suite] = Registry("suite")
 for _s in [
-    Suite("resnet20-multi", "resnet20", "multi", CNN_METHODS, sizes=SplitSizes(800, 300, 1000), epochs=6,
-          description="pretrained CIFAR ResNet-20 on 6 tasks: MNIST, Fashion-MNIST, CIFAR-10, 2 class groups each"),
-    Suite("resnet20-split-fmnist", "resnet20", "split-fmnist", CNN_METHODS, sizes=SplitSizes(800, 300, 1000),
-          epochs=4, description="pretrained CIFAR ResNet-20 on Fashion-MNIST split into 5 two-class tasks"),
-    Suite("convmixer-multi", "convmixer", "multi", ["head", "recast", "full", "lora", "recast+lora", "clr",
-                                                     "recast+clr"], sizes=SplitSizes(800, 300, 1000), epochs=4,
-          description="pretrained ConvMixer-256/8 on the 6-task multi sequence"),
-    Suite("vit-multi", "timm:vit_tiny_patch16_224", "multi", VIT_METHODS, sizes=SplitSizes(800, 300, 1000), epochs=6,
-          model_kwargs=VIT_CIFAR, recast=dict(templates="auto", layers_per_group=2),
-          description="a small timm ViT (32x32, patch 4, dim 96, depth 6) pretrained here on CIFAR-10 "
-                      "(benchmarks/pretrain_vit_cifar10.py, pass its weights), multi sequence"),
-    Suite("resnet20-budget", "resnet20", "fashion_mnist", points=_BUDGET_CNN, sizes=SplitSizes(1000, 300, 1000),
-          epochs=4, description="Fig. 3: accuracy against trainable numbers per task on Fashion-MNIST (10 classes)"),
-    Suite("smoke", "resnet20", "digits", ["head", "recast", "lora", "recast+lora"], seeds=(0,),
-          sizes=SplitSizes(200, 100, 100), epochs=1, pretrained=False, description="seconds-long check of the whole pipeline"),
+    Suite(
+        "resnet20-multi",
+        "resnet20",
+        "multi",
+        CNN_METHODS,
+        sizes=SplitSizes(800, 300, 1000),
+        epochs=6,
+        description="pretrained CIFAR ResNet-20 on 6 tasks: MNIST, Fashion-MNIST, CIFAR-10, 2 class groups each",
+    ),
+    Suite(
+        "resnet20-split-fmnist",
+        "resnet20",
+        "split-fmnist",
+        CNN_METHODS,
+        sizes=SplitSizes(800, 300, 1000),
+        epochs=4,
+        description="pretrained CIFAR ResNet-20 on Fashion-MNIST split into 5 two-class tasks",
+    ),
+    Suite(
+        "convmixer-multi",
+        "convmixer",
+        "multi",
+        ["head", "recast", "full", "lora", "recast+lora", "clr", "recast+clr"],
+        sizes=SplitSizes(800, 300, 1000),
+        epochs=4,
+        description="pretrained ConvMixer-256/8 on the 6-task multi sequence",
+    ),
+    Suite(
+        "vit-multi",
+        "timm:vit_tiny_patch16_224",
+        "multi",
+        VIT_METHODS,
+        sizes=SplitSizes(800, 300, 1000),
+        epochs=6,
+        model_kwargs=VIT_CIFAR,
+        recast=dict(templates="auto", layers_per_group=2),
+        description="a small timm ViT (32x32, patch 4, dim 96, depth 6) pretrained here on CIFAR-10 "
+        "(benchmarks/pretrain_vit_cifar10.py, pass its weights), multi sequence",
+    ),
+    Suite(
+        "resnet20-budget",
+        "resnet20",
+        "fashion_mnist",
+        points=_BUDGET_CNN,
+        sizes=SplitSizes(1000, 300, 1000),
+        epochs=4,
+        description="Fig. 3: accuracy against trainable numbers per task on Fashion-MNIST (10 classes)",
+    ),
+    Suite(
+        "smoke",
+        "resnet20",
+        "digits",
+        ["head", "recast", "lora", "recast+lora"],
+        seeds=(0,),
+        sizes=SplitSizes(200, 100, 100),
+        epochs=1,
+        pretrained=False,
+        description="seconds-long check of the whole pipeline",
+    ),
 ]:
     SUITES.add(_s.name, _s, display=_s.name, summary=_s.description)
 
@@ -111,16 +154,16 @@ class KnowSuite:
     name: str
     description: str
     model: str
-    source: str                      # task spec of D⁰, e.g. "cifar10" or "digits:0-4"
-    target: str                      # downstream task spec
-    pretrained: bool = False         # load the shared weights instead of pretraining here
+    source: str  # task spec of D⁰, e.g. "cifar10" or "digits:0-4"
+    target: str  # downstream task spec
+    pretrained: bool = False  # load the shared weights instead of pretraining here
     model_kwargs: dict = field(default_factory=dict)
     pretrain_epochs: int = 0
     pretrain_lr: float = 1e-3
     source_train: int | None = None  # samples of D⁰ (None: the whole train split)
     target_train: int | None = 1000
     target_test: int | None = 2000
-    eval_size: int | None = 2000     # source test samples to track forgetting
+    eval_size: int | None = 2000  # source test samples to track forgetting
     forget: ForgetConfig = field(default_factory=ForgetConfig)
     transfer: TransferConfig = field(default_factory=TransferConfig)
     predictors: tuple[str, ...] = ALL_PREDICTORS
@@ -133,30 +176,66 @@ class KnowSuite:
 KNOW_SUITES: Registry[KnowSuite] = Registry("KNOW suite")
 for _k in [
     KnowSuite(
-        "digits-smallcnn", "small CNN pretrained here on digits 0-4 (scikit-learn), transferred to digits 5-9",
-        model="smallcnn", source="digits:0-4", target="digits:5-9", pretrain_epochs=30, pretrain_lr=3e-3,
+        "digits-smallcnn",
+        "small CNN pretrained here on digits 0-4 (scikit-learn), transferred to digits 5-9",
+        model="smallcnn",
+        source="digits:0-4",
+        target="digits:5-9",
+        pretrain_epochs=30,
+        pretrain_lr=3e-3,
         model_kwargs={"input_size": (1, 16, 16)},
-        target_train=None, target_test=None, eval_size=None,
-        forget=ForgetConfig(batch_size=64), transfer=TransferConfig(warmup_epochs=3, epochs=10, batch_size=64),
-        seeds=(42,), needs_shared=False),
+        target_train=None,
+        target_test=None,
+        eval_size=None,
+        forget=ForgetConfig(batch_size=64),
+        transfer=TransferConfig(warmup_epochs=3, epochs=10, batch_size=64),
+        seeds=(42,),
+        needs_shared=False,
+    ),
     KnowSuite(
-        "mnist-fmnist-quick", "small CNN pretrained here on 3k MNIST images, transferred to 1k Fashion-MNIST "
-        "(the quickstart with --data-root)", model="smallcnn", source="mnist", target="fashion_mnist",
+        "mnist-fmnist-quick",
+        "small CNN pretrained here on 3k MNIST images, transferred to 1k Fashion-MNIST "
+        "(the quickstart with --data-root)",
+        model="smallcnn",
+        source="mnist",
+        target="fashion_mnist",
         model_kwargs={"input_size": (1, 28, 28)},
-        pretrain_epochs=8, pretrain_lr=3e-3, source_train=3000, target_train=1000, target_test=1000, eval_size=1000,
-        forget=ForgetConfig(batch_size=64), transfer=TransferConfig(warmup_epochs=2, epochs=6, batch_size=64),
-        seeds=(42,)),
+        pretrain_epochs=8,
+        pretrain_lr=3e-3,
+        source_train=3000,
+        target_train=1000,
+        target_test=1000,
+        eval_size=1000,
+        forget=ForgetConfig(batch_size=64),
+        transfer=TransferConfig(warmup_epochs=2, epochs=6, batch_size=64),
+        seeds=(42,),
+    ),
     KnowSuite(
-        "mnist-fmnist-smallcnn", "small CNN pretrained here on 20k MNIST images, transferred to Fashion-MNIST",
-        model="smallcnn", source="mnist", target="fashion_mnist", pretrain_epochs=3, pretrain_lr=2e-3,
+        "mnist-fmnist-smallcnn",
+        "small CNN pretrained here on 20k MNIST images, transferred to Fashion-MNIST",
+        model="smallcnn",
+        source="mnist",
+        target="fashion_mnist",
+        pretrain_epochs=3,
+        pretrain_lr=2e-3,
         model_kwargs={"input_size": (1, 28, 28)},
-        source_train=20000, target_train=1000, target_test=2000,
-        transfer=TransferConfig(warmup_epochs=2, epochs=10, lr=1e-3)),
+        source_train=20000,
+        target_train=1000,
+        target_test=2000,
+        transfer=TransferConfig(warmup_epochs=2, epochs=10, lr=1e-3),
+    ),
     KnowSuite(
-        "resnet20-cifar10-fmnist", "shared pretrained CIFAR ResNet-20, D0 = CIFAR-10 (JPEG, 50k), "
-        "transferred to Fashion-MNIST", model="resnet20", source="cifar10", target="fashion_mnist", pretrained=True,
-        forget=ForgetConfig(full_data_pass=True), target_train=1000, target_test=2000,
-        transfer=TransferConfig(warmup_epochs=2, epochs=10, lr=1e-3)),
+        "resnet20-cifar10-fmnist",
+        "shared pretrained CIFAR ResNet-20, D0 = CIFAR-10 (JPEG, 50k), transferred to Fashion-MNIST",
+        model="resnet20",
+        source="cifar10",
+        target="fashion_mnist",
+        pretrained=True,
+        forget=ForgetConfig(full_data_pass=True),
+        target_train=1000,
+        target_test=2000,
+        transfer=TransferConfig(warmup_epochs=2, epochs=10, lr=1e-3),
+    ),
 ]:
     KNOW_SUITES.add(_k.name, _k, display=_k.name, summary=_k.description)
 
@@ -169,5 +248,17 @@ def get_know_suite(name: str) -> KnowSuite:
     return KNOW_SUITES.get(name)
 
 
-__all__ = ["SEEDS", "Point", "Suite", "SUITES", "VIT_CIFAR", "CNN_METHODS", "VIT_METHODS", "get_suite", "KnowSuite",
-           "KNOW_SUITES", "ALL_PREDICTORS", "get_know_suite"]
+__all__ = [
+    "SEEDS",
+    "Point",
+    "Suite",
+    "SUITES",
+    "VIT_CIFAR",
+    "CNN_METHODS",
+    "VIT_METHODS",
+    "get_suite",
+    "KnowSuite",
+    "KNOW_SUITES",
+    "ALL_PREDICTORS",
+    "get_know_suite",
+]

@@ -11,19 +11,27 @@ from __future__ import annotations
 # (run name, the paper's row label, group) in the paper's order
 TABLE1 = [
     ("head", "head only (pretrained backbone)", "backbone"),
-    ("ewc", "EWC", "regularisation"), ("lwf", "LwF", "regularisation"),
-    ("gdumb", "GDumb", "rehearsal"), ("er_ace", "ER-ACE", "rehearsal"), ("derpp", "DER++", "rehearsal"),
+    ("ewc", "EWC", "regularisation"),
+    ("lwf", "LwF", "regularisation"),
+    ("gdumb", "GDumb", "rehearsal"),
+    ("er_ace", "ER-ACE", "rehearsal"),
+    ("derpp", "DER++", "rehearsal"),
     ("recast", "RECAST", "RECAST"),
-    ("hat", "HAT", "masking"), ("piggyback", "Piggyback", "masking"), ("clr", "CLR", "adapter"),
+    ("hat", "HAT", "masking"),
+    ("piggyback", "Piggyback", "masking"),
+    ("clr", "CLR", "adapter"),
     ("recast+piggyback", "RECAST + Piggyback", "RECAST combination"),
     ("recast+clr", "RECAST + CLR", "RECAST combination"),
 ]
 TABLE2 = [
     ("head", "head only (pretrained backbone)", "backbone"),
-    ("rosa", "RoSA", "adapter"), ("recast+rosa", "RECAST + RoSA", "RECAST combination"),
+    ("rosa", "RoSA", "adapter"),
+    ("recast+rosa", "RECAST + RoSA", "RECAST combination"),
     ("recast", "RECAST", "RECAST"),
-    ("l2p", "L2P", "prompt"), ("inflora", "InfLoRA", "regularisation + adapter"),
-    ("adaptformer", "AdaptFormer", "adapter"), ("lora", "LoRA (MeLo: attention)", "adapter"),
+    ("l2p", "L2P", "prompt"),
+    ("inflora", "InfLoRA", "regularisation + adapter"),
+    ("adaptformer", "AdaptFormer", "adapter"),
+    ("lora", "LoRA (MeLo: attention)", "adapter"),
     ("dora", "DoRA", "adapter"),
     ("recast+adaptformer", "RECAST + AdaptFormer", "RECAST combination"),
     ("recast+lora", "RECAST + LoRA (MeLo)", "RECAST combination"),
@@ -46,26 +54,32 @@ def paper_table(payload: dict, number: int) -> str:
     spec = paper_rows(number)
     listed = {name for name, _, _ in spec}
     suite = payload["suite"]
-    lines = [f"# {suite['name']} in the layout of the RECAST paper's Table {number}", "",
-             f"`{suite['model']}` on the `{suite['sequence']}` sequence ({len(payload.get('tasks', []))} tasks, "
-             f"{suite['epochs']} epochs each). Average test accuracy after the last task, mean ± std over the "
-             "seeds run. *Learnt / task*: numbers trained for each new task besides its head (the whole "
-             "backbone for methods that train it). *Own KiB / task*: what each task adds (head, its own "
-             "tensors; EWC: Fisher and anchor). *Kept KiB*: everything stored after the sequence (shared "
-             "model, every task's tensors, replay buffer as float32 inputs, shared state). *Wall s / run*: the "
-             "whole sequence on this suite's machine, mean over seeds.", "",
-             "| method | group | learnt / task | own KiB / task | kept KiB | avg acc (%) | BWT | max forgetting "
-             "| seeds | wall s / run |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# {suite['name']} in the layout of the RECAST paper's Table {number}",
+        "",
+        f"`{suite['model']}` on the `{suite['sequence']}` sequence ({len(payload.get('tasks', []))} tasks, "
+        f"{suite['epochs']} epochs each). Average test accuracy after the last task, mean ± std over the "
+        "seeds run. *Learnt / task*: numbers trained for each new task besides its head (the whole "
+        "backbone for methods that train it). *Own KiB / task*: what each task adds (head, its own "
+        "tensors; EWC: Fisher and anchor). *Kept KiB*: everything stored after the sequence (shared "
+        "model, every task's tensors, replay buffer as float32 inputs, shared state). *Wall s / run*: the "
+        "whole sequence on this suite's machine, mean over seeds.",
+        "",
+        "| method | group | learnt / task | own KiB / task | kept KiB | avg acc (%) | BWT | max forgetting "
+        "| seeds | wall s / run |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     missing = []
     for name, label, group in spec + [(n, n, "not in the paper's table") for n in rows if n not in listed]:
         r = rows.get(name)
         if r is None:
             missing.append(label)
             continue
-        lines.append(f"| {label} | {group} | {r['trainable_per_task']:,} | {_kib(r['bytes_per_task'])} | "
-                     f"{_kib(r['storage_bytes'])} | **{r['average_accuracy']:.2f} ± {r['average_accuracy_std']:.2f}** | "
-                     f"{r['backward_transfer']:.2f} | {r['forgetting']:.2f} | {len(r['seeds'])} | {r['wall_s']:.0f} |")
+        lines.append(
+            f"| {label} | {group} | {r['trainable_per_task']:,} | {_kib(r['bytes_per_task'])} | "
+            f"{_kib(r['storage_bytes'])} | **{r['average_accuracy']:.2f} ± {r['average_accuracy_std']:.2f}** | "
+            f"{r['backward_transfer']:.2f} | {r['forgetting']:.2f} | {len(r['seeds'])} | {r['wall_s']:.0f} |"
+        )
     if missing:
         lines += ["", "Not run in this suite: " + ", ".join(missing) + "."]
     return "\n".join(lines) + "\n"

@@ -32,23 +32,32 @@ def build_parser() -> argparse.ArgumentParser:
     from weightlab.recast.config import PRESETS, SHARING_SCHEMES
     from weightlab.recast.mimicry import LOSSES, METHODS
 
-    parser = argparse.ArgumentParser(prog="weightlab", description="Decompose, adapt and predict neural-network weights.")
+    parser = argparse.ArgumentParser(
+        prog="weightlab", description="Decompose, adapt and predict neural-network weights."
+    )
     parser.add_argument("--version", action="version", version=f"weightlab {__import__('weightlab').__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    q = sub.add_parser("quickstart", help="a real end-to-end run on scikit-learn digits (or the shared data)",
-                       description="Train a CIFAR ResNet-20 on scikit-learn digits (or load the shared pretrained "
-                                   "ResNet-20 when --data-root points at the shared data), rewrite it with RECAST, "
-                                   "reconstruct it by closed form and by the authors' Neural Mimicry recipe, "
-                                   "and report weight/feature similarity and top-1.")
+    q = sub.add_parser(
+        "quickstart",
+        help="a real end-to-end run on scikit-learn digits (or the shared data)",
+        description="Train a CIFAR ResNet-20 on scikit-learn digits (or load the shared pretrained "
+        "ResNet-20 when --data-root points at the shared data), rewrite it with RECAST, "
+        "reconstruct it by closed form and by the authors' Neural Mimicry recipe, "
+        "and report weight/feature similarity and top-1.",
+    )
     q.add_argument("--data-root", type=Path, default=None, help="shared data folder (MNIST, CIFAR-10 JPEG ...)")
     add_common(q)
 
-    rc = sub.add_parser("recast", help="RECAST: template banks, Neural Mimicry").add_subparsers(dest="recast_command",
-                                                                                                 required=True)
-    m = rc.add_parser("mimic", help="rewrite a model as template banks and fit them to its weights (no data)",
-                      description="Neural Mimicry: rewrite the target modules of a pretrained model as RECAST template "
-                                  "mixtures and fit templates and coefficients to the pretrained weights.")
+    rc = sub.add_parser("recast", help="RECAST: template banks, Neural Mimicry").add_subparsers(
+        dest="recast_command", required=True
+    )
+    m = rc.add_parser(
+        "mimic",
+        help="rewrite a model as template banks and fit them to its weights (no data)",
+        description="Neural Mimicry: rewrite the target modules of a pretrained model as RECAST template "
+        "mixtures and fit templates and coefficients to the pretrained weights.",
+    )
     m.add_argument("--model", required=True, help="weightlab model (resnet20..56, convmixer), a timm name, or tv:NAME")
     m.add_argument("--weights", type=Path, default=None, help="local weights (.safetensors or weights-only .pt)")
     m.add_argument("--no-pretrained", action="store_true", help="do not load pretrained weights (random init)")
@@ -58,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--groups", type=int, default=None, help="number of groups G per stage")
     g.add_argument("--layers-per-group", type=int, default=None, help="layers per group")
     g.add_argument("--sharing", choices=sorted(SHARING_SCHEMES), default=None, help="Fig. 6a sharing scheme")
-    m.add_argument("--templates", type=_templates_arg, default=None, help="templates per bank n, or 'auto' (= layers per group)")
+    m.add_argument(
+        "--templates", type=_templates_arg, default=None, help="templates per bank n, or 'auto' (= layers per group)"
+    )
     m.add_argument("--coef-sets", type=int, default=None, help="coefficient sets K")
     m.add_argument("--method", choices=METHODS, default="recipe", help="mimicry method (default: the authors' recipe)")
     m.add_argument("--iterations", type=int, default=None, help="recipe iterations (default by family: 1000 / 3000)")
@@ -68,9 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--noise", type=float, default=None, help="coefficient noise sigma during mimicry")
     m.add_argument("--clip", type=float, default=None, help="gradient-norm clip")
     m.add_argument("--engine", choices=("auto", "fused", "torch"), default="auto", help="recipe engine")
-    m.add_argument("--dataset", default=None, help="test set for top-1 and features (default: cifar10 for CIFAR "
-                                                   "models when the data is there; 'none' to skip)")
-    m.add_argument("--data-root", type=Path, default=None, help="data folder (default $WEIGHTLAB_DATA or ../shared/data)")
+    m.add_argument(
+        "--dataset",
+        default=None,
+        help="test set for top-1 and features (default: cifar10 for CIFAR "
+        "models when the data is there; 'none' to skip)",
+    )
+    m.add_argument(
+        "--data-root", type=Path, default=None, help="data folder (default $WEIGHTLAB_DATA or ../shared/data)"
+    )
     m.add_argument("--eval-limit", type=int, default=None, help="evaluate on a seeded random subset of this size")
     add_common(m)
     from weightlab.cli.incremental import add_parsers
@@ -92,13 +109,26 @@ def cmd_recast_mimic(args: argparse.Namespace) -> int:
     model = create_model(args.model, pretrained=not args.no_pretrained and args.weights is None, weights=args.weights)
     family = get_family(model.weightlab_cfg)
     name = args.preset or preset_for_family(family)
-    overrides = dict(templates=args.templates, coef_sets=args.coef_sets, num_groups=args.groups,
-                     layers_per_group=args.layers_per_group, sharing=args.sharing)
+    overrides = dict(
+        templates=args.templates,
+        coef_sets=args.coef_sets,
+        num_groups=args.groups,
+        layers_per_group=args.layers_per_group,
+        sharing=args.sharing,
+    )
     if args.targets:
         overrides["target_modules"] = [t.strip() for t in args.targets.split(",") if t.strip()]
     config = preset(name, **overrides)
-    mcfg = MimicryConfig.for_family(family, iterations=args.iterations, lr=args.lr, lr_step=args.lr_step,
-                                    loss=args.loss, noise_std=args.noise, clip_norm=args.clip, engine=args.engine)
+    mcfg = MimicryConfig.for_family(
+        family,
+        iterations=args.iterations,
+        lr=args.lr,
+        lr_step=args.lr_step,
+        loss=args.loss,
+        noise_std=args.noise,
+        clip_norm=args.clip,
+        engine=args.engine,
+    )
     test = None
     dataset = args.dataset
     if dataset is None and family.eval_dataset is not None:
@@ -108,8 +138,17 @@ def cmd_recast_mimic(args: argparse.Namespace) -> int:
             print(f"weightlab: note: no test set ({e}); reporting weights only", file=sys.stderr)
     elif dataset not in (None, "none"):
         test = load_dataset(dataset, "test", args.data_root, limit=args.eval_limit, seed=args.seed)
-    _, report = run_mimicry(model, config, mcfg, method=args.method, model_name=args.model, out_dir=args.out,
-                            test_data=test, seed=args.seed, progress=not args.no_progress)
+    _, report = run_mimicry(
+        model,
+        config,
+        mcfg,
+        method=args.method,
+        model_name=args.model,
+        out_dir=args.out,
+        test_data=test,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
     print(format_table(summary_rows(report)))
     if args.out:
         print(f"\nwrote {args.out}/report.json, report.md, report.png and the model in {args.out}/model")
@@ -132,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
             from weightlab.cli import incremental as icli
 
             return {"adapt": icli.cmd_adapt, "evaluate": icli.cmd_evaluate, "bench": icli.cmd_bench}[
-                args.recast_command](args)
+                args.recast_command
+            ](args)
         if args.command == "know":
             from weightlab.cli.know import COMMANDS
 

@@ -4,7 +4,6 @@ tasks, run benchmark suites."""
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict
 from pathlib import Path
 
 from weightlab.cli.common import add_common, command_line, progress
@@ -16,15 +15,23 @@ def add_parsers(rc) -> None:
     from weightlab.data.tasks import SEQUENCES
     from weightlab.incremental.methods import method_names
 
-    a = rc.add_parser("adapt", help="learn one task or a sequence: per-task coefficients/adapters + heads",
-                      description="Build (or load with --base) the shared base, then learn each task in order, "
-                                  "training only the method's task tensors and a new head; every task is saved "
-                                  "as its own artifact under OUT/tasks/. Rerunning resumes at the first task "
-                                  "not yet saved.")
-    a.add_argument("--tasks", required=True, help=f"a sequence ({', '.join(SEQUENCES)}) or task specs "
-                                                 "DATASET[:CLASSES], comma-separated (e.g. mnist:0-4,cifar10)")
-    a.add_argument("--method", default="recast", help=f"one of {', '.join(method_names())}; options as "
-                                                      "lora:r=4 (default recast)")
+    a = rc.add_parser(
+        "adapt",
+        help="learn one task or a sequence: per-task coefficients/adapters + heads",
+        description="Build (or load with --base) the shared base, then learn each task in order, "
+        "training only the method's task tensors and a new head; every task is saved "
+        "as its own artifact under OUT/tasks/. Rerunning resumes at the first task "
+        "not yet saved.",
+    )
+    a.add_argument(
+        "--tasks",
+        required=True,
+        help=f"a sequence ({', '.join(SEQUENCES)}) or task specs "
+        "DATASET[:CLASSES], comma-separated (e.g. mnist:0-4,cifar10)",
+    )
+    a.add_argument(
+        "--method", default="recast", help=f"one of {', '.join(method_names())}; options as lora:r=4 (default recast)"
+    )
     a.add_argument("--model", default=None, help="backbone for a new base (weightlab, timm or tv: name)")
     a.add_argument("--weights", type=Path, default=None, help="local backbone weights")
     a.add_argument("--no-pretrained", action="store_true", help="random-init backbone (tests)")
@@ -35,23 +42,39 @@ def add_parsers(rc) -> None:
     a.add_argument("--epochs", type=int, default=100, help="epochs per task (default 100, the authors')")
     a.add_argument("--lr", type=float, default=2e-3)
     a.add_argument("--weight-decay", type=float, default=1e-6)
-    a.add_argument("--lr-step", type=int, default=33,
-                   help="StepLR step in epochs (default 33, the authors'; 0: a third of the epochs)")
+    a.add_argument(
+        "--lr-step",
+        type=int,
+        default=33,
+        help="StepLR step in epochs (default 33, the authors'; 0: a third of the epochs)",
+    )
     a.add_argument("--batch-size", type=int, default=None, help="default 64 (CNN) / 128 (ViT)")
     a.add_argument("--clip", type=float, default=1.0)
     a.add_argument("--select", choices=("val", "last"), default="val", help="epoch selection (default val)")
-    a.add_argument("--bn", choices=("task", "frozen"), default="task",
-                   help="BatchNorm statistics: updated and stored per task (default) or frozen")
+    a.add_argument(
+        "--bn",
+        choices=("task", "frozen"),
+        default="task",
+        help="BatchNorm statistics: updated and stored per task (default) or frozen",
+    )
     _sizes(a)
     a.add_argument("--data-root", type=Path, default=None)
     add_common(a)
 
-    e = rc.add_parser("evaluate", help="test saved task artifacts on their test splits",
-                      description="Load a base and task artifacts, re-test every task on its test split, and "
-                                  "compare with the accuracy recorded when it was learnt.")
+    e = rc.add_parser(
+        "evaluate",
+        help="test saved task artifacts on their test splits",
+        description="Load a base and task artifacts, re-test every task on its test split, and "
+        "compare with the accuracy recorded when it was learnt.",
+    )
     e.add_argument("--base", type=Path, required=True, help="the base folder (OUT/base of 'adapt')")
-    e.add_argument("--task", type=Path, action="append", default=None,
-                   help="a task folder (repeatable; default: every task beside the base)")
+    e.add_argument(
+        "--task",
+        type=Path,
+        action="append",
+        default=None,
+        help="a task folder (repeatable; default: every task beside the base)",
+    )
     e.add_argument("--data-root", type=Path, default=None)
     add_common(e)
 
@@ -60,18 +83,30 @@ def add_parsers(rc) -> None:
     b.add_argument("--methods", default=None, help="comma-separated subset of the suite's methods")
     b.add_argument("--seeds", default=None, help="comma-separated seeds (default the authors' 42,1998,3142592)")
     b.add_argument("--weights", type=Path, default=None, help="local backbone weights (e.g. for the ViT suite)")
-    b.add_argument("--report-only", action="store_true",
-                   help="only rebuild results.md and the plots from OUT/results.json (e.g. of an interrupted run)")
-    b.add_argument("--merge", type=Path, default=None, metavar="DIR",
-                   help="add the runs of DIR/results.json (the same suite run by another worker) to OUT, then report")
+    b.add_argument(
+        "--report-only",
+        action="store_true",
+        help="only rebuild results.md and the plots from OUT/results.json (e.g. of an interrupted run)",
+    )
+    b.add_argument(
+        "--merge",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="add the runs of DIR/results.json (the same suite run by another worker) to OUT, then report",
+    )
     b.add_argument("--data-root", type=Path, default=None)
     add_common(b)
 
 
 def _sizes(p) -> None:
     p.add_argument("--train-size", type=int, default=None, help="training samples per task (default all)")
-    p.add_argument("--val-size", type=int, default=None, help="validation samples per task, carved from the "
-                                                              "training split (default a fifth)")
+    p.add_argument(
+        "--val-size",
+        type=int,
+        default=None,
+        help="validation samples per task, carved from the training split (default a fifth)",
+    )
     p.add_argument("--test-size", type=int, default=None, help="test samples per task (default all)")
 
 
@@ -86,8 +121,15 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     if args.out is None:
         raise WeightlabError("--out DIR is required (the base and task artifacts are written there)")
     spec = parse_method(args.method)
-    cfg = AdaptConfig(epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay, lr_step=args.lr_step or None,
-                      batch_size=args.batch_size, clip_norm=args.clip or None, select=args.select)
+    cfg = AdaptConfig(
+        epochs=args.epochs,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        lr_step=args.lr_step or None,
+        batch_size=args.batch_size,
+        clip_norm=args.clip or None,
+        select=args.select,
+    )
     sizes = SplitSizes(args.train_size, args.val_size, args.test_size)
     tasks = build_sequence(args.tasks, args.data_root, sizes)
     base_dir = args.base or args.out / "base"
@@ -99,27 +141,41 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         if not args.model:
             raise WeightlabError("--model is required to build a new base (or pass --base DIR)")
         templates = args.templates if args.templates == "auto" else int(args.templates)
-        plain, rbase = build_bases(args.model, str(args.weights) if args.weights else None,
-                                   dict(templates=templates, coef_sets=args.coef_sets,
-                                        layers_per_group=args.layers_per_group),
-                                   need_recast=spec.recast, seed=args.seed, pretrained=not args.no_pretrained)
+        plain, rbase = build_bases(
+            args.model,
+            str(args.weights) if args.weights else None,
+            dict(templates=templates, coef_sets=args.coef_sets, layers_per_group=args.layers_per_group),
+            need_recast=spec.recast,
+            seed=args.seed,
+            pretrained=not args.no_pretrained,
+        )
         base = rbase if spec.recast else plain
         save_base(base, base_dir)
     tm = TaskModel.from_base(base, spec, bn=args.bn, seed=args.seed)
-    result = learn_sequence(tm, tasks, cfg, seed=args.seed, out=args.out, sizes=sizes, progress=progress(args),
-                            log=print)
+    result = learn_sequence(
+        tm, tasks, cfg, seed=args.seed, out=args.out, sizes=sizes, progress=progress(args), log=print
+    )
     # zero forgetting: every task re-tested after the whole sequence equals its accuracy when learnt
     ok = result.zero_forgetting
     final = result.final_accuracy
     counts = result.counts[0]
-    summary = dict(method=spec.name, base=str(base_dir), base_hash=tm.base_hash, tasks=result.tasks,
-                   accuracy_when_learnt=result.accuracy_when_learnt, accuracy_after_all=final, zero_forgetting=ok,
-                   counts=counts)
+    summary = dict(
+        method=spec.name,
+        base=str(base_dir),
+        base_hash=tm.base_hash,
+        tasks=result.tasks,
+        accuracy_when_learnt=result.accuracy_when_learnt,
+        accuracy_after_all=final,
+        zero_forgetting=ok,
+        counts=counts,
+    )
     write_json(args.out / "summary.json", summary)
-    print(f"\n{spec.name}: {counts['trainable_per_task']:,} trainable numbers per task + head; "
-          f"{counts['bytes_per_task'] / 1024:.1f} KiB per task next to a {counts['backbone_bytes'] / 1024:.0f} KiB "
-          f"backbone; average test accuracy {sum(final) / len(final):.2f}%; zero forgetting: "
-          f"{'yes' if ok else 'NO'}")
+    print(
+        f"\n{spec.name}: {counts['trainable_per_task']:,} trainable numbers per task + head; "
+        f"{counts['bytes_per_task'] / 1024:.1f} KiB per task next to a {counts['backbone_bytes'] / 1024:.0f} KiB "
+        f"backbone; average test accuracy {sum(final) / len(final):.2f}%; zero forgetting: "
+        f"{'yes' if ok else 'NO'}"
+    )
     return 0 if ok else 1
 
 
@@ -142,8 +198,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         task = build_task(data["spec"], args.data_root, SplitSizes(**data["sizes"]), data["data_seed"])
         acc = accuracy(tm, meta["name"], task.test)
         c = meta["counts"]
-        print(f"| {meta['name']} | {meta['method']['name']} | {acc:.2f} | {meta['metrics'].get('test_accuracy', float('nan')):.2f} "
-              f"| {c['trainable_per_task']:,} | {c['bytes_per_task'] / 1024:.1f} |")
+        print(
+            f"| {meta['name']} | {meta['method']['name']} | {acc:.2f} "
+            f"| {meta['metrics'].get('test_accuracy', float('nan')):.2f} "
+            f"| {c['trainable_per_task']:,} | {c['bytes_per_task'] / 1024:.1f} |"
+        )
     return 0
 
 
@@ -164,10 +223,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.merge or args.report_only:
         print((Path(out) / "results.md").read_text())
         return 0
-    payload = run_suite(suite, out, data_root=args.data_root, progress=progress(args),
-                        methods=args.methods.split(",") if args.methods else None,
-                        seeds=tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None,
-                        command=command_line(args))
+    payload = run_suite(
+        suite,
+        out,
+        data_root=args.data_root,
+        progress=progress(args),
+        methods=args.methods.split(",") if args.methods else None,
+        seeds=tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None,
+        command=command_line(args),
+    )
     print((Path(out) / "results.md").read_text())
     # per-task methods must not forget; continual-learning baselines share a model and may
     bad = [r["name"] for r in payload["summary"] if not r["zero_forgetting"] and not is_baseline(r["method"])]

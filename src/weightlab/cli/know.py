@@ -19,17 +19,24 @@ def add_parsers(sub) -> None:
     from weightlab.know.predictors import PREDICTORS
     from weightlab.registry import add_option_flags
 
-    kn = sub.add_parser("know", help="KNOW: progressive forgetting, weight prediction (KNOWN and baselines), "
-                                     "transfer").add_subparsers(dest="know_command", required=True)
-    f = kn.add_parser("forget", help="fine-tune on nested, ever smaller subsets and record the trajectory",
-                      description="Progressive forgetting: fine-tune the model on D^1 ⊂ D^0, D^2 ⊂ D^1, ... "
-                                  "(ratio r) and save every stage (safetensors) and a manifest to --out. "
-                                  "Rerunning the same command resumes at the next stage.")
+    kn = sub.add_parser(
+        "know", help="KNOW: progressive forgetting, weight prediction (KNOWN and baselines), transfer"
+    ).add_subparsers(dest="know_command", required=True)
+    f = kn.add_parser(
+        "forget",
+        help="fine-tune on nested, ever smaller subsets and record the trajectory",
+        description="Progressive forgetting: fine-tune the model on D^1 ⊂ D^0, D^2 ⊂ D^1, ... "
+        "(ratio r) and save every stage (safetensors) and a manifest to --out. "
+        "Rerunning the same command resumes at the next stage.",
+    )
     f.add_argument("--model", required=True, help="weightlab model (resnet20, smallcnn, ...), timm name or tv:NAME")
     f.add_argument("--weights", type=Path, default=None, help="Θ⁰ weights (.safetensors or weights-only .pt)")
     f.add_argument("--no-pretrained", action="store_true", help="start from a random init (tests only)")
-    f.add_argument("--data", required=True, help="D⁰ as DATASET[:CLASSES] (digits, mnist, fashion_mnist, cifar10, "
-                                                 "imagefolder:PATH)")
+    f.add_argument(
+        "--data",
+        required=True,
+        help="D⁰ as DATASET[:CLASSES] (digits, mnist, fashion_mnist, cifar10, imagefolder:PATH)",
+    )
     f.add_argument("--limit", type=int, default=None, help="use a seeded random subset of D⁰ of this size")
     f.add_argument("--eval-limit", type=int, default=2000, help="test samples to track accuracy per stage")
     f.add_argument("--ratio", type=float, default=0.5, help="subset ratio r (default 0.5)")
@@ -40,30 +47,47 @@ def add_parsers(sub) -> None:
     f.add_argument("--weight-decay", type=float, default=0.0)
     f.add_argument("--batch-size", type=int, default=128)
     f.add_argument("--class-balanced", action="store_true", help="keep the same fraction of every class")
-    f.add_argument("--full-data-pass", action="store_true",
-                   help="first fine-tune one pass on all of D⁰ (the authors' script), so Θ⁰ shares the optimiser")
+    f.add_argument(
+        "--full-data-pass",
+        action="store_true",
+        help="first fine-tune one pass on all of D⁰ (the authors' script), so Θ⁰ shares the optimiser",
+    )
     f.add_argument("--data-root", type=Path, default=None)
     common(f)
 
-    p = kn.add_parser("predict", help="predict knowledge-overflowed weights from a trajectory",
-                      description="Read a trajectory folder and write Θ̂^{-1..-steps} (x2, x4, x8 for r=0.5) as "
-                                  "<method>_x<n>.safetensors, with <method>.json (what was touched, timings). "
-                                  "Each predictor option has its flag (built from the predictors' options).")
+    p = kn.add_parser(
+        "predict",
+        help="predict knowledge-overflowed weights from a trajectory",
+        description="Read a trajectory folder and write Θ̂^{-1..-steps} (x2, x4, x8 for r=0.5) as "
+        "<method>_x<n>.safetensors, with <method>.json (what was touched, timings). "
+        "Each predictor option has its flag (built from the predictors' options).",
+    )
     p.add_argument("--trajectory", type=Path, required=True, help="folder written by 'weightlab know forget'")
     p.add_argument("--method", default="known", help=f"one of {', '.join(PREDICTORS)} (default known)")
     p.add_argument("--steps", type=int, default=1, help="predict steps 1..N (default 1; 3 gives x2, x4, x8)")
-    p.add_argument("--kinds", default=",".join(DEFAULT_KINDS),
-                   help=f"parameter kinds to predict, from {', '.join(PREDICTABLE)} (default {','.join(DEFAULT_KINDS)})")
+    p.add_argument(
+        "--kinds",
+        default=",".join(DEFAULT_KINDS),
+        help=f"parameter kinds to predict, from {', '.join(PREDICTABLE)} (default {','.join(DEFAULT_KINDS)})",
+    )
     _PREDICT_FLAGS.update(add_option_flags(p, PREDICTORS.entries()))
     common(p)
 
-    t = kn.add_parser("transfer", help="fine-tune Θ⁰ and predicted weights on a downstream task (two phases)",
-                      description="Naive transfer from the trajectory's Θ⁰ and transfer from every predicted "
-                                  "weights file, with a new head: warm-up (only BatchNorm and head train), then "
-                                  "everything with cosine decay. Reports mean ± std over seeds and the gain.")
+    t = kn.add_parser(
+        "transfer",
+        help="fine-tune Θ⁰ and predicted weights on a downstream task (two phases)",
+        description="Naive transfer from the trajectory's Θ⁰ and transfer from every predicted "
+        "weights file, with a new head: warm-up (only BatchNorm and head train), then "
+        "everything with cosine decay. Reports mean ± std over seeds and the gain.",
+    )
     t.add_argument("--trajectory", type=Path, required=True)
-    t.add_argument("--predictions", type=Path, nargs="*", default=[],
-                   help="predicted weights files or folders of them (from 'know predict')")
+    t.add_argument(
+        "--predictions",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="predicted weights files or folders of them (from 'know predict')",
+    )
     t.add_argument("--task", required=True, help="downstream DATASET[:CLASSES]")
     t.add_argument("--train-limit", type=int, default=None)
     t.add_argument("--test-limit", type=int, default=None)
@@ -76,12 +100,16 @@ def add_parsers(sub) -> None:
     t.add_argument("--data-root", type=Path, default=None)
     common(t)
 
-    meta = kn.add_parser("meta", help="KNOWN meta-training: collect trajectories, train the hypermodels"
-                         ).add_subparsers(dest="meta_command", required=True)
-    mc = meta.add_parser("collect", help="progressive-forgetting runs of small networks -> sharded meta rows",
-                         description="Draw run settings (architecture, data set, r, lr, batch size, optimiser) from "
-                                     "the stated ranges, run them in parallel (a local Ray runtime, or worker "
-                                     "processes) and append their rows to --out. Rerunning resumes.")
+    meta = kn.add_parser(
+        "meta", help="KNOWN meta-training: collect trajectories, train the hypermodels"
+    ).add_subparsers(dest="meta_command", required=True)
+    mc = meta.add_parser(
+        "collect",
+        help="progressive-forgetting runs of small networks -> sharded meta rows",
+        description="Draw run settings (architecture, data set, r, lr, batch size, optimiser) from "
+        "the stated ranges, run them in parallel (a local Ray runtime, or worker "
+        "processes) and append their rows to --out. Rerunning resumes.",
+    )
     mc.add_argument("--runs", type=int, required=True, help="number of runs to draw")
     mc.add_argument("--start-id", type=int, default=0, help="first run id (append with a new range)")
     mc.add_argument("--archs", default=None, help="comma-separated architectures (default: all)")
@@ -98,21 +126,36 @@ def add_parsers(sub) -> None:
     mt.add_argument("--lr", type=float, default=1e-3)
     mt.add_argument("--batch-size", type=int, default=4096)
     mt.add_argument("--patience", type=int, default=3)
-    mt.add_argument("--val-fraction", type=float, default=0.2,
-                    help="fraction of the training-distribution runs held out for early stopping (default 0.2)")
+    mt.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.2,
+        help="fraction of the training-distribution runs held out for early stopping (default 0.2)",
+    )
     mt.add_argument("--test-archs", default="", help="comma-separated architectures held out for testing")
     mt.add_argument("--test-datasets", default="", help="comma-separated data sets held out for testing")
     mt.add_argument("--max-rows", type=int, default=2_000_000, help="rows per hypermodel and split (subsampled)")
-    mt.add_argument("--max-rows-per-run", type=int, default=20_000,
-                    help="rows sampled from each run, so that large networks do not dominate (default 20000)")
-    mt.add_argument("--input-convention", choices=("raw", "normalized"), default="normalized",
-                    help="normalized (default): each sequence shifted by its first value and scaled by its range, "
-                         "the residual scaled back; raw: the values as they are")
+    mt.add_argument(
+        "--max-rows-per-run",
+        type=int,
+        default=20_000,
+        help="rows sampled from each run, so that large networks do not dominate (default 20000)",
+    )
+    mt.add_argument(
+        "--input-convention",
+        choices=("raw", "normalized"),
+        default="normalized",
+        help="normalized (default): each sequence shifted by its first value and scaled by its range, "
+        "the residual scaled back; raw: the values as they are",
+    )
     common(mt)
 
-    b = kn.add_parser("bench", help="run a KNOW transfer suite (Table 1 layout), resumable",
-                      description="Forgetting, every predictor at x2/x4/x8, incremental pretraining, and transfer "
-                                  "runs per seed; writes results.json, results.md and trajectory_pca.png to --out.")
+    b = kn.add_parser(
+        "bench",
+        help="run a KNOW transfer suite (Table 1 layout), resumable",
+        description="Forgetting, every predictor at x2/x4/x8, incremental pretraining, and transfer "
+        "runs per seed; writes results.json, results.md and trajectory_pca.png to --out.",
+    )
     b.add_argument("--suite", required=True, choices=sorted(SUITES))
     b.add_argument("--seeds", default=None, help="comma-separated seeds (default: the suite's)")
     common(b)
@@ -125,19 +168,35 @@ def cmd_forget(args: argparse.Namespace) -> int:
 
     if args.out is None:
         raise WeightlabError("know forget needs --out FOLDER for the trajectory")
-    task = build_task(args.data, args.data_root, SplitSizes(train=args.limit, val=0, test=args.eval_limit),
-                      data_seed=args.seed)
-    model = create_model(args.model, pretrained=not args.no_pretrained and args.weights is None,
-                         weights=args.weights, num_classes=None if args.weights or not args.no_pretrained
-                         else task.num_classes)
+    task = build_task(
+        args.data, args.data_root, SplitSizes(train=args.limit, val=0, test=args.eval_limit), data_seed=args.seed
+    )
+    model = create_model(
+        args.model,
+        pretrained=not args.no_pretrained and args.weights is None,
+        weights=args.weights,
+        num_classes=None if args.weights or not args.no_pretrained else task.num_classes,
+    )
     if model.weightlab_cfg.num_classes != task.num_classes:
-        raise WeightlabError(f"the model has {model.weightlab_cfg.num_classes} classes but {args.data} has "
-                             f"{task.num_classes}: Θ⁰ must be a model trained on D⁰")
-    cfg = ForgetConfig(ratio=args.ratio, stages=args.stages, epochs=args.epochs, optimizer=args.optimizer,
-                       lr=args.lr, weight_decay=args.weight_decay, batch_size=args.batch_size, seed=args.seed,
-                       class_balanced=args.class_balanced, full_data_pass=args.full_data_pass)
-    traj = run_forgetting(model, task.train, args.out, cfg, eval_data=task.test, data_info=task.summary(),
-                          progress=progress(args))
+        raise WeightlabError(
+            f"the model has {model.weightlab_cfg.num_classes} classes but {args.data} has "
+            f"{task.num_classes}: Θ⁰ must be a model trained on D⁰"
+        )
+    cfg = ForgetConfig(
+        ratio=args.ratio,
+        stages=args.stages,
+        epochs=args.epochs,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        class_balanced=args.class_balanced,
+        full_data_pass=args.full_data_pass,
+    )
+    traj = run_forgetting(
+        model, task.train, args.out, cfg, eval_data=task.test, data_info=task.summary(), progress=progress(args)
+    )
     print("| stage | samples | test accuracy |\n|---|---|---|")
     for s in traj.meta["stages"]:
         print(f"| {s['stage']} | {s['subset_size']} | {s.get('eval_accuracy', float('nan')):.2f} |")
@@ -174,9 +233,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
         save_tensors(f, state, metadata={"method": predictor.name, "step": str(k), "trajectory": str(args.trajectory)})
         files[k] = f.name
     described = predictor.describe(traj)
-    info = {**described, "steps": steps, "skipped": skipped, "files": files, "seconds": seconds,
-            "seconds_per_parameter": seconds / max(1, sum(described["touched"].values())),
-            "trajectory": str(args.trajectory)}
+    info = {
+        **described,
+        "steps": steps,
+        "skipped": skipped,
+        "files": files,
+        "seconds": seconds,
+        "seconds_per_parameter": seconds / max(1, sum(described["touched"].values())),
+        "trajectory": str(args.trajectory),
+    }
     write_json(args.out / f"{predictor.name}.json", info)
     print(f"{predictor.name}: touched {info['touched']} (untouched {info['untouched']}), {seconds:.2f} s")
     print(f"wrote {', '.join(files.values())} to {args.out}")
@@ -211,14 +276,25 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     except ValueError:
         raise WeightlabError(f"--seeds must be comma-separated integers, got '{args.seeds}'") from None
     task = build_task(args.task, args.data_root, SplitSizes(train=args.train_limit, val=0, test=args.test_limit))
-    cfg = TransferConfig(warmup_epochs=args.warmup_epochs, epochs=args.epochs, warmup_lr=args.warmup_lr, lr=args.lr,
-                         batch_size=args.batch_size)
+    cfg = TransferConfig(
+        warmup_epochs=args.warmup_epochs,
+        epochs=args.epochs,
+        warmup_lr=args.warmup_lr,
+        lr=args.lr,
+        batch_size=args.batch_size,
+    )
     rows = [("naive", "Naive transfer", 0, args.trajectory / stage_file(0))]
     rows += [(f.stem, f.stem, 1, f) for f in _weight_files(args.predictions)]
-    results = {"machine": machine(), "trajectory": str(args.trajectory), "task": task.summary(),
-               "config": vars(cfg), "runs": []}
-    for record in run_transfers(rows, traj.meta["model"], task.train, task.test, cfg, seeds, progress=False,
-                                per_run_progress=progress(args)):
+    results = {
+        "machine": machine(),
+        "trajectory": str(args.trajectory),
+        "task": task.summary(),
+        "config": vars(cfg),
+        "runs": [],
+    }
+    for record in run_transfers(
+        rows, traj.meta["model"], task.train, task.test, cfg, seeds, progress=False, per_run_progress=progress(args)
+    ):
         results["runs"].append(record)
         write_json(args.out / "transfer.json", results)
     lines = ["| weights | seeds | accuracy | gain vs naive |", "|---|---|---|---|"]
@@ -253,36 +329,73 @@ def cmd_meta(args: argparse.Namespace) -> int:
     if args.meta_command == "collect":
         from weightlab.know.meta.collect import Ranges, collect, sample_specs
 
-        specs = sample_specs(args.runs, seed=args.seed, start_id=args.start_id,
-                             archs=args.archs.split(",") if args.archs else None,
-                             datasets=args.datasets.split(","), ranges=Ranges(train_size=args.train_size))
-        m = collect(args.out, specs, backend=args.backend, workers=args.workers, address=args.address,
-                    data_root=str(args.data_root) if args.data_root else None, command=command_line(args),
-                    progress=progress(args))
+        specs = sample_specs(
+            args.runs,
+            seed=args.seed,
+            start_id=args.start_id,
+            archs=args.archs.split(",") if args.archs else None,
+            datasets=args.datasets.split(","),
+            ranges=Ranges(train_size=args.train_size),
+        )
+        m = collect(
+            args.out,
+            specs,
+            backend=args.backend,
+            workers=args.workers,
+            address=args.address,
+            data_root=str(args.data_root) if args.data_root else None,
+            command=command_line(args),
+            progress=progress(args),
+        )
         rows = sum(sum(r["rows"].values()) for r in m["runs"])
         size = sum(r["bytes"] for r in m["runs"])
         last = m["last_collection"]
-        print(f"{len(m['runs'])} runs, {rows:,} rows, {size / 2**20:.1f} MiB in {args.out}; this call: "
-              f"{last['runs']} runs, {last['rows']:,} rows in {last['seconds']:.1f} s "
-              f"({last['rows'] / max(last['seconds'], 1e-9):,.0f} rows/s, {last['backend']}, {last['workers']} workers)")
+        print(
+            f"{len(m['runs'])} runs, {rows:,} rows, {size / 2**20:.1f} MiB in {args.out}; this call: "
+            f"{last['runs']} runs, {last['rows']:,} rows in {last['seconds']:.1f} s "
+            f"({last['rows'] / max(last['seconds'], 1e-9):,.0f} rows/s, {last['backend']}, {last['workers']} workers)"
+        )
         return 0
     from weightlab.know.meta.pipeline import l1_table, meta_train
     from weightlab.know.meta.train import MetaTrainConfig
 
-    cfg = MetaTrainConfig(lr=args.lr, batch_size=args.batch_size, epochs=args.epochs, patience=args.patience,
-                          seed=args.seed, input_convention=args.input_convention)
-    report = meta_train(args.data, args.out, cfg, val_fraction=args.val_fraction,
-                        test_archs=[a for a in args.test_archs.split(",") if a],
-                        test_datasets=[d for d in args.test_datasets.split(",") if d], max_rows=args.max_rows,
-                        max_rows_per_run=args.max_rows_per_run, command=command_line(args), progress=progress(args))
-    for key, title in (("val_l1", "held-out runs of the training distribution"),
-                       ("test_l1", "held-out architectures and data sets")):
+    cfg = MetaTrainConfig(
+        lr=args.lr,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        patience=args.patience,
+        seed=args.seed,
+        input_convention=args.input_convention,
+    )
+    report = meta_train(
+        args.data,
+        args.out,
+        cfg,
+        val_fraction=args.val_fraction,
+        test_archs=[a for a in args.test_archs.split(",") if a],
+        test_datasets=[d for d in args.test_datasets.split(",") if d],
+        max_rows=args.max_rows,
+        max_rows_per_run=args.max_rows_per_run,
+        command=command_line(args),
+        progress=progress(args),
+    )
+    for key, title in (
+        ("val_l1", "held-out runs of the training distribution"),
+        ("test_l1", "held-out architectures and data sets"),
+    ):
         if any(key in row for row in report["models"].values()):
             print(f"L1 of the predicted weight, {title}:\n" + "\n".join(l1_table(report, key)) + "\n")
-    print(f"wrote KNOWN_{{Conv,FC,Bias}}.safetensors, training.json, MODEL_CARD.md, mini_test.safetensors and "
-          f"loss.png to {args.out}")
+    print(
+        f"wrote KNOWN_{{Conv,FC,Bias}}.safetensors, training.json, MODEL_CARD.md, mini_test.safetensors and "
+        f"loss.png to {args.out}"
+    )
     return 0
 
 
-COMMANDS = {"forget": cmd_forget, "predict": cmd_predict, "transfer": cmd_transfer, "bench": cmd_bench,
-            "meta": cmd_meta}
+COMMANDS = {
+    "forget": cmd_forget,
+    "predict": cmd_predict,
+    "transfer": cmd_transfer,
+    "bench": cmd_bench,
+    "meta": cmd_meta,
+}

@@ -13,5 +13,15 @@ from weightlab.data.arrays import ImageArrays, ModelInput
 from weightlab.data.sources import DATASETS, load_dataset
 from weightlab.data.tasks import SEQUENCES, SplitSizes, Task, build_sequence, build_task, parse_task_spec
 
-__all__ = ["ImageArrays", "ModelInput", "DATASETS", "load_dataset", "SEQUENCES", "SplitSizes", "Task",
-           "build_sequence", "build_task", "parse_task_spec"]
+__all__ = [
+    "ImageArrays",
+    "ModelInput",
+    "DATASETS",
+    "load_dataset",
+    "SEQUENCES",
+    "SplitSizes",
+    "Task",
+    "build_sequence",
+    "build_task",
+    "parse_task_spec",
+]

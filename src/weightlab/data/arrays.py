@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +18,7 @@ class ModelInput:
     std: tuple[float, ...]
 
     @classmethod
-    def from_cfg(cls, cfg) -> "ModelInput":
+    def from_cfg(cls, cfg) -> ModelInput:
         """From a model's :class:`~weightlab.models.ModelCfg` (or its JSON form)."""
         if isinstance(cfg, dict):
             return cls(tuple(cfg["input_size"]), tuple(cfg["mean"]), tuple(cfg["std"]))
@@ -54,26 +54,30 @@ class ImageArrays:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    def subset(self, index: torch.Tensor | Sequence[int]) -> "ImageArrays":
+    def subset(self, index: torch.Tensor | Sequence[int]) -> ImageArrays:
         index = torch.as_tensor(index, dtype=torch.long)
         return ImageArrays(self.images[index], self.labels[index], self.classes, self.name)
 
-    def head(self, n: int | None, seed: int = 0) -> "ImageArrays":
+    def head(self, n: int | None, seed: int = 0) -> ImageArrays:
         """A random (seeded) subset of ``n`` samples, or everything when ``n`` is None."""
         if n is None or n >= len(self):
             return self
         g = torch.Generator().manual_seed(seed)
         return self.subset(torch.randperm(len(self), generator=g)[:n].sort().values)
 
-    def batches(self, batch_size: int, model_cfg=None, *, shuffle: bool = False,
-                seed: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(
+        self, batch_size: int, model_cfg=None, *, shuffle: bool = False, seed: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield ``(x, y)`` with ``x`` transformed for the model (``model_cfg``: a ``ModelCfg`` or a
         :class:`ModelInput`), or just scaled to [0, 1]."""
-        transform = model_cfg if isinstance(model_cfg, ModelInput) else (
-            ModelInput.from_cfg(model_cfg) if model_cfg is not None else None)
+        transform = (
+            model_cfg
+            if isinstance(model_cfg, ModelInput)
+            else (ModelInput.from_cfg(model_cfg) if model_cfg is not None else None)
+        )
         order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed)) if shuffle else None
         for start in range(0, len(self), batch_size):
-            idx = order[start:start + batch_size] if order is not None else slice(start, start + batch_size)
+            idx = order[start : start + batch_size] if order is not None else slice(start, start + batch_size)
             x = self.images[idx]
             x = transform(x) if transform is not None else (x.float() / 255.0 if x.dtype == torch.uint8 else x)
             yield x, self.labels[idx]

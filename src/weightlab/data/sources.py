@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -21,8 +21,10 @@ SPLITS = ("train", "test")
 def _require_root(root: str | Path | None, what: str) -> Path:
     r = Path(root) if root is not None else paths.data_root()
     if r is None or not Path(r).is_dir():
-        raise WeightlabError(f"{what} needs a data root: pass --data-root DIR or set WEIGHTLAB_DATA "
-                             "(or WEIGHTLAB_SHARED) to the folder holding the shared data")
+        raise WeightlabError(
+            f"{what} needs a data root: pass a data root (root=DIR) or set WEIGHTLAB_DATA "
+            "(or WEIGHTLAB_SHARED) to the folder holding the shared data"
+        )
     return Path(r)
 
 
@@ -32,8 +34,7 @@ def load_digits(split: str, root=None) -> ImageArrays:
     from sklearn.model_selection import train_test_split
 
     d = _sk_digits()
-    idx_train, idx_test = train_test_split(np.arange(len(d.target)), test_size=0.2, random_state=0,
-                                           stratify=d.target)
+    idx_train, idx_test = train_test_split(np.arange(len(d.target)), test_size=0.2, random_state=0, stratify=d.target)
     idx = idx_train if split == "train" else idx_test
     images = torch.from_numpy(d.images[idx] / 16.0).float().unsqueeze(1)
     return ImageArrays(images, torch.from_numpy(d.target[idx]).long(), [str(i) for i in range(10)], "digits")
@@ -49,8 +50,9 @@ def _idx_set(folder: str, classes: list[str]) -> Callable[[str, object], ImageAr
                 raise WeightlabError(f"{p}: not found (expected the decompressed IDX files of {folder})")
         images = _read_idx(img_path, 2051)
         labels = _read_idx(lab_path, 2049)
-        return ImageArrays(torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)),
-                           classes, folder.lower())
+        return ImageArrays(
+            torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)), classes, folder.lower()
+        )
 
     return load
 
@@ -60,15 +62,25 @@ def _read_idx(path: Path, magic: int) -> np.ndarray:
     if len(data) < 8 or int.from_bytes(data[:4], "big") != magic:
         raise WeightlabError(f"{path}: not an IDX file (bad magic number)")
     ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(dims)):
         raise WeightlabError(f"{path}: truncated IDX file ({body.size} of {int(np.prod(dims))} bytes)")
     return body.reshape(dims).copy()
 
 
-FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                   "Ankle boot"]
+FASHION_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 
 
 def _cifar10_folder(root) -> Path:
@@ -141,8 +153,9 @@ DATASETS: dict[str, Callable[..., ImageArrays]] = {
 }
 
 
-def load_dataset(name: str, split: str = "test", root: str | Path | None = None, limit: int | None = None,
-                 seed: int = 0) -> ImageArrays:
+def load_dataset(
+    name: str, split: str = "test", root: str | Path | None = None, limit: int | None = None, seed: int = 0
+) -> ImageArrays:
     """Load ``split`` ('train' or 'test') of a data set, optionally a seeded random subset of ``limit``."""
     if split not in SPLITS:
         raise WeightlabError(f"unknown split '{split}' (use one of {', '.join(SPLITS)})")

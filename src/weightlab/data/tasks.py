@@ -22,8 +22,13 @@ from weightlab.errors import WeightlabError
 # "split-*": one data set cut into class-disjoint tasks.
 SEQUENCES: dict[str, list[str]] = {
     "multi": ["mnist:0-4", "mnist:5-9", "fashion_mnist:0-4", "fashion_mnist:5-9", "cifar10:0-4", "cifar10:5-9"],
-    "split-fmnist": ["fashion_mnist:0-1", "fashion_mnist:2-3", "fashion_mnist:4-5", "fashion_mnist:6-7",
-                     "fashion_mnist:8-9"],
+    "split-fmnist": [
+        "fashion_mnist:0-1",
+        "fashion_mnist:2-3",
+        "fashion_mnist:4-5",
+        "fashion_mnist:6-7",
+        "fashion_mnist:8-9",
+    ],
     "split-cifar10": ["cifar10:0-1", "cifar10:2-3", "cifar10:4-5", "cifar10:6-7", "cifar10:8-9"],
     "digits": ["digits:0-4", "digits:5-9"],
 }
@@ -54,8 +59,15 @@ class Task:
         return len(self.class_ids)
 
     def summary(self) -> dict:
-        return dict(name=self.name, spec=self.spec, dataset=self.dataset, classes=self.classes,
-                    train=len(self.train), val=len(self.val), test=len(self.test))
+        return dict(
+            name=self.name,
+            spec=self.spec,
+            dataset=self.dataset,
+            classes=self.classes,
+            train=len(self.train),
+            val=len(self.val),
+            test=len(self.test),
+        )
 
 
 def parse_task_spec(spec: str) -> tuple[str, list[int] | None]:
@@ -85,8 +97,7 @@ def _select(arrays: ImageArrays, class_ids: list[int]) -> ImageArrays:
     return ImageArrays(sub.images, remap[sub.labels], [arrays.classes[i] for i in class_ids], arrays.name)
 
 
-def build_task(spec: str, root: str | Path | None = None, sizes: SplitSizes = SplitSizes(),
-               data_seed: int = 0) -> Task:
+def build_task(spec: str, root: str | Path | None = None, sizes: SplitSizes = SplitSizes(), data_seed: int = 0) -> Task:
     """Load one task: its classes of the train split (split again into train and validation) and
     of the test split. ``data_seed`` fixes which samples are drawn, independently of the method seed."""
     dataset, class_ids = parse_task_spec(spec)
@@ -121,8 +132,9 @@ def _split_specs(text: str) -> list[str]:
     return specs
 
 
-def build_sequence(name_or_specs: str | list[str], root: str | Path | None = None, sizes: SplitSizes = SplitSizes(),
-                   data_seed: int = 0) -> list[Task]:
+def build_sequence(
+    name_or_specs: str | list[str], root: str | Path | None = None, sizes: SplitSizes = SplitSizes(), data_seed: int = 0
+) -> list[Task]:
     """A named sequence (see :data:`SEQUENCES`) or a comma-separated list / list of task specs."""
     if isinstance(name_or_specs, str):
         specs = SEQUENCES.get(name_or_specs) or _split_specs(name_or_specs)

@@ -22,5 +22,13 @@ from weightlab.engine.loop import (
     train_epoch,
 )
 
-__all__ = ["OPTIMIZERS", "correct_count", "evaluate_accuracy", "fit_classifier", "make_optimizer", "resolve_device",
-           "to_device", "train_epoch"]
+__all__ = [
+    "OPTIMIZERS",
+    "correct_count",
+    "evaluate_accuracy",
+    "fit_classifier",
+    "make_optimizer",
+    "resolve_device",
+    "to_device",
+    "train_epoch",
+]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -42,8 +42,9 @@ def to_device(batches: Iterable[Batch], device: torch.device | str | None) -> It
         yield x, y
 
 
-def make_optimizer(kind: str, params, *, lr: float, weight_decay: float = 0.0,
-                   momentum: float = 0.9) -> torch.optim.Optimizer:
+def make_optimizer(
+    kind: str, params, *, lr: float, weight_decay: float = 0.0, momentum: float = 0.9
+) -> torch.optim.Optimizer:
     """``adam`` / ``adamw`` / ``sgd`` (with ``momentum``) over ``params`` (tensors or groups)."""
     if kind == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
@@ -54,13 +55,24 @@ def make_optimizer(kind: str, params, *, lr: float, weight_decay: float = 0.0,
     raise WeightlabError(f"unknown optimizer '{kind}' (use one of {', '.join(OPTIMIZERS)})")
 
 
-def train_epoch(model: nn.Module, batches: Iterable[Batch], opt: torch.optim.Optimizer, *,
-                loss_fn: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-                clip_params: list[torch.Tensor] | None = None, clip_norm: float | None = None,
-                scheduler=None, after_backward: Callable[[int], None] | None = None,
-                after_step: Callable[[], None] | None = None, train_mode: Callable[[], None] | None = None,
-                check_finite: bool = True, device: str | torch.device | None = None, desc: str = "training",
-                total: int | None = None, progress: bool = False) -> float:
+def train_epoch(
+    model: nn.Module,
+    batches: Iterable[Batch],
+    opt: torch.optim.Optimizer,
+    *,
+    loss_fn: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    clip_params: list[torch.Tensor] | None = None,
+    clip_norm: float | None = None,
+    scheduler=None,
+    after_backward: Callable[[int], None] | None = None,
+    after_step: Callable[[], None] | None = None,
+    train_mode: Callable[[], None] | None = None,
+    check_finite: bool = True,
+    device: str | torch.device | None = None,
+    desc: str = "training",
+    total: int | None = None,
+    progress: bool = False,
+) -> float:
     """One pass over ``batches``: per batch forward, loss, backward, ``after_backward``, gradient-norm
     clip, optimiser step, ``after_step`` and a per-step ``scheduler``. Returns the mean loss.
 
@@ -70,8 +82,9 @@ def train_epoch(model: nn.Module, batches: Iterable[Batch], opt: torch.optim.Opt
     (train_mode or model.train)()
     params = clip_params if clip_params is not None else [p for g in opt.param_groups for p in g["params"]]
     total_loss, count = 0.0, 0
-    for b, (x, y) in enumerate(tqdm(to_device(batches, device), total=total, desc=desc, disable=not progress,
-                                    leave=False)):
+    for b, (x, y) in enumerate(
+        tqdm(to_device(batches, device), total=total, desc=desc, disable=not progress, leave=False)
+    ):
         loss = loss_fn(b, x, y) if loss_fn is not None else F.cross_entropy(model(x), y)
         if check_finite and not torch.isfinite(loss):
             raise WeightlabError(f"{desc}: the loss became {float(loss)}; lower the learning rate")
@@ -92,8 +105,11 @@ def train_epoch(model: nn.Module, batches: Iterable[Batch], opt: torch.optim.Opt
 
 
 @torch.no_grad()
-def correct_count(logits_fn: Callable[[torch.Tensor], torch.Tensor], batches: Iterable[Batch],
-                  device: str | torch.device | None = None) -> tuple[int, int]:
+def correct_count(
+    logits_fn: Callable[[torch.Tensor], torch.Tensor],
+    batches: Iterable[Batch],
+    device: str | torch.device | None = None,
+) -> tuple[int, int]:
     """(correct top-1 predictions, samples) of ``logits_fn`` over ``batches``."""
     correct = seen = 0
     for x, y in to_device(batches, device):
@@ -102,8 +118,13 @@ def correct_count(logits_fn: Callable[[torch.Tensor], torch.Tensor], batches: It
     return correct, seen
 
 
-def evaluate_accuracy(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], batches: Iterable[Batch], *,
-                      device: str | torch.device | None = None, restore_mode: bool = False) -> float:
+def evaluate_accuracy(
+    model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
+    batches: Iterable[Batch],
+    *,
+    device: str | torch.device | None = None,
+    restore_mode: bool = False,
+) -> float:
     """Top-1 accuracy (percent) over ``batches`` of a model (put in eval mode; back in its previous
     mode with ``restore_mode``) or of any ``logits_fn(x)``."""
     was = model.training if isinstance(model, nn.Module) else None
@@ -115,15 +136,32 @@ def evaluate_accuracy(model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
     return 100.0 * correct / max(seen, 1)
 
 
-def fit_classifier(model: nn.Module, data, model_cfg, *, epochs: int = 5, lr: float = 1e-3, batch_size: int = 64,
-                   seed: int = 0, progress: bool = True, device: str | torch.device | None = None) -> list[float]:
+def fit_classifier(
+    model: nn.Module,
+    data,
+    model_cfg,
+    *,
+    epochs: int = 5,
+    lr: float = 1e-3,
+    batch_size: int = 64,
+    seed: int = 0,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+) -> list[float]:
     """Train every trainable parameter with Adam and cross-entropy (pretraining a small model);
     returns the mean loss per epoch and leaves the model in eval mode."""
     torch.manual_seed(seed)
     opt = make_optimizer("adam", [p for p in model.parameters() if p.requires_grad], lr=lr)
     n_batches = (len(data) + batch_size - 1) // batch_size
-    history = [train_epoch(model, data.batches(batch_size, model_cfg, shuffle=True, seed=seed * 1000 + epoch), opt,
-                           total=n_batches, device=device)
-               for epoch in tqdm(range(epochs), desc="training", disable=not progress, leave=False)]
+    history = [
+        train_epoch(
+            model,
+            data.batches(batch_size, model_cfg, shuffle=True, seed=seed * 1000 + epoch),
+            opt,
+            total=n_batches,
+            device=device,
+        )
+        for epoch in tqdm(range(epochs), desc="training", disable=not progress, leave=False)
+    ]
     model.eval()
     return history

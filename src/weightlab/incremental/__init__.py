@@ -22,9 +22,22 @@ from weightlab.incremental.model import TaskModel, detach_classifier, fingerprin
 from weightlab.incremental.sequence import SequenceResult, learn_sequence
 
 __all__ = [
-    "load_base", "load_task", "load_task_model", "save_base", "save_task",
-    "AdaptConfig", "TaskResult", "accuracy", "learn_task",
-    "ADAPTERS", "MethodSpec", "method_names", "parse_method",
-    "TaskModel", "detach_classifier", "fingerprint",
-    "SequenceResult", "learn_sequence",
+    "load_base",
+    "load_task",
+    "load_task_model",
+    "save_base",
+    "save_task",
+    "AdaptConfig",
+    "TaskResult",
+    "accuracy",
+    "learn_task",
+    "ADAPTERS",
+    "MethodSpec",
+    "method_names",
+    "parse_method",
+    "TaskModel",
+    "detach_classifier",
+    "fingerprint",
+    "SequenceResult",
+    "learn_sequence",
 ]

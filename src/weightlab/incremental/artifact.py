@@ -32,11 +32,22 @@ def save_task(model: TaskModel, name: str, directory: str | Path, metrics: dict 
     tensors = {f"backbone.{k}": v for k, v in packed.items()}
     tensors.update({f"head.{k}": v for k, v in model.heads[name].state_dict().items()})
     save_tensors(directory / "task.safetensors", tensors, metadata={"format": TASK_FORMAT, "base": model.base_hash})
-    write_json(directory / "task.json", dict(
-        format=TASK_FORMAT, weightlab_version=weightlab.__version__, name=name,
-        classes=model.task_info[name]["classes"], method=model.method.to_dict(), bn=model.bn,
-        base_hash=model.base_hash, model=model.model_cfg.name if model.model_cfg else None, counts=model.counts(name),
-        file_bytes=(directory / "task.safetensors").stat().st_size, metrics=metrics or {}))
+    write_json(
+        directory / "task.json",
+        dict(
+            format=TASK_FORMAT,
+            weightlab_version=weightlab.__version__,
+            name=name,
+            classes=model.task_info[name]["classes"],
+            method=model.method.to_dict(),
+            bn=model.bn,
+            base_hash=model.base_hash,
+            model=model.model_cfg.name if model.model_cfg else None,
+            counts=model.counts(name),
+            file_bytes=(directory / "task.safetensors").stat().st_size,
+            metrics=metrics or {},
+        ),
+    )
     return directory
 
 
@@ -52,14 +63,18 @@ def load_task(model: TaskModel, directory: str | Path) -> str:
     directory = Path(directory)
     meta = read_task_meta(directory)
     if meta["base_hash"] != model.base_hash:
-        raise WeightlabError(f"task '{meta['name']}' ({directory}) was learnt on base {meta['base_hash'][:12]}, "
-                             f"not on this model's base {model.base_hash[:12]}: load it onto the base it belongs to")
+        raise WeightlabError(
+            f"task '{meta['name']}' ({directory}) was learnt on base {meta['base_hash'][:12]}, "
+            f"not on this model's base {model.base_hash[:12]}: load it onto the base it belongs to"
+        )
     if meta["method"]["name"] != model.method.name or meta.get("bn", "task") != model.bn:
-        raise WeightlabError(f"task '{meta['name']}' uses method {meta['method']['name']} (bn={meta.get('bn')}), "
-                             f"this model {model.method.name} (bn={model.bn})")
+        raise WeightlabError(
+            f"task '{meta['name']}' uses method {meta['method']['name']} (bn={meta.get('bn')}), "
+            f"this model {model.method.name} (bn={model.bn})"
+        )
     tensors = load_weights(directory / "task.safetensors")
-    state = {k[len("backbone."):]: v for k, v in tensors.items() if k.startswith("backbone.")}
-    head = {k[len("head."):]: v for k, v in tensors.items() if k.startswith("head.")}
+    state = {k[len("backbone.") :]: v for k, v in tensors.items() if k.startswith("backbone.")}
+    head = {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")}
     if model.adapter is not None:
         state = model.adapter.unpack_state(state, {k: model._live[k] for k in model.task_keys})
     model.add_task(meta["name"], meta["classes"], state, head, info=dict(metrics=meta.get("metrics", {})))
@@ -98,8 +113,9 @@ def load_base(directory: str | Path) -> nn.Module:
     return model
 
 
-def load_task_model(base_dir: str | Path, task_dirs: list[str | Path], *, method: str | None = None,
-                    seed: int = 0) -> TaskModel:
+def load_task_model(
+    base_dir: str | Path, task_dirs: list[str | Path], *, method: str | None = None, seed: int = 0
+) -> TaskModel:
     """A TaskModel on a saved base with the given task artifacts loaded (method read from the first)."""
     if not task_dirs and method is None:
         raise WeightlabError("no task artifacts given")
@@ -114,5 +130,13 @@ def load_task_model(base_dir: str | Path, task_dirs: list[str | Path], *, method
     return tm
 
 
-__all__ = ["save_task", "load_task", "read_task_meta", "save_base", "load_base", "load_task_model",
-           "TASK_FORMAT", "BASE_FORMAT"]
+__all__ = [
+    "save_task",
+    "load_task",
+    "read_task_meta",
+    "save_base",
+    "load_base",
+    "load_task_model",
+    "TASK_FORMAT",
+    "BASE_FORMAT",
+]

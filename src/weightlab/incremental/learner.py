@@ -27,12 +27,12 @@ class AdaptConfig:
     epochs: int = 100
     lr: float = 2e-3
     weight_decay: float = 1e-6
-    lr_step: int | None = 33          # None: a third of the epochs (33 of the authors' 100)
+    lr_step: int | None = 33  # None: a third of the epochs (33 of the authors' 100)
     lr_gamma: float = 0.1
-    batch_size: int | None = None     # None: 128 for ViTs, 64 otherwise
+    batch_size: int | None = None  # None: 128 for ViTs, 64 otherwise
     clip_norm: float | None = 1.0
-    optimizer: str = "adamw"          # adamw | adam | sgd
-    select: str = "val"               # val: keep the best validation epoch; last: keep the last
+    optimizer: str = "adamw"  # adamw | adam | sgd
+    select: str = "val"  # val: keep the best validation epoch; last: keep the last
     eval_batch_size: int = 256
 
     def __post_init__(self) -> None:
@@ -84,8 +84,9 @@ def _optimizer(model: TaskModel, cfg: AdaptConfig) -> torch.optim.Optimizer:
     return make_optimizer(kind, groups, lr=cfg.lr, weight_decay=0.0 if kind == "adam" else cfg.weight_decay)
 
 
-def learn_task(model: TaskModel, task: Task, cfg: AdaptConfig = AdaptConfig(), *, seed: int = 0,
-               progress: bool = True) -> TaskResult:
+def learn_task(
+    model: TaskModel, task: Task, cfg: AdaptConfig = AdaptConfig(), *, seed: int = 0, progress: bool = True
+) -> TaskResult:
     """Learn ``task``: a new head plus the method's task tensors, every shared tensor frozen."""
     start = time.perf_counter()
     transform = ModelInput.from_cfg(model.model_cfg)
@@ -106,9 +107,14 @@ def learn_task(model: TaskModel, task: Task, cfg: AdaptConfig = AdaptConfig(), *
     history = []
     bar = tqdm(range(cfg.epochs), desc=f"{model.method.name} {task.name}", disable=not progress, leave=False)
     for epoch in bar:
-        loss = train_epoch(model, task.train.batches(bs, transform, shuffle=True, seed=seed * 1000 + epoch), opt,
-                           clip_params=params, clip_norm=cfg.clip_norm,
-                           desc=f"{model.method.name} on {task.name}, epoch {epoch}")
+        loss = train_epoch(
+            model,
+            task.train.batches(bs, transform, shuffle=True, seed=seed * 1000 + epoch),
+            opt,
+            clip_params=params,
+            clip_norm=cfg.clip_norm,
+            desc=f"{model.method.name} on {task.name}, epoch {epoch}",
+        )
         sched.step()
         val = accuracy(model, task.name, task.val, cfg.eval_batch_size) if cfg.select == "val" else float("nan")
         history.append(dict(epoch=epoch, loss=loss, val_accuracy=val))

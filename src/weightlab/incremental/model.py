@@ -36,8 +36,7 @@ def detach_classifier(model: nn.Module) -> tuple[nn.Module, int]:
 def fingerprint(backbone: nn.Module, model_cfg: ModelCfg | None, recast_config: dict | None) -> str:
     """sha256 of the backbone's tensors (names, dtypes, shapes, bytes) and its configuration."""
     cfg = model_cfg.to_dict() if isinstance(model_cfg, ModelCfg) else model_cfg
-    h = hashlib.sha256(json.dumps(dict(model=cfg, recast=recast_config), sort_keys=True,
-                                  default=str).encode())
+    h = hashlib.sha256(json.dumps(dict(model=cfg, recast=recast_config), sort_keys=True, default=str).encode())
     for k, v in sorted(backbone.state_dict().items()):
         t = v.detach().cpu().contiguous().reshape(-1)
         h.update(f"{k}|{t.dtype}|{tuple(t.shape)}".encode())
@@ -50,8 +49,18 @@ def _is_bn_stat(name: str) -> bool:
 
 
 class TaskModel(nn.Module):
-    def __init__(self, backbone: nn.Module, feature_dim: int, model_cfg: ModelCfg | None, method: MethodSpec, *,
-                 base_hash: str, recast_config: dict | None = None, bn: str = "task", seed: int = 0):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        feature_dim: int,
+        model_cfg: ModelCfg | None,
+        method: MethodSpec,
+        *,
+        base_hash: str,
+        recast_config: dict | None = None,
+        bn: str = "task",
+        seed: int = 0,
+    ):
         super().__init__()
         if bn not in BN_MODES:
             raise WeightlabError(f"unknown BatchNorm mode '{bn}' (use {' or '.join(BN_MODES)})")
@@ -87,7 +96,7 @@ class TaskModel(nn.Module):
 
     # construction ---------------------------------------------------------------------------
     @classmethod
-    def from_base(cls, base_model: nn.Module, method: MethodSpec, *, bn: str = "task", seed: int = 0) -> "TaskModel":
+    def from_base(cls, base_model: nn.Module, method: MethodSpec, *, bn: str = "task", seed: int = 0) -> TaskModel:
         """Wrap a (copy of a) pretrained model: RECAST base for ``recast*`` methods, plain otherwise."""
         from weightlab.recast.tuner import is_recast
 
@@ -98,8 +107,9 @@ class TaskModel(nn.Module):
         rcfg = base_model.recast_config.to_dict() if method.recast else None
         backbone, dim = detach_classifier(copy.deepcopy(base_model))
         backbone.eval()
-        return cls(backbone, dim, cfg, method, base_hash=fingerprint(backbone, cfg, rcfg), recast_config=rcfg,
-                   bn=bn, seed=seed)
+        return cls(
+            backbone, dim, cfg, method, base_hash=fingerprint(backbone, cfg, rcfg), recast_config=rcfg, bn=bn, seed=seed
+        )
 
     # tasks ---------------------------------------------------------------------------------------
     @property
@@ -128,18 +138,27 @@ class TaskModel(nn.Module):
         self._load(self.task_states[name])
         self.current = name
 
-    def add_task(self, name: str, classes: list[str], state: dict[str, torch.Tensor],
-                 head: dict[str, torch.Tensor], info: dict | None = None) -> None:
+    def add_task(
+        self,
+        name: str,
+        classes: list[str],
+        state: dict[str, torch.Tensor],
+        head: dict[str, torch.Tensor],
+        info: dict | None = None,
+    ) -> None:
         """Register a task learnt elsewhere (e.g. loaded from an artifact)."""
         missing = sorted(set(self.task_keys) - set(state))
         extra = sorted(set(state) - set(self.task_keys))
         if missing or extra:
-            raise WeightlabError(f"task '{name}' does not fit this model's method ({self.method.name}): "
-                                 f"missing {missing[:3]}, unexpected {extra[:3]}")
+            raise WeightlabError(
+                f"task '{name}' does not fit this model's method ({self.method.name}): "
+                f"missing {missing[:3]}, unexpected {extra[:3]}"
+            )
         for k, v in state.items():
             if tuple(v.shape) != tuple(self._live[k].shape):
-                raise WeightlabError(f"task '{name}': {k} has shape {tuple(v.shape)}, the model expects "
-                                     f"{tuple(self._live[k].shape)}")
+                raise WeightlabError(
+                    f"task '{name}': {k} has shape {tuple(v.shape)}, the model expects {tuple(self._live[k].shape)}"
+                )
         if name in self.heads:
             del self.heads[name]
         h = nn.Linear(self.feature_dim, head["weight"].shape[0])
@@ -159,7 +178,7 @@ class TaskModel(nn.Module):
             raise WeightlabError("no task selected: call set_task(name) first")
         return self.heads[self.current](self.backbone(x))
 
-    def train(self, mode: bool = True) -> "TaskModel":
+    def train(self, mode: bool = True) -> TaskModel:
         super().train(mode)
         if self.bn == "frozen":
             for m in self.modules():
@@ -187,13 +206,20 @@ class TaskModel(nn.Module):
         stats = sum(self._live[k].numel() for k in self.task_keys if k not in params)
         packed = self.adapter.pack_state(self.init_state) if self.adapter else self.init_state
         state_bytes = sum(v.numel() * v.element_size() for v in packed.values())
-        head_bytes = sum(p.numel() * p.element_size() for p in self.heads[name].parameters()) if name in self.heads else 0
+        head_bytes = (
+            sum(p.numel() * p.element_size() for p in self.heads[name].parameters()) if name in self.heads else 0
+        )
         shared = self.backbone.state_dict().values()
         backbone = sum(t.numel() for t in shared)
         backbone_bytes = sum(t.numel() * t.element_size() for t in shared)
-        return dict(trainable_per_task=trained, head_per_task=head, buffers_per_task=stats,
-                    bytes_per_task=state_bytes + head_bytes, backbone_numbers=backbone,
-                    backbone_bytes=backbone_bytes)
+        return dict(
+            trainable_per_task=trained,
+            head_per_task=head,
+            buffers_per_task=stats,
+            bytes_per_task=state_bytes + head_bytes,
+            backbone_numbers=backbone,
+            backbone_bytes=backbone_bytes,
+        )
 
     def materialize(self, name: str) -> nn.Module:
         """A deployable copy for one task: adapters folded in where they can be, RECAST layers turned

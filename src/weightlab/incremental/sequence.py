@@ -12,9 +12,9 @@ and a rerun loads the tasks already saved on the same base instead of learning t
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from weightlab.data.tasks import SplitSizes, Task
 from weightlab.incremental import metrics
@@ -26,9 +26,9 @@ from weightlab.incremental.model import TaskModel
 @dataclass
 class SequenceResult:
     tasks: list[str]
-    accuracy_matrix: list[list[float]]          # R[i][j], j <= i
+    accuracy_matrix: list[list[float]]  # R[i][j], j <= i
     accuracy_when_learnt: list[float]
-    results: list[TaskResult | None]            # None for a task loaded from an earlier run
+    results: list[TaskResult | None]  # None for a task loaded from an earlier run
     counts: list[dict]
     loaded: list[bool] = field(default_factory=list)
     wall_s: float = 0.0
@@ -40,26 +40,44 @@ class SequenceResult:
     @property
     def zero_forgetting(self) -> bool:
         return metrics.zero_forgetting(self.accuracy_matrix) and all(
-            a == b for a, b in zip(self.accuracy_when_learnt, self.final_accuracy))
+            a == b for a, b in zip(self.accuracy_when_learnt, self.final_accuracy)
+        )
 
     def record(self, method: str, seed: int) -> dict:
         """The benchmark run record (accuracy matrix, its metrics, sizes, timings)."""
         R = self.accuracy_matrix
         res = [r for r in self.results if r is not None]
         return dict(
-            method=method, seed=seed, tasks=self.tasks, accuracy_matrix=R,
-            final_accuracy=R[-1], average_accuracy=metrics.average_accuracy(R),
-            backward_transfer=metrics.backward_transfer(R), zero_forgetting=metrics.zero_forgetting(R),
+            method=method,
+            seed=seed,
+            tasks=self.tasks,
+            accuracy_matrix=R,
+            final_accuracy=R[-1],
+            average_accuracy=metrics.average_accuracy(R),
+            backward_transfer=metrics.backward_transfer(R),
+            zero_forgetting=metrics.zero_forgetting(R),
             trainable_per_task=self.counts[0]["trainable_per_task"],
             head_per_task=[c["head_per_task"] for c in self.counts],
-            bytes_per_task=[c["bytes_per_task"] for c in self.counts], backbone_bytes=self.counts[0]["backbone_bytes"],
-            best_epochs=[r.best_epoch for r in res], val_accuracy=[r.val_accuracy for r in res],
-            task_wall_s=[r.wall_s for r in res], wall_s=self.wall_s)
+            bytes_per_task=[c["bytes_per_task"] for c in self.counts],
+            backbone_bytes=self.counts[0]["backbone_bytes"],
+            best_epochs=[r.best_epoch for r in res],
+            val_accuracy=[r.val_accuracy for r in res],
+            task_wall_s=[r.wall_s for r in res],
+            wall_s=self.wall_s,
+        )
 
 
-def learn_sequence(model: TaskModel, tasks: list[Task], cfg: AdaptConfig = AdaptConfig(), *, seed: int = 0,
-                   out: str | Path | None = None, sizes: SplitSizes | None = None, progress: bool = True,
-                   log: Callable[[str], None] | None = None) -> SequenceResult:
+def learn_sequence(
+    model: TaskModel,
+    tasks: list[Task],
+    cfg: AdaptConfig = AdaptConfig(),
+    *,
+    seed: int = 0,
+    out: str | Path | None = None,
+    sizes: SplitSizes | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> SequenceResult:
     """Learn ``tasks`` in order (task ``i`` with seed ``seed + i``); after each, test every task learnt
     so far. With ``out``, save each task as it is learnt and resume from the saved ones."""
     start = time.perf_counter()
@@ -83,17 +101,27 @@ def learn_sequence(model: TaskModel, tasks: list[Task], cfg: AdaptConfig = Adapt
             results.append(res)
             loaded.append(False)
             if tdir is not None:
-                save_task(model, task.name, tdir, metrics=dict(
-                    test_accuracy=test, val_accuracy=res.val_accuracy, best_epoch=res.best_epoch, wall_s=res.wall_s,
-                    data=dict(spec=task.spec, sizes=asdict(sizes or SplitSizes(None, None, None)), data_seed=0),
-                    adapt=cfg.to_dict()))
+                save_task(
+                    model,
+                    task.name,
+                    tdir,
+                    metrics=dict(
+                        test_accuracy=test,
+                        val_accuracy=res.val_accuracy,
+                        best_epoch=res.best_epoch,
+                        wall_s=res.wall_s,
+                        data=dict(spec=task.spec, sizes=asdict(sizes or SplitSizes(None, None, None)), data_seed=0),
+                        adapt=cfg.to_dict(),
+                    ),
+                )
             if log:
-                log(f"{task.name}: test {test:.2f}% (val {res.val_accuracy:.2f}%, epoch {res.best_epoch}, "
-                    f"{res.wall_s:.0f} s)")
+                log(
+                    f"{task.name}: test {test:.2f}% (val {res.val_accuracy:.2f}%, epoch {res.best_epoch}, "
+                    f"{res.wall_s:.0f} s)"
+                )
         R.append([accuracy(model, t.name, t.test, cfg.eval_batch_size) for t in tasks[: i + 1]])
     counts = [model.counts(t.name) for t in tasks]
-    return SequenceResult([t.name for t in tasks], R, when_learnt, results, counts, loaded,
-                          time.perf_counter() - start)
+    return SequenceResult([t.name for t in tasks], R, when_learnt, results, counts, loaded, time.perf_counter() - start)
 
 
 __all__ = ["SequenceResult", "learn_sequence"]

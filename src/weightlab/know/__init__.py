@@ -13,6 +13,22 @@ from weightlab.know.predictors import DISPLAY, PREDICTORS, Predictor, get_predic
 from weightlab.know.trajectory import Trajectory
 from weightlab.know.transfer import TransferConfig, transfer
 
-__all__ = ["ForgetConfig", "run_forgetting", "nested_subsets", "incremental_pretraining", "KNOWNNet", "FusedKNOWN",
-           "load_keras_known", "load_official_known", "DEFAULT_KINDS", "param_kinds", "Predictor", "PREDICTORS",
-           "DISPLAY", "get_predictor", "Trajectory", "TransferConfig", "transfer"]
+__all__ = [
+    "ForgetConfig",
+    "run_forgetting",
+    "nested_subsets",
+    "incremental_pretraining",
+    "KNOWNNet",
+    "FusedKNOWN",
+    "load_keras_known",
+    "load_official_known",
+    "DEFAULT_KINDS",
+    "param_kinds",
+    "Predictor",
+    "PREDICTORS",
+    "DISPLAY",
+    "get_predictor",
+    "Trajectory",
+    "TransferConfig",
+    "transfer",
+]

@@ -22,12 +22,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from weightlab.data import ImageArrays
-from weightlab.errors import WeightlabError
 from weightlab.engine import OPTIMIZERS, evaluate_accuracy, make_optimizer, train_epoch
+from weightlab.errors import WeightlabError
 from weightlab.io import load_weights, read_json, save_tensors, write_json
 from weightlab.know.kinds import param_kinds
 from weightlab.know.trajectory import FORMAT, MANIFEST, Trajectory, stage_file
-from weightlab.models import load_state_dict_strict, model_cfg as get_model_cfg
+from weightlab.models import load_state_dict_strict
+from weightlab.models import model_cfg as get_model_cfg
+
 SUBSETS_FILE = "subsets.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 
@@ -59,8 +61,9 @@ class ForgetConfig:
             raise WeightlabError("epochs and batch size must be >= 1 and lr > 0")
 
 
-def nested_subsets(labels: torch.Tensor, ratio: float, stages: int, seed: int = 0,
-                   class_balanced: bool = False) -> list[torch.Tensor]:
+def nested_subsets(
+    labels: torch.Tensor, ratio: float, stages: int, seed: int = 0, class_balanced: bool = False
+) -> list[torch.Tensor]:
     """Sorted index tensors ``[D⁰, D¹, …, D^{S-1}]`` with ``D^{s} ⊂ D^{s-1}`` and
     ``|D^s| = round(r·|D^{s-1}|)``; class-balanced keeps the same fraction of every class."""
     g = torch.Generator().manual_seed(seed)
@@ -86,8 +89,13 @@ def nested_subsets(labels: torch.Tensor, ratio: float, stages: int, seed: int = 
 
 
 def _make_optimizer(model: nn.Module, cfg: ForgetConfig) -> torch.optim.Optimizer:
-    return make_optimizer(cfg.optimizer, [p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                          weight_decay=cfg.weight_decay, momentum=cfg.momentum)
+    return make_optimizer(
+        cfg.optimizer,
+        [p for p in model.parameters() if p.requires_grad],
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        momentum=cfg.momentum,
+    )
 
 
 def _optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
@@ -109,19 +117,36 @@ def _load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch
         opt.state[params[int(i)]][name] = value.clone()
 
 
-def _train_pass(model: nn.Module, data: ImageArrays, model_cfg, opt, cfg: ForgetConfig, seed: int,
-                desc: str, progress: bool) -> float:
+def _train_pass(
+    model: nn.Module, data: ImageArrays, model_cfg, opt, cfg: ForgetConfig, seed: int, desc: str, progress: bool
+) -> float:
     n_batches = (len(data) + cfg.batch_size - 1) // cfg.batch_size
-    losses = [train_epoch(model, data.batches(cfg.batch_size, model_cfg, shuffle=True, seed=seed * 1000 + epoch), opt,
-                          total=n_batches, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", progress=progress)
-              for epoch in range(cfg.epochs)]
+    losses = [
+        train_epoch(
+            model,
+            data.batches(cfg.batch_size, model_cfg, shuffle=True, seed=seed * 1000 + epoch),
+            opt,
+            total=n_batches,
+            desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}",
+            progress=progress,
+        )
+        for epoch in range(cfg.epochs)
+    ]
     model.eval()
     return sum(losses) / len(losses)
 
 
-def run_forgetting(model: nn.Module, train: ImageArrays, out_dir: str | Path, cfg: ForgetConfig | None = None, *,
-                   eval_data: ImageArrays | None = None, data_info: dict | None = None,
-                   progress: bool = True, stop_after: int | None = None) -> Trajectory:
+def run_forgetting(
+    model: nn.Module,
+    train: ImageArrays,
+    out_dir: str | Path,
+    cfg: ForgetConfig | None = None,
+    *,
+    eval_data: ImageArrays | None = None,
+    data_info: dict | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> Trajectory:
     """Record (or resume) a trajectory of progressive forgetting into ``out_dir``.
 
     ``model`` must carry ``weightlab_cfg`` (from :func:`weightlab.models.create_model`) and hold
@@ -138,15 +163,25 @@ def run_forgetting(model: nn.Module, train: ImageArrays, out_dir: str | Path, cf
     if manifest_path.is_file():
         meta = read_json(manifest_path)
         if meta.get("format") != FORMAT or meta.get("config") != config or meta.get("model") != model_cfg.to_dict():
-            raise WeightlabError(f"{out_dir}: holds a trajectory made with another model or configuration; "
-                                 "use a new --out folder (or the same options to resume)")
+            raise WeightlabError(
+                f"{out_dir}: holds a trajectory made with another model or configuration; "
+                "use a new output folder (or the same options to resume)"
+            )
         done = int(meta.get("completed_stages", 0))
         if done:
             load_state_dict_strict(model, load_weights(out_dir / stage_file(done - 1)), source=str(out_dir))
     else:
-        meta = dict(format=FORMAT, model=model_cfg.to_dict(), data=data_info or {"name": train.name, "size": len(train)},
-                    config=config, subset_sizes=[len(s) for s in subsets], kinds=param_kinds(model),
-                    completed_stages=0, stage_files=[], stages=[])
+        meta = dict(
+            format=FORMAT,
+            model=model_cfg.to_dict(),
+            data=data_info or {"name": train.name, "size": len(train)},
+            config=config,
+            subset_sizes=[len(s) for s in subsets],
+            kinds=param_kinds(model),
+            completed_stages=0,
+            stage_files=[],
+            stages=[],
+        )
         save_tensors(out_dir / SUBSETS_FILE, {f"D{s}": idx for s, idx in enumerate(subsets)})
         done = 0
     opt = _make_optimizer(model, cfg)
@@ -154,14 +189,27 @@ def run_forgetting(model: nn.Module, train: ImageArrays, out_dir: str | Path, cf
         _load_optimizer_tensors(opt, load_weights(out_dir / OPTIMIZER_FILE))
     torch.manual_seed(cfg.seed)
     last = min(cfg.stages, stop_after) if stop_after is not None else cfg.stages
-    for s in tqdm(range(done, last), desc="progressive forgetting", disable=not progress,
-                  initial=done, total=cfg.stages):
-        record = {"stage": s, "file": stage_file(s), "subset_size": len(subsets[s]),
-                  "fraction": len(subsets[s]) / len(train)}
+    for s in tqdm(
+        range(done, last), desc="progressive forgetting", disable=not progress, initial=done, total=cfg.stages
+    ):
+        record = {
+            "stage": s,
+            "file": stage_file(s),
+            "subset_size": len(subsets[s]),
+            "fraction": len(subsets[s]) / len(train),
+        }
         if s > 0 or cfg.full_data_pass:
             torch.manual_seed(cfg.seed * 7919 + s)
-            record["train_loss"] = _train_pass(model, train.subset(subsets[s]), model_cfg, opt, cfg,
-                                               seed=cfg.seed * 101 + s, desc=f"stage {s}", progress=progress)
+            record["train_loss"] = _train_pass(
+                model,
+                train.subset(subsets[s]),
+                model_cfg,
+                opt,
+                cfg,
+                seed=cfg.seed * 101 + s,
+                desc=f"stage {s}",
+                progress=progress,
+            )
         if eval_data is not None:
             record["eval_accuracy"] = evaluate_accuracy(model, eval_data.batches(256, model_cfg))
         save_tensors(out_dir / stage_file(s), {k: v.detach().clone() for k, v in model.state_dict().items()})
@@ -173,8 +221,9 @@ def run_forgetting(model: nn.Module, train: ImageArrays, out_dir: str | Path, cf
     return Trajectory.load(out_dir)
 
 
-def incremental_pretraining(model: nn.Module, train: ImageArrays, cfg: ForgetConfig | None = None, *,
-                            progress: bool = True) -> dict[str, torch.Tensor]:
+def incremental_pretraining(
+    model: nn.Module, train: ImageArrays, cfg: ForgetConfig | None = None, *, progress: bool = True
+) -> dict[str, torch.Tensor]:
     """Table 1's incremental-pretraining baseline: train ``model`` (a fresh initialisation) on the
     nested subsets from the smallest up to all of D⁰ (``D^{S-1}, …, D¹, D⁰``, ``epochs`` each,
     one optimiser throughout) and return its state dict."""
@@ -185,6 +234,14 @@ def incremental_pretraining(model: nn.Module, train: ImageArrays, cfg: ForgetCon
     opt = _make_optimizer(model, cfg)
     torch.manual_seed(cfg.seed)
     for s in tqdm(range(cfg.stages - 1, -1, -1), desc="incremental pretraining", disable=not progress):
-        _train_pass(model, train.subset(subsets[s]), model_cfg, opt, cfg, seed=cfg.seed * 101 + s,
-                    desc=f"subset {s}", progress=progress)
+        _train_pass(
+            model,
+            train.subset(subsets[s]),
+            model_cfg,
+            opt,
+            cfg,
+            seed=cfg.seed * 101 + s,
+            desc=f"subset {s}",
+            progress=progress,
+        )
     return {k: v.detach().clone() for k, v in model.state_dict().items()}

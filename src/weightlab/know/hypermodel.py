@@ -38,10 +38,10 @@ class KNOWNStream(nn.Module):
     def __init__(self, in_features: int) -> None:
         super().__init__()
         self.inp = nn.Linear(in_features, 64)
-        self.gate = nn.Linear(64, 8)     # Dense8 of the exp block
-        self.add = nn.Linear(8, 64)      # Dense64_a: the additive term
-        self.factor = nn.Linear(8, 64)   # Dense64_b: multiplies the exponential
-        self.rate = nn.Linear(8, 64)     # Dense64_c: inside the exponential
+        self.gate = nn.Linear(64, 8)  # Dense8 of the exp block
+        self.add = nn.Linear(8, 64)  # Dense64_a: the additive term
+        self.factor = nn.Linear(8, 64)  # Dense64_b: multiplies the exponential
+        self.rate = nn.Linear(8, 64)  # Dense64_c: inside the exponential
         self.out = nn.Linear(64, 32)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
@@ -62,8 +62,9 @@ class KNOWNNet(nn.Module):
     def __init__(self, input_convention: str = "raw") -> None:
         super().__init__()
         if input_convention not in INPUT_CONVENTIONS:
-            raise WeightlabError(f"unknown KNOWN input convention '{input_convention}' "
-                                 f"(use one of {', '.join(INPUT_CONVENTIONS)})")
+            raise WeightlabError(
+                f"unknown KNOWN input convention '{input_convention}' (use one of {', '.join(INPUT_CONVENTIONS)})"
+            )
         self.input_convention = input_convention
         self.values = KNOWNStream(SEQ_LEN)
         self.diffs = KNOWNStream(SEQ_LEN - 1)
@@ -85,7 +86,7 @@ class KNOWNNet(nn.Module):
     def extra_repr(self) -> str:
         return f"input_convention={self.input_convention!r}"
 
-    def fused(self) -> "FusedKNOWN":
+    def fused(self) -> FusedKNOWN:
         return FusedKNOWN(self)
 
 
@@ -117,9 +118,9 @@ class FusedKNOWN:
             diff = eye[:, 1:] - eye[:, :-1]  # (5, 4): seq @ diff = consecutive differences
             first_w, first_b, gate_w, gate_b, bc_w, bc_b, out_w, out_b, h_w = [], [], [], [], [], [], [], [], []
             for stream, a in ((net.values, eye), (net.diffs, diff)):
-                w_in = a @ stream.inp.weight.to(dt).T          # (5, 64)
+                w_in = a @ stream.inp.weight.to(dt).T  # (5, 64)
                 b_in = stream.inp.bias.to(dt)
-                g_w = w_in @ stream.gate.weight.to(dt).T        # (5, 8)
+                g_w = w_in @ stream.gate.weight.to(dt).T  # (5, 8)
                 g_b = b_in @ stream.gate.weight.to(dt).T + stream.gate.bias.to(dt)
                 first_w.append(w_in)
                 first_b.append(b_in)
@@ -127,12 +128,12 @@ class FusedKNOWN:
                 gate_b.append(g_b)
                 bc_w.append((stream.factor.weight.to(dt).T, stream.rate.weight.to(dt).T))  # (8, 64) each
                 bc_b.append((stream.factor.bias.to(dt), stream.rate.bias.to(dt)))
-                w_out = stream.out.weight.to(dt).T                # (64, 32)
+                w_out = stream.out.weight.to(dt).T  # (64, 32)
                 out_w.append(w_out)
-                h_w.append(stream.add.weight.to(dt).T @ w_out)    # (8, 32)
+                h_w.append(stream.add.weight.to(dt).T @ w_out)  # (8, 32)
                 out_b.append(stream.add.bias.to(dt) @ w_out + stream.out.bias.to(dt))
             f32 = torch.float32
-            self.w1 = torch.cat(first_w + gate_w, dim=1).to(f32).contiguous()   # (5, 144)
+            self.w1 = torch.cat(first_w + gate_w, dim=1).to(f32).contiguous()  # (5, 144)
             self.b1 = torch.cat(first_b + gate_b).to(f32).contiguous()
             self.factor_w = [w[0].to(f32).contiguous() for w in bc_w]
             self.rate_w = [w[1].to(f32).contiguous() for w in bc_w]
@@ -158,12 +159,12 @@ class FusedKNOWN:
         def work(part: list[int]) -> None:
             with torch.inference_mode():
                 for start in part:
-                    s = seq[start:start + chunk]
+                    s = seq[start : start + chunk]
                     if self.input_convention == "normalized":
                         shift, scale = _norm_stats(s)
-                        out[start:start + chunk] = self._core((s - shift) / scale) * scale.squeeze(1)
+                        out[start : start + chunk] = self._core((s - shift) / scale) * scale.squeeze(1)
                     else:
-                        out[start:start + chunk] = self._core(s)
+                        out[start : start + chunk] = self._core(s)
 
         if threads <= 1 or len(starts) < 2:
             work(starts)
@@ -181,12 +182,12 @@ class FusedKNOWN:
         return out
 
     def _core(self, s: torch.Tensor) -> torch.Tensor:
-        first = torch.addmm(self.b1, s, self.w1)          # (n, 144): x1 | x2 | gate1 | gate2
+        first = torch.addmm(self.b1, s, self.w1)  # (n, 144): x1 | x2 | gate1 | gate2
         gates = first[:, 128:].relu_()
         acc = self.head_b.expand(s.shape[0], 1).clone()
         for k in range(2):
-            x = first[:, 64 * k:64 * (k + 1)]
-            h = gates[:, 8 * k:8 * (k + 1)]
+            x = first[:, 64 * k : 64 * (k + 1)]
+            h = gates[:, 8 * k : 8 * (k + 1)]
             # exp on a contiguous tensor: torch's strided exp is ~4x slower, numpy's SIMD exp ~1.7x faster
             rate = torch.addmm(self.rate_b[k], h, self.rate_w[k]).mul_(x)
             _exp_(rate)
@@ -227,8 +228,10 @@ def load_keras_known(path: str | Path, input_convention: str = "raw") -> KNOWNNe
                     kernel = torch.from_numpy(g["kernel:0"][()]).T
                     bias = torch.from_numpy(g["bias:0"][()])
                     if kernel.shape != module.weight.shape or bias.shape != module.bias.shape:
-                        raise WeightlabError(f"{path}: layer '{layer}' has kernel {tuple(kernel.shape[::-1])}, "
-                                             f"expected {tuple(module.weight.shape[::-1])} (in, out)")
+                        raise WeightlabError(
+                            f"{path}: layer '{layer}' has kernel {tuple(kernel.shape[::-1])}, "
+                            f"expected {tuple(module.weight.shape[::-1])} (in, out)"
+                        )
                     module.weight.copy_(kernel)
                     module.bias.copy_(bias)
     except OSError as e:

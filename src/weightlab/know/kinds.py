@@ -73,6 +73,8 @@ def parse_kinds(spec: str | list[str] | tuple[str, ...] | None) -> tuple[str, ..
     items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
     bad = [s for s in items if s not in PREDICTABLE]
     if bad or not items:
-        raise WeightlabError(f"unknown parameter kind(s) {', '.join(bad) or '(none given)'} "
-                             f"(use a comma-separated subset of {', '.join(PREDICTABLE)})")
+        raise WeightlabError(
+            f"unknown parameter kind(s) {', '.join(bad) or '(none given)'} "
+            f"(use a comma-separated subset of {', '.join(PREDICTABLE)})"
+        )
     return tuple(dict.fromkeys(items))

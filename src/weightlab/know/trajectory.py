@@ -63,10 +63,20 @@ class Trajectory:
             if missing or extra:
                 raise WeightlabError(
                     f"trajectory stage {s} has different keys from stage 0: "
-                    + "; ".join(p for p in (f"missing {', '.join(missing[:3])}" if missing else "",
-                                             f"unexpected {', '.join(extra[:3])}" if extra else "") if p))
-            bad = [f"{k} {tuple(stage[k].shape)} vs {tuple(ref[k].shape)}" for k in ref
-                   if tuple(stage[k].shape) != tuple(ref[k].shape)]
+                    + "; ".join(
+                        p
+                        for p in (
+                            f"missing {', '.join(missing[:3])}" if missing else "",
+                            f"unexpected {', '.join(extra[:3])}" if extra else "",
+                        )
+                        if p
+                    )
+                )
+            bad = [
+                f"{k} {tuple(stage[k].shape)} vs {tuple(ref[k].shape)}"
+                for k in ref
+                if tuple(stage[k].shape) != tuple(ref[k].shape)
+            ]
             if bad:
                 raise WeightlabError(f"trajectory stage {s} has different shapes from stage 0: {'; '.join(bad[:3])}")
         for s, stage in enumerate(self.stages):
@@ -97,17 +107,22 @@ class Trajectory:
         for s, stage in enumerate(self.stages):
             save_tensors(folder / stage_file(s), stage)
         meta = dict(self.meta)
-        meta.update(format=FORMAT, kinds=self.kinds, completed_stages=self.num_stages,
-                    stage_files=[stage_file(s) for s in range(self.num_stages)])
+        meta.update(
+            format=FORMAT,
+            kinds=self.kinds,
+            completed_stages=self.num_stages,
+            stage_files=[stage_file(s) for s in range(self.num_stages)],
+        )
         write_json(folder / MANIFEST, meta)
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path, *, min_stages: int = 1) -> "Trajectory":
+    def load(cls, folder: str | Path, *, min_stages: int = 1) -> Trajectory:
         folder = Path(folder)
         if not (folder / MANIFEST).is_file():
-            raise WeightlabError(f"{folder}: not a trajectory folder (no {MANIFEST}); make one with "
-                                 "'weightlab know forget'")
+            raise WeightlabError(
+                f"{folder}: not a trajectory folder (no {MANIFEST}); make one with 'weightlab know forget'"
+            )
         meta = read_json(folder / MANIFEST)
         if meta.get("format") != FORMAT:
             raise WeightlabError(f"{folder / MANIFEST}: unknown format {meta.get('format')!r} (expected {FORMAT})")

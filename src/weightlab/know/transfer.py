@@ -10,9 +10,9 @@ Adam from ``lr`` with cosine decay to zero. The figure reported is the test accu
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from torch import nn
@@ -38,8 +38,9 @@ class TransferConfig:
     seed: int = 0
 
 
-def build_transfer_model(state: dict[str, torch.Tensor], model_cfg: ModelCfg | dict, num_classes: int,
-                         seed: int) -> nn.Module:
+def build_transfer_model(
+    state: dict[str, torch.Tensor], model_cfg: ModelCfg | dict, num_classes: int, seed: int
+) -> nn.Module:
     """The model of ``model_cfg`` with ``state`` loaded and a fresh head for ``num_classes``."""
     torch.manual_seed(seed)
     model = rebuild_model(ModelCfg.from_dict(model_cfg).replace(num_classes=num_classes))
@@ -49,16 +50,32 @@ def build_transfer_model(state: dict[str, torch.Tensor], model_cfg: ModelCfg | d
     bad = [k for k, v in keep.items() if tuple(v.shape) != tuple(own[k].shape)]
     missing = [k for k in own if k not in keep and kinds.get(k) != "head" and not k.endswith("num_batches_tracked")]
     if bad or missing:
-        raise WeightlabError("the weights do not fit the model: "
-                             + "; ".join(p for p in (f"shape mismatch for {', '.join(bad[:3])}" if bad else "",
-                                                     f"missing {', '.join(missing[:3])}" if missing else "") if p))
+        raise WeightlabError(
+            "the weights do not fit the model: "
+            + "; ".join(
+                p
+                for p in (
+                    f"shape mismatch for {', '.join(bad[:3])}" if bad else "",
+                    f"missing {', '.join(missing[:3])}" if missing else "",
+                )
+                if p
+            )
+        )
     model.load_state_dict(keep, strict=False)
     return model
 
 
-def transfer(state: dict[str, torch.Tensor], model_cfg: ModelCfg | dict, train: ImageArrays, test: ImageArrays,
-             cfg: TransferConfig | None = None, *, num_classes: int | None = None, progress: bool = True,
-             desc: str = "transfer") -> dict:
+def transfer(
+    state: dict[str, torch.Tensor],
+    model_cfg: ModelCfg | dict,
+    train: ImageArrays,
+    test: ImageArrays,
+    cfg: TransferConfig | None = None,
+    *,
+    num_classes: int | None = None,
+    progress: bool = True,
+    desc: str = "transfer",
+) -> dict:
     """Fine-tune ``state`` on ``train`` with the two-phase protocol; returns the test accuracy and a log."""
     cfg = cfg or TransferConfig()
     num_classes = num_classes or len(train.classes)
@@ -94,9 +111,18 @@ def transfer(state: dict[str, torch.Tensor], model_cfg: ModelCfg | dict, train: 
     return {"accuracy": acc, "seconds": time.perf_counter() - start, "config": asdict(cfg), **log}
 
 
-def run_transfers(rows: list[tuple[str, str, int, Path]], model_cfg: ModelCfg | dict, train: ImageArrays,
-                  test: ImageArrays, cfg: TransferConfig, seeds, *, done: set | None = None, progress: bool = True,
-                  per_run_progress: bool = False) -> Iterator[dict]:
+def run_transfers(
+    rows: list[tuple[str, str, int, Path]],
+    model_cfg: ModelCfg | dict,
+    train: ImageArrays,
+    test: ImageArrays,
+    cfg: TransferConfig,
+    seeds,
+    *,
+    done: set | None = None,
+    progress: bool = True,
+    per_run_progress: bool = False,
+) -> Iterator[dict]:
     """Transfer every ``(row id, label, step, weights file)`` with every seed (rows outer, seeds inner),
     skipping the ``(row id, seed)`` pairs in ``done``; yields one record per finished run, so a caller
     can store it at once and resume later."""
@@ -105,7 +131,21 @@ def run_transfers(rows: list[tuple[str, str, int, Path]], model_cfg: ModelCfg | 
     done = done or set()
     todo = [(row, seed) for row in rows for seed in seeds if (row[0], seed) not in done]
     for (row_id, label, step, path), seed in tqdm(todo, desc="transfer runs", disable=not progress):
-        res = transfer(load_weights(path), model_cfg, train, test, replace(cfg, seed=seed), progress=per_run_progress,
-                       desc=f"{row_id} seed {seed}")
-        yield {"row": row_id, "label": label, "step": step, "seed": seed, "accuracy": res["accuracy"],
-               "warmup_accuracy": res["warmup_accuracy"], "seconds": round(res["seconds"], 2)}
+        res = transfer(
+            load_weights(path),
+            model_cfg,
+            train,
+            test,
+            replace(cfg, seed=seed),
+            progress=per_run_progress,
+            desc=f"{row_id} seed {seed}",
+        )
+        yield {
+            "row": row_id,
+            "label": label,
+            "step": step,
+            "seed": seed,
+            "accuracy": res["accuracy"],
+            "warmup_accuracy": res["warmup_accuracy"],
+            "seconds": round(res["seconds"], 2),
+        }

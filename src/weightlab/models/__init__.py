@@ -27,8 +27,22 @@ from weightlab.models.registry import get_entry, list_registered, register_model
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-__all__ = ["create_model", "rebuild_model", "load_state_dict_strict", "list_models", "register_model", "model_family",
-           "find_classifier", "set_submodule", "ModelCfg", "model_cfg", "attach_cfg", "FAMILIES", "Family", "get_family"]
+__all__ = [
+    "create_model",
+    "rebuild_model",
+    "load_state_dict_strict",
+    "list_models",
+    "register_model",
+    "model_family",
+    "find_classifier",
+    "set_submodule",
+    "ModelCfg",
+    "model_cfg",
+    "attach_cfg",
+    "FAMILIES",
+    "Family",
+    "get_family",
+]
 
 
 def list_models() -> list[str]:
@@ -36,8 +50,14 @@ def list_models() -> list[str]:
     return list_registered()
 
 
-def create_model(name: str, *, pretrained: bool = False, weights: str | Path | None = None,
-                 num_classes: int | None = None, **kwargs: Any) -> nn.Module:
+def create_model(
+    name: str,
+    *,
+    pretrained: bool = False,
+    weights: str | Path | None = None,
+    num_classes: int | None = None,
+    **kwargs: Any,
+) -> nn.Module:
     """Build a model by name and optionally load weights.
 
     ``pretrained=True`` loads the shared CIFAR-10 weights for our models (found through
@@ -88,8 +108,11 @@ def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], sou
     state = {**{k: v for k, v in own.items() if k.endswith("num_batches_tracked") and k not in state}, **state}
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
-              if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
     problems = []
     if missing:
         problems.append(f"missing {len(missing)} key(s) e.g. {', '.join(missing[:3])}")
@@ -105,7 +128,7 @@ def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], sou
 def _split(name: str) -> tuple[str, str]:
     for prefix, source in (("timm:", "timm"), ("tv:", "torchvision"), ("torchvision:", "torchvision")):
         if name.startswith(prefix):
-            return source, name[len(prefix):]
+            return source, name[len(prefix) :]
     if get_entry(name) is not None:
         return "weightlab", name
     import timm
@@ -114,7 +137,8 @@ def _split(name: str) -> tuple[str, str]:
         return "timm", name
     raise WeightlabError(
         f"unknown model '{name}': not a weightlab model ({', '.join(list_registered())}), "
-        "not a timm model name; use tv:NAME for torchvision")
+        "not a timm model name; use tv:NAME for torchvision"
+    )
 
 
 def _create_own(name: str, pretrained: bool, num_classes: int | None, kwargs: dict) -> tuple[nn.Module, ModelCfg]:
@@ -137,12 +161,14 @@ def _create_own(name: str, pretrained: bool, num_classes: int | None, kwargs: di
         kwargs["input_size"] = list(input_size)
     if pretrained:
         if entry.pretrained_file is None:
-            raise WeightlabError(f"model '{entry.name}' has no pretrained weights; pass --weights PATH")
+            raise WeightlabError(f"model '{entry.name}' has no pretrained weights; pass local weights (weights=PATH)")
         root = paths.models_root()
         if root is None or not (root / entry.pretrained_file).is_file():
             raise WeightlabError(
                 f"pretrained weights for '{entry.name}' not found: expected {entry.pretrained_file} under "
-                "$WEIGHTLAB_MODELS or <shared>/models/cifar10 (set WEIGHTLAB_SHARED), or pass --weights PATH")
+                "$WEIGHTLAB_MODELS or <shared>/models/cifar10 (set WEIGHTLAB_SHARED), "
+                "or pass local weights (weights=PATH)"
+            )
         state = load_weights(root / entry.pretrained_file)
         if num_classes not in (None, entry.num_classes):  # new head: keep everything but the classifier
             own = model.state_dict()
@@ -150,8 +176,16 @@ def _create_own(name: str, pretrained: bool, num_classes: int | None, kwargs: di
             model.load_state_dict(state, strict=False)
         else:
             load_state_dict_strict(model, state, source=str(root / entry.pretrained_file))
-    cfg = ModelCfg(name=entry.name, source="weightlab", family=entry.family, mean=entry.mean, std=entry.std,
-                   input_size=input_size, num_classes=num_classes or entry.num_classes, kwargs=dict(kwargs))
+    cfg = ModelCfg(
+        name=entry.name,
+        source="weightlab",
+        family=entry.family,
+        mean=entry.mean,
+        std=entry.std,
+        input_size=input_size,
+        num_classes=num_classes or entry.num_classes,
+        kwargs=dict(kwargs),
+    )
     return model, cfg
 
 
@@ -167,23 +201,35 @@ def _create_timm(name: str, pretrained: bool, num_classes: int | None, kwargs: d
         model = timm.create_model(name, pretrained=pretrained, **extra)
     except Exception as e:
         if pretrained:
-            raise WeightlabError(f"could not fetch pretrained weights for timm '{name}' ({type(e).__name__}); "
-                                 "without a network pass --weights PATH") from None
+            raise WeightlabError(
+                f"could not fetch pretrained weights for timm '{name}' ({type(e).__name__}); "
+                "without a network pass local weights (weights=PATH)"
+            ) from None
         raise
     pc = getattr(model, "pretrained_cfg", {}) or {}
-    family = "vit" if "vit" in name or hasattr(model, "blocks") else ("resnet" if hasattr(model, "layer1") else "generic")
+    family = (
+        "vit" if "vit" in name or hasattr(model, "blocks") else ("resnet" if hasattr(model, "layer1") else "generic")
+    )
     input_size = list(pc.get("input_size", (3, 224, 224)))
     img_size = getattr(getattr(model, "patch_embed", None), "img_size", None)
     if img_size:  # a ViT built at another resolution (img_size=32, ...) expects that size
         input_size = [extra.get("in_chans", 3), *img_size]
-    cfg = ModelCfg(name=name, source="timm", family=family, mean=pc.get("mean", IMAGENET_MEAN),
-                   std=pc.get("std", IMAGENET_STD), input_size=input_size, num_classes=model.num_classes,
-                   kwargs=dict(kwargs))
+    cfg = ModelCfg(
+        name=name,
+        source="timm",
+        family=family,
+        mean=pc.get("mean", IMAGENET_MEAN),
+        std=pc.get("std", IMAGENET_STD),
+        input_size=input_size,
+        num_classes=model.num_classes,
+        kwargs=dict(kwargs),
+    )
     return model, cfg
 
 
-def _create_torchvision(name: str, pretrained: bool, num_classes: int | None, kwargs: dict
-                        ) -> tuple[nn.Module, ModelCfg]:
+def _create_torchvision(
+    name: str, pretrained: bool, num_classes: int | None, kwargs: dict
+) -> tuple[nn.Module, ModelCfg]:
     import torchvision
 
     if name not in torchvision.models.list_models():
@@ -195,13 +241,23 @@ def _create_torchvision(name: str, pretrained: bool, num_classes: int | None, kw
         model = torchvision.models.get_model(name, weights="DEFAULT" if pretrained else None, **extra)
     except Exception as e:
         if pretrained:
-            raise WeightlabError(f"could not fetch pretrained weights for torchvision '{name}' ({type(e).__name__}); "
-                                 "without a network pass --weights PATH") from None
+            raise WeightlabError(
+                f"could not fetch pretrained weights for torchvision '{name}' ({type(e).__name__}); "
+                "without a network pass local weights (weights=PATH)"
+            ) from None
         raise
     family = "resnet" if hasattr(model, "layer1") else ("vit" if hasattr(model, "encoder") else "generic")
     n_out = num_classes or 1000
-    cfg = ModelCfg(name=f"tv:{name}", source="torchvision", family=family, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                   input_size=(3, 224, 224), num_classes=n_out, kwargs=dict(kwargs))
+    cfg = ModelCfg(
+        name=f"tv:{name}",
+        source="torchvision",
+        family=family,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        input_size=(3, 224, 224),
+        num_classes=n_out,
+        kwargs=dict(kwargs),
+    )
     return model, cfg
 
 

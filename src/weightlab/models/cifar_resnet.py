@@ -99,5 +99,11 @@ for _depth in (20, 32, 44, 56):
     )(_make(_depth))
 
 # A small member of the family for fast runs (quickstart, tests); no pretrained weights.
-register_model("resnet8", family="cifar_resnet", mean=CIFAR_RESNET_MEAN, std=CIFAR_RESNET_STD,
-               input_size=(3, 32, 32), num_classes=10)(_make(8))
+register_model(
+    "resnet8",
+    family="cifar_resnet",
+    mean=CIFAR_RESNET_MEAN,
+    std=CIFAR_RESNET_STD,
+    input_size=(3, 32, 32),
+    num_classes=10,
+)(_make(8))

@@ -44,11 +44,19 @@ class ModelCfg:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (lists for tuples), as artifacts, trajectories and reports store it."""
-        return dict(name=self.name, source=self.source, family=self.family, mean=list(self.mean), std=list(self.std),
-                    input_size=list(self.input_size), num_classes=self.num_classes, kwargs=dict(self.kwargs))
+        return dict(
+            name=self.name,
+            source=self.source,
+            family=self.family,
+            mean=list(self.mean),
+            std=list(self.std),
+            input_size=list(self.input_size),
+            num_classes=self.num_classes,
+            kwargs=dict(self.kwargs),
+        )
 
     @classmethod
-    def from_dict(cls, d: "dict[str, Any] | ModelCfg") -> "ModelCfg":
+    def from_dict(cls, d: dict[str, Any] | ModelCfg) -> ModelCfg:
         if isinstance(d, ModelCfg):
             return d
         if not isinstance(d, dict):
@@ -59,7 +67,7 @@ class ModelCfg:
             raise WeightlabError(f"model configuration lacks {', '.join(sorted(missing))}")
         return cls(**{k: v for k, v in d.items() if k in names})
 
-    def replace(self, **changes: Any) -> "ModelCfg":
+    def replace(self, **changes: Any) -> ModelCfg:
         return dataclasses.replace(self, **changes)
 
 
@@ -71,7 +79,7 @@ def model_cfg(model: nn.Module, what: str = "this step") -> ModelCfg:
     return ModelCfg.from_dict(cfg)
 
 
-def attach_cfg(model: nn.Module, cfg: "ModelCfg | dict") -> nn.Module:
+def attach_cfg(model: nn.Module, cfg: ModelCfg | dict) -> nn.Module:
     """Set ``model.weightlab_cfg`` (the one place it is set); returns the model."""
     model.weightlab_cfg = ModelCfg.from_dict(cfg)
     return model

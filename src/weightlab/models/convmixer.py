@@ -26,15 +26,24 @@ class Residual(nn.Module):
 
 
 class ConvMixer(nn.Sequential):
-    def __init__(self, dim: int = 256, depth: int = 8, kernel_size: int = 9, patch_size: int = 4,
-                 num_classes: int = 10, in_chans: int = 3):
+    def __init__(
+        self,
+        dim: int = 256,
+        depth: int = 8,
+        kernel_size: int = 9,
+        patch_size: int = 4,
+        num_classes: int = 10,
+        in_chans: int = 3,
+    ):
         blocks = [
             nn.Sequential(
-                Residual(nn.Sequential(
-                    nn.Conv2d(dim, dim, kernel_size, groups=dim, padding="same"),
-                    nn.GELU(),
-                    nn.BatchNorm2d(dim),
-                )),
+                Residual(
+                    nn.Sequential(
+                        nn.Conv2d(dim, dim, kernel_size, groups=dim, padding="same"),
+                        nn.GELU(),
+                        nn.BatchNorm2d(dim),
+                    )
+                ),
                 nn.Conv2d(dim, dim, kernel_size=1),
                 nn.GELU(),
                 nn.BatchNorm2d(dim),
@@ -56,16 +65,29 @@ class ConvMixer(nn.Sequential):
         return self[-1]
 
 
-@register_model("convmixer256_d8_k9_p4", family="convmixer", mean=CONVMIXER_MEAN, std=CONVMIXER_STD,
-                input_size=(3, 32, 32), num_classes=10, pretrained_file="convmixer256_d8_k9_p4.safetensors",
-                aliases=("convmixer",))
+@register_model(
+    "convmixer256_d8_k9_p4",
+    family="convmixer",
+    mean=CONVMIXER_MEAN,
+    std=CONVMIXER_STD,
+    input_size=(3, 32, 32),
+    num_classes=10,
+    pretrained_file="convmixer256_d8_k9_p4.safetensors",
+    aliases=("convmixer",),
+)
 def convmixer256_d8_k9_p4(num_classes: int = 10, in_chans: int = 3) -> ConvMixer:
     """ConvMixer-256/8, kernel 9, patch 4, for 32x32 inputs."""
     return ConvMixer(256, 8, 9, 4, num_classes=num_classes, in_chans=in_chans)
 
 
-@register_model("convmixer64_d4_k5_p4", family="convmixer", mean=CONVMIXER_MEAN, std=CONVMIXER_STD,
-                input_size=(3, 32, 32), num_classes=10)
+@register_model(
+    "convmixer64_d4_k5_p4",
+    family="convmixer",
+    mean=CONVMIXER_MEAN,
+    std=CONVMIXER_STD,
+    input_size=(3, 32, 32),
+    num_classes=10,
+)
 def convmixer64_d4_k5_p4(num_classes: int = 10, in_chans: int = 3) -> ConvMixer:
     """A small ConvMixer for fast runs (no pretrained weights)."""
     return ConvMixer(64, 4, 5, 4, num_classes=num_classes, in_chans=in_chans)

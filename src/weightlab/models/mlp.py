@@ -12,8 +12,12 @@ from weightlab.models.registry import register_model
 
 
 class MLP(nn.Module):
-    def __init__(self, num_classes: int = 10, input_size: tuple[int, int, int] = (3, 32, 32),
-                 hidden: tuple[int, ...] = (256, 128)):
+    def __init__(
+        self,
+        num_classes: int = 10,
+        input_size: tuple[int, int, int] = (3, 32, 32),
+        hidden: tuple[int, ...] = (256, 128),
+    ):
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         d = math.prod(input_size)
@@ -34,7 +38,8 @@ class MLP(nn.Module):
         return self.head(self.features(x))
 
 
-@register_model("mlp", family="mlp", mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), input_size=(3, 32, 32),
-                num_classes=10)
+@register_model(
+    "mlp", family="mlp", mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), input_size=(3, 32, 32), num_classes=10
+)
 def mlp(num_classes: int = 10, input_size=(3, 32, 32), **kwargs) -> MLP:
     return MLP(num_classes=num_classes, input_size=tuple(input_size), **kwargs)

@@ -3,8 +3,8 @@ on the one :class:`weightlab.registry.Registry` pattern."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from torch import nn
 
@@ -27,8 +27,17 @@ class ModelEntry:
 MODELS: Registry[ModelEntry] = Registry("weightlab model")
 
 
-def register_model(name: str, *, family: str, mean, std, input_size, num_classes: int,
-                   pretrained_file: str | None = None, aliases: tuple[str, ...] = ()):
+def register_model(
+    name: str,
+    *,
+    family: str,
+    mean,
+    std,
+    input_size,
+    num_classes: int,
+    pretrained_file: str | None = None,
+    aliases: tuple[str, ...] = (),
+):
     """Register a model builder under ``name`` (its ``family`` must be a row of the family table)."""
     from weightlab.models.families import FAMILIES
 
@@ -36,8 +45,9 @@ def register_model(name: str, *, family: str, mean, std, input_size, num_classes
         raise ValueError(f"model '{name}': family '{family}' is not in weightlab.models.families.FAMILIES")
 
     def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        entry = ModelEntry(name, fn, family, tuple(mean), tuple(std), tuple(input_size), num_classes,
-                           pretrained_file, tuple(aliases))
+        entry = ModelEntry(
+            name, fn, family, tuple(mean), tuple(std), tuple(input_size), num_classes, pretrained_file, tuple(aliases)
+        )
         MODELS.add(name, entry, families=(family,), aliases=tuple(aliases), summary=(fn.__doc__ or name).strip())
         return fn
 

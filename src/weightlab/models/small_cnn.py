@@ -13,8 +13,14 @@ from weightlab.models.registry import register_model
 
 
 class SmallCNN(nn.Module):
-    def __init__(self, num_classes: int = 10, in_chans: int = 3, widths: tuple[int, ...] = (8, 16, 32, 32),
-                 hidden: int = 64, norm: bool = True):
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_chans: int = 3,
+        widths: tuple[int, ...] = (8, 16, 32, 32),
+        hidden: int = 64,
+        norm: bool = True,
+    ):
         super().__init__()
         layers: list[nn.Module] = []
         c = in_chans
@@ -42,7 +48,8 @@ class SmallCNN(nn.Module):
         return self.head(self.forward_features(x))
 
 
-@register_model("smallcnn", family="small_cnn", mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
-                input_size=(3, 32, 32), num_classes=10)
+@register_model(
+    "smallcnn", family="small_cnn", mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), input_size=(3, 32, 32), num_classes=10
+)
 def smallcnn(num_classes: int = 10, **kwargs) -> SmallCNN:
     return SmallCNN(num_classes=num_classes, **kwargs)

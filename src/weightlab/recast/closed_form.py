@@ -24,17 +24,17 @@ def closed_form_bank(problem: BankProblem, generator: torch.Generator | None = N
     W = problem.targets.double()
     L, K, n, D = problem.shape
     gram = W @ W.T
-    evals, evecs = torch.linalg.eigh(gram)               # ascending
+    evals, evecs = torch.linalg.eigh(gram)  # ascending
     evals, evecs = evals.flip(0).clamp_min(0), evecs.flip(1)
     r = min(n, L)
-    rho = (gram.trace() / L).sqrt().clamp_min(1e-30)      # RMS Frobenius norm of one layer
+    rho = (gram.trace() / L).sqrt().clamp_min(1e-30)  # RMS Frobenius norm of one layer
     A = torch.zeros(L, n, dtype=torch.float64)
     T = torch.zeros(n, D, dtype=torch.float64)
     for i in range(r):
         s = evals[i].sqrt()
         if s <= 1e-12 * rho:
-            continue                                      # rank-deficient: leave for random fill below
-        T[i] = (evecs[:, i] @ W) / s * rho                # unit right singular vector, scaled to rho
+            continue  # rank-deficient: leave for random fill below
+        T[i] = (evecs[:, i] @ W) / s * rho  # unit right singular vector, scaled to rho
         A[:, i] = evecs[:, i] * s / rho
     # Templates with no share of the spectrum (n > rank): random directions of the same norm with
     # zero mixing, so reconstruction stays exact and adaptation can still use them.

@@ -83,14 +83,14 @@ class RecastConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RecastConfig":
+    def from_dict(cls, d: dict[str, Any]) -> RecastConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise WeightlabError(f"unknown RecastConfig field(s): {', '.join(sorted(unknown))}")
         return cls(**d)
 
-    def replace(self, **changes: Any) -> "RecastConfig":
+    def replace(self, **changes: Any) -> RecastConfig:
         return dataclasses.replace(self, **changes)
 
 
@@ -100,18 +100,25 @@ PRESETS: dict[str, dict[str, Any]] = {
     # ViT (timm): 6 groups of 2 consecutive blocks, n=2, K=2; qkv / fc1 / fc2 banks separate.
     "vit-att": dict(target_modules=_VIT_TARGETS["att"], templates=2, coef_sets=2, sharing="low"),
     "vit-mlp": dict(target_modules=_VIT_TARGETS["mlp"], templates=2, coef_sets=2, sharing="low"),
-    "vit-att-mlp": dict(target_modules=_VIT_TARGETS["att"] + _VIT_TARGETS["mlp"], templates=2, coef_sets=2,
-                        sharing="low"),
+    "vit-att-mlp": dict(
+        target_modules=_VIT_TARGETS["att"] + _VIT_TARGETS["mlp"], templates=2, coef_sets=2, sharing="low"
+    ),
     # ResNet (torchvision/timm, BasicBlock or Bottleneck): one bank per stage and conv role,
     # first block of each stage untouched, n = blocks - 1 of the stage.
-    "resnet": dict(target_modules=["layer*.*.conv1", "layer*.*.conv2", "layer*.*.conv3"], templates=None,
-                   coef_sets=2, skip_first_per_stage=True),
+    "resnet": dict(
+        target_modules=["layer*.*.conv1", "layer*.*.conv2", "layer*.*.conv3"],
+        templates=None,
+        coef_sets=2,
+        skip_first_per_stage=True,
+    ),
     # CIFAR ResNet-20..56: the same scheme on the shared pretrained models.
-    "cifar-resnet": dict(target_modules=["layer*.*.conv1", "layer*.*.conv2"], templates=None, coef_sets=2,
-                         skip_first_per_stage=True),
+    "cifar-resnet": dict(
+        target_modules=["layer*.*.conv1", "layer*.*.conv2"], templates=None, coef_sets=2, skip_first_per_stage=True
+    ),
     # ConvMixer: depthwise and pointwise convs of every block, groups of 2 blocks, n=2.
     "convmixer": dict(target_modules=["*.0.fn.0", "*.1"], templates=2, coef_sets=2, layers_per_group=2),
 }
+
 
 def preset(name: str, **overrides: Any) -> RecastConfig:
     """A named preset (``vit-att``, ``vit-mlp``, ``vit-att-mlp``, ``resnet``, ``cifar-resnet``, ``convmixer``).

@@ -22,12 +22,12 @@ LOSS_KINDS = {"smoothl1": 0, "mse": 1, "l1": 2}
 
 @njit(inline="always", fastmath=True, error_model="numpy")
 def _residual(r, T, W, a, l, b0, m):
-    w = W[l, b0:b0 + m]
+    w = W[l, b0 : b0 + m]
     for j in range(m):
         r[j] = -w[j]
     for i in range(T.shape[0]):
         ai = a[l, i]
-        t = T[i, b0:b0 + m]
+        t = T[i, b0 : b0 + m]
         for j in range(m):
             r[j] += ai * t[j]
 
@@ -87,7 +87,7 @@ def _block_stats(T, W, a, scale, kind, beta, b0, m, r, g, ploss, pga, c):
         ploss[c, l] += _loss_and_grad(r, m, kind, beta, scale[l])
         for i in range(n):
             ai = a[l, i]
-            t = T[i, b0:b0 + m]
+            t = T[i, b0 : b0 + m]
             gi = g[i]
             s = np.float32(0.0)
             for j in range(m):
@@ -143,9 +143,9 @@ def bank_step(T_in, T_out, V, W, a_cur, a_next, scale, kind, beta, clip, lr, alp
             _block_grad(T_in, W, a_cur, scale, kind, beta, b0, m, r, g)
             for i in range(n):
                 gi = g[i]
-                vi = V[i, b0:b0 + m]
-                ti = T_in[i, b0:b0 + m]
-                to = T_out[i, b0:b0 + m]
+                vi = V[i, b0 : b0 + m]
+                ti = T_in[i, b0 : b0 + m]
+                to = T_out[i, b0 : b0 + m]
                 for j in range(m):
                     gg = gi[j] * clip
                     v = alpha * vi[j] + (one - alpha) * gg * gg

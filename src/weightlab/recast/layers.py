@@ -8,7 +8,6 @@ The only parameters called ``coefficients`` are the per-layer mixing weights.
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -44,8 +43,9 @@ class RecastLayer(nn.Module):
         if owner:
             self.template_bank = bank
         object.__setattr__(self, "_bank", bank)  # shared reference, not registered
-        self.coefficients = nn.Parameter(torch.empty(coef_sets, bank.n, dtype=bank.templates.dtype,
-                                                     device=bank.templates.device))
+        self.coefficients = nn.Parameter(
+            torch.empty(coef_sets, bank.n, dtype=bank.templates.dtype, device=bank.templates.device)
+        )
         for k in range(coef_sets):  # each set a random unit vector: orthogonal_ on an (n, 1) matrix
             nn.init.orthogonal_(self.coefficients.data[k].view(-1, 1))
         self.bias = nn.Parameter(bias.detach().clone()) if bias is not None else None
@@ -108,8 +108,10 @@ class RecastLinear(RecastLayer, nn.Linear):
         return out
 
     def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"n={self._bank.n}, K={self.coefficients.shape[0]}, bias={self.bias is not None}")
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"n={self._bank.n}, K={self.coefficients.shape[0]}, bias={self.bias is not None}"
+        )
 
 
 class RecastConv2d(RecastLayer, nn.Conv2d):
@@ -138,9 +140,18 @@ class RecastConv2d(RecastLayer, nn.Conv2d):
 
     def to_plain(self) -> nn.Conv2d:
         w = self.weight.detach()
-        out = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, stride=self.stride,
-                        padding=self.padding, dilation=self.dilation, groups=self.groups,
-                        bias=self.bias is not None, device=w.device, dtype=w.dtype)
+        out = nn.Conv2d(
+            self.in_channels,
+            self.out_channels,
+            self.kernel_size,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            groups=self.groups,
+            bias=self.bias is not None,
+            device=w.device,
+            dtype=w.dtype,
+        )
         with torch.no_grad():
             out.weight.copy_(w)
             if self.bias is not None:
@@ -148,7 +159,7 @@ class RecastConv2d(RecastLayer, nn.Conv2d):
         return out
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, groups={self.groups}, n={self._bank.n}, K={self.coefficients.shape[0]}")
-
-
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}, groups={self.groups}, n={self._bank.n}, K={self.coefficients.shape[0]}"
+        )

@@ -20,9 +20,15 @@ def weight_report(original: nn.Module, recast_model: nn.Module) -> list[dict]:
     for name, layer in recast_layers(recast_model).items():
         w = originals[name].weight.detach().double().flatten()
         g = layer.generate_weight().detach().double().flatten()
-        rows.append(dict(module=name, shape=list(layer.bank.shape), n=layer.bank.n,
-                         weight_cosine=float(F.cosine_similarity(w, g, dim=0)),
-                         relative_error=float((g - w).norm() / w.norm().clamp_min(1e-30))))
+        rows.append(
+            dict(
+                module=name,
+                shape=list(layer.bank.shape),
+                n=layer.bank.n,
+                weight_cosine=float(F.cosine_similarity(w, g, dim=0)),
+                relative_error=float((g - w).norm() / w.norm().clamp_min(1e-30)),
+            )
+        )
     return rows
 
 
@@ -49,9 +55,17 @@ def feature_cosine(original: nn.Module, recast_model: nn.Module, x: torch.Tensor
         for h in handles:
             h.remove()
         original.train(was[0]), recast_model.train(was[1])
-    return [dict(module=n, feature_cosine=float(F.cosine_similarity(
-        feats["orig"][n].flatten(1).double(), feats["recon"][n].flatten(1).double(), dim=1).mean()))
-        for n in names + ["logits"]]
+    return [
+        dict(
+            module=n,
+            feature_cosine=float(
+                F.cosine_similarity(
+                    feats["orig"][n].flatten(1).double(), feats["recon"][n].flatten(1).double(), dim=1
+                ).mean()
+            ),
+        )
+        for n in names + ["logits"]
+    ]
 
 
 def top1(model: nn.Module, data, model_cfg, batch_size: int = 500) -> float:
@@ -114,8 +128,17 @@ def bank_analysis(recast_model: nn.Module) -> list[dict]:
         gkey = f"{plan.stage or 'model'}.g{plan.group}"
         sim = sims.get(gkey)
         off = [sim[i][j] for i in range(len(sim)) for j in range(len(sim)) if i != j] if sim else []
-        rows.append(dict(bank=plan.name, stage=plan.stage, group=plan.group, role=plan.role, n=plan.n,
-                         layers=len(plan.modules), frobenius_diversity=template_diversity(t),
-                         sv_entropy=sum(singular_value_entropy(x) for x in t) / t.shape[0],
-                         coef_similarity=(sum(off) / len(off)) if off else math.nan))
+        rows.append(
+            dict(
+                bank=plan.name,
+                stage=plan.stage,
+                group=plan.group,
+                role=plan.role,
+                n=plan.n,
+                layers=len(plan.modules),
+                frobenius_diversity=template_diversity(t),
+                sv_entropy=sum(singular_value_entropy(x) for x in t) / t.shape[0],
+                coef_similarity=(sum(off) / len(off)) if off else math.nan,
+            )
+        )
     return rows

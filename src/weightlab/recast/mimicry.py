@@ -62,7 +62,7 @@ class MimicryConfig:
             raise WeightlabError("mimicry needs iterations >= 0, lr > 0, lr_step >= 1, beta > 0, noise_std >= 0")
 
     @classmethod
-    def for_family(cls, family, **overrides) -> "MimicryConfig":
+    def for_family(cls, family, **overrides) -> MimicryConfig:
         """The authors' recipe for a model family (a name or a ``Family``), from the family table's
         ``mimicry`` (ViT: the defaults; ResNets: 3.5/2.5 loss weights, lr 0.2, StepLR(500), 3,000
         iterations, no noise; other families: the ViT recipe without role weights)."""
@@ -93,8 +93,14 @@ class MimicryResult:
         return d
 
 
-def reconstruct(original: nn.Module, recast_model: nn.Module, method: str = "recipe",
-                config: MimicryConfig | None = None, seed: int = 0, progress: bool = True) -> MimicryResult:
+def reconstruct(
+    original: nn.Module,
+    recast_model: nn.Module,
+    method: str = "recipe",
+    config: MimicryConfig | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> MimicryResult:
     """Fit ``recast_model``'s banks and coefficients to ``original``'s weights, in place."""
     if method not in METHODS:
         raise WeightlabError(f"unknown mimicry method '{method}' (use {', '.join(METHODS)})")
@@ -112,8 +118,9 @@ def reconstruct(original: nn.Module, recast_model: nn.Module, method: str = "rec
     return result
 
 
-def run_recipe(problems: list[BankProblem], config: MimicryConfig, seed: int = 0,
-               progress: bool = True) -> MimicryResult:
+def run_recipe(
+    problems: list[BankProblem], config: MimicryConfig, seed: int = 0, progress: bool = True
+) -> MimicryResult:
     """Run the iterative recipe on the bank problems in place (their templates/coefficients)."""
     engine = config.engine
     if engine == "auto":
@@ -121,8 +128,15 @@ def run_recipe(problems: list[BankProblem], config: MimicryConfig, seed: int = 0
     run = _run_fused if engine == "fused" else _run_torch
     t0 = time.perf_counter()
     losses, best_it = run(problems, config, torch.Generator().manual_seed(seed), progress)
-    return MimicryResult("recipe", engine, time.perf_counter() - t0, config.iterations, best_it,
-                         losses[best_it] if best_it is not None else (losses[-1] if losses else None), losses)
+    return MimicryResult(
+        "recipe",
+        engine,
+        time.perf_counter() - t0,
+        config.iterations,
+        best_it,
+        losses[best_it] if best_it is not None else (losses[-1] if losses else None),
+        losses,
+    )
 
 
 def _noise(problems: list[BankProblem], config: MimicryConfig, gen: torch.Generator) -> list[torch.Tensor]:
@@ -156,8 +170,10 @@ def _run_torch(problems, config, gen, progress):
     bar = tqdm(range(config.iterations + 1), desc="neural mimicry [torch]", disable=not progress, leave=False)
     for it in bar:
         noise = _noise(problems, config, gen)
-        loss = sum((_torch_loss((c + e).mean(1) @ t, p.targets, config) * p.loss_weight).sum()
-                   for p, t, c, e in zip(problems, T, C, noise))
+        loss = sum(
+            (_torch_loss((c + e).mean(1) @ t, p.targets, config) * p.loss_weight).sum()
+            for p, t, c, e in zip(problems, T, C, noise)
+        )
         value = float(loss.detach())
         losses.append(value)
         if value < best:
@@ -175,7 +191,7 @@ def _run_torch(problems, config, gen, progress):
         if it % 50 == 0:
             bar.set_postfix(loss=f"{value:.3e}")
     final = best_state if (config.keep_best and best_state is not None) else [x.detach() for x in params]
-    for p, t, c in zip(problems, final[:len(problems)], final[len(problems):]):
+    for p, t, c in zip(problems, final[: len(problems)], final[len(problems) :]):
         p.templates.copy_(t)
         p.coefficients.copy_(c)
     return losses, best_it if config.keep_best else config.iterations
@@ -186,8 +202,9 @@ def _run_fused(problems, config, gen, progress):
 
     kind = fused.LOSS_KINDS[config.loss]
     nchunks = max(4, 4 * (torch.get_num_threads() or os.cpu_count() or 1))
-    bufs = [[p.templates.numpy(), np.empty_like(p.templates.numpy()), np.empty_like(p.templates.numpy())]
-            for p in problems]
+    bufs = [
+        [p.templates.numpy(), np.empty_like(p.templates.numpy()), np.empty_like(p.templates.numpy())] for p in problems
+    ]
     V = [np.zeros_like(p.templates.numpy()) for p in problems]
     W = [p.targets.numpy() for p in problems]
     C = [p.coefficients.double().numpy().copy() for p in problems]
@@ -227,8 +244,22 @@ def _run_fused(problems, config, gen, progress):
         a_next = [mix(c, e) for c, e in zip(C, _noise(problems, config, gen))]
         for b in range(len(problems)):
             out = next(i for i in range(3) if i != cur[b] and i != best_buf[b])
-            stats[b] = fused.bank_step(bufs[b][cur[b]], bufs[b][out], V[b], W[b], a_cur[b], a_next[b], S[b], kind,
-                                       beta, f32(clip), f32(lr), f32(config.rms_alpha), f32(config.rms_eps), nchunks)
+            stats[b] = fused.bank_step(
+                bufs[b][cur[b]],
+                bufs[b][out],
+                V[b],
+                W[b],
+                a_cur[b],
+                a_next[b],
+                S[b],
+                kind,
+                beta,
+                f32(clip),
+                f32(lr),
+                f32(config.rms_alpha),
+                f32(config.rms_eps),
+                nchunks,
+            )
             cur[b] = out
         a_cur = a_next
         if it % 50 == 0:

@@ -16,9 +16,20 @@ from weightlab.recast.serialization import save_recast
 from weightlab.recast.tuner import apply_recast
 
 
-def run_mimicry(original: nn.Module, config: RecastConfig, mimicry: MimicryConfig, *, method: str, model_name: str,
-                out_dir: str | Path | None, test_data: ImageArrays | None = None, feature_samples: int = 64,
-                seed: int = 0, progress: bool = True, stem: str = "report") -> tuple[nn.Module, dict]:
+def run_mimicry(
+    original: nn.Module,
+    config: RecastConfig,
+    mimicry: MimicryConfig,
+    *,
+    method: str,
+    model_name: str,
+    out_dir: str | Path | None,
+    test_data: ImageArrays | None = None,
+    feature_samples: int = 64,
+    seed: int = 0,
+    progress: bool = True,
+    stem: str = "report",
+) -> tuple[nn.Module, dict]:
     """Wrap ``original``, reconstruct it with ``method``, evaluate, and write the report + model."""
     original.eval()
     recast_model = apply_recast(original, config, seed=seed)
@@ -27,8 +38,9 @@ def run_mimicry(original: nn.Module, config: RecastConfig, mimicry: MimicryConfi
     batch = None
     if test_data is not None and getattr(original, "weightlab_cfg", None):
         batch = next(test_data.head(feature_samples, seed).batches(feature_samples, original.weightlab_cfg))[0]
-    report = build_report(original, recast_model, result, model_name=model_name, test_data=test_data,
-                          feature_batch=batch)
+    report = build_report(
+        original, recast_model, result, model_name=model_name, test_data=test_data, feature_batch=batch
+    )
     report["mimicry_config"] = mimicry.to_dict()
     if out_dir is not None:
         write_report(report, out_dir, stem)

@@ -17,7 +17,7 @@ _KIND_TYPES = {"linear": nn.Linear, "conv2d": nn.Conv2d}
 class BankPlan:
     """One template bank: the modules (in layer order) that mix its templates."""
 
-    name: str               # key in weightlab.recast.banks(model), e.g. "blocks__g0__attn_qkv"
+    name: str  # key in weightlab.recast.banks(model), e.g. "blocks__g0__attn_qkv"
     stage: str
     group: int
     role: str
@@ -26,8 +26,15 @@ class BankPlan:
     n: int
 
     def to_dict(self) -> dict:
-        return dict(name=self.name, stage=self.stage, group=self.group, role=self.role,
-                    modules=list(self.modules), shape=list(self.shape), n=self.n)
+        return dict(
+            name=self.name,
+            stage=self.stage,
+            group=self.group,
+            role=self.role,
+            modules=list(self.modules),
+            shape=list(self.shape),
+            n=self.n,
+        )
 
 
 def parse_layer_name(name: str) -> tuple[str, int, str]:
@@ -35,17 +42,21 @@ def parse_layer_name(name: str) -> tuple[str, int, str]:
     parts = name.split(".")
     for j, p in enumerate(parts):
         if p.isdigit():
-            return ".".join(parts[:j]), int(p), ".".join(parts[j + 1:])
+            return ".".join(parts[:j]), int(p), ".".join(parts[j + 1 :])
     raise WeightlabError(f"module '{name}' has no layer index in its name; RECAST groups modules by layer index")
 
 
 def find_targets(model: nn.Module, config: RecastConfig) -> list[str]:
     kinds = tuple(_KIND_TYPES[k] for k in config.module_kinds)
-    names = [n for n, m in model.named_modules()
-             if n and type(m) in kinds and any(fnmatch.fnmatchcase(n, p) for p in config.target_modules)]
+    names = [
+        n
+        for n, m in model.named_modules()
+        if n and type(m) in kinds and any(fnmatch.fnmatchcase(n, p) for p in config.target_modules)
+    ]
     if not names:
         raise WeightlabError(
-            f"no {'/'.join(config.module_kinds)} module matches the target pattern(s) {config.target_modules}")
+            f"no {'/'.join(config.module_kinds)} module matches the target pattern(s) {config.target_modules}"
+        )
     return names
 
 
@@ -72,8 +83,10 @@ def plan_banks(model: nn.Module, config: RecastConfig) -> list[BankPlan]:
                 shapes = {n: tuple(modules[n].weight.shape) for n in names}
                 if len(set(shapes.values())) > 1:
                     detail = ", ".join(f"{n} {list(s)}" for n, s in shapes.items())
-                    raise WeightlabError(f"modules of one bank (stage '{stage}', group {g}, role '{role}') "
-                                         f"have different weight shapes: {detail}")
+                    raise WeightlabError(
+                        f"modules of one bank (stage '{stage}', group {g}, role '{role}') "
+                        f"have different weight shapes: {detail}"
+                    )
                 n = config.templates if config.templates is not None else len(names)
                 key = "__".join(p for p in (stage, f"g{g}", role) if p).replace(".", "_") or f"g{g}"
                 plans.append(BankPlan(key, stage, g, role, tuple(names), shapes[names[0]], n))
@@ -93,4 +106,4 @@ def _split_groups(order: list[int], config: RecastConfig) -> list[list[int]]:
         return groups
     if size is None:
         return [order]
-    return [order[i:i + size] for i in range(0, len(order), size)]
+    return [order[i : i + size] for i in range(0, len(order), size)]

@@ -21,9 +21,9 @@ class BankProblem:
     name: str
     role: str
     modules: list[str]
-    templates: torch.Tensor      # (n, D) float32, a view of the bank's parameter data
-    coefficients: torch.Tensor   # (L, K, n) float32, a stacked copy
-    targets: torch.Tensor        # (L, D) float32
+    templates: torch.Tensor  # (n, D) float32, a view of the bank's parameter data
+    coefficients: torch.Tensor  # (L, K, n) float32, a stacked copy
+    targets: torch.Tensor  # (L, D) float32
     loss_weight: float = 1.0
 
     @property
@@ -42,7 +42,9 @@ def target_weights(original: nn.Module, recast_model: nn.Module) -> dict[str, to
             raise WeightlabError(f"original model has no module '{name}' with a weight")
         w = originals[name].weight.detach()
         if tuple(w.shape) != layer.bank.shape:
-            raise WeightlabError(f"original weight of '{name}' has shape {list(w.shape)}, the bank {list(layer.bank.shape)}")
+            raise WeightlabError(
+                f"original weight of '{name}' has shape {list(w.shape)}, the bank {list(layer.bank.shape)}"
+            )
         out[name] = w
     return out
 
@@ -57,8 +59,9 @@ def role_weight(role: str, weights: dict[str, float]) -> float:
     return float(weights[best]) if best is not None else 1.0
 
 
-def build_problems(recast_model: nn.Module, targets: dict[str, torch.Tensor],
-                   role_weights: dict[str, float] | None = None) -> list[BankProblem]:
+def build_problems(
+    recast_model: nn.Module, targets: dict[str, torch.Tensor], role_weights: dict[str, float] | None = None
+) -> list[BankProblem]:
     layers = recast_layers(recast_model)
     bank_map = banks(recast_model)
     problems = []
@@ -67,13 +70,17 @@ def build_problems(recast_model: nn.Module, targets: dict[str, torch.Tensor],
         if missing:
             raise WeightlabError(f"no target weight for module(s) {', '.join(missing)}")
         t = bank_map[plan.name].templates
-        problems.append(BankProblem(
-            name=plan.name, role=plan.role, modules=list(plan.modules),
-            templates=t.detach().reshape(t.shape[0], -1).float().clone(),
-            coefficients=torch.stack([layers[m].coefficients.detach().float() for m in plan.modules]).clone(),
-            targets=torch.stack([targets[m].detach().reshape(-1).float() for m in plan.modules]).contiguous(),
-            loss_weight=role_weight(plan.role, role_weights or {}),
-        ))
+        problems.append(
+            BankProblem(
+                name=plan.name,
+                role=plan.role,
+                modules=list(plan.modules),
+                templates=t.detach().reshape(t.shape[0], -1).float().clone(),
+                coefficients=torch.stack([layers[m].coefficients.detach().float() for m in plan.modules]).clone(),
+                targets=torch.stack([targets[m].detach().reshape(-1).float() for m in plan.modules]).contiguous(),
+                loss_weight=role_weight(plan.role, role_weights or {}),
+            )
+        )
     return problems
 
 

@@ -14,15 +14,26 @@ from weightlab.recast.plots import plot_reconstruction
 from weightlab.recast.tuner import count_parameters
 
 
-def build_report(original: nn.Module, recast_model: nn.Module, result: MimicryResult, *, model_name: str,
-                 test_data=None, feature_batch: torch.Tensor | None = None, batch_size: int = 500) -> dict:
+def build_report(
+    original: nn.Module,
+    recast_model: nn.Module,
+    result: MimicryResult,
+    *,
+    model_name: str,
+    test_data=None,
+    feature_batch: torch.Tensor | None = None,
+    batch_size: int = 500,
+) -> dict:
     modules = weight_report(original, recast_model)
     cos = [m["weight_cosine"] for m in modules]
     report = dict(
-        model=model_name, method=result.method,
-        weight_cosine_mean=sum(cos) / len(cos), weight_cosine_min=min(cos),
+        model=model_name,
+        method=result.method,
+        weight_cosine_mean=sum(cos) / len(cos),
+        weight_cosine_min=min(cos),
         relative_error_mean=sum(m["relative_error"] for m in modules) / len(modules),
-        mimicry=result.to_dict(), counts=count_parameters(recast_model).to_dict(),
+        mimicry=result.to_dict(),
+        counts=count_parameters(recast_model).to_dict(),
         recast_config=recast_model.recast_config.to_dict(),
     )
     cfg = getattr(original, "weightlab_cfg", None)
@@ -41,20 +52,26 @@ def build_report(original: nn.Module, recast_model: nn.Module, result: MimicryRe
 
 def summary_rows(report: dict) -> list[tuple[str, str]]:
     c = report["counts"]
-    rows = [("model", report["model"]), ("method", report["method"]),
-            ("banks / templated modules", f"{c['banks']} / {c['modules']}"),
-            ("coefficients per task", f"{c['coefficients_per_task']:,}"),
-            ("template numbers", f"{c['template_numbers']:,}"),
-            ("replaced weights", f"{c['replaced_weights']:,}"),
-            ("saving S", f"{c['saving_S']:,}"),
-            ("weight cosine mean / min", f"{report['weight_cosine_mean']:.6f} / {report['weight_cosine_min']:.6f}"),
-            ("relative error mean", f"{report['relative_error_mean']:.3e}")]
+    rows = [
+        ("model", report["model"]),
+        ("method", report["method"]),
+        ("banks / templated modules", f"{c['banks']} / {c['modules']}"),
+        ("coefficients per task", f"{c['coefficients_per_task']:,}"),
+        ("template numbers", f"{c['template_numbers']:,}"),
+        ("replaced weights", f"{c['replaced_weights']:,}"),
+        ("saving S", f"{c['saving_S']:,}"),
+        ("weight cosine mean / min", f"{report['weight_cosine_mean']:.6f} / {report['weight_cosine_min']:.6f}"),
+        ("relative error mean", f"{report['relative_error_mean']:.3e}"),
+    ]
     if "feature_cosine_mean" in report:
         rows.append(("feature cosine mean", f"{report['feature_cosine_mean']:.6f}"))
     if "top1_original" in report:
-        rows.append((f"top-1 original / reconstructed ({report['test_set']['name']}, n={report['test_set']['size']})",
-                     f"{report['top1_original']:.2f} / {report['top1_reconstructed']:.2f} "
-                     f"({report['top1_delta']:+.2f})"))
+        rows.append(
+            (
+                f"top-1 original / reconstructed ({report['test_set']['name']}, n={report['test_set']['size']})",
+                f"{report['top1_original']:.2f} / {report['top1_reconstructed']:.2f} ({report['top1_delta']:+.2f})",
+            )
+        )
     m = report["mimicry"]
     rows.append(("mimicry time", f"{m['seconds']:.2f} s ({m['engine']}, {m['iterations']} iterations)"))
     return rows
@@ -63,15 +80,31 @@ def summary_rows(report: dict) -> list[tuple[str, str]]:
 def to_markdown(report: dict) -> str:
     lines = [f"# RECAST reconstruction: {report['model']} ({report['method']})", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in summary_rows(report)]
-    lines += ["", "## Banks", "", "| bank | layers | n | Frobenius diversity | SV entropy | coef. cosine |",
-              "|---|---|---|---|---|---|"]
-    lines += [f"| {b['bank']} | {b['layers']} | {b['n']} | {b['frobenius_diversity']:.4f} | {b['sv_entropy']:.3f} | "
-              f"{b['coef_similarity']:.3f} |" for b in report["banks"]]
+    lines += [
+        "",
+        "## Banks",
+        "",
+        "| bank | layers | n | Frobenius diversity | SV entropy | coef. cosine |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {b['bank']} | {b['layers']} | {b['n']} | {b['frobenius_diversity']:.4f} | {b['sv_entropy']:.3f} | "
+        f"{b['coef_similarity']:.3f} |"
+        for b in report["banks"]
+    ]
     feats = {f["module"]: f["feature_cosine"] for f in report.get("features", [])}
-    lines += ["", "## Modules", "", "| module | shape | weight cosine | relative error | feature cosine |",
-              "|---|---|---|---|---|"]
-    lines += [f"| {m['module']} | {'x'.join(map(str, m['shape']))} | {m['weight_cosine']:.6f} | "
-              f"{m['relative_error']:.2e} | {feats.get(m['module'], float('nan')):.6f} |" for m in report["modules"]]
+    lines += [
+        "",
+        "## Modules",
+        "",
+        "| module | shape | weight cosine | relative error | feature cosine |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {m['module']} | {'x'.join(map(str, m['shape']))} | {m['weight_cosine']:.6f} | "
+        f"{m['relative_error']:.2e} | {feats.get(m['module'], float('nan')):.6f} |"
+        for m in report["modules"]
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -26,12 +26,17 @@ def save_recast(model: nn.Module, directory: str | Path, extra: dict | None = No
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     save_tensors(directory / WEIGHTS_FILE, model.state_dict(), metadata={"format": FORMAT})
-    write_json(directory / CONFIG_FILE, dict(
-        format=FORMAT, weightlab_version=weightlab.__version__,
-        model=model.weightlab_cfg.to_dict() if getattr(model, "weightlab_cfg", None) is not None else None,
-        recast=model.recast_config.to_dict(),
-        plan=[p.to_dict() for p in bank_plans(model)],
-        **(extra or {})))
+    write_json(
+        directory / CONFIG_FILE,
+        dict(
+            format=FORMAT,
+            weightlab_version=weightlab.__version__,
+            model=model.weightlab_cfg.to_dict() if getattr(model, "weightlab_cfg", None) is not None else None,
+            recast=model.recast_config.to_dict(),
+            plan=[p.to_dict() for p in bank_plans(model)],
+            **(extra or {}),
+        ),
+    )
     return directory
 
 
@@ -41,10 +46,14 @@ def load_recast(directory: str | Path, model: nn.Module | None = None) -> nn.Mod
     directory = Path(directory)
     meta = read_json(directory / CONFIG_FILE)
     if meta.get("format") != FORMAT:
-        raise WeightlabError(f"{directory / CONFIG_FILE}: not a weightlab RECAST config (format {meta.get('format')!r})")
+        raise WeightlabError(
+            f"{directory / CONFIG_FILE}: not a weightlab RECAST config (format {meta.get('format')!r})"
+        )
     if model is None:
         if not meta.get("model"):
-            raise WeightlabError(f"{directory}: no model spec saved; pass the base model to load_recast(..., model=...)")
+            raise WeightlabError(
+                f"{directory}: no model spec saved; pass the base model to load_recast(..., model=...)"
+            )
         model = rebuild_model(meta["model"])
     config = RecastConfig.from_dict(meta["recast"])
     recast_model = apply_recast(model, config, inplace=True)

@@ -14,7 +14,10 @@ from weightlab.recast.config import RecastConfig
 from weightlab.recast.layers import RecastConv2d, RecastLayer, RecastLinear, TemplateBank
 from weightlab.recast.planner import BankPlan, plan_banks
 
-def apply_recast(model: nn.Module, config: RecastConfig, *, inplace: bool = False, seed: int | None = None) -> nn.Module:
+
+def apply_recast(
+    model: nn.Module, config: RecastConfig, *, inplace: bool = False, seed: int | None = None
+) -> nn.Module:
     """Rewrite ``config.target_modules`` of ``model`` as RECAST layers (PEFT's ``get_peft_model`` analogue).
 
     Templates start kaiming-normal and coefficients as random unit vectors (the authors' init);
@@ -28,8 +31,10 @@ def apply_recast(model: nn.Module, config: RecastConfig, *, inplace: bool = Fals
         model = copy.deepcopy(model)
     plans = plan_banks(model, config)
     if not plans:
-        raise WeightlabError(f"every module matching {config.target_modules} was skipped (skip_first_per_stage "
-                             "leaves nothing when a stage has one layer)")
+        raise WeightlabError(
+            f"every module matching {config.target_modules} was skipped (skip_first_per_stage "
+            "leaves nothing when a stage has one layer)"
+        )
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     modules = dict(model.named_modules())
     with _fork_rng(gen):
@@ -131,9 +136,9 @@ def materialize(model: nn.Module) -> nn.Module:
 class RecastCounts:
     """Parameter accounting of a RECAST model (Sec. 2.3)."""
 
-    coefficients: int         # per task: the only task-specific numbers besides a head
+    coefficients: int  # per task: the only task-specific numbers besides a head
     templates: int
-    replaced: int             # weights of the original modules the banks replace
+    replaced: int  # weights of the original modules the banks replace
     modules: int
     banks: int
 
@@ -143,8 +148,14 @@ class RecastCounts:
         return self.replaced - (self.templates + self.coefficients)
 
     def to_dict(self) -> dict:
-        return dict(coefficients_per_task=self.coefficients, template_numbers=self.templates,
-                    replaced_weights=self.replaced, saving_S=self.saving, modules=self.modules, banks=self.banks)
+        return dict(
+            coefficients_per_task=self.coefficients,
+            template_numbers=self.templates,
+            replaced_weights=self.replaced,
+            saving_S=self.saving,
+            modules=self.modules,
+            banks=self.banks,
+        )
 
 
 def count_parameters(model: nn.Module) -> RecastCounts:

@@ -13,11 +13,14 @@ multi-head), so they can forget:
 Options as for the other methods: ``ewc:lambda=100``, ``er_ace:per_class=120``, ``hat:c=0.5``.
 """
 
+import importlib
+
 # one file per baseline (the Avalanche ones share one); importing registers them, in this order
-from weightlab.incremental.baselines import avalanche_cl, derpp, hat, inflora, l2p  # noqa: F401, I001
-from weightlab.incremental.baselines.avalanche_cl import AvalancheBaseline, run_avalanche
-from weightlab.incremental.baselines.harness import ContinualMethod, run_own
-from weightlab.incremental.baselines.spec import BASELINES, BaselineSpec, is_baseline, parse_baseline
+for _module in ("avalanche_cl", "derpp", "hat", "inflora", "l2p"):
+    importlib.import_module(f"weightlab.incremental.baselines.{_module}")
+from weightlab.incremental.baselines.avalanche_cl import AvalancheBaseline, run_avalanche  # noqa: E402
+from weightlab.incremental.baselines.harness import ContinualMethod, run_own  # noqa: E402
+from weightlab.incremental.baselines.spec import BASELINES, BaselineSpec, is_baseline, parse_baseline  # noqa: E402
 
 
 def run_baseline(base, method: str, tasks, cfg, *, seed: int, progress: bool = True) -> dict:
@@ -30,5 +33,12 @@ def run_baseline(base, method: str, tasks, cfg, *, seed: int, progress: bool = T
     return run_own(cls, base, spec, tasks, cfg, seed=seed, progress=progress)
 
 
-__all__ = ["BASELINES", "BaselineSpec", "ContinualMethod", "AvalancheBaseline", "is_baseline", "parse_baseline",
-           "run_baseline"]
+__all__ = [
+    "BASELINES",
+    "BaselineSpec",
+    "ContinualMethod",
+    "AvalancheBaseline",
+    "is_baseline",
+    "parse_baseline",
+    "run_baseline",
+]

@@ -98,8 +98,9 @@ class ERACEOptions:
     per_class: int = option(120, "replay buffer samples per class of the whole sequence", minimum=1)
 
 
-@BASELINES.register("er_ace", display="ER-ACE", paper="Caccia et al. 2021", options=ERACEOptions,
-                    aliases=("er-ace", "erace"))
+@BASELINES.register(
+    "er_ace", display="ER-ACE", paper="Caccia et al. 2021", options=ERACEOptions, aliases=("er-ace", "erace")
+)
 class ERACE(AvalancheBaseline):
     """ER-ACE (Caccia et al., 2021) via avalanche.training.ER_ACE, 120 samples per class"""
 
@@ -114,8 +115,10 @@ def _avalanche():
     try:
         import avalanche
     except ImportError:
-        raise WeightlabError("the continual-learning baselines need Avalanche: pip install avalanche-lib "
-                             "(or pip install 'weightlab[cl]')") from None
+        raise WeightlabError(
+            "the continual-learning baselines need Avalanche: pip install avalanche-lib "
+            "(or pip install 'weightlab[cl]')"
+        ) from None
     return avalanche
 
 
@@ -151,13 +154,16 @@ def _ewc_bytes_per_task(strategy) -> list[int]:
         return []
     out = []
     for exp in sorted(plugin.importances):
-        tensors = [d.data for d in plugin.importances[exp].values()] + [d.data for d in plugin.saved_params[exp].values()]
+        tensors = [d.data for d in plugin.importances[exp].values()] + [
+            d.data for d in plugin.saved_params[exp].values()
+        ]
         out.append(tensor_bytes(tensors))
     return out
 
 
-def run_avalanche(cls: type[AvalancheBaseline], base: nn.Module, spec: BaselineSpec, tasks, cfg, *, seed: int,
-                  progress: bool = True) -> dict:
+def run_avalanche(
+    cls: type[AvalancheBaseline], base: nn.Module, spec: BaselineSpec, tasks, cfg, *, seed: int, progress: bool = True
+) -> dict:
     avalanche = _avalanche()
     # Avalanche's deprecated() calls simplefilter("once") on every call, which overrides any filter of ours, so
     # its notices (and "no loggers": we log nothing there) are caught here and dropped; other warnings pass on.
@@ -171,8 +177,9 @@ def run_avalanche(cls: type[AvalancheBaseline], base: nn.Module, spec: BaselineS
     return record
 
 
-def _run(cls: type[AvalancheBaseline], base: nn.Module, spec: BaselineSpec, tasks, cfg, *, seed: int,
-         progress: bool) -> dict:
+def _run(
+    cls: type[AvalancheBaseline], base: nn.Module, spec: BaselineSpec, tasks, cfg, *, seed: int, progress: bool
+) -> dict:
     from avalanche.benchmarks import tensors_benchmark
     from avalanche.training.plugins import EvaluationPlugin
 
@@ -180,12 +187,23 @@ def _run(cls: type[AvalancheBaseline], base: nn.Module, spec: BaselineSpec, task
     model_cfg = base.weightlab_cfg
     backbone, dim, train, val, test = prepare(base, tasks, seed)
     model = multihead(backbone, dim, [t.num_classes for t in tasks])
-    bench = tensors_benchmark(train_tensors=[list(xy) for xy in train], test_tensors=[list(xy) for xy in test],
-                              task_labels=list(range(len(tasks))))
+    bench = tensors_benchmark(
+        train_tensors=[list(xy) for xy in train],
+        test_tensors=[list(xy) for xy in test],
+        task_labels=list(range(len(tasks))),
+    )
     optimizer = make_optimizer("adamw", model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     batch = cfg.batch_for(model_cfg)
-    common = dict(model=model, optimizer=optimizer, criterion=nn.CrossEntropyLoss(), train_mb_size=batch,
-                  train_epochs=cfg.epochs, eval_mb_size=256, device="cpu", evaluator=EvaluationPlugin(loggers=[]))
+    common = dict(
+        model=model,
+        optimizer=optimizer,
+        criterion=nn.CrossEntropyLoss(),
+        train_mb_size=batch,
+        train_epochs=cfg.epochs,
+        eval_mb_size=256,
+        device="cpu",
+        evaluator=EvaluationPlugin(loggers=[]),
+    )
     strategy = cls.strategy(spec.options, common, sum(t.num_classes for t in tasks), batch)
     from tqdm.auto import tqdm
 
@@ -203,11 +221,21 @@ def _run(cls: type[AvalancheBaseline], base: nn.Module, spec: BaselineSpec, task
     n_buffer = _buffer_samples(strategy)
     sample_bytes = train[0][0][0].numel() * train[0][0].element_size()
     return build_record(
-        name=spec.name, seed=seed, tasks=tasks, R=R,
+        name=spec.name,
+        seed=seed,
+        tasks=tasks,
+        R=R,
         trainable_per_task=sum(p.numel() for p in model.backbone.parameters()),
         head_per_task=[sum(p.numel() for p in h.parameters()) for h in model.heads],
-        bytes_per_task=[tensor_bytes(h.parameters()) + (extra[i] if i < len(extra) else 0)
-                        for i, h in enumerate(model.heads)],
-        backbone_bytes=tensor_bytes(model.backbone.state_dict().values()), buffer_samples=n_buffer,
-        buffer_bytes=n_buffer * sample_bytes, options=spec.options, epochs=cfg.epochs, val_accuracy=val_acc,
-        task_wall_s=task_wall, start=start)
+        bytes_per_task=[
+            tensor_bytes(h.parameters()) + (extra[i] if i < len(extra) else 0) for i, h in enumerate(model.heads)
+        ],
+        backbone_bytes=tensor_bytes(model.backbone.state_dict().values()),
+        buffer_samples=n_buffer,
+        buffer_bytes=n_buffer * sample_bytes,
+        options=spec.options,
+        epochs=cfg.epochs,
+        val_accuracy=val_acc,
+        task_wall_s=task_wall,
+        start=start,
+    )

@@ -56,7 +56,7 @@ class ReservoirBuffer:
             if slot < self.size:
                 self.x[slot], self.y[slot], self.task[slot] = x[i], y[i], task
                 self.logits[slot].zero_()
-                self.logits[slot, :logits.shape[1]] = logits[i]
+                self.logits[slot, : logits.shape[1]] = logits[i]
 
     def sample(self, n: int) -> torch.Tensor:
         """Indices of ``n`` distinct stored samples (all of them when fewer are stored)."""
@@ -74,8 +74,9 @@ class DERppOptions:
     beta: float = option(0.5, "weight of the label-replay (cross-entropy) term", minimum=0.0)
 
 
-@BASELINES.register("derpp", display="DER++", paper="Buzzega et al. 2020", options=DERppOptions,
-                    aliases=("der++", "der"))
+@BASELINES.register(
+    "derpp", display="DER++", paper="Buzzega et al. 2020", options=DERppOptions, aliases=("der++", "der")
+)
 class DERpp(ContinualMethod):
     """DER++ (Buzzega et al., 2020): task-aware reservoir buffer, 120 samples per class, logit and label replay."""
 
@@ -97,11 +98,15 @@ class DERpp(ContinualMethod):
         loss = F.cross_entropy(out, y)
         if len(self.memory):
             idx = self.memory.sample(self.batch)
-            mse = sum(F.mse_loss(o, self.memory.logits[idx[rows], :o.shape[1]], reduction="sum") / o.shape[1]
-                      for o, rows in self._replay_logits(idx))
+            mse = sum(
+                F.mse_loss(o, self.memory.logits[idx[rows], : o.shape[1]], reduction="sum") / o.shape[1]
+                for o, rows in self._replay_logits(idx)
+            )
             loss = loss + self.alpha * mse / len(idx)
             idx = self.memory.sample(self.batch)
-            ce = sum(F.cross_entropy(o, self.memory.y[idx[rows]], reduction="sum") for o, rows in self._replay_logits(idx))
+            ce = sum(
+                F.cross_entropy(o, self.memory.y[idx[rows]], reduction="sum") for o, rows in self._replay_logits(idx)
+            )
             loss = loss + self.beta * ce / len(idx)
         self.memory.add(x, y, t, out.detach(), max(self.classes))
         return loss

@@ -41,9 +41,9 @@ def tensor_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, order: tor
     """``(x, y)`` in batches, in ``order`` when given."""
     for i in range(0, len(y), batch_size):
         if order is None:
-            yield x[i:i + batch_size], y[i:i + batch_size]
+            yield x[i : i + batch_size], y[i : i + batch_size]
         else:
-            idx = order[i:i + batch_size]
+            idx = order[i : i + batch_size]
             yield x[idx], y[idx]
 
 
@@ -72,7 +72,9 @@ def prepare(base: nn.Module, tasks, seed: int):
     backbone, dim = detach_classifier(copy.deepcopy(base))
     for p in backbone.parameters():
         p.requires_grad_(True)
-    train, val, test = ([task_tensors(getattr(t, split), transform) for t in tasks] for split in ("train", "val", "test"))
+    train, val, test = (
+        [task_tensors(getattr(t, split), transform) for t in tasks] for split in ("train", "val", "test")
+    )
     return backbone, dim, train, val, test
 
 
@@ -83,23 +85,53 @@ def score_after_task(logits_fn, t: int, val, test, val_accuracy: list[float], R:
     R.append([batched_accuracy(lambda xb, j=j: logits_fn(j, xb), *test[j]) for j in range(t + 1)])
 
 
-def build_record(*, name: str, seed: int, tasks, R: list[list[float]], trainable_per_task: int,
-                 head_per_task: list[int], bytes_per_task: list[int], backbone_bytes: int, buffer_samples: int = 0,
-                 buffer_bytes: int = 0, shared_state_bytes: int = 0, options: dict, epochs: int,
-                 val_accuracy: list[float], task_wall_s: list[float], start: float) -> dict:
+def build_record(
+    *,
+    name: str,
+    seed: int,
+    tasks,
+    R: list[list[float]],
+    trainable_per_task: int,
+    head_per_task: list[int],
+    bytes_per_task: list[int],
+    backbone_bytes: int,
+    buffer_samples: int = 0,
+    buffer_bytes: int = 0,
+    shared_state_bytes: int = 0,
+    options: dict,
+    epochs: int,
+    val_accuracy: list[float],
+    task_wall_s: list[float],
+    start: float,
+) -> dict:
     """The run record of a baseline: the accuracy matrix, its metrics, sizes and timings.
 
     ``bytes_per_task``: what each task adds (its head and its own tensors); ``buffer_bytes``: a replay
     buffer; ``shared_state_bytes``: state kept for all tasks that is neither (HAT's cumulative mask,
     InfLoRA's subspace bases, an L2P prompt pool)."""
     return dict(
-        method=name, seed=seed, tasks=[t.name for t in tasks], accuracy_matrix=R, final_accuracy=R[-1],
-        average_accuracy=metrics.average_accuracy(R), backward_transfer=metrics.backward_transfer(R),
-        forgetting=metrics.max_forgetting(R), zero_forgetting=metrics.zero_forgetting(R),
-        trainable_per_task=trainable_per_task, head_per_task=head_per_task, bytes_per_task=bytes_per_task,
-        backbone_bytes=backbone_bytes, buffer_samples=buffer_samples, buffer_bytes=buffer_bytes,
-        shared_state_bytes=shared_state_bytes, options=options, best_epochs=[epochs - 1] * len(tasks),
-        val_accuracy=val_accuracy, task_wall_s=task_wall_s, wall_s=time.perf_counter() - start)
+        method=name,
+        seed=seed,
+        tasks=[t.name for t in tasks],
+        accuracy_matrix=R,
+        final_accuracy=R[-1],
+        average_accuracy=metrics.average_accuracy(R),
+        backward_transfer=metrics.backward_transfer(R),
+        forgetting=metrics.max_forgetting(R),
+        zero_forgetting=metrics.zero_forgetting(R),
+        trainable_per_task=trainable_per_task,
+        head_per_task=head_per_task,
+        bytes_per_task=bytes_per_task,
+        backbone_bytes=backbone_bytes,
+        buffer_samples=buffer_samples,
+        buffer_bytes=buffer_bytes,
+        shared_state_bytes=shared_state_bytes,
+        options=options,
+        best_epochs=[epochs - 1] * len(tasks),
+        val_accuracy=val_accuracy,
+        task_wall_s=task_wall_s,
+        wall_s=time.perf_counter() - start,
+    )
 
 
 class ContinualMethod(nn.Module):
@@ -109,9 +141,18 @@ class ContinualMethod(nn.Module):
     cross-entropy and AdamW (the suite's lr and weight decay)."""
 
     clip_norm: float | None = None  # None: the suite's (AdaptConfig.clip_norm)
+    needs_tokens = False  # True: runs on transformer families only (weightlab.models.families: tokens)
 
-    def __init__(self, backbone: nn.Module, feature_dim: int, classes_per_task: list[int], options: dict,
-                 cfg, model_cfg: dict, seed: int = 0) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        feature_dim: int,
+        classes_per_task: list[int],
+        options: dict,
+        cfg,
+        model_cfg: dict,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         self.seed = seed
         self.backbone = backbone
@@ -167,8 +208,9 @@ class ContinualMethod(nn.Module):
         return tensor_bytes(self.backbone.state_dict().values())
 
 
-def fit_task(method: ContinualMethod, t: int, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batch: int,
-             gen: torch.Generator) -> None:
+def fit_task(
+    method: ContinualMethod, t: int, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batch: int, gen: torch.Generator
+) -> None:
     """Learn task ``t`` on ``(x, y)``: ``begin_task``, ``epochs`` passes of shuffled batches, ``end_task``."""
     method.begin_task(t, x, y)
     params = [p for p in method.trainable(t) if p.requires_grad]
@@ -177,16 +219,24 @@ def fit_task(method: ContinualMethod, t: int, x: torch.Tensor, y: torch.Tensor, 
     n_batches = math.ceil(len(y) / batch)
     for _ in range(epochs):
         order = torch.randperm(len(y), generator=gen)
-        train_epoch(method, tensor_batches(x, y, batch, order), opt, clip_params=params, clip_norm=clip,
-                    loss_fn=lambda b, xb, yb: method.loss(t, xb, yb, b, n_batches),
-                    after_backward=lambda b: method.after_backward(t, b, n_batches),
-                    after_step=lambda: method.after_step(t), train_mode=lambda: method.set_train_mode(t),
-                    check_finite=False)  # the weights are checked after each task
+        train_epoch(
+            method,
+            tensor_batches(x, y, batch, order),
+            opt,
+            clip_params=params,
+            clip_norm=clip,
+            loss_fn=lambda b, xb, yb: method.loss(t, xb, yb, b, n_batches),
+            after_backward=lambda b: method.after_backward(t, b, n_batches),
+            after_step=lambda: method.after_step(t),
+            train_mode=lambda: method.set_train_mode(t),
+            check_finite=False,
+        )  # the weights are checked after each task
     method.end_task(t, x, y)
 
 
-def run_own(method_cls: type[ContinualMethod], base: nn.Module, spec, tasks, cfg, *, seed: int,
-            progress: bool = True) -> dict:
+def run_own(
+    method_cls: type[ContinualMethod], base: nn.Module, spec, tasks, cfg, *, seed: int, progress: bool = True
+) -> dict:
     """Learn ``tasks`` in order with a baseline implemented here; returns the run record."""
     from tqdm.auto import tqdm
 
@@ -207,9 +257,20 @@ def run_own(method_cls: type[ContinualMethod], base: nn.Module, spec, tasks, cfg
         score_after_task(method.logits, t, val, test, val_acc, R)
     n_buffer, buffer_bytes = method.buffer()
     return build_record(
-        name=spec.name, seed=seed, tasks=tasks, R=R, trainable_per_task=method.learnt_per_task(),
+        name=spec.name,
+        seed=seed,
+        tasks=tasks,
+        R=R,
+        trainable_per_task=method.learnt_per_task(),
         head_per_task=[sum(p.numel() for p in h.parameters()) for h in method.heads],
         bytes_per_task=[tensor_bytes(h.parameters()) + method.task_bytes(t) for t, h in enumerate(method.heads)],
-        backbone_bytes=method.backbone_bytes(), buffer_samples=n_buffer, buffer_bytes=buffer_bytes,
-        shared_state_bytes=method.shared_state_bytes(), options=spec.options, epochs=cfg.epochs,
-        val_accuracy=val_acc, task_wall_s=task_wall, start=start)
+        backbone_bytes=method.backbone_bytes(),
+        buffer_samples=n_buffer,
+        buffer_bytes=buffer_bytes,
+        shared_state_bytes=method.shared_state_bytes(),
+        options=spec.options,
+        epochs=cfg.epochs,
+        val_accuracy=val_acc,
+        task_wall_s=task_wall,
+        start=start,
+    )

@@ -79,8 +79,9 @@ class HAT(ContinualMethod):
             raise WeightlabError("HAT found no Conv2d or Linear layer to gate in this backbone")
         self.gated = [layer for layer, _ in pairs]
         units = [layer.weight.shape[0] for layer in self.gated]
-        self.emb = nn.ModuleList(nn.ParameterList(nn.Parameter(torch.randn(u)) for u in units)
-                                 for _ in classes_per_task)
+        self.emb = nn.ModuleList(
+            nn.ParameterList(nn.Parameter(torch.randn(u)) for u in units) for _ in classes_per_task
+        )
         self.prev = [torch.zeros(u) for u in units]  # a_<t: max of the earlier tasks' masks at s_max
         self._masks: list[torch.Tensor] | None = None
         for i, (_, gate) in enumerate(pairs):
@@ -98,6 +99,7 @@ class HAT(ContinualMethod):
                 return output
             a = self._masks[i]
             return output * (a if isinstance(module, nn.Linear) else a.view(1, -1, *([1] * (output.dim() - 2))))
+
         return hook
 
     def masks(self, t: int, s: float) -> list[torch.Tensor]:

@@ -57,7 +57,7 @@ class InfLoRALinear(nn.Module):
         if not self.B:
             return y
         delta = sum((x @ B.T) @ A.T for A, B in zip(self.A, self.B))
-        return torch.cat([y[..., :self.rows.start], y[..., self.rows] + delta, y[..., self.rows.stop:]], dim=-1)
+        return torch.cat([y[..., : self.rows.start], y[..., self.rows] + delta, y[..., self.rows.stop :]], dim=-1)
 
 
 def _top_eigvecs(sym: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,11 +76,15 @@ class InfLoRAOptions:
 class InfLoRA(ContinualMethod):
     """InfLoRA (Liang & Li, 2024): ViT key/value low-rank branches orthogonal to earlier tasks' inputs."""
 
+    needs_tokens = True  # a transformer family (weightlab.models.families: tokens=True)
+
     def __init__(self, backbone, feature_dim, classes_per_task, options, cfg, model_cfg, seed: int = 0) -> None:
         super().__init__(backbone, feature_dim, classes_per_task, options, cfg, model_cfg, seed)
         if not get_family(model_cfg).tokens or not hasattr(backbone, "blocks"):
-            raise WeightlabError("InfLoRA is implemented for timm ViT backbones (the key and value projections "
-                                 "of each attention block), as in Liang & Li (2024)")
+            raise WeightlabError(
+                "InfLoRA is implemented for timm ViT backbones (the key and value projections "
+                "of each attention block), as in Liang & Li (2024)"
+            )
         self.rank, self.threshold = int(options["rank"]), float(options["threshold"])
         if not 0 < self.threshold <= 1:
             raise WeightlabError(f"InfLoRA threshold must be in (0, 1], got {self.threshold}")
@@ -100,7 +104,7 @@ class InfLoRA(ContinualMethod):
         for layer in self.layers:
             layer.cov = torch.zeros(layer.base.in_features, layer.base.in_features, dtype=torch.float64)
         for i in range(0, len(x), 256):
-            self.backbone(x[i:i + 256])
+            self.backbone(x[i : i + 256])
         covs = [layer.cov for layer in self.layers]
         for layer in self.layers:
             layer.cov = None
@@ -115,7 +119,7 @@ class InfLoRA(ContinualMethod):
     def begin_task(self, t, x, y):
         for layer, cov, M in zip(self.layers, self._input_moments(x), self.bases):
             _, vecs = _top_eigvecs(self._project_out(cov, M))
-            B = vecs[:, :self.rank]
+            B = vecs[:, : self.rank]
             if M is not None:  # eigenvalue-0 directions may lie in span(M): remove it exactly
                 B = B - M @ (M.T @ B)
             layer.add_branch(B.T.float().contiguous())

@@ -48,10 +48,14 @@ class L2POptions:
 class L2P(ContinualMethod):
     """L2P (Wang et al., 2022): a shared prompt pool chosen by query-key match on a frozen ViT."""
 
+    needs_tokens = True  # a transformer family (weightlab.models.families: tokens=True)
+
     def __init__(self, backbone, feature_dim, classes_per_task, options, cfg, model_cfg, seed: int = 0) -> None:
         super().__init__(backbone, feature_dim, classes_per_task, options, cfg, model_cfg, seed)
         if not get_family(model_cfg).tokens or not hasattr(backbone, "patch_embed"):
-            raise WeightlabError("L2P is implemented for timm ViT backbones (prompts are tokens), as in Wang et al. (2022)")
+            raise WeightlabError(
+                "L2P is implemented for timm ViT backbones (prompts are tokens), as in Wang et al. (2022)"
+            )
         self.pool_size, self.length = int(options["pool_size"]), int(options["length"])
         self.top_k, self.sim_coefficient = int(options["top_k"]), float(options["sim_coefficient"])
         if not 1 <= self.top_k <= self.pool_size:
@@ -89,7 +93,7 @@ class L2P(ContinualMethod):
         n = vit.num_prefix_tokens
         h = torch.cat([h[:, :n], prompts, h[:, n:]], dim=1)
         h = vit.norm(vit.blocks(vit.norm_pre(h)))
-        return h[:, n:n + prompts.shape[1]].mean(1), sim
+        return h[:, n : n + prompts.shape[1]].mean(1), sim
 
     def logits(self, t, x):
         return self.heads[t](self.features(x)[0])

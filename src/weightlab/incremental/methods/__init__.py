@@ -8,14 +8,17 @@ alone or as ``recast+<adapter>``. Options: ``lora:r=4`` / ``recast+lora:r=2,alph
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
-# one file per adapter; importing registers it (this order is the order of method_names())
-from weightlab.incremental.methods import base, lora, rosa, adaptformer, piggyback, clr  # noqa: F401, I001
 from weightlab.errors import WeightlabError
-from weightlab.incremental.methods.base import ADAPTERS, Adapter
-from weightlab.registry import parse_spec
+
+# one file per adapter; importing registers it, in this order (the order of method_names() and the suites)
+for _module in ("base", "lora", "rosa", "adaptformer", "piggyback", "clr"):
+    importlib.import_module(f"weightlab.incremental.methods.{_module}")
+from weightlab.incremental.methods.base import ADAPTERS, Adapter  # noqa: E402
+from weightlab.registry import parse_spec  # noqa: E402
 
 _OPTION_ALIASES = {"r": "rank"}
 

@@ -19,7 +19,8 @@ CLI, and in the contract tests (``tests/test_contracts.py``).
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,7 +30,7 @@ from weightlab.models import set_submodule
 from weightlab.models.families import Family
 from weightlab.registry import Registry, build_options, options_dict
 
-ADAPTERS: Registry[type["Adapter"]] = Registry("adapter")
+ADAPTERS: Registry[type[Adapter]] = Registry("adapter")
 
 
 def plain_layer(layer: nn.Module) -> nn.Module:
@@ -61,8 +62,10 @@ class Adapter:
         if self.placement is None or targets or self.placement in family.placements:
             return None
         hint = "; pass targets=REGEX" if hasattr(self.opts, "targets") else ""
-        return (f"{self.name} does not apply to model family '{family.name}': it needs the '{self.placement}' "
-                f"placement, which that family has no entry for in weightlab.models.families{hint}")
+        return (
+            f"{self.name} does not apply to model family '{family.name}': it needs the '{self.placement}' "
+            f"placement, which that family has no entry for in weightlab.models.families{hint}"
+        )
 
     def pattern(self, family: Family) -> str:
         """The module-name pattern it is placed on: its ``targets`` option, else the family's placement."""
@@ -82,7 +85,9 @@ class Adapter:
         """Whether the backbone parameter ``name`` belongs to the adapter (trains per task)."""
         return False
 
-    def param_groups(self, named: dict[str, nn.Parameter], head: Iterable[nn.Parameter], lr: float) -> list[dict] | None:
+    def param_groups(
+        self, named: dict[str, nn.Parameter], head: Iterable[nn.Parameter], lr: float
+    ) -> list[dict] | None:
         """Optimiser groups, or None for one group at the learner's learning rate."""
         return None
 

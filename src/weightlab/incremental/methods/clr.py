@@ -16,8 +16,9 @@ class ReprogrammedConv(nn.Module):
         super().__init__()
         self.base_layer = conv
         c = conv.out_channels
-        self.ghost = nn.Conv2d(c, c, 3, padding=1, groups=c, bias=False,
-                               device=conv.weight.device, dtype=conv.weight.dtype)
+        self.ghost = nn.Conv2d(
+            c, c, 3, padding=1, groups=c, bias=False, device=conv.weight.device, dtype=conv.weight.dtype
+        )
         nn.init.dirac_(self.ghost.weight, groups=c)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -33,8 +33,14 @@ class LoraAdapter(Adapter):
         from peft import LoraConfig, inject_adapter_in_model
 
         pattern = self.pattern(family)
-        cfg = LoraConfig(r=self.opts.rank, lora_alpha=self.opts.alpha, target_modules=pattern,
-                         use_dora=self.use_dora, lora_dropout=0.0, init_lora_weights=True)
+        cfg = LoraConfig(
+            r=self.opts.rank,
+            lora_alpha=self.opts.alpha,
+            target_modules=pattern,
+            use_dora=self.use_dora,
+            lora_dropout=0.0,
+            init_lora_weights=True,
+        )
         try:
             inject_adapter_in_model(cfg, backbone)
         except ValueError as e:

@@ -21,8 +21,14 @@ def matching_modules(model: nn.Module, pattern: str, types: tuple[type, ...] | N
 
 def weight_layers(model: nn.Module) -> list[str]:
     """Every Linear / Conv2d (RECAST layers included), outermost wrappers excluded."""
-    return [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d)) and n
-            and ".lora_" not in n and not n.endswith(("base_layer", ".ghost"))]
+    return [
+        n
+        for n, m in model.named_modules()
+        if isinstance(m, (nn.Linear, nn.Conv2d))
+        and n
+        and ".lora_" not in n
+        and not n.endswith(("base_layer", ".ghost"))
+    ]
 
 
 def forward_with_weight(layer: nn.Module, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -46,11 +46,11 @@ DATASETS = {"digits": (1, 16, 16), "mnist": (1, 28, 28), "fashion_mnist": (1, 28
 class Ranges:
     """Where each run's settings are drawn from (the KNOW paper's Sec. 5.1 and the reference notes)."""
 
-    ratio: tuple[float, float] = (0.3, 0.9)        # uniform
-    lr: tuple[float, float] = (1e-5, 4e-3)         # log-uniform
+    ratio: tuple[float, float] = (0.3, 0.9)  # uniform
+    lr: tuple[float, float] = (1e-5, 4e-3)  # log-uniform
     batch_sizes: tuple[int, ...] = (32, 64, 128, 256)
     optimizers: tuple[str, ...] = ("adam", "sgd")
-    train_size: int = 2000                          # D⁰ samples per run
+    train_size: int = 2000  # D⁰ samples per run
     pretrain_epochs: int = 3
 
 
@@ -70,24 +70,36 @@ class RunSpec:
     extra: dict = field(default_factory=dict)
 
 
-def sample_specs(n: int, *, seed: int = 0, start_id: int = 0, archs=None, datasets=None,
-                 ranges: Ranges | None = None) -> list[RunSpec]:
+def sample_specs(
+    n: int, *, seed: int = 0, start_id: int = 0, archs=None, datasets=None, ranges: Ranges | None = None
+) -> list[RunSpec]:
     ranges = ranges or Ranges()
     archs = list(archs or ARCHITECTURES)
     datasets = list(datasets or ["digits"])
     bad = [a for a in archs if a not in ARCHITECTURES] + [d for d in datasets if d not in DATASETS]
     if bad:
-        raise WeightlabError(f"unknown architecture/data set {', '.join(bad)} (architectures: "
-                             f"{', '.join(ARCHITECTURES)}; data sets: {', '.join(DATASETS)})")
+        raise WeightlabError(
+            f"unknown architecture/data set {', '.join(bad)} (architectures: "
+            f"{', '.join(ARCHITECTURES)}; data sets: {', '.join(DATASETS)})"
+        )
     rng = random.Random(seed)
     specs = []
     for i in range(n):
         lo, hi = ranges.lr
-        specs.append(RunSpec(
-            run_id=start_id + i, arch=rng.choice(archs), dataset=rng.choice(datasets),
-            ratio=round(rng.uniform(*ranges.ratio), 4), lr=float(f"{math.exp(rng.uniform(math.log(lo), math.log(hi))):.3g}"),
-            batch_size=rng.choice(ranges.batch_sizes), optimizer=rng.choice(ranges.optimizers),
-            seed=rng.randrange(2**31), train_size=ranges.train_size, pretrain_epochs=ranges.pretrain_epochs))
+        specs.append(
+            RunSpec(
+                run_id=start_id + i,
+                arch=rng.choice(archs),
+                dataset=rng.choice(datasets),
+                ratio=round(rng.uniform(*ranges.ratio), 4),
+                lr=float(f"{math.exp(rng.uniform(math.log(lo), math.log(hi))):.3g}"),
+                batch_size=rng.choice(ranges.batch_sizes),
+                optimizer=rng.choice(ranges.optimizers),
+                seed=rng.randrange(2**31),
+                train_size=ranges.train_size,
+                pretrain_epochs=ranges.pretrain_epochs,
+            )
+        )
     return specs
 
 
@@ -98,9 +110,9 @@ def shard_path(out: Path, run_id: int) -> Path:
 def collect_run(spec: RunSpec, out_dir: str | Path, data_root: str | None = None) -> dict:
     """One run: pretrain, forget (S+1 stages), write its shard. Returns its manifest record."""
     from weightlab.data import load_dataset
+    from weightlab.engine import fit_classifier
     from weightlab.know.forgetting import ForgetConfig, run_forgetting
     from weightlab.know.meta.rows import trajectory_rows
-    from weightlab.engine import fit_classifier
     from weightlab.models import create_model
 
     torch.set_num_threads(1)
@@ -110,10 +122,24 @@ def collect_run(spec: RunSpec, out_dir: str | Path, data_root: str | None = None
     torch.manual_seed(spec.seed)
     name, kwargs = ARCHITECTURES[spec.arch]
     model = create_model(name, num_classes=len(train.classes), input_size=DATASETS[spec.dataset], **kwargs)
-    fit_classifier(model, train, model.weightlab_cfg, epochs=spec.pretrain_epochs, lr=1e-3,
-                   batch_size=64, seed=spec.seed, progress=False)
-    cfg = ForgetConfig(ratio=spec.ratio, stages=spec.stages, lr=spec.lr, batch_size=spec.batch_size,
-                       optimizer=spec.optimizer, seed=spec.seed)
+    fit_classifier(
+        model,
+        train,
+        model.weightlab_cfg,
+        epochs=spec.pretrain_epochs,
+        lr=1e-3,
+        batch_size=64,
+        seed=spec.seed,
+        progress=False,
+    )
+    cfg = ForgetConfig(
+        ratio=spec.ratio,
+        stages=spec.stages,
+        lr=spec.lr,
+        batch_size=spec.batch_size,
+        optimizer=spec.optimizer,
+        seed=spec.seed,
+    )
     (out / PARTIAL).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out / PARTIAL) as tmp:
         traj = run_forgetting(model, train, tmp, cfg, progress=False)
@@ -123,13 +149,25 @@ def collect_run(spec: RunSpec, out_dir: str | Path, data_root: str | None = None
         tensors[f"{kind}_seq"], tensors[f"{kind}_target"] = seq, target
     path = shard_path(out, spec.run_id)
     save_tensors(path, tensors)
-    return {"spec": asdict(spec), "rows": {k: int(v[0].shape[0]) for k, v in rows.items()},
-            "bytes": path.stat().st_size, "seconds": round(time.perf_counter() - start, 2)}
+    return {
+        "spec": asdict(spec),
+        "rows": {k: int(v[0].shape[0]) for k, v in rows.items()},
+        "bytes": path.stat().st_size,
+        "seconds": round(time.perf_counter() - start, 2),
+    }
 
 
-def collect(out_dir: str | Path, specs: list[RunSpec], *, backend: str = "auto", workers: int = 2,
-            address: str | None = None, data_root: str | None = None, command: str | None = None,
-            progress: bool = True) -> dict:
+def collect(
+    out_dir: str | Path,
+    specs: list[RunSpec],
+    *,
+    backend: str = "auto",
+    workers: int = 2,
+    address: str | None = None,
+    data_root: str | None = None,
+    command: str | None = None,
+    progress: bool = True,
+) -> dict:
     """Run every spec whose shard is not there yet; the manifest is rewritten after each run and
     every call is logged in ``collections`` (with ``command``, for the model card)."""
     from tqdm.auto import tqdm
@@ -167,11 +205,12 @@ def collect(out_dir: str | Path, specs: list[RunSpec], *, backend: str = "auto",
         try:
             import ray
         except ImportError:
-            raise WeightlabError("backend 'ray' needs Ray (pip install ray); or use --backend processes") from None
+            raise WeightlabError("backend 'ray' needs Ray (pip install ray); or use the 'processes' backend") from None
         started = not ray.is_initialized()
         if started:
-            ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
-                     log_to_driver=False)
+            ray.init(
+                address=address, num_cpus=None if address else workers, include_dashboard=False, log_to_driver=False
+            )
         try:
             remote = ray.remote(num_cpus=1)(collect_run)
             pending = [remote.remote(s, str(out), data_root) for s in todo]
@@ -183,16 +222,22 @@ def collect(out_dir: str | Path, specs: list[RunSpec], *, backend: str = "auto",
                 ray.shutdown()
     bar.close()
     new = {s.run_id for s in todo}
-    manifest["last_collection"] = {"backend": backend, "workers": workers, "runs": len(todo),
-                                   "rows": sum(sum(r["rows"].values()) for r in manifest["runs"] if r["spec"]["run_id"] in new),
-                                   "seconds": round(time.perf_counter() - start, 2), "command": command}
+    manifest["last_collection"] = {
+        "backend": backend,
+        "workers": workers,
+        "runs": len(todo),
+        "rows": sum(sum(r["rows"].values()) for r in manifest["runs"] if r["spec"]["run_id"] in new),
+        "seconds": round(time.perf_counter() - start, 2),
+        "command": command,
+    }
     manifest.setdefault("collections", []).append(manifest["last_collection"])
     write_json(out / MANIFEST, manifest)
     return manifest
 
 
-def load_rows(out_dir: str | Path, kind: str, run_ids: list[int] | None = None, *, per_run: int | None = None,
-              seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def load_rows(
+    out_dir: str | Path, kind: str, run_ids: list[int] | None = None, *, per_run: int | None = None, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Concatenate the ``kind`` rows of the given runs (all finished runs by default); ``per_run``
     keeps a seeded random sample of at most that many rows of each run, so that one large network
     does not outweigh the others."""

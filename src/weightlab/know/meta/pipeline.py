@@ -33,8 +33,9 @@ MINI_ROWS = 2048  # rows per hypermodel in mini_test.safetensors
 AUTHORS = {"raw": "authors", "normalized": "authors_normalized"}  # report keys of the authors' weights
 
 
-def split_runs(runs: list[dict], val_fraction: float, seed: int, test_archs=(), test_datasets=()
-               ) -> dict[str, list[int]]:
+def split_runs(
+    runs: list[dict], val_fraction: float, seed: int, test_archs=(), test_datasets=()
+) -> dict[str, list[int]]:
     """``{"train", "val", "test", "excluded"}`` run ids. A test run has a held-out architecture and a
     held-out data set (either list may be empty: then only the other one counts); a run sharing just
     one of them is excluded from everything, so nothing about a test architecture or data set is trained on."""
@@ -42,8 +43,10 @@ def split_runs(runs: list[dict], val_fraction: float, seed: int, test_archs=(), 
     known = {r["spec"]["arch"] for r in runs}, {r["spec"]["dataset"] for r in runs}
     missing = sorted((test_archs - known[0]) | (test_datasets - known[1]))
     if missing:
-        raise WeightlabError(f"held-out {', '.join(missing)} not in the meta-dataset (it has architectures "
-                             f"{', '.join(sorted(known[0]))}; data sets {', '.join(sorted(known[1]))})")
+        raise WeightlabError(
+            f"held-out {', '.join(missing)} not in the meta-dataset (it has architectures "
+            f"{', '.join(sorted(known[0]))}; data sets {', '.join(sorted(known[1]))})"
+        )
     split: dict[str, list[int]] = {"train": [], "val": [], "test": [], "excluded": []}
     pool = []
     for r in runs:
@@ -55,8 +58,10 @@ def split_runs(runs: list[dict], val_fraction: float, seed: int, test_archs=(), 
         else:
             pool.append(r["spec"]["run_id"])
     if len(pool) < 2:
-        raise WeightlabError(f"meta-training needs at least 2 training-distribution runs (one held out for "
-                             f"validation), found {len(pool)}")
+        raise WeightlabError(
+            f"meta-training needs at least 2 training-distribution runs (one held out for "
+            f"validation), found {len(pool)}"
+        )
     pool.sort()
     random.Random(seed).shuffle(pool)
     n_val = min(len(pool) - 1, max(1, round(val_fraction * len(pool))))
@@ -80,23 +85,43 @@ def evaluate(nets: dict[str, KNOWNNet], rows: tuple[torch.Tensor, torch.Tensor])
     return out | {"zero": baseline_l1(*rows, "zero"), "task_vector": baseline_l1(*rows, "task_vector")}
 
 
-def meta_train(data_dir: str | Path, out_dir: str | Path, cfg: MetaTrainConfig | None = None, *,
-               val_fraction: float = 0.2, test_archs=(), test_datasets=(), max_rows: int | None = 2_000_000,
-               max_rows_per_run: int | None = 20_000, kinds=HYPERMODELS, command: str | None = None,
-               progress: bool = True) -> dict:
+def meta_train(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    cfg: MetaTrainConfig | None = None,
+    *,
+    val_fraction: float = 0.2,
+    test_archs=(),
+    test_datasets=(),
+    max_rows: int | None = 2_000_000,
+    max_rows_per_run: int | None = 20_000,
+    kinds=HYPERMODELS,
+    command: str | None = None,
+    progress: bool = True,
+) -> dict:
     cfg = cfg or MetaTrainConfig()
     data_dir, out = Path(data_dir), Path(out_dir)
     if not (data_dir / MANIFEST).is_file():
-        raise WeightlabError(f"{data_dir}: not a meta-dataset folder (no {MANIFEST}); make one with "
-                             "'weightlab know meta collect'")
+        raise WeightlabError(
+            f"{data_dir}: not a meta-dataset folder (no {MANIFEST}); make one with 'weightlab know meta collect'"
+        )
     manifest = read_json(data_dir / MANIFEST)
     split = split_runs(manifest["runs"], val_fraction, cfg.seed, test_archs, test_datasets)
     arch_of = {r["spec"]["run_id"]: r["spec"]["arch"] for r in manifest["runs"]}
     rows_of = {r["spec"]["run_id"]: r["rows"] for r in manifest["runs"]}
-    report = {"data": str(data_dir), "config": asdict(cfg), "split": split, "val_fraction": val_fraction,
-              "test_archs": sorted(test_archs), "test_datasets": sorted(test_datasets), "max_rows": max_rows,
-              "max_rows_per_run": max_rows_per_run, "command": command,
-              "collection": _collection_summary(manifest), "models": {}}
+    report = {
+        "data": str(data_dir),
+        "config": asdict(cfg),
+        "split": split,
+        "val_fraction": val_fraction,
+        "test_archs": sorted(test_archs),
+        "test_datasets": sorted(test_datasets),
+        "max_rows": max_rows,
+        "max_rows_per_run": max_rows_per_run,
+        "command": command,
+        "collection": _collection_summary(manifest),
+        "models": {},
+    }
     authors = {}  # the authors' weights under both input conventions, when the shared folder has them
     try:
         from weightlab.know.predictors.known import load_known_set
@@ -112,17 +137,26 @@ def meta_train(data_dir: str | Path, out_dir: str | Path, cfg: MetaTrainConfig |
     for kind in kinds:
         train, val = rows(split["train"], cfg.seed), rows(split["val"], cfg.seed + 1)
         net, history = train_known(train, val, cfg, progress=progress, desc=f"meta-training KNOWN_{kind}")
-        save_tensors(out / f"KNOWN_{kind}.safetensors", net.state_dict(),
-                     metadata={"format": "weightlab.know.KNOWNNet", "input_convention": cfg.input_convention})
+        save_tensors(
+            out / f"KNOWN_{kind}.safetensors",
+            net.state_dict(),
+            metadata={"format": "weightlab.know.KNOWNNet", "input_convention": cfg.input_convention},
+        )
         nets = {"ours": net} | {AUTHORS[conv]: per_kind[kind] for conv, per_kind in authors.items()}
-        row = {"train_rows": int(train[0].shape[0]), "val_rows": int(val[0].shape[0]), "history": history,
-               "val_l1": evaluate(nets, val)}
+        row = {
+            "train_rows": int(train[0].shape[0]),
+            "val_rows": int(val[0].shape[0]),
+            "history": history,
+            "val_l1": evaluate(nets, val),
+        }
         test_ids = [i for i in split["test"] if rows_of[i].get(kind, 0) > 0]
         if test_ids:
             test = rows(test_ids, cfg.seed + 2)
             row["test_rows"], row["test_l1"] = int(test[0].shape[0]), evaluate(nets, test)
-            row["test_l1_by_arch"] = {a: evaluate(nets, rows([i for i in test_ids if arch_of[i] == a], cfg.seed + 3))
-                                      for a in sorted({arch_of[i] for i in test_ids})}
+            row["test_l1_by_arch"] = {
+                a: evaluate(nets, rows([i for i in test_ids if arch_of[i] == a], cfg.seed + 3))
+                for a in sorted({arch_of[i] for i in test_ids})
+            }
         mini_rows = _subsample(rows(test_ids or split["val"], cfg.seed + 4), MINI_ROWS, cfg.seed + 4)
         mini[f"{kind}_seq"], mini[f"{kind}_target"] = mini_rows
         row["mini_l1"] = l1_error(net, *mini_rows)
@@ -139,8 +173,10 @@ def check_mini(weights_dir: str | Path, mini_file: str | Path, report: dict) -> 
     from weightlab.know.predictors.known import load_known_set
 
     nets, mini = load_known_set(weights_dir), load_weights(mini_file)
-    return {k: (row["mini_l1"], l1_error(nets[k], mini[f"{k}_seq"], mini[f"{k}_target"]))
-            for k, row in report["models"].items()}
+    return {
+        k: (row["mini_l1"], l1_error(nets[k], mini[f"{k}_seq"], mini[f"{k}_target"]))
+        for k, row in report["models"].items()
+    }
 
 
 def _collection_summary(manifest: dict) -> dict:
@@ -150,29 +186,47 @@ def _collection_summary(manifest: dict) -> dict:
         key = f"{r['spec']['arch']} / {r['spec']['dataset']}"
         by[key] = by.get(key, 0) + 1
     specs = [r["spec"] for r in runs]
-    return {"runs": len(runs), "rows": sum(sum(r["rows"].values()) for r in runs),
-            "bytes": sum(r["bytes"] for r in runs), "runs_by_arch_dataset": dict(sorted(by.items())),
-            "ranges": {"ratio": [min(s["ratio"] for s in specs), max(s["ratio"] for s in specs)],
-                       "lr": [min(s["lr"] for s in specs), max(s["lr"] for s in specs)],
-                       "batch_sizes": sorted({s["batch_size"] for s in specs}),
-                       "optimizers": sorted({s["optimizer"] for s in specs}),
-                       "train_size": sorted({s["train_size"] for s in specs}),
-                       "pretrain_epochs": sorted({s["pretrain_epochs"] for s in specs}),
-                       "stages": sorted({s["stages"] for s in specs})},
-            "commands": [c["command"] for c in manifest.get("collections", []) if c.get("command")]}
+    return {
+        "runs": len(runs),
+        "rows": sum(sum(r["rows"].values()) for r in runs),
+        "bytes": sum(r["bytes"] for r in runs),
+        "runs_by_arch_dataset": dict(sorted(by.items())),
+        "ranges": {
+            "ratio": [min(s["ratio"] for s in specs), max(s["ratio"] for s in specs)],
+            "lr": [min(s["lr"] for s in specs), max(s["lr"] for s in specs)],
+            "batch_sizes": sorted({s["batch_size"] for s in specs}),
+            "optimizers": sorted({s["optimizer"] for s in specs}),
+            "train_size": sorted({s["train_size"] for s in specs}),
+            "pretrain_epochs": sorted({s["pretrain_epochs"] for s in specs}),
+            "stages": sorted({s["stages"] for s in specs}),
+        },
+        "commands": [c["command"] for c in manifest.get("collections", []) if c.get("command")],
+    }
 
 
 def l1_table(report: dict, key: str, by_arch: bool = False) -> list[str]:
     """Markdown table of the ``val_l1`` / ``test_l1`` figures (``by_arch``: one row per held-out architecture)."""
     cols = ["ours", "authors", "authors_normalized", "zero", "task_vector"]
-    names = {"ours": "weightlab KNOWN", "authors": "authors' KNOWN (raw)", "authors_normalized":
-             "authors' KNOWN (normalized)", "zero": "zero (no change)", "task_vector": "Task Vector (λ=0.2)"}
+    names = {
+        "ours": "weightlab KNOWN",
+        "authors": "authors' KNOWN (raw)",
+        "authors_normalized": "authors' KNOWN (normalized)",
+        "zero": "zero (no change)",
+        "task_vector": "Task Vector (λ=0.2)",
+    }
     lines = ["| model | rows | " + " | ".join(names[c] for c in cols) + " |", "|---" * (len(cols) + 2) + "|"]
     for kind, row in report["models"].items():
-        entries = ([(f"{kind}, {a}", "", v) for a, v in row.get("test_l1_by_arch", {}).items()] if by_arch else
-                   [(kind, f"{row[key.replace('_l1', '_rows')]:,}", row[key])] if key in row else [])
-        lines += [f"| {label} | {n} | " + " | ".join(f"{v[c]:.3e}" if c in v else "n/a" for c in cols) + " |"
-                  for label, n, v in entries]
+        entries = (
+            [(f"{kind}, {a}", "", v) for a, v in row.get("test_l1_by_arch", {}).items()]
+            if by_arch
+            else [(kind, f"{row[key.replace('_l1', '_rows')]:,}", row[key])]
+            if key in row
+            else []
+        )
+        lines += [
+            f"| {label} | {n} | " + " | ".join(f"{v[c]:.3e}" if c in v else "n/a" for c in cols) + " |"
+            for label, n, v in entries
+        ]
     return lines
 
 
@@ -183,38 +237,64 @@ def _join(values) -> str:
 def model_card(report: dict) -> str:
     c, cfg, split = report["collection"], report["config"], report["split"]
     r = c["ranges"]
-    lines = ["# weightlab KNOWN: model card", "",
-             "Three KNOWN hypermodels (Conv, FC, Bias; 9,425 weights each, the architecture of the KNOW paper) "
-             "meta-trained by weightlab on its own progressive-forgetting trajectories. Input: the last five "
-             "weights of a parameter, oldest forgetting first `[θ⁴, …, θ⁰]`; output: the residual added to θ⁰ "
-             f"to predict the weight trained on more data (input convention `{cfg['input_convention']}`).", "",
-             "## Data", "",
-             f"{c['runs']} progressive-forgetting runs, {c['rows']:,} rows, {c['bytes'] / 1e9:.2f} GB. "
-             f"Per run: pretraining {_join(r['pretrain_epochs'])} epoch(s) on {_join(r['train_size'])} samples "
-             f"(Adam 1e-3), then {_join(r['stages'])} stages of progressive forgetting with the run's own "
-             f"settings, drawn per run: sampling rate r in [{r['ratio'][0]}, {r['ratio'][1]}] (uniform), "
-             f"learning rate in [{r['lr'][0]:.2g}, {r['lr'][1]:.2g}] (log-uniform), batch size "
-             f"{_join(r['batch_sizes'])}, optimiser {_join(r['optimizers'])}. Rows: each scalar weight's five "
-             "stages before a target stage, and the target (Conv: >2-D weights; FC: 2-D weights; Bias: vectors).",
-             "", "| architecture / data set | runs |", "|---|---|"]
+    lines = [
+        "# weightlab KNOWN: model card",
+        "",
+        "Three KNOWN hypermodels (Conv, FC, Bias; 9,425 weights each, the architecture of the KNOW paper) "
+        "meta-trained by weightlab on its own progressive-forgetting trajectories. Input: the last five "
+        "weights of a parameter, oldest forgetting first `[θ⁴, …, θ⁰]`; output: the residual added to θ⁰ "
+        f"to predict the weight trained on more data (input convention `{cfg['input_convention']}`).",
+        "",
+        "## Data",
+        "",
+        f"{c['runs']} progressive-forgetting runs, {c['rows']:,} rows, {c['bytes'] / 1e9:.2f} GB. "
+        f"Per run: pretraining {_join(r['pretrain_epochs'])} epoch(s) on {_join(r['train_size'])} samples "
+        f"(Adam 1e-3), then {_join(r['stages'])} stages of progressive forgetting with the run's own "
+        f"settings, drawn per run: sampling rate r in [{r['ratio'][0]}, {r['ratio'][1]}] (uniform), "
+        f"learning rate in [{r['lr'][0]:.2g}, {r['lr'][1]:.2g}] (log-uniform), batch size "
+        f"{_join(r['batch_sizes'])}, optimiser {_join(r['optimizers'])}. Rows: each scalar weight's five "
+        "stages before a target stage, and the target (Conv: >2-D weights; FC: 2-D weights; Bias: vectors).",
+        "",
+        "| architecture / data set | runs |",
+        "|---|---|",
+    ]
     lines += [f"| {k} | {n} |" for k, n in c["runs_by_arch_dataset"].items()]
-    lines += ["", "## Training", "",
-              f"L1 on the predicted weight, Adam lr {cfg['lr']}, batch {cfg['batch_size']}, at most "
-              f"{cfg['epochs']} epochs, early stopping after {cfg['patience']} without a better validation L1; "
-              f"at most {report['max_rows_per_run']} rows per run and {report['max_rows']} per split. "
-              f"Runs: {len(split['train'])} train, {len(split['val'])} validation (random whole runs of the "
-              f"training distribution), {len(split['test'])} test"
-              + (f" (architectures {', '.join(report['test_archs']) or 'any'} on data sets "
-                 f"{', '.join(report['test_datasets']) or 'any'}; no run of either was trained on, "
-                 f"{len(split['excluded'])} runs sharing only one were left out)" if split["test"] else "") + ".",
-              "", "## Error (mean |predicted − true weight|)", "", "Held-out runs of the training distribution:", ""]
+    lines += [
+        "",
+        "## Training",
+        "",
+        f"L1 on the predicted weight, Adam lr {cfg['lr']}, batch {cfg['batch_size']}, at most "
+        f"{cfg['epochs']} epochs, early stopping after {cfg['patience']} without a better validation L1; "
+        f"at most {report['max_rows_per_run']} rows per run and {report['max_rows']} per split. "
+        f"Runs: {len(split['train'])} train, {len(split['val'])} validation (random whole runs of the "
+        f"training distribution), {len(split['test'])} test"
+        + (
+            f" (architectures {', '.join(report['test_archs']) or 'any'} on data sets "
+            f"{', '.join(report['test_datasets']) or 'any'}; no run of either was trained on, "
+            f"{len(split['excluded'])} runs sharing only one were left out)"
+            if split["test"]
+            else ""
+        )
+        + ".",
+        "",
+        "## Error (mean |predicted − true weight|)",
+        "",
+        "Held-out runs of the training distribution:",
+        "",
+    ]
     lines += l1_table(report, "val_l1")
     if split["test"]:
         lines += ["", "Held-out architectures and data sets:", ""] + l1_table(report, "test_l1")
         lines += ["", "The same, per held-out architecture:", ""] + l1_table(report, "test_l1", by_arch=True)
-    lines += ["", "Check of a copy: `mini_test.safetensors` holds a fixed sample of held-out rows; the L1 of these "
-              "weights on it is " + ", ".join(f"{k} {row['mini_l1']:.6e}" for k, row in report["models"].items()) + ".",
-              "", "## Reproduce", "", "```"]
+    lines += [
+        "",
+        "Check of a copy: `mini_test.safetensors` holds a fixed sample of held-out rows; the L1 of these "
+        "weights on it is " + ", ".join(f"{k} {row['mini_l1']:.6e}" for k, row in report["models"].items()) + ".",
+        "",
+        "## Reproduce",
+        "",
+        "```",
+    ]
     lines += c["commands"] or ["weightlab know meta collect …  (the collection commands were not recorded)"]
     lines += [report.get("command") or "weightlab know meta train …  (the command was not recorded)", "```", ""]
     return "\n".join(lines)

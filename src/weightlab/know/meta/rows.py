@@ -16,8 +16,9 @@ from weightlab.know.predictors.known import hypermodel_for
 from weightlab.know.trajectory import Trajectory
 
 
-def trajectory_rows(trajectory: Trajectory, kinds=("conv", "fc", "bias", "head")
-                    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def trajectory_rows(
+    trajectory: Trajectory, kinds=("conv", "fc", "bias", "head")
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """``{"Conv" | "FC" | "Bias": (sequences (N, 5) float32, targets (N,) float32)}``."""
     trajectory.require(SEQ_LEN + 1, "a meta-training row (5 inputs and a target)")
     groups: dict[str, list[str]] = {}

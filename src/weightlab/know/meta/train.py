@@ -19,9 +19,9 @@ class MetaTrainConfig:
     lr: float = 1e-3
     batch_size: int = 4096
     epochs: int = 20
-    patience: int = 3          # epochs without a better validation L1 before stopping
+    patience: int = 3  # epochs without a better validation L1 before stopping
     seed: int = 0
-    input_convention: str = "normalized"   # raw inputs train unstably and do not beat "no change" on convs
+    input_convention: str = "normalized"  # raw inputs train unstably and do not beat "no change" on convs
 
 
 @torch.no_grad()
@@ -30,8 +30,8 @@ def l1_error(net: KNOWNNet, seq: torch.Tensor, target: torch.Tensor, batch_size:
     net.eval()
     total = 0.0
     for i in range(0, seq.shape[0], batch_size):
-        s = seq[i:i + batch_size]
-        total += float((s[:, -1] + net(s) - target[i:i + batch_size]).abs().sum())
+        s = seq[i : i + batch_size]
+        total += float((s[:, -1] + net(s) - target[i : i + batch_size]).abs().sum())
     return total / max(seq.shape[0], 1)
 
 
@@ -46,15 +46,22 @@ def baseline_l1(seq: torch.Tensor, target: torch.Tensor, method: str, lam: float
     return float((pred - target).abs().mean())
 
 
-def train_known(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
-                cfg: MetaTrainConfig | None = None, *, progress: bool = True, desc: str = "meta-training KNOWN"
-                ) -> tuple[KNOWNNet, dict]:
+def train_known(
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+    cfg: MetaTrainConfig | None = None,
+    *,
+    progress: bool = True,
+    desc: str = "meta-training KNOWN",
+) -> tuple[KNOWNNet, dict]:
     """Train a KNOWN on ``(sequences, targets)`` rows; returns the best-on-validation model and the history."""
     cfg = cfg or MetaTrainConfig()
     seq, target = train
     if seq.ndim != 2 or seq.shape[1] != 5 or target.shape != seq.shape[:1]:
-        raise WeightlabError(f"meta-training rows must be (N, 5) sequences and (N,) targets, got "
-                             f"{tuple(seq.shape)} and {tuple(target.shape)}")
+        raise WeightlabError(
+            f"meta-training rows must be (N, 5) sequences and (N,) targets, got "
+            f"{tuple(seq.shape)} and {tuple(target.shape)}"
+        )
     torch.manual_seed(cfg.seed)
     net = KNOWNNet(cfg.input_convention)
     with torch.no_grad():  # start as the "no change" predictor: a zero residual, then learn corrections
@@ -72,7 +79,7 @@ def train_known(train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tenso
         order = torch.randperm(seq.shape[0], generator=g)
         total = 0.0
         for i in range(0, seq.shape[0], cfg.batch_size):
-            idx = order[i:i + cfg.batch_size]
+            idx = order[i : i + cfg.batch_size]
             s = seq[idx]
             loss = (s[:, -1] + net(s) - target[idx]).abs().mean()
             if not torch.isfinite(loss):

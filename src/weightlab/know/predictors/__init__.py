@@ -7,18 +7,21 @@ and the contract tests pick it up.
 
 from __future__ import annotations
 
-# importing registers; this order is the order of the suites' rows and tables
-from weightlab.know.predictors import curve_fit, task_vector, consensus, magmax, tsv, known  # noqa: F401, I001
+import importlib
+
 from weightlab.errors import WeightlabError
-from weightlab.know.predictors.base import PREDICTORS, Predictor
-from weightlab.know.predictors.consensus import ConsensusTA
-from weightlab.know.predictors.curve_fit import ExpFit, LinearFit, LogFit
-from weightlab.know.predictors.known import (MODEL_FOR_KIND, KNOWN, KNOWNAuthors, load_known_set,
-                                             official_known_dir)
-from weightlab.know.predictors.magmax import MagMax
-from weightlab.know.predictors.task_vector import TaskVector
-from weightlab.know.predictors.tsv import TSV
-from weightlab.registry import build_options
+
+# one file per predictor; importing registers it, in this order (the order of the suites' rows and tables)
+for _module in ("curve_fit", "task_vector", "consensus", "magmax", "tsv", "known"):
+    importlib.import_module(f"weightlab.know.predictors.{_module}")
+from weightlab.know.predictors.base import PREDICTORS, Predictor  # noqa: E402
+from weightlab.know.predictors.consensus import ConsensusTA  # noqa: E402
+from weightlab.know.predictors.curve_fit import ExpFit, LinearFit, LogFit  # noqa: E402
+from weightlab.know.predictors.known import KNOWN, MODEL_FOR_KIND, KNOWNAuthors, load_known_set, official_known_dir  # noqa: E402
+from weightlab.know.predictors.magmax import MagMax  # noqa: E402
+from weightlab.know.predictors.task_vector import TaskVector  # noqa: E402
+from weightlab.know.predictors.tsv import TSV  # noqa: E402
+from weightlab.registry import build_options  # noqa: E402
 
 DISPLAY = {e.name: e.display for e in PREDICTORS.entries()}
 
@@ -43,6 +46,22 @@ def get_predictor(name: str, **kwargs) -> Predictor:
     return entry.obj(**kwargs)
 
 
-__all__ = ["Predictor", "PREDICTORS", "DISPLAY", "get_predictor", "resolve_predictor", "LinearFit", "LogFit",
-           "ExpFit", "TaskVector", "MagMax", "ConsensusTA", "TSV", "KNOWN", "KNOWNAuthors", "MODEL_FOR_KIND",
-           "load_known_set", "official_known_dir"]
+__all__ = [
+    "Predictor",
+    "PREDICTORS",
+    "DISPLAY",
+    "get_predictor",
+    "resolve_predictor",
+    "LinearFit",
+    "LogFit",
+    "ExpFit",
+    "TaskVector",
+    "MagMax",
+    "ConsensusTA",
+    "TSV",
+    "KNOWN",
+    "KNOWNAuthors",
+    "MODEL_FOR_KIND",
+    "load_known_set",
+    "official_known_dir",
+]

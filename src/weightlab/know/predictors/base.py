@@ -8,8 +8,8 @@ other entry (BatchNorm statistics, counters, kinds left out) is copied from Î˜â
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import torch
 
@@ -20,7 +20,7 @@ from weightlab.registry import Registry, option
 
 #: every KNOW predictor, registered with ``@PREDICTORS.register(name, display=..., paper=..., options=...)``;
 #: the options dataclass lists the keyword arguments its constructor takes besides ``kinds``.
-PREDICTORS: Registry[type["Predictor"]] = Registry("KNOW predictor")
+PREDICTORS: Registry[type[Predictor]] = Registry("KNOW predictor")
 
 
 @dataclass
@@ -89,8 +89,9 @@ class Predictor(ABC):
         return out
 
     @abstractmethod
-    def _predict_keys(self, trajectory: Trajectory, keys: list[str], steps: list[int]
-                      ) -> dict[int, dict[str, torch.Tensor]]:
+    def _predict_keys(
+        self, trajectory: Trajectory, keys: list[str], steps: list[int]
+    ) -> dict[int, dict[str, torch.Tensor]]:
         """Predicted tensors for ``keys`` at each step."""
 
 
@@ -115,18 +116,20 @@ def task_vectors(trajectory: Trajectory, key: str, count: int) -> list[torch.Ten
     return [theta0 - trajectory.stages[j][key].double() for j in range(1, count + 1)]
 
 
-def flat_sequences(trajectory: Trajectory, keys: list[str], stages: list[int], dtype=torch.float64,
-                   dim: int = 0) -> torch.Tensor:
+def flat_sequences(
+    trajectory: Trajectory, keys: list[str], stages: list[int], dtype=torch.float64, dim: int = 0
+) -> torch.Tensor:
     """The chosen stages' values of ``keys``, flattened: ``(len(stages), N)`` (``dim=0``) or
     ``(N, len(stages))`` (``dim=1``, one row per scalar parameter, as KNOWN reads them)."""
-    return torch.stack([torch.cat([trajectory.stages[s][k].reshape(-1).to(dtype) for k in keys]) for s in stages],
-                       dim=dim)
+    return torch.stack(
+        [torch.cat([trajectory.stages[s][k].reshape(-1).to(dtype) for k in keys]) for s in stages], dim=dim
+    )
 
 
 def unflatten(flat: torch.Tensor, trajectory: Trajectory, keys: list[str]) -> dict[str, torch.Tensor]:
     out, start = {}, 0
     for k in keys:
         ref = trajectory.stages[0][k]
-        out[k] = flat[start:start + ref.numel()].reshape(ref.shape)
+        out[k] = flat[start : start + ref.numel()].reshape(ref.shape)
         start += ref.numel()
     return out

@@ -10,6 +10,7 @@ are defined; smaller steps are refused, as the paper notes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import torch
 
 from weightlab.know.predictors.base import PREDICTORS, TaskVectorMethod, TaskVectorOptions, task_vectors
@@ -23,8 +24,9 @@ class ConsensusOptions(TaskVectorOptions):
     min_agree: int = option(2, "candidates that must agree on a coordinate", minimum=1)
 
 
-@PREDICTORS.register("consensus_ta", display="ConsensusTA", paper="Wang et al. 2024", options=ConsensusOptions,
-                     aliases=("consensus",))
+@PREDICTORS.register(
+    "consensus_ta", display="ConsensusTA", paper="Wang et al. 2024", options=ConsensusOptions, aliases=("consensus",)
+)
 class ConsensusTA(TaskVectorMethod):
     """Task arithmetic on the coordinates most candidates agree on."""
 
@@ -37,8 +39,10 @@ class ConsensusTA(TaskVectorMethod):
 
     def unsupported(self, step: int) -> str | None:
         if step < 3:
-            return (f"consensus needs at least 3 candidate task vectors and step {step} has {step} "
-                    "(predict step 3 or more, i.e. x8 for r=0.5)")
+            return (
+                f"consensus needs at least 3 candidate task vectors and step {step} has {step} "
+                "(predict step 3 or more, i.e. x8 for r=0.5)"
+            )
         return None
 
     def _predict_keys(self, trajectory: Trajectory, keys, steps):

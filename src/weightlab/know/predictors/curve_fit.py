@@ -53,25 +53,31 @@ class CurveFit(Predictor):
             out[k] = unflatten((row @ coef)[0], trajectory, keys)
         return out
 
+
 @PREDICTORS.register("linear_fit", display="LinearFit", options=CurveFitOptions)
 class LinearFit(CurveFit):
     """θ(t) = a + b·t fitted per coordinate and extrapolated."""
+
     basis = "t"
 
     def phi(self, t, s):
         return t
 
+
 @PREDICTORS.register("log_fit", display="LogFit", options=CurveFitOptions)
 class LogFit(CurveFit):
     """θ(t) = a + b·ln t fitted per coordinate and extrapolated."""
+
     basis = "ln t"
 
     def phi(self, t, s):
         return torch.log(t)
 
+
 @PREDICTORS.register("exp_fit", display="ExpFit", options=CurveFitOptions)
 class ExpFit(CurveFit):
     """θ(t) = a + b·exp(t − S) fitted per coordinate and extrapolated."""
+
     basis = "exp(t - S)"
 
     def phi(self, t, s):

@@ -22,6 +22,8 @@ from weightlab.know.trajectory import Trajectory
 from weightlab.registry import option
 
 MODEL_FOR_KIND = {"conv": "Conv", "fc": "FC", "bias": "Bias", "norm": "Bias"}  # head, other: by shape
+
+
 def hypermodel_for(kind: str, ndim: int) -> str:
     """Which of the three hypermodels predicts a tensor of this kind and number of dims."""
     if kind in ("head", "other"):
@@ -48,8 +50,10 @@ def known_weights_dir(weights: str | Path | None) -> Path:
     if str(weights) == "authors":
         d = official_known_dir()
         if d is None:
-            raise WeightlabError("the authors' KNOWN weights were not found: set WEIGHTLAB_SHARED to the shared "
-                                 "folder (reference/known_official) or pass --known-weights DIR")
+            raise WeightlabError(
+                "the authors' KNOWN weights were not found: set WEIGHTLAB_SHARED to the shared "
+                "folder (reference/known_official) or pass a folder of KNOWN weights"
+            )
         return d
     return Path(weights)
 
@@ -62,8 +66,10 @@ def load_known_set(weights: str | Path | None = None, input_convention: str | No
     ``"normalized"``; a safetensors set was trained with one and says which in its metadata."""
     folder = known_weights_dir(weights)
     if not folder.is_dir():
-        raise WeightlabError(f"KNOWN weights not found: {folder} is not a folder (it must hold KNOWN_Conv, "
-                             "KNOWN_FC and KNOWN_Bias as .h5 or .safetensors)")
+        raise WeightlabError(
+            f"KNOWN weights not found: {folder} is not a folder (it must hold KNOWN_Conv, "
+            "KNOWN_FC and KNOWN_Bias as .h5 or .safetensors)"
+        )
     nets = {}
     for kind, h5 in OFFICIAL_FILES.items():
         st = folder / f"KNOWN_{kind}.safetensors"
@@ -75,8 +81,10 @@ def load_known_set(weights: str | Path | None = None, input_convention: str | No
 
             trained = read_metadata(st).get("input_convention", "raw")
             if input_convention not in (None, trained):
-                raise WeightlabError(f"{st} was trained with the '{trained}' input convention, not "
-                                     f"'{input_convention}' (leave --input-convention out)")
+                raise WeightlabError(
+                    f"{st} was trained with the '{trained}' input convention, not "
+                    f"'{input_convention}' (leave the input convention unset)"
+                )
             net = KNOWNNet(trained)
             load_state_dict_strict(net, load_weights(st), source=str(st))
             nets[kind] = net.eval()
@@ -87,23 +95,37 @@ def load_known_set(weights: str | Path | None = None, input_convention: str | No
 
 @dataclass
 class KNOWNOptions:
-    weights: str | None = option(None, "KNOWN hypermodels: 'weightlab' (the shipped ones, default), 'authors' (the "
-                                       "published .h5 in <shared>/reference/known_official) or a folder of "
-                                       "KNOWN_{Conv,FC,Bias}.h5/.safetensors", flag="known-weights")
-    input_convention: str | None = option(None, "input convention for the authors' .h5 (raw by default, as in their "
-                                                "current code); weightlab's sets record their own",
-                                          choices=("raw", "normalized"))
+    weights: str | None = option(
+        None,
+        "KNOWN hypermodels: 'weightlab' (the shipped ones, default), 'authors' (the "
+        "published .h5 in <shared>/reference/known_official) or a folder of "
+        "KNOWN_{Conv,FC,Bias}.h5/.safetensors",
+        flag="known-weights",
+    )
+    input_convention: str | None = option(
+        None,
+        "input convention for the authors' .h5 (raw by default, as in their "
+        "current code); weightlab's sets record their own",
+        choices=("raw", "normalized"),
+    )
     chunk: int = option(4096, "parameters per chunk of the folded kernel", minimum=1)
 
 
-@PREDICTORS.register("known", display="KNOWN (weightlab)", paper="KNOW; weightlab's meta-trained hypermodels",
-                     options=KNOWNOptions)
+@PREDICTORS.register(
+    "known", display="KNOWN (weightlab)", paper="KNOW; weightlab's meta-trained hypermodels", options=KNOWNOptions
+)
 class KNOWN(Predictor):
     """KNOWN with weightlab's shipped hypermodels by default (``weights="authors"``: the authors')."""
+
     default_weights: str | None = None
 
-    def __init__(self, kinds=None, weights: str | Path | dict[str, KNOWNNet] | None = None,
-                 input_convention: str | None = None, chunk: int = 4096) -> None:
+    def __init__(
+        self,
+        kinds=None,
+        weights: str | Path | dict[str, KNOWNNet] | None = None,
+        input_convention: str | None = None,
+        chunk: int = 4096,
+    ) -> None:
         super().__init__(kinds)
         weights = self.default_weights if weights is None else weights
         self.weights_source = None if isinstance(weights, dict) else str(known_weights_dir(weights))
@@ -126,8 +148,10 @@ class KNOWN(Predictor):
         for k in keys:
             groups.setdefault(hypermodel_for(trajectory.kinds[k], trajectory.stages[0][k].ndim), []).append(k)
         # window per model: (N, 5) float32, oldest-forgetting first, the last column is Θ⁰
-        windows = {m: flat_sequences(trajectory, ks, list(range(SEQ_LEN - 1, -1, -1)), torch.float32, dim=1)
-                   for m, ks in groups.items()}
+        windows = {
+            m: flat_sequences(trajectory, ks, list(range(SEQ_LEN - 1, -1, -1)), torch.float32, dim=1)
+            for m, ks in groups.items()
+        }
         out = {}
         for k in range(1, max(steps) + 1):
             res = self.residuals(windows)
@@ -141,8 +165,10 @@ class KNOWN(Predictor):
         return out
 
 
-@PREDICTORS.register("known_authors", display="KNOWN (authors)", paper="KNOW (the authors' published weights)",
-                     options=KNOWNOptions)
+@PREDICTORS.register(
+    "known_authors", display="KNOWN (authors)", paper="KNOW (the authors' published weights)", options=KNOWNOptions
+)
 class KNOWNAuthors(KNOWN):
     """KNOWN with the authors' published hypermodels (``<shared>/reference/known_official``)."""
+
     default_weights = "authors"

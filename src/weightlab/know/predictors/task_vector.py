@@ -6,8 +6,9 @@ from weightlab.know.predictors.base import PREDICTORS, TaskVectorMethod, TaskVec
 from weightlab.know.trajectory import Trajectory
 
 
-@PREDICTORS.register("task_vector", display="TaskVector", paper="Ilharco et al. 2023", options=TaskVectorOptions,
-                     aliases=("tv",))
+@PREDICTORS.register(
+    "task_vector", display="TaskVector", paper="Ilharco et al. 2023", options=TaskVectorOptions, aliases=("tv",)
+)
 class TaskVector(TaskVectorMethod):
     """Θ̂ = Θ⁰ + λ(Θ⁰ − Θ^k)."""
 

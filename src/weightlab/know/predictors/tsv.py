@@ -10,8 +10,8 @@ and the merged update is ``U⊥ · diag(σ) · V⊥ᵀ``. Vectors (biases) are s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import math
+from dataclasses import dataclass
 
 import torch
 

@@ -1,0 +1,224 @@
+"""Contract tests over the registries: every adapter, predictor, baseline, suite and model family that
+is registered gets these checks without a test of its own."""
+
+import dataclasses
+import re
+
+import pytest
+import torch
+
+from weightlab import paths
+from weightlab.bench.suites import KNOW_SUITES, SUITES
+from weightlab.data.tasks import SplitSizes, build_sequence
+from weightlab.incremental import AdaptConfig, TaskModel, learn_task, load_task, parse_method, save_task
+from weightlab.incremental.baselines import BASELINES, is_baseline, parse_baseline
+from weightlab.incremental.methods import ADAPTERS, suite_methods
+from weightlab.know.predictors import PREDICTORS, get_predictor
+from weightlab.know.trajectory import Trajectory
+from weightlab.models import create_model, get_family
+from weightlab.models.families import FAMILIES
+from weightlab.models.registry import MODELS
+from weightlab.recast.config import PRESETS
+from weightlab.recast.mimicry import MimicryConfig
+from weightlab.recast.pipeline import recast_base
+from weightlab.registry import option_fields
+
+
+def _every_option_documented(entry):
+    for f in option_fields(entry.options):
+        assert f.metadata.get("help"), f"{entry.name}: option {f.name} has no help text"
+
+
+# -- adapters ------------------------------------------------------------------------------------
+_BASES: dict = {}
+
+
+def _base(kind: str, recast: bool):
+    if (kind, recast) not in _BASES:
+        torch.manual_seed(0)
+        plain = (
+            create_model("resnet20")
+            if kind == "cnn"
+            else create_model(
+                "timm:vit_tiny_patch16_224", img_size=16, patch_size=8, embed_dim=32, depth=2, num_heads=2
+            )
+        )
+        _BASES[(kind, False)] = plain
+        _BASES[(kind, True)] = recast_base(plain, dict(templates="auto", layers_per_group=2))
+    return _BASES[(kind, recast)]
+
+
+def _where(adapter: str) -> str:
+    """A model kind the adapter applies to (a CNN when it can, else the tiny ViT)."""
+    a = ADAPTERS.get(adapter)()
+    return "cnn" if a.applies_to(get_family("cifar_resnet")) is None else "vit"
+
+
+ADAPTER_METHODS = [m for a in ADAPTERS for m in ([a] if a == "full" else [a, f"recast+{a}"])]
+
+
+@pytest.mark.parametrize("method", ADAPTER_METHODS)
+def test_every_adapter_starts_as_the_base_and_round_trips_its_artifact_bit_exactly(method, tmp_path):
+    spec = parse_method(method)
+    kind = _where(spec.adapter)
+    base = _base(kind, spec.recast)
+    x = torch.randn(4, 3, 16, 16) if kind == "vit" else torch.randn(4, 3, 32, 32)
+    ref = TaskModel.from_base(base, parse_method("recast" if spec.recast else "head"), seed=0)
+    ref.new_task("t", ["a", "b"], seed=0)
+    tm = TaskModel.from_base(base, spec, seed=0)
+    tm.new_task("t", ["a", "b"], seed=0)
+    ref.eval(), tm.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(tm(x), ref(x), atol=1e-5, rtol=1e-5)  # a new task starts as the base
+    task = build_sequence("digits:0-1", None, SplitSizes(24, 8, 8))[0]
+    learn_task(tm, task, AdaptConfig(epochs=1, batch_size=8), seed=0, progress=False)
+    save_task(tm, task.name, tmp_path / "t")
+    again = TaskModel.from_base(base, spec, seed=0)
+    assert load_task(again, tmp_path / "t") == task.name
+    tm.set_task(task.name), again.set_task(task.name)
+    tm.eval(), again.eval()
+    with torch.no_grad():
+        assert torch.equal(tm(x), again(x))
+    _every_option_documented(ADAPTERS.entry(spec.adapter))
+
+
+def test_every_adapter_is_named_and_suites_take_each_that_fits():
+    for entry in ADAPTERS.entries():
+        assert entry.display and entry.summary, entry.name
+    for fam in FAMILIES.names():
+        for m in suite_methods(get_family(fam)):
+            parse_method(m)
+
+
+# -- predictors ----------------------------------------------------------------------------------
+def _trajectory(stages: int = 5) -> Trajectory:
+    g = torch.Generator().manual_seed(0)
+    shapes = {
+        "conv.weight": (4, 3, 3, 3),
+        "fc.weight": (6, 8),
+        "fc.bias": (6,),
+        "bn.weight": (4,),
+        "bn.running_mean": (4,),
+        "head.weight": (2, 6),
+    }
+    kinds = {
+        "conv.weight": "conv",
+        "fc.weight": "fc",
+        "fc.bias": "bias",
+        "bn.weight": "norm",
+        "bn.running_mean": "norm_stat",
+        "head.weight": "head",
+    }
+    base = {k: torch.randn(s, generator=g) for k, s in shapes.items()}
+    return Trajectory(
+        [{k: v + 0.1 * s * torch.randn(v.shape, generator=g) for k, v in base.items()} for s in range(stages)], kinds
+    )
+
+
+@pytest.mark.parametrize("name", list(PREDICTORS))
+def test_every_predictor_is_deterministic_and_touches_only_its_kinds(name):
+    if name == "known_authors" and not paths.shared_root():
+        pytest.skip("the authors' KNOWN weights are in the shared folder")
+    traj = _trajectory(6)
+    for kinds in ("conv", "fc,bias"):
+        p = get_predictor(name, kinds=kinds)
+        steps = [3]  # every predictor defines x8 (ConsensusTA needs three candidates)
+        a, b = p.predict_steps(traj, steps), get_predictor(name, kinds=kinds).predict_steps(traj, steps)
+        allowed = {k for k, kind in traj.kinds.items() if kind in kinds.split(",")}
+        for k in steps:
+            assert all(torch.equal(a[k][n], b[k][n]) for n in a[k])
+            changed = {n for n in a[k] if not torch.equal(a[k][n], traj.stages[0][n])}
+            assert changed and changed <= allowed, (name, kinds, changed)
+    _every_option_documented(PREDICTORS.entry(name))
+
+
+# -- baselines -----------------------------------------------------------------------------------
+def test_every_baseline_has_documented_options_and_runs_in_the_tests():
+    from pathlib import Path
+
+    text = (Path(__file__).parent / "test_cl_baselines.py").read_text()
+    for entry in BASELINES.entries():
+        _every_option_documented(entry)
+        assert parse_baseline(entry.name).name == entry.name  # the defaults name the plain method
+        assert re.search(rf'"{entry.name}[:"]', text), f"{entry.name}: no tiny-task run in test_cl_baselines"
+
+
+# -- suites and families -------------------------------------------------------------------------
+@pytest.mark.parametrize("name", list(SUITES))
+def test_every_suite_names_methods_that_exist_and_fit_its_model(name):
+    suite = SUITES.get(name)
+    family = get_family(create_model(suite.model, **suite.model_kwargs))
+    methods = [p.method for p in suite.points] or suite.methods
+    for m in methods:
+        if is_baseline(m):
+            cls = BASELINES.get(parse_baseline(m).method)
+            assert not getattr(cls, "needs_tokens", False) or family.tokens
+        else:
+            spec = parse_method(m)
+            if spec.adapter:
+                assert spec.build_adapter().applies_to(family) is None, (name, m)
+    for name_ in KNOW_SUITES:
+        assert all(p in PREDICTORS for p in KNOW_SUITES.get(name_).predictors)
+
+
+def test_every_family_row_is_complete_and_every_model_has_one():
+    fields = {f.name for f in dataclasses.fields(MimicryConfig)}
+    for entry in FAMILIES.entries():
+        fam = entry.obj
+        assert fam.recast_preset is None or fam.recast_preset in PRESETS
+        assert set(fam.mimicry) <= fields
+        MimicryConfig.for_family(fam)
+        for rx in fam.placements.values():
+            re.compile(rx)
+        assert fam.batch_size >= 1 and fam.paper_table in (1, 2)
+    for entry in MODELS.entries():
+        assert entry.obj.family in FAMILIES
+
+
+def test_registration_order_is_the_published_order():
+    """The suites' method lists and the KNOW predictor rows come from registration order; published
+    results (and their resume checks) were made in this order, so it must not drift."""
+    from weightlab.bench.suites import ALL_PREDICTORS, CNN_METHODS, VIT_METHODS
+
+    assert CNN_METHODS == [
+        "head",
+        "recast",
+        "full",
+        "lora",
+        "recast+lora",
+        "dora",
+        "recast+dora",
+        "rosa",
+        "recast+rosa",
+        "piggyback",
+        "recast+piggyback",
+        "clr",
+        "recast+clr",
+    ]
+    assert VIT_METHODS == [
+        "head",
+        "recast",
+        "full",
+        "lora",
+        "recast+lora",
+        "dora",
+        "recast+dora",
+        "rosa",
+        "recast+rosa",
+        "adaptformer",
+        "recast+adaptformer",
+        "piggyback",
+        "recast+piggyback",
+    ]
+    assert ALL_PREDICTORS == (
+        "linear_fit",
+        "log_fit",
+        "exp_fit",
+        "task_vector",
+        "consensus_ta",
+        "magmax",
+        "tsv",
+        "known",
+        "known_authors",
+    )
+    assert list(BASELINES) == ["ewc", "lwf", "gdumb", "er_ace", "derpp", "hat", "inflora", "l2p"]
