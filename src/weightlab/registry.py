@@ -214,6 +214,9 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         return self.entry(name).obj
 
+    def __getitem__(self, name: str) -> T:
+        return self.get(name)
+
     def names(self, family: str | None = None) -> list[str]:
         return [n for n, e in self._entries.items() if family is None or e.applies_to(family)]
 

@@ -153,7 +153,7 @@ def _know(out: Path, data_root: Path | None, seed: int, progress: bool) -> dict:
     from weightlab.know.predictors import official_known_dir
     from weightlab.know.transfer import TransferConfig
 
-    base = SUITES["mnist-fmnist-quick" if data_root is not None else "digits-smallcnn"]
+    base = SUITES.get("mnist-fmnist-quick" if data_root is not None else "digits-smallcnn")
     authors = official_known_dir() is not None
     suite = replace(
         base,
