@@ -19,13 +19,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from _common import command, machine, write
 from weightlab import paths
 from weightlab.bench.suites import VIT_CIFAR
 from weightlab.data import load_dataset
 from weightlab.data.arrays import ModelInput
+from weightlab.engine import evaluate_accuracy, make_optimizer, train_epoch
 from weightlab.io import load_weights, read_json, save_tensors, write_json
 from weightlab.models import create_model
 
@@ -57,7 +57,7 @@ def main() -> int:
         done = read_json(state_path)["epochs_done"]
     train, test = load_dataset("cifar10", "train"), load_dataset("cifar10", "test")
     transform = ModelInput.from_cfg(model.weightlab_cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
+    opt = make_optimizer("adamw", model.parameters(), lr=1e-3, weight_decay=0.05)
     steps = max(1, args.epochs * math.ceil(len(train) / 128))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s + done * steps // max(args.epochs, 1), steps) / steps))
@@ -65,33 +65,28 @@ def main() -> int:
     g = torch.Generator().manual_seed(args.seed)
     start = time.perf_counter()
     for epoch in range(done, args.epochs):
-        model.train()
-        bar = tqdm(
-            train.batches(128, None, shuffle=True, seed=args.seed * 100 + epoch),
+        batches = (
+            (transform(augment(x, g)), y)
+            for x, y in train.batches(128, None, shuffle=True, seed=args.seed * 100 + epoch)
+        )
+        train_epoch(
+            model,
+            batches,
+            opt,
+            loss_fn=lambda b, x, y: F.cross_entropy(model(x), y, label_smoothing=0.1),
+            clip_norm=1.0,
+            scheduler=sched,
             total=math.ceil(len(train) / 128),
             desc=f"epoch {epoch}",
+            progress=True,
         )
-        for x, y in bar:
-            x = transform(augment(x, g))
-            loss = F.cross_entropy(model(x), y, label_smoothing=0.1)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            bar.set_postfix(loss=f"{float(loss):.3f}")
         save_tensors(weights, model.state_dict())
         write_json(state_path, dict(epochs_done=epoch + 1))
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for x, y in test.batches(500, model.weightlab_cfg):
-            correct += int((model(x).argmax(1) == y).sum())
-    acc = 100.0 * correct / len(test)
+    acc = evaluate_accuracy(model, test.batches(500, model.weightlab_cfg))
     record = dict(
         machine=machine(),
         command=command(),
-        model=model.weightlab_cfg,
+        model=model.weightlab_cfg.to_dict(),
         epochs=args.epochs,
         params=sum(p.numel() for p in model.parameters()),
         test_top1=acc,

@@ -222,3 +222,24 @@ def test_registration_order_is_the_published_order():
         "known_authors",
     )
     assert list(BASELINES) == ["ewc", "lwf", "gdumb", "er_ace", "derpp", "hat", "inflora", "l2p"]
+
+
+def test_a_new_file_in_a_method_package_registers_itself(tmp_path, monkeypatch):
+    """What adding a method takes: a file with a decorator; the package finds it, after the pinned ones."""
+    import sys
+
+    from weightlab.registry import Registry, import_submodules
+
+    pkg = tmp_path / "demo_methods"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("from weightlab.registry import Registry\nREG = Registry('demo')\n")
+    for name in ("zeta", "alpha", "mid"):
+        (pkg / f"{name}.py").write_text(
+            f"from demo_methods import REG\n\n@REG.register('{name}')\nclass M:\n    pass\n"
+        )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import_submodules("demo_methods")
+    reg: Registry = sys.modules["demo_methods"].REG
+    assert list(reg) == ["alpha", "mid", "zeta"]
+    reg.pin_order(("zeta",))
+    assert list(reg) == ["zeta", "alpha", "mid"]

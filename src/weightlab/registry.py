@@ -20,6 +20,8 @@ written by hand anywhere else.
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import pkgutil
 from collections.abc import Callable, Iterator
 from dataclasses import MISSING, dataclass, field
 from typing import Any, Generic, TypeVar, get_type_hints
@@ -196,6 +198,12 @@ class Registry(Generic[T]):
 
         return deco
 
+    def pin_order(self, first: tuple[str, ...]) -> None:
+        """Put the entries named in ``first`` first, in that order (the order results were published
+        in); every other entry follows in registration order."""
+        rest = [n for n in self._entries if n not in first]
+        self._entries = {n: self._entries[n] for n in [*[n for n in first if n in self._entries], *rest]}
+
     def resolve(self, name: str) -> str | None:
         """The registered name for ``name`` (itself, or what it is an alias of), or None."""
         key = name.strip()
@@ -231,6 +239,14 @@ class Registry(Generic[T]):
 
     def items(self):
         return [(n, e.obj) for n, e in self._entries.items()]
+
+
+def import_submodules(package: str) -> None:
+    """Import every module of ``package`` (alphabetically), so that each registers what it defines: a
+    new method is picked up by adding its file; nothing else lists it."""
+    pkg = importlib.import_module(package)
+    for name in sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_")):
+        importlib.import_module(f"{package}.{name}")
 
 
 def add_option_flags(parser, registries_or_classes, *, skip: tuple[str, ...] = ()) -> dict[str, list[str]]:
@@ -283,6 +299,7 @@ def options_from_flags(args, owners: dict, method: str) -> dict[str, Any]:
 __all__ = [
     "Registry",
     "Entry",
+    "import_submodules",
     "option",
     "option_key",
     "option_fields",

@@ -18,6 +18,7 @@ from weightlab.engine.loop import (
     fit_classifier,
     make_optimizer,
     resolve_device,
+    tensor_batches,
     to_device,
     train_epoch,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "fit_classifier",
     "make_optimizer",
     "resolve_device",
+    "tensor_batches",
     "to_device",
     "train_epoch",
 ]

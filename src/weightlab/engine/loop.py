@@ -104,6 +104,18 @@ def train_epoch(
     return total_loss / max(count, 1)
 
 
+def tensor_batches(
+    x: torch.Tensor, y: torch.Tensor, batch_size: int, order: torch.Tensor | None = None
+) -> Iterator[Batch]:
+    """In-memory tensors ``(x, y)`` in batches of ``batch_size``, in ``order`` when given."""
+    for i in range(0, len(y), batch_size):
+        if order is None:
+            yield x[i : i + batch_size], y[i : i + batch_size]
+        else:
+            idx = order[i : i + batch_size]
+            yield x[idx], y[idx]
+
+
 @torch.no_grad()
 def correct_count(
     logits_fn: Callable[[torch.Tensor], torch.Tensor],

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from weightlab.data.arrays import ModelInput
-from weightlab.engine import correct_count, make_optimizer, train_epoch
+from weightlab.engine import correct_count, make_optimizer, tensor_batches, train_epoch
 from weightlab.errors import WeightlabError
 from weightlab.incremental import metrics
 
@@ -35,16 +35,6 @@ def task_tensors(data, transform: ModelInput, batch_size: int = 256) -> tuple[to
     """A task split (``ImageArrays``) as one normalised float batch and its labels."""
     xs, ys = zip(*data.batches(batch_size, transform))
     return torch.cat(xs), torch.cat(ys)
-
-
-def tensor_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, order: torch.Tensor | None = None):
-    """``(x, y)`` in batches, in ``order`` when given."""
-    for i in range(0, len(y), batch_size):
-        if order is None:
-            yield x[i : i + batch_size], y[i : i + batch_size]
-        else:
-            idx = order[i : i + batch_size]
-            yield x[idx], y[idx]
 
 
 def batched_accuracy(logits_fn, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:

@@ -8,17 +8,17 @@ alone or as ``recast+<adapter>``. Options: ``lora:r=4`` / ``recast+lora:r=2,alph
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from weightlab.errors import WeightlabError
+from weightlab.incremental.methods.base import ADAPTERS, Adapter
+from weightlab.registry import import_submodules, parse_spec
 
-# one file per adapter; importing registers it, in this order (the order of method_names() and the suites)
-for _module in ("base", "lora", "rosa", "adaptformer", "piggyback", "clr"):
-    importlib.import_module(f"weightlab.incremental.methods.{_module}")
-from weightlab.incremental.methods.base import ADAPTERS, Adapter  # noqa: E402
-from weightlab.registry import parse_spec  # noqa: E402
+# every module here registers what it defines (a new adapter file is picked up as it is);
+# the order of the published suites and tables is pinned
+import_submodules(__name__)
+ADAPTERS.pin_order(("full", "lora", "dora", "rosa", "adaptformer", "piggyback", "clr"))
 
 _OPTION_ALIASES = {"r": "rank"}
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from weightlab.engine import make_optimizer, tensor_batches, train_epoch
 from weightlab.errors import WeightlabError
 from weightlab.know.hypermodel import KNOWNNet
 
@@ -67,7 +68,7 @@ def train_known(
     with torch.no_grad():  # start as the "no change" predictor: a zero residual, then learn corrections
         net.head.weight.zero_()
         net.head.bias.zero_()
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    opt = make_optimizer("adam", net.parameters(), lr=cfg.lr)
     g = torch.Generator().manual_seed(cfg.seed)
     history = {"train_l1": [], "val_l1": [], "seconds": 0.0}
     start = time.perf_counter()
@@ -75,20 +76,15 @@ def train_known(
     history["val_l1_start"] = best = l1_error(net, *val)
     best_state, waited = copy.deepcopy(net.state_dict()), 0
     for _ in tqdm(range(cfg.epochs), desc=desc, disable=not progress):
-        net.train()
         order = torch.randperm(seq.shape[0], generator=g)
-        total = 0.0
-        for i in range(0, seq.shape[0], cfg.batch_size):
-            idx = order[i : i + cfg.batch_size]
-            s = seq[idx]
-            loss = (s[:, -1] + net(s) - target[idx]).abs().mean()
-            if not torch.isfinite(loss):
-                raise WeightlabError("meta-training loss became NaN/Inf; lower the learning rate")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-        history["train_l1"].append(total / seq.shape[0])
+        l1 = train_epoch(
+            net,
+            tensor_batches(seq, target, cfg.batch_size, order),
+            opt,
+            desc="meta-training",
+            loss_fn=lambda b, s, t: (s[:, -1] + net(s) - t).abs().mean(),
+        )  # the next weight's L1
+        history["train_l1"].append(l1)
         history["val_l1"].append(l1_error(net, *val))
         if history["val_l1"][-1] < best:
             best, best_state, waited = history["val_l1"][-1], copy.deepcopy(net.state_dict()), 0

@@ -7,21 +7,22 @@ and the contract tests pick it up.
 
 from __future__ import annotations
 
-import importlib
-
 from weightlab.errors import WeightlabError
+from weightlab.know.predictors.base import PREDICTORS, Predictor
+from weightlab.know.predictors.consensus import ConsensusTA
+from weightlab.know.predictors.curve_fit import ExpFit, LinearFit, LogFit
+from weightlab.know.predictors.known import KNOWN, MODEL_FOR_KIND, KNOWNAuthors, load_known_set, official_known_dir
+from weightlab.know.predictors.magmax import MagMax
+from weightlab.know.predictors.task_vector import TaskVector
+from weightlab.know.predictors.tsv import TSV
+from weightlab.registry import build_options, import_submodules
 
-# one file per predictor; importing registers it, in this order (the order of the suites' rows and tables)
-for _module in ("curve_fit", "task_vector", "consensus", "magmax", "tsv", "known"):
-    importlib.import_module(f"weightlab.know.predictors.{_module}")
-from weightlab.know.predictors.base import PREDICTORS, Predictor  # noqa: E402
-from weightlab.know.predictors.consensus import ConsensusTA  # noqa: E402
-from weightlab.know.predictors.curve_fit import ExpFit, LinearFit, LogFit  # noqa: E402
-from weightlab.know.predictors.known import KNOWN, MODEL_FOR_KIND, KNOWNAuthors, load_known_set, official_known_dir  # noqa: E402
-from weightlab.know.predictors.magmax import MagMax  # noqa: E402
-from weightlab.know.predictors.task_vector import TaskVector  # noqa: E402
-from weightlab.know.predictors.tsv import TSV  # noqa: E402
-from weightlab.registry import build_options  # noqa: E402
+# every module here registers what it defines (a new predictor file is picked up as it is);
+# the order of the published suites' rows and tables is pinned
+import_submodules(__name__)
+PREDICTORS.pin_order(
+    ("linear_fit", "log_fit", "exp_fit", "task_vector", "consensus_ta", "magmax", "tsv", "known", "known_authors")
+)
 
 DISPLAY = {e.name: e.display for e in PREDICTORS.entries()}
 
