@@ -30,7 +30,7 @@ from weightlab.know.predictors import DISPLAY, get_predictor
 from weightlab.know.trajectory import MANIFEST, scale_label
 from weightlab.know.transfer import TransferConfig, run_transfers
 from weightlab.machine import machine
-from weightlab.models import attach_cfg, create_model, load_state_dict_strict
+from weightlab.models import create_model, load_state_dict_strict
 
 SUITES = KNOW_SUITES
 get_suite = get_know_suite
@@ -75,7 +75,7 @@ def _base_model(suite: KnowSuite, out: Path, source, progress: bool):
                 progress=progress,
             )
         save_tensors(path, model.state_dict())
-    return attach_cfg(model, cfg)
+    return model
 
 
 def prepare(suite: KnowSuite, out: Path, progress: bool = True, data_root: Path | None = None) -> dict:

@@ -8,7 +8,7 @@ from pathlib import Path
 from torch import nn
 
 from weightlab.data import ImageArrays
-from weightlab.models import attach_cfg, get_family, model_cfg
+from weightlab.models import get_family, model_cfg
 from weightlab.recast.config import RecastConfig, preset, preset_for_family
 from weightlab.recast.mimicry import MimicryConfig, reconstruct
 from weightlab.recast.report import build_report, write_report
@@ -50,9 +50,9 @@ def run_mimicry(
 
 def recast_base(plain: nn.Module, recast_overrides: dict, *, seed: int = 0) -> nn.Module:
     """The model family's RECAST preset (with overrides) applied to ``plain``, reconstructed in closed
-    form; it carries ``plain``'s model configuration."""
+    form; it carries ``plain``'s model configuration (``apply_recast`` copies the model)."""
     cfg = model_cfg(plain, "recast_base")
     config = preset(preset_for_family(get_family(cfg)), **recast_overrides)
     rmodel = apply_recast(plain, config, seed=seed)
     reconstruct(plain, rmodel, method="closed_form", progress=False)
-    return attach_cfg(rmodel, cfg)
+    return rmodel
