@@ -133,14 +133,51 @@ def test_every_predictor_is_deterministic_and_touches_only_its_kinds(name):
 
 
 # -- baselines -----------------------------------------------------------------------------------
-def test_every_baseline_has_documented_options_and_runs_in_the_tests():
-    from pathlib import Path
+# small buffers and pools for two tiny tasks; a new baseline runs with its defaults
+_TINY = {
+    "gdumb": "gdumb:mem_size=50",
+    "er_ace": "er_ace:per_class=3",
+    "derpp": "derpp:per_class=3",
+    "inflora": "inflora:rank=2",
+    "l2p": "l2p:pool_size=4,top_k=2,length=2",
+}
 
-    text = (Path(__file__).parent / "test_cl_baselines.py").read_text()
-    for entry in BASELINES.entries():
-        _every_option_documented(entry)
-        assert parse_baseline(entry.name).name == entry.name  # the defaults name the plain method
-        assert re.search(rf'"{entry.name}[:"]', text), f"{entry.name}: no tiny-task run in test_cl_baselines"
+
+@pytest.fixture(scope="module")
+def tiny_models():
+    torch.manual_seed(0)
+    cnn = create_model("smallcnn", num_classes=10, input_size=(1, 16, 16), widths=(4, 8, 8, 8), hidden=16)
+    vit = create_model(
+        "timm:vit_tiny_patch16_224",
+        img_size=16,
+        patch_size=4,
+        embed_dim=24,
+        depth=2,
+        num_heads=2,
+        num_classes=10,
+        in_chans=1,
+    )
+    return {"cnn": cnn, "vit": vit}, build_sequence("digits", None, SplitSizes(60, 20, 40))
+
+
+@pytest.mark.parametrize("name", list(BASELINES))
+def test_every_baseline_runs_two_tiny_tasks_deterministically_and_leaves_the_base_alone(name, tiny_models):
+    pytest.importorskip("avalanche")
+    from weightlab.incremental.baselines import run_baseline
+
+    entry = BASELINES.entry(name)
+    _every_option_documented(entry)
+    assert parse_baseline(name).name == name  # the defaults name the plain method
+    models, tasks = tiny_models
+    base = models["vit" if getattr(entry.obj, "needs_tokens", False) else "cnn"]
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    cfg = AdaptConfig(epochs=1, batch_size=16)
+    a = run_baseline(base, _TINY.get(name, name), tasks, cfg, seed=0, progress=False)
+    b = run_baseline(base, _TINY.get(name, name), tasks, cfg, seed=0, progress=False)
+    assert [len(row) for row in a["accuracy_matrix"]] == [1, 2]
+    assert all(0 <= x <= 100 for row in a["accuracy_matrix"] for x in row)
+    assert a["accuracy_matrix"] == b["accuracy_matrix"]
+    assert all(torch.equal(v, base.state_dict()[k]) for k, v in before.items())
 
 
 # -- suites and families -------------------------------------------------------------------------
@@ -243,3 +280,44 @@ def test_a_new_file_in_a_method_package_registers_itself(tmp_path, monkeypatch):
     assert list(reg) == ["alpha", "mid", "zeta"]
     reg.pin_order(("zeta",))
     assert list(reg) == ["zeta", "alpha", "mid"]
+
+
+def test_options_are_checked_by_type_and_range_with_one_line_naming_the_option():
+    from weightlab.errors import WeightlabError
+    from weightlab.registry import parse_spec
+
+    assert parse_spec("lora:r=2,alpha=8.5,targets=a.b") == ("lora", {"r": 2, "alpha": 8.5, "targets": "a.b"})
+    assert parse_method("lora:alpha=8").build_adapter().opts.alpha == 8.0  # an int where a float goes
+    for spec, message in [
+        ("lora:r=abc", "lora: option 'rank' must be an integer, got 'abc'"),
+        ("lora:r=1.5", "lora: option 'rank' must be an integer"),
+        ("lora:alpha=x", "lora: option 'alpha' must be a number"),
+        ("lora:r=0", "lora: option 'rank' must be >= 1, got 0"),
+        ("lora:nope=1", "lora: unknown option 'nope' (options: rank=1, alpha=4.0, targets=None)"),
+        ("lora:r", "bad option 'r' in 'lora:r'"),
+    ]:
+        with pytest.raises(WeightlabError) as err:
+            parse_method(spec)
+        assert message in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(WeightlabError, match="hat: option 'c' must be a number"):
+        parse_baseline("hat:c=x")
+    with pytest.raises(WeightlabError, match="input_convention' must be one of raw, normalized"):
+        get_predictor("known", input_convention="other")
+
+
+def test_cli_flags_come_from_the_options_dataclasses():
+    import argparse
+
+    from weightlab.errors import WeightlabError
+    from weightlab.registry import add_option_flags, options_from_flags
+
+    p = argparse.ArgumentParser()
+    owners = add_option_flags(p, PREDICTORS.entries())
+    flags = {a.option_strings[0] for a in p._actions if a.option_strings}
+    assert {"--lam", "--keep", "--stages", "--known-weights", "--input-convention", "--tall-lambda"} <= flags
+    args = p.parse_args(["--lam", "0.3", "--keep", "0.2"])
+    assert options_from_flags(args, owners, "tsv") == {"lam": 0.3, "keep": 0.2}
+    with pytest.raises(WeightlabError, match="--keep does not apply to task_vector"):
+        options_from_flags(args, owners, "task_vector")
+    help_text = {a.dest: a.help for a in p._actions}
+    assert "fraction of singular components" in help_text["opt_keep"]

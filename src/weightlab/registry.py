@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import pkgutil
+import typing
 from collections.abc import Callable, Iterator
 from dataclasses import MISSING, dataclass, field
 from typing import Any, Generic, TypeVar, get_type_hints
@@ -67,16 +68,28 @@ def option_value(v: str) -> Any:
     return v
 
 
+def value_kind(hint: Any) -> type | None:
+    """``int`` / ``float`` / ``str`` / ``bool`` for an options field's type hint (``X | None`` read as
+    ``X``), or None for anything else."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if args:
+        hint = args[0] if len(args) == 1 else None
+    return hint if hint in (int, float, str, bool) else None
+
+
 def _coerce(value: Any, f: dataclasses.Field, hint: Any, where: str) -> Any:
     """``value`` checked against the field's type, minimum and choices."""
-    text = str(hint)
+    kind = value_kind(hint)
     if value is not None:
-        if ("float" in text) and isinstance(value, int) and not isinstance(value, bool):
+        is_int = isinstance(value, int) and not isinstance(value, bool)
+        if kind is float and is_int:
             value = float(value)
-        if text in ("int", "int | None") and not isinstance(value, int):
+        elif kind is int and not is_int:
             raise WeightlabError(f"{where}: option '{option_key(f)}' must be an integer, got {value!r}")
-        if text.startswith("float") and not isinstance(value, (int, float)):
+        elif kind is float and not isinstance(value, float):
             raise WeightlabError(f"{where}: option '{option_key(f)}' must be a number, got {value!r}")
+        elif kind is str and not isinstance(value, str):
+            value = str(value)
         minimum = f.metadata.get("minimum")
         if minimum is not None and isinstance(value, (int, float)) and value < minimum:
             raise WeightlabError(f"{where}: option '{option_key(f)}' must be >= {minimum}, got {value}")
@@ -265,8 +278,7 @@ def add_option_flags(parser, registries_or_classes, *, skip: tuple[str, ...] = (
     owners = {}
     for flag, slot in seen.items():
         f = slot["field"]
-        text = str(slot["hint"])
-        kind = int if text.startswith("int") else float if text.startswith("float") else str
+        kind = value_kind(slot["hint"]) or str
         dest = "opt_" + flag.replace("-", "_")
         parser.add_argument(
             f"--{flag}",
