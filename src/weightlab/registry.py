@@ -280,13 +280,16 @@ def add_option_flags(parser, registries_or_classes, *, skip: tuple[str, ...] = (
         f = slot["field"]
         kind = value_kind(slot["hint"]) or str
         dest = "opt_" + flag.replace("-", "_")
+        text = f.metadata.get("help", "")
+        default = "" if "default" in text else f"; default {_show(f)}"
         parser.add_argument(
             f"--{flag}",
             dest=dest,
             type=kind,
             default=None,
             choices=f.metadata.get("choices"),
-            help=f"{f.metadata.get('help', '')} ({', '.join(slot['methods'])}; default {_show(f)})",
+            metavar=None if f.metadata.get("choices") else flag.replace("-", "_").upper(),
+            help=f"{text} ({', '.join(slot['methods'])}{default})",
         )
         owners[dest] = (option_key(f), slot["methods"])
     return owners
