@@ -71,9 +71,10 @@ def _json_default(o: Any) -> Any:
 def save_tensors(
     path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
 ) -> None:
-    """Write a safetensors file atomically (shared storage is cloned, tensors made contiguous)."""
+    """Write a safetensors file atomically (tensors brought to the CPU and made contiguous; shared
+    storage is cloned)."""
     clean = {
-        k: v.detach().contiguous().clone() if _shares_storage(v, tensors) else v.detach().contiguous()
+        k: v.detach().cpu().contiguous().clone() if _shares_storage(v, tensors) else v.detach().cpu().contiguous()
         for k, v in tensors.items()
     }
     with atomic_path(path) as tmp:

@@ -27,6 +27,7 @@ from weightlab.incremental.model import TaskModel
 from weightlab.incremental.sequence import learn_sequence
 from weightlab.io import read_json, write_json, write_text
 from weightlab.models import get_family
+from weightlab.parallel import Backend, run_jobs
 from weightlab.recast.pipeline import recast_base
 
 
@@ -39,12 +40,22 @@ def build_bases(
     seed: int = 0,
     pretrained: bool = True,
     model_kwargs: dict | None = None,
+    device: str | None = None,
 ):
-    """(plain pretrained model, RECAST base reconstructed in closed form or None)."""
+    """(plain pretrained model, RECAST base reconstructed in closed form (on ``device``) or None); both
+    on the CPU, where a task model copies them from. The model is created under ``seed``."""
+    import torch
+
     from weightlab.models import create_model
 
-    plain = create_model(model_name, pretrained=pretrained and weights is None, weights=weights, **(model_kwargs or {}))
-    return plain, (recast_base(plain, recast_overrides, seed=seed) if need_recast else None)
+    # seeded here: a model that is not pretrained (or keeps a fresh head) is the same in every process and
+    # on every resume, whatever ran before
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        plain = create_model(
+            model_name, pretrained=pretrained and weights is None, weights=weights, **(model_kwargs or {})
+        )
+    return plain, (recast_base(plain, recast_overrides, seed=seed, device=device) if need_recast else None)
 
 
 def run_sequence(
@@ -57,6 +68,69 @@ def run_sequence(
     record = learn_sequence(tm, tasks, cfg, seed=seed, progress=progress).record(spec.name, seed)
     record["wall_s"] = time.perf_counter() - start
     return record, tm
+
+
+_CACHE: dict = {}  # per process: the tasks and bases of the suite being run (a worker runs many jobs)
+
+
+def _tasks(suite: Suite, data_root) -> list:
+    key = ("tasks", suite.sequence, repr(suite.sizes), str(data_root))
+    if key not in _CACHE:
+        _CACHE.clear()
+        _CACHE[key] = build_sequence(suite.sequence, data_root, suite.sizes)
+    return _CACHE[key]
+
+
+def suite_run(
+    suite: Suite,
+    label: str | None,
+    method: str,
+    overrides: dict,
+    seed: int,
+    data_root=None,
+    device: str | None = None,
+    precision: str = "fp32",
+    progress: bool = False,
+) -> dict:
+    """One (method, seed) run of a suite: its run record (with ``model_family``). The job every backend
+    runs (see :mod:`weightlab.parallel`): it depends on its arguments only, so a run gives the same
+    record in this process, in a worker process or on a Ray node."""
+    tasks = _tasks(suite, data_root)
+    cfg = replace(suite.adapt_config(), device=device or "cpu", precision=precision)
+    baseline = is_baseline(method)
+    spec = None if baseline else parse_method(method)
+    rover = {**suite.recast, **overrides}
+    recast = spec is not None and spec.recast
+    key = (
+        "base",
+        suite.model,
+        suite.weights,
+        suite.pretrained,
+        repr(sorted(suite.model_kwargs.items())),
+        repr(sorted(rover.items())) if recast else "plain",
+        str(device),
+    )
+    if key not in _CACHE:
+        plain, rbase = build_bases(
+            suite.model,
+            suite.weights,
+            rover,
+            need_recast=recast,
+            pretrained=suite.pretrained,
+            model_kwargs=suite.model_kwargs,
+            device=device,
+        )
+        _CACHE[key] = rbase if recast else plain
+    base = _CACHE[key]
+    if baseline:
+        record = run_baseline(base, method, tasks, cfg, seed=seed, progress=progress)
+    else:
+        record, _ = run_sequence(base, method, tasks, cfg, seed=seed, bn=suite.bn, progress=progress)
+    if label:
+        record["label"] = label
+        record["recast_overrides"] = rover if recast else None
+    record["model_family"] = base.weightlab_cfg.family
+    return record
 
 
 def method_label(method: str) -> str:
@@ -81,9 +155,14 @@ def run_suite(
     methods: list[str] | None = None,
     seeds: tuple[int, ...] | None = None,
     command: str | None = None,
+    device: str | None = None,
+    precision: str = "fp32",
+    backend: Backend | None = None,
 ) -> dict:
     """Run (or resume) a suite; writes results.json, results.md and plots into ``out``, with
-    ``command`` (how it was started) recorded from the first write on."""
+    ``command`` (how it was started) recorded from the first write on. Runs train on ``device``
+    (default CPU) in ``precision``, spread over ``backend`` (default: serial, in this process); each
+    finished run is appended at once, so a stopped suite resumes with the runs it is missing."""
     from weightlab.machine import machine
 
     out = Path(out)
@@ -101,38 +180,30 @@ def run_suite(
     if command:
         payload["command"] = command
     done = {_run_key(r) for r in payload["runs"]}
-    tasks = build_sequence(suite.sequence, data_root, suite.sizes)
+    tasks = _tasks(suite, data_root)
     payload["tasks"] = [t.summary() for t in tasks]
-    cfg = suite.adapt_config()
+    cfg = replace(suite.adapt_config(), device=device or "cpu", precision=precision)
     payload["adapt_config"] = cfg.to_dict()
     jobs = [(p.label, p.method, p.recast) for p in suite.points] or [(None, m, {}) for m in suite.methods]
+    order = {((j[0] or method_label(j[1])), s): n for n, (j, s) in enumerate((j, s) for j in jobs for s in suite.seeds)}
     todo = [(j, s) for j in jobs for s in suite.seeds if ((j[0] or method_label(j[1])), s) not in done]
-    bases: dict[str, tuple] = {}
-    for (label, method, overrides), seed in tqdm(todo, desc=suite.name, disable=not progress):
-        baseline = is_baseline(method)
-        spec = None if baseline else parse_method(method)
-        rover = {**suite.recast, **overrides}
-        key = repr(sorted(rover.items())) if spec is not None and spec.recast else "plain"
-        if key not in bases:
-            plain, rbase = build_bases(
-                suite.model,
-                suite.weights,
-                rover,
-                need_recast=key != "plain",
-                pretrained=suite.pretrained,
-                model_kwargs=suite.model_kwargs,
-            )
-            bases[key] = plain if key == "plain" else rbase
-            payload["model_family"] = plain.weightlab_cfg.family
-        if baseline:
-            record = run_baseline(bases[key], method, tasks, cfg, seed=seed, progress=progress)
-        else:
-            record, _ = run_sequence(bases[key], method, tasks, cfg, seed=seed, bn=suite.bn, progress=progress)
-        if label:
-            record["label"] = label
-            record["recast_overrides"] = rover if key != "plain" else None
+    backend = (backend or Backend()).resolved()
+    payload.setdefault("backends", []).append(dict(backend.to_dict(), device=cfg.device, precision=cfg.precision))
+    bar = tqdm(total=len(todo), desc=suite.name, disable=not progress)
+    work = [
+        (suite, label, method, overrides, seed, data_root, device, precision, progress and backend.kind == "serial")
+        for (label, method, overrides), seed in todo
+    ]
+    for _, record in run_jobs(suite_run, work, backend):
+        if payload.get("model_family") is None:
+            payload["model_family"] = record.pop("model_family")
+        record.pop("model_family", None)
         payload["runs"].append(record)
+        # the runs in the suite's order, whatever order the workers finish in (runs from elsewhere last)
+        payload["runs"].sort(key=lambda r: order.get(_run_key(r), len(order)))
         write_json(path, payload)
+        bar.update()
+    bar.close()
     return write_report(payload, out)
 
 

@@ -49,7 +49,7 @@ def _sizes(train, test) -> SplitSizes:
     return SplitSizes(train=train, val=0, test=test)
 
 
-def _base_model(suite: KnowSuite, out: Path, source, progress: bool):
+def _base_model(suite: KnowSuite, out: Path, source, progress: bool, device: str | None = None):
     torch.manual_seed(0)  # the initialisation of a model pretrained here does not depend on earlier work
     model = create_model(
         suite.model,
@@ -73,13 +73,22 @@ def _base_model(suite: KnowSuite, out: Path, source, progress: bool):
                 batch_size=64,
                 seed=0,
                 progress=progress,
+                device=device,
             )
         save_tensors(path, model.state_dict())
     return model
 
 
-def prepare(suite: KnowSuite, out: Path, progress: bool = True, data_root: Path | None = None) -> dict:
-    """Steps 1-4: base, trajectory, predictions, incremental baseline (each skipped when present).
+def prepare(
+    suite: KnowSuite,
+    out: Path,
+    progress: bool = True,
+    data_root: Path | None = None,
+    device: str | None = None,
+    precision: str = "fp32",
+) -> dict:
+    """Steps 1-4: base, trajectory, predictions, incremental baseline (each skipped when present); the
+    training steps run on ``device`` (default CPU) in ``precision``.
 
     ``prepare.json`` in ``out`` keeps what each step measured when it actually ran (wall seconds,
     accuracies), so a resumed suite still reports the cost of the work done before the interruption."""
@@ -95,9 +104,9 @@ def prepare(suite: KnowSuite, out: Path, progress: bool = True, data_root: Path 
 
     source = build_task(suite.source, data_root, sizes=_sizes(suite.source_train, suite.eval_size))
     if (out / "base.safetensors").is_file():
-        model = _base_model(suite, out, source, progress)
+        model = _base_model(suite, out, source, progress, device)
     else:
-        model = timed("base", lambda: _base_model(suite, out, source, progress))
+        model = timed("base", lambda: _base_model(suite, out, source, progress, device))
     base_acc = evaluate_accuracy(model, source.test.batches(256, model.weightlab_cfg))
     forget = lambda: run_forgetting(
         model,
@@ -107,6 +116,8 @@ def prepare(suite: KnowSuite, out: Path, progress: bool = True, data_root: Path 
         eval_data=source.test,
         data_info=source.summary(),
         progress=progress,
+        device=device,
+        precision=precision,
     )
     manifest = out / "trajectory" / MANIFEST
     done = read_json(manifest).get("completed_stages", 0) if manifest.is_file() else 0
@@ -137,7 +148,9 @@ def prepare(suite: KnowSuite, out: Path, progress: bool = True, data_root: Path 
         def incremental():
             torch.manual_seed(0)
             fresh = create_model(suite.model, num_classes=model.weightlab_cfg.num_classes, **suite.model_kwargs)
-            state = incremental_pretraining(fresh, source.train, suite.forget, progress=progress)
+            state = incremental_pretraining(
+                fresh, source.train, suite.forget, progress=progress, device=device, precision=precision
+            )
             save_tensors(out / "incremental.safetensors", state)
             log["incremental_accuracy"] = evaluate_accuracy(fresh, source.test.batches(256, fresh.weightlab_cfg))
 
@@ -168,7 +181,14 @@ def run_suite(
     seeds: tuple[int, ...] | None = None,
     transfer_cfg: TransferConfig | None = None,
     data_root: Path | None = None,
+    device: str | None = None,
+    precision: str = "fp32",
+    backend=None,
 ) -> dict:
+    """Run (or resume) a KNOW suite into ``out_dir``: prepare (base, trajectory, predictions), then every
+    transfer row with every seed, each run appended to results.json as it finishes (the runs spread over
+    ``backend``, a :class:`weightlab.parallel.Backend`; default serial). Training runs on ``device``
+    (default CPU) in ``precision``."""
     suite = name if isinstance(name, KnowSuite) else get_suite(name)
     name = suite.name
     if seeds:
@@ -184,14 +204,16 @@ def run_suite(
             raise WeightlabError(f"{results_path}: made with another suite configuration; use a new output folder")
     else:
         results = {"suite": record, "description": suite.description, "machine": machine(), "runs": []}
-    results["prepare"] = prepare(suite, out, progress, data_root)
+    results["prepare"] = prepare(suite, out, progress, data_root, device, precision)
     results["prepare_seconds"] = round(sum(results["prepare"]["seconds"].values()), 1)
     write_json(results_path, results)
     target = build_task(suite.target, data_root, sizes=_sizes(suite.target_train, suite.target_test))
     model_cfg = results["prepare"]["model"]
     done = {(r["row"], r["seed"]) for r in results["runs"]}
+    table_rows = rows(suite, out)
+    order = {(row[0], seed): n for n, (row, seed) in enumerate((r, s) for r in table_rows for s in suite.seeds)}
     for record in run_transfers(
-        rows(suite, out),
+        table_rows,
         model_cfg,
         target.train,
         target.test,
@@ -199,8 +221,13 @@ def run_suite(
         suite.seeds,
         done=done,
         progress=progress,
+        device=device,
+        precision=precision,
+        backend=backend,
     ):
         results["runs"].append(record)
+        # in the table's order (rows, then seeds), whatever order the workers finish in
+        results["runs"].sort(key=lambda r: order.get((r["row"], r["seed"]), len(order)))
         write_json(results_path, results)
     results["target"] = target.summary()
     write_json(results_path, results)

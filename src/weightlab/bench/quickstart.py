@@ -16,7 +16,7 @@ from pathlib import Path
 
 from weightlab import paths
 from weightlab.data import SplitSizes, build_sequence, load_dataset
-from weightlab.engine import fit_classifier
+from weightlab.engine import fit_classifier, place
 from weightlab.errors import WeightlabError
 from weightlab.incremental import AdaptConfig
 from weightlab.io import write_json, write_text
@@ -27,7 +27,13 @@ from weightlab.recast.pipeline import recast_base, run_mimicry
 from weightlab.recast.report import format_table, summary_rows
 
 
-def run_quickstart(data_root: Path | None = None, out: Path | None = None, seed: int = 0, progress: bool = True) -> int:
+def run_quickstart(
+    data_root: Path | None = None,
+    out: Path | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    device: str | None = None,
+) -> int:
     out = Path(out or "runs/quickstart")
     t0 = time.perf_counter()
     if data_root is not None:
@@ -35,6 +41,7 @@ def run_quickstart(data_root: Path | None = None, out: Path | None = None, seed:
             raise WeightlabError(f"--data-root {data_root}: not a folder")
         print("[1/5] loading the shared pretrained CIFAR-10 ResNet-20 and 2,000 CIFAR-10 JPEG test images")
         model = create_model("resnet20", pretrained=True)
+        place(model, device)
         test = load_dataset("cifar10", "test", data_root, limit=2000, seed=seed)
         source = "shared pretrained CIFAR-10 ResNet-20, 2,000 CIFAR-10 JPEG test images"
         tasks = build_sequence("mnist:0-4,fashion_mnist:0-4", data_root, SplitSizes(500, 200, 1000))
@@ -43,12 +50,20 @@ def run_quickstart(data_root: Path | None = None, out: Path | None = None, seed:
         train, test = load_dataset("digits", "train"), load_dataset("digits", "test")
         print(f"[1/5] training ResNet-20 on scikit-learn digits ({len(train)} images, 6 epochs)")
         fit_classifier(
-            model, train, model.weightlab_cfg, epochs=6, lr=2e-3, batch_size=64, seed=seed, progress=progress
+            model,
+            train,
+            model.weightlab_cfg,
+            epochs=6,
+            lr=2e-3,
+            batch_size=64,
+            seed=seed,
+            progress=progress,
+            device=device,
         )
         source = "ResNet-20 trained here on scikit-learn digits (1,437 train / 360 test)"
         tasks = build_sequence("digits:0-4,digits:5-9", None, SplitSizes(None, 100, None))
     config = preset("cifar-resnet", templates=2, layers_per_group=2, coef_sets=2)
-    adapt = AdaptConfig(epochs=8)
+    adapt = AdaptConfig(epochs=8, device=device or "cpu")
     runs = {}
     for step, (method, mcfg) in enumerate(
         (
@@ -72,6 +87,7 @@ def run_quickstart(data_root: Path | None = None, out: Path | None = None, seed:
             seed=seed,
             progress=progress,
             stem=method,
+            device=device,
         )
         runs[method] = report
         print(format_table(summary_rows(report)))
@@ -109,7 +125,7 @@ def run_quickstart(data_root: Path | None = None, out: Path | None = None, seed:
         f"[4/5] task-incremental learning on {', '.join(t.name for t in tasks)}: head only vs RECAST "
         f"coefficients + head ({adapt.epochs} epochs per task, epoch chosen on validation)"
     )
-    summary["incremental"] = _incremental(model, tasks, adapt, seed, progress)
+    summary["incremental"] = _incremental(model, tasks, adapt, seed, progress, device)
     summary["seconds"] = time.perf_counter() - t0
     write_json(out / "quickstart.json", summary)
     lines += [
@@ -131,7 +147,7 @@ def run_quickstart(data_root: Path | None = None, out: Path | None = None, seed:
             + f"; zero forgetting: "
             f"{'yes' if r['zero_forgetting'] else 'NO'}"
         )
-    summary["know"] = _know(out / "know", data_root, seed, progress)
+    summary["know"] = _know(out / "know", data_root, seed, progress, device)
     summary["seconds"] = time.perf_counter() - t0
     write_json(out / "quickstart.json", summary)
     lines += [
@@ -145,7 +161,7 @@ def run_quickstart(data_root: Path | None = None, out: Path | None = None, seed:
     return 0
 
 
-def _know(out: Path, data_root: Path | None, seed: int, progress: bool) -> dict:
+def _know(out: Path, data_root: Path | None, seed: int, progress: bool, device: str | None = None) -> dict:
     """KNOW end to end on a small CNN: pretrain, forget (r=0.5, S=5), predict x2 and x8, transfer."""
     from dataclasses import replace
 
@@ -176,7 +192,7 @@ def _know(out: Path, data_root: Path | None, seed: int, progress: bool) -> dict:
     import shutil
 
     shutil.rmtree(out, ignore_errors=True)  # the quickstart's own output: start afresh every time
-    results = run_suite(suite, out, progress=progress, data_root=data_root)
+    results = run_suite(suite, out, progress=progress, data_root=data_root, device=device)
     table = summarize(results)
     for r in table:
         gain = "" if r["row"] == "naive" else f" ({r['gain']:+.2f})"
@@ -184,10 +200,13 @@ def _know(out: Path, data_root: Path | None, seed: int, progress: bool) -> dict:
     return {r["row"]: {"accuracy": r["mean"], "gain": r["gain"]} for r in table}
 
 
-def _incremental(model, tasks, adapt: AdaptConfig, seed: int, progress: bool) -> dict:
+def _incremental(model, tasks, adapt: AdaptConfig, seed: int, progress: bool, device: str | None = None) -> dict:
     from weightlab.bench.incremental import run_sequence
 
-    bases = {"head": model, "recast": recast_base(model, dict(templates="auto", layers_per_group=2), seed=seed)}
+    bases = {
+        "head": model,
+        "recast": recast_base(model, dict(templates="auto", layers_per_group=2), seed=seed, device=device),
+    }
     out = {}
     for name, base in bases.items():
         record, _ = run_sequence(base, name, tasks, adapt, seed=seed, progress=progress)

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from weightlab.cli.common import add_common, seed_everything
+from weightlab.cli.common import add_common, add_runtime, apply_runtime, seed_everything
 from weightlab.errors import WeightlabError
 
 
@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument("--data-root", type=Path, default=None, help="shared data folder (MNIST, CIFAR-10 JPEG ...)")
     add_common(q)
+    add_runtime(q, precision=False)
 
     rc = sub.add_parser("recast", help="RECAST: template banks, Neural Mimicry").add_subparsers(
         dest="recast_command", required=True
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--eval-limit", type=int, default=None, help="evaluate on a seeded random subset of this size")
     add_common(m)
+    add_runtime(m, precision=False)
     from weightlab.cli.incremental import add_parsers
     from weightlab.cli.know import add_parsers as add_know_parsers
 
@@ -100,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_recast_mimic(args: argparse.Namespace) -> int:
     from weightlab.data import load_dataset
+    from weightlab.engine import place
     from weightlab.models import create_model, get_family
     from weightlab.recast.config import preset, preset_for_family
     from weightlab.recast.mimicry import MimicryConfig
@@ -107,6 +110,7 @@ def cmd_recast_mimic(args: argparse.Namespace) -> int:
     from weightlab.recast.report import format_table, summary_rows
 
     model = create_model(args.model, pretrained=not args.no_pretrained and args.weights is None, weights=args.weights)
+    place(model, args.device)
     family = get_family(model.weightlab_cfg)
     name = args.preset or preset_for_family(family)
     overrides = dict(
@@ -148,6 +152,7 @@ def cmd_recast_mimic(args: argparse.Namespace) -> int:
         test_data=test,
         seed=args.seed,
         progress=not args.no_progress,
+        device=args.device,
     )
     print(format_table(summary_rows(report)))
     if args.out:
@@ -161,10 +166,17 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded by commands that write how a result was made
     try:
         seed_everything(args.seed)
+        apply_runtime(args)
         if args.command == "quickstart":
             from weightlab.bench.quickstart import run_quickstart
 
-            return run_quickstart(data_root=args.data_root, out=args.out, seed=args.seed, progress=not args.no_progress)
+            return run_quickstart(
+                data_root=args.data_root,
+                out=args.out,
+                seed=args.seed,
+                progress=not args.no_progress,
+                device=args.device,
+            )
         if args.command == "recast" and args.recast_command == "mimic":
             return cmd_recast_mimic(args)
         if args.command == "recast":

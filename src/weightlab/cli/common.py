@@ -14,6 +14,69 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+def add_runtime(p: argparse.ArgumentParser, precision: bool = True) -> None:
+    """``--device`` (and ``--precision``, ``--deterministic``) for the commands that train or evaluate."""
+    from weightlab.engine import DEVICE_HELP, PRECISIONS
+
+    p.add_argument("--device", default="auto", help=f"where to train and evaluate: {DEVICE_HELP} (default auto)")
+    if precision:
+        p.add_argument(
+            "--precision",
+            choices=PRECISIONS,
+            default="fp32",
+            help="fp32, or mixed precision: bf16 / fp16 autocast (fp16 with gradient scaling); default fp32",
+        )
+    p.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="deterministic kernels where PyTorch has them (slower on a GPU; the CPU is deterministic already)",
+    )
+
+
+def apply_runtime(args: argparse.Namespace) -> None:
+    """Resolve ``--device`` once (``auto`` becomes the device it picks; a missing GPU is one error line)
+    and switch deterministic kernels on when asked."""
+    from weightlab.engine import resolve_device, set_deterministic
+
+    if getattr(args, "device", None) is not None and hasattr(args, "deterministic"):
+        args.device = str(resolve_device(args.device))
+        if args.deterministic:
+            set_deterministic(True)
+
+
+def add_backend_flags(p, default: str = "serial", threads: bool = True) -> None:
+    """``--backend``, ``--workers``, ``--address``, ``--gpus-per-run``, ``--threads`` for a command."""
+    from weightlab.parallel import BACKENDS
+
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=default,
+        help="where the runs go: serial (this process), processes, ray (a local Ray runtime, or the cluster "
+        f"at --address), auto (Ray when installed, else processes); default {default}",
+    )
+    p.add_argument("--workers", type=int, default=2, help="parallel runs for processes / a local Ray (default 2)")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: start a local runtime)")
+    p.add_argument(
+        "--gpus-per-run", type=float, default=0.0, help="Ray num_gpus per run; fractions share a GPU (default 0)"
+    )
+    if not threads:
+        return
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per run (default: 1 per worker; unchanged when serial). Results are identical "
+        "across backends for the same threads",
+    )
+
+
+def backend_from_args(args):
+    from weightlab.parallel import Backend
+
+    return Backend(args.backend, args.workers, args.address, args.gpus_per_run, getattr(args, "threads", None))
+
+
 def seed_everything(seed: int) -> None:
     import numpy as np
     import torch

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from weightlab.cli.common import add_common, command_line, progress
+from weightlab.cli.common import add_backend_flags, add_common, add_runtime, backend_from_args, command_line, progress
 from weightlab.errors import WeightlabError
 
 
@@ -60,6 +60,7 @@ def add_parsers(rc) -> None:
     _sizes(a)
     a.add_argument("--data-root", type=Path, default=None)
     add_common(a)
+    add_runtime(a)
 
     e = rc.add_parser(
         "evaluate",
@@ -77,6 +78,7 @@ def add_parsers(rc) -> None:
     )
     e.add_argument("--data-root", type=Path, default=None)
     add_common(e)
+    add_runtime(e)
 
     b = rc.add_parser("bench", help="run a benchmark suite (JSON, Markdown table, PNG plots; resumable)")
     b.add_argument("--suite", required=True, choices=sorted(SUITES))
@@ -97,6 +99,8 @@ def add_parsers(rc) -> None:
     )
     b.add_argument("--data-root", type=Path, default=None)
     add_common(b)
+    add_runtime(b)
+    add_backend_flags(b)
 
 
 def _sizes(p) -> None:
@@ -129,6 +133,8 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         clip_norm=args.clip or None,
         select=args.select,
+        device=args.device,
+        precision=args.precision,
     )
     sizes = SplitSizes(args.train_size, args.val_size, args.test_size)
     tasks = build_sequence(args.tasks, args.data_root, sizes)
@@ -148,6 +154,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
             need_recast=spec.recast,
             seed=args.seed,
             pretrained=not args.no_pretrained,
+            device=args.device,
         )
         base = rbase if spec.recast else plain
         save_base(base, base_dir)
@@ -181,6 +188,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from weightlab.data.tasks import SplitSizes, build_task
+    from weightlab.engine import place
     from weightlab.incremental import load_task_model
     from weightlab.incremental.artifact import read_task_meta
     from weightlab.incremental.learner import accuracy
@@ -189,6 +197,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not task_dirs:
         raise WeightlabError(f"no task artifacts given and none under {args.base.parent / 'tasks'}")
     tm = load_task_model(args.base, task_dirs, seed=args.seed)
+    place(tm, args.device)
     print("| task | method | test acc now | when learnt | trainable / task | KiB / task |\n|---|---|---|---|---|---|")
     for d in task_dirs:
         meta = read_task_meta(d)
@@ -196,7 +205,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if not data:
             raise WeightlabError(f"{d}: the artifact does not record its data split; cannot re-test it")
         task = build_task(data["spec"], args.data_root, SplitSizes(**data["sizes"]), data["data_seed"])
-        acc = accuracy(tm, meta["name"], task.test)
+        acc = accuracy(tm, meta["name"], task.test, precision=args.precision)
         c = meta["counts"]
         print(
             f"| {meta['name']} | {meta['method']['name']} | {acc:.2f} "
@@ -231,6 +240,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         methods=args.methods.split(",") if args.methods else None,
         seeds=tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None,
         command=command_line(args),
+        device=args.device,
+        precision=args.precision,
+        backend=backend_from_args(args),
     )
     print((Path(out) / "results.md").read_text())
     # per-task methods must not forget; continual-learning baselines share a model and may

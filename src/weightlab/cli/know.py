@@ -6,8 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
+from weightlab.cli.common import add_backend_flags, add_runtime, backend_from_args, command_line, progress
 from weightlab.cli.common import add_common as common
-from weightlab.cli.common import command_line, progress
 from weightlab.errors import WeightlabError
 
 _PREDICT_FLAGS: dict = {}  # the predictor-option flags of 'know predict', made from the options dataclasses
@@ -54,6 +54,7 @@ def add_parsers(sub) -> None:
     )
     f.add_argument("--data-root", type=Path, default=None)
     common(f)
+    add_runtime(f)
 
     p = kn.add_parser(
         "predict",
@@ -99,6 +100,8 @@ def add_parsers(sub) -> None:
     t.add_argument("--seeds", default="42", help="comma-separated seeds (default 42)")
     t.add_argument("--data-root", type=Path, default=None)
     common(t)
+    add_runtime(t)
+    add_backend_flags(t)
 
     meta = kn.add_parser(
         "meta", help="KNOWN meta-training: collect trajectories, train the hypermodels"
@@ -115,11 +118,10 @@ def add_parsers(sub) -> None:
     mc.add_argument("--archs", default=None, help="comma-separated architectures (default: all)")
     mc.add_argument("--datasets", default="digits", help="comma-separated data sets (default digits)")
     mc.add_argument("--train-size", type=int, default=2000, help="D⁰ samples per run")
-    mc.add_argument("--backend", default="auto", help="auto, ray, processes or serial (default auto)")
-    mc.add_argument("--workers", type=int, default=2)
-    mc.add_argument("--address", default=None, help="Ray cluster address (default: a local runtime)")
+    add_backend_flags(mc, default="auto", threads=False)  # every run uses one thread
     mc.add_argument("--data-root", type=Path, default=None)
     common(mc)
+    add_runtime(mc, precision=False)
     mt = meta.add_parser("train", help="train KNOWN_{Conv,FC,Bias} on a meta-dataset, whole runs held out")
     mt.add_argument("--data", type=Path, required=True, help="folder written by 'know meta collect'")
     mt.add_argument("--epochs", type=int, default=20)
@@ -149,6 +151,7 @@ def add_parsers(sub) -> None:
         "the residual scaled back; raw: the values as they are",
     )
     common(mt)
+    add_runtime(mt, precision=False)
 
     b = kn.add_parser(
         "bench",
@@ -159,6 +162,8 @@ def add_parsers(sub) -> None:
     b.add_argument("--suite", required=True, choices=sorted(SUITES))
     b.add_argument("--seeds", default=None, help="comma-separated seeds (default: the suite's)")
     common(b)
+    add_runtime(b)
+    add_backend_flags(b)
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
@@ -195,7 +200,15 @@ def cmd_forget(args: argparse.Namespace) -> int:
         full_data_pass=args.full_data_pass,
     )
     traj = run_forgetting(
-        model, task.train, args.out, cfg, eval_data=task.test, data_info=task.summary(), progress=progress(args)
+        model,
+        task.train,
+        args.out,
+        cfg,
+        eval_data=task.test,
+        data_info=task.summary(),
+        progress=progress(args),
+        device=args.device,
+        precision=args.precision,
     )
     print("| stage | samples | test accuracy |\n|---|---|---|")
     for s in traj.meta["stages"]:
@@ -285,6 +298,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     )
     rows = [("naive", "Naive transfer", 0, args.trajectory / stage_file(0))]
     rows += [(f.stem, f.stem, 1, f) for f in _weight_files(args.predictions)]
+    order = {(row[0], seed): n for n, (row, seed) in enumerate((r, s) for r in rows for s in seeds)}
     results = {
         "machine": machine(),
         "trajectory": str(args.trajectory),
@@ -293,9 +307,20 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         "runs": [],
     }
     for record in run_transfers(
-        rows, traj.meta["model"], task.train, task.test, cfg, seeds, progress=False, per_run_progress=progress(args)
+        rows,
+        traj.meta["model"],
+        task.train,
+        task.test,
+        cfg,
+        seeds,
+        progress=False,
+        per_run_progress=progress(args),
+        device=args.device,
+        precision=args.precision,
+        backend=backend_from_args(args),
     ):
         results["runs"].append(record)
+        results["runs"].sort(key=lambda r: order[(r["row"], r["seed"])])  # rows, then seeds
         write_json(args.out / "transfer.json", results)
     lines = ["| weights | seeds | accuracy | gain vs naive |", "|---|---|---|---|"]
     for r in summarize(results):
@@ -318,7 +343,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
     except ValueError:
         raise WeightlabError(f"--seeds must be comma-separated integers, got '{args.seeds}'") from None
-    run_suite(args.suite, out, progress=progress(args), seeds=seeds)
+    run_suite(
+        args.suite,
+        out,
+        progress=progress(args),
+        seeds=seeds,
+        device=args.device,
+        precision=args.precision,
+        backend=backend_from_args(args),
+    )
     print((out / "results.md").read_text())
     return 0
 
@@ -346,6 +379,8 @@ def cmd_meta(args: argparse.Namespace) -> int:
             data_root=str(args.data_root) if args.data_root else None,
             command=command_line(args),
             progress=progress(args),
+            device=args.device,
+            gpus_per_job=args.gpus_per_run,
         )
         rows = sum(sum(r["rows"].values()) for r in m["runs"])
         size = sum(r["bytes"] for r in m["runs"])
@@ -378,6 +413,7 @@ def cmd_meta(args: argparse.Namespace) -> int:
         max_rows_per_run=args.max_rows_per_run,
         command=command_line(args),
         progress=progress(args),
+        device=args.device,
     )
     for key, title in (
         ("val_l1", "held-out runs of the training distribution"),

@@ -7,29 +7,43 @@ optimiser, clips, evaluates top-1 and moves batches here.
 >>> loss = train_epoch(model, data.batches(64, cfg, shuffle=True, seed=0), opt, clip_norm=1.0)
 >>> acc = evaluate_accuracy(model, data.batches(256, cfg))
 
-Every function takes a ``device`` (default CPU); batches are moved there and nothing else in the
-library calls ``.to(device)`` on its own.
+Every function takes a ``device`` (default: where the model is; ``"auto"``: CUDA, then MPS, then the
+CPU) and a ``precision`` (``fp32``, ``bf16`` or ``fp16``: autocast, with a gradient scaler for fp16).
+Models move with :func:`place`, batches with :func:`to_device`; nothing else in the library changes a
+tensor's device on its own.
 """
 
 from weightlab.engine.loop import (
+    DEVICE_HELP,
     OPTIMIZERS,
+    PRECISIONS,
+    Precision,
     correct_count,
     evaluate_accuracy,
     fit_classifier,
     make_optimizer,
+    module_device,
+    place,
     resolve_device,
+    set_deterministic,
     tensor_batches,
     to_device,
     train_epoch,
 )
 
 __all__ = [
+    "DEVICE_HELP",
     "OPTIMIZERS",
+    "PRECISIONS",
+    "Precision",
     "correct_count",
     "evaluate_accuracy",
     "fit_classifier",
     "make_optimizer",
+    "module_device",
+    "place",
     "resolve_device",
+    "set_deterministic",
     "tensor_batches",
     "to_device",
     "train_epoch",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Callable, Iterable, Iterator
 
 import torch
@@ -12,6 +14,8 @@ from tqdm.auto import tqdm
 from weightlab.errors import WeightlabError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+PRECISIONS = ("fp32", "bf16", "fp16")
+DEVICE_HELP = "cpu, cuda, cuda:N, mps or auto (CUDA, then MPS, then CPU)"
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -31,6 +35,80 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise WeightlabError(f"device '{device}' asked for, but this machine has no CUDA GPU")
     return dev
+
+
+def module_device(module: nn.Module) -> torch.device:
+    """The device of a module's first parameter or buffer (the CPU for a module without tensors)."""
+    for t in module.parameters():
+        return t.device
+    for t in module.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+def place(module: nn.Module, device: str | torch.device | None) -> torch.device:
+    """Move ``module`` (in place) to ``device`` (``None``: leave it where it is); returns the device.
+    The one place in the library where a model changes device."""
+    if device is None:
+        return module_device(module)
+    dev = resolve_device(device)
+    if module_device(module) != dev:
+        module.to(dev)
+    return dev
+
+
+def set_deterministic(on: bool = True) -> None:
+    """Deterministic kernels where PyTorch has them (CUDA: cuBLAS workspace, cuDNN without autotuning);
+    operations without a deterministic implementation warn instead of failing."""
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(on, warn_only=True)
+    torch.backends.cudnn.deterministic = on
+    torch.backends.cudnn.benchmark = not on
+
+
+class Precision:
+    """Mixed precision for one training run: ``fp32`` (off), ``bf16`` (autocast) or ``fp16`` (autocast
+    and a gradient scaler, kept across epochs). ``device`` decides the autocast device type."""
+
+    def __init__(self, kind: str = "fp32", device: str | torch.device | None = None):
+        if isinstance(kind, Precision):
+            kind = kind.kind
+        if kind not in PRECISIONS:
+            raise WeightlabError(f"unknown precision '{kind}' (use one of {', '.join(PRECISIONS)})")
+        self.kind = kind
+        self.device = resolve_device(device)
+        self.dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[kind]
+        self.scaler = torch.amp.GradScaler(self.device.type) if kind == "fp16" else None
+
+    @classmethod
+    def of(cls, precision: Precision | str | None, device: str | torch.device | None) -> Precision:
+        """``precision`` itself when it already is one, else a new one for ``device``."""
+        if isinstance(precision, Precision):
+            return precision
+        return cls(precision or "fp32", device)
+
+    def autocast(self):
+        """The context a forward pass (and its loss) runs in."""
+        if self.kind == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def unscale(self, opt: torch.optim.Optimizer) -> None:
+        """Gradients back to their true scale (before hooks and clipping read them)."""
+        if self.scaler is not None:
+            self.scaler.unscale_(opt)
+
+    def step(self, opt: torch.optim.Optimizer) -> None:
+        """The optimiser step (skipped by the scaler when fp16 gradients overflowed)."""
+        if self.scaler is None:
+            opt.step()
+        else:
+            self.scaler.step(opt)
+            self.scaler.update()
 
 
 def to_device(batches: Iterable[Batch], device: torch.device | str | None) -> Iterator[Batch]:
@@ -69,6 +147,7 @@ def train_epoch(
     train_mode: Callable[[], None] | None = None,
     check_finite: bool = True,
     device: str | torch.device | None = None,
+    precision: Precision | str | None = None,
     desc: str = "training",
     total: int | None = None,
     progress: bool = False,
@@ -77,24 +156,30 @@ def train_epoch(
     clip, optimiser step, ``after_step`` and a per-step ``scheduler``. Returns the mean loss.
 
     ``loss_fn(batch_index, x, y)`` defaults to the cross-entropy of ``model(x)``; ``train_mode``
-    defaults to ``model.train()``. A non-finite loss stops with one :class:`WeightlabError` line
-    (unless ``check_finite`` is False)."""
+    defaults to ``model.train()``. Batches go to ``device`` (default: where the model is); the forward
+    pass runs in ``precision`` (pass one :class:`Precision` for every epoch of a run so that the fp16
+    gradient scale carries over). A non-finite loss stops with one :class:`WeightlabError` line
+    (unless ``check_finite`` is False; fp16 steps whose gradients overflow are skipped by the scaler)."""
+    device = device if device is not None else module_device(model)
+    prec = Precision.of(precision, device)
     (train_mode or model.train)()
     params = clip_params if clip_params is not None else [p for g in opt.param_groups for p in g["params"]]
     total_loss, count = 0.0, 0
     for b, (x, y) in enumerate(
         tqdm(to_device(batches, device), total=total, desc=desc, disable=not progress, leave=False)
     ):
-        loss = loss_fn(b, x, y) if loss_fn is not None else F.cross_entropy(model(x), y)
+        with prec.autocast():
+            loss = loss_fn(b, x, y) if loss_fn is not None else F.cross_entropy(model(x), y)
         if check_finite and not torch.isfinite(loss):
             raise WeightlabError(f"{desc}: the loss became {float(loss)}; lower the learning rate")
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        prec.backward(loss)
+        prec.unscale(opt)
         if after_backward is not None:
             after_backward(b)
         if clip_norm:
             torch.nn.utils.clip_grad_norm_(params, clip_norm)
-        opt.step()
+        prec.step(opt)
         if after_step is not None:
             after_step()
         if scheduler is not None:
@@ -121,11 +206,18 @@ def correct_count(
     logits_fn: Callable[[torch.Tensor], torch.Tensor],
     batches: Iterable[Batch],
     device: str | torch.device | None = None,
+    precision: Precision | str | None = None,
 ) -> tuple[int, int]:
-    """(correct top-1 predictions, samples) of ``logits_fn`` over ``batches``."""
+    """(correct top-1 predictions, samples) of ``logits_fn`` over ``batches`` (moved to ``device``; the
+    forward pass in ``precision``)."""
+    if device is None and isinstance(logits_fn, nn.Module):
+        device = module_device(logits_fn)
+    prec = Precision.of(precision, device)
     correct = seen = 0
     for x, y in to_device(batches, device):
-        correct += int((logits_fn(x).argmax(1) == y).sum())
+        with prec.autocast():
+            logits = logits_fn(x)
+        correct += int((logits.argmax(1) == y).sum())
         seen += len(y)
     return correct, seen
 
@@ -135,14 +227,16 @@ def evaluate_accuracy(
     batches: Iterable[Batch],
     *,
     device: str | torch.device | None = None,
+    precision: Precision | str | None = None,
     restore_mode: bool = False,
 ) -> float:
     """Top-1 accuracy (percent) over ``batches`` of a model (put in eval mode; back in its previous
-    mode with ``restore_mode``) or of any ``logits_fn(x)``."""
+    mode with ``restore_mode``) or of any ``logits_fn(x)``. Batches go to ``device`` (default: where
+    the model is)."""
     was = model.training if isinstance(model, nn.Module) else None
     if isinstance(model, nn.Module):
         model.eval()
-    correct, seen = correct_count(model, batches, device)
+    correct, seen = correct_count(model, batches, device, precision)
     if restore_mode and was is not None:
         model.train(was)
     return 100.0 * correct / max(seen, 1)
@@ -159,9 +253,12 @@ def fit_classifier(
     seed: int = 0,
     progress: bool = True,
     device: str | torch.device | None = None,
+    precision: str = "fp32",
 ) -> list[float]:
-    """Train every trainable parameter with Adam and cross-entropy (pretraining a small model);
-    returns the mean loss per epoch and leaves the model in eval mode."""
+    """Train every trainable parameter with Adam and cross-entropy (pretraining a small model) on
+    ``device``; returns the mean loss per epoch and leaves the model in eval mode (on ``device``)."""
+    dev = place(model, device)
+    prec = Precision(precision, dev)
     torch.manual_seed(seed)
     opt = make_optimizer("adam", [p for p in model.parameters() if p.requires_grad], lr=lr)
     n_batches = (len(data) + batch_size - 1) // batch_size
@@ -171,7 +268,7 @@ def fit_classifier(
             data.batches(batch_size, model_cfg, shuffle=True, seed=seed * 1000 + epoch),
             opt,
             total=n_batches,
-            device=device,
+            precision=prec,
         )
         for epoch in tqdm(range(epochs), desc="training", disable=not progress, leave=False)
     ]

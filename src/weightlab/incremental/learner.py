@@ -16,7 +16,16 @@ from tqdm.auto import tqdm
 from weightlab.data import ImageArrays
 from weightlab.data.arrays import ModelInput
 from weightlab.data.tasks import Task
-from weightlab.engine import OPTIMIZERS, evaluate_accuracy, make_optimizer, train_epoch
+from weightlab.engine import (
+    OPTIMIZERS,
+    PRECISIONS,
+    Precision,
+    evaluate_accuracy,
+    make_optimizer,
+    place,
+    to_device,
+    train_epoch,
+)
 from weightlab.errors import WeightlabError
 from weightlab.incremental.model import TaskModel
 from weightlab.models import get_family
@@ -34,8 +43,12 @@ class AdaptConfig:
     optimizer: str = "adamw"  # adamw | adam | sgd
     select: str = "val"  # val: keep the best validation epoch; last: keep the last
     eval_batch_size: int = 256
+    device: str = "cpu"  # cpu | cuda | cuda:N | mps | auto
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 with a gradient scaler)
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise WeightlabError(f"unknown precision '{self.precision}' (use one of {', '.join(PRECISIONS)})")
         if self.epochs < 1:
             raise WeightlabError(f"epochs must be >= 1, got {self.epochs}")
         if self.optimizer not in OPTIMIZERS:
@@ -66,11 +79,14 @@ class TaskResult:
         return asdict(self)
 
 
-def accuracy(model: TaskModel, task: str, data: ImageArrays, batch_size: int = 256) -> float:
-    """Top-1 (percent) of ``task``'s head on ``data`` (switches the model to ``task``)."""
+def accuracy(
+    model: TaskModel, task: str, data: ImageArrays, batch_size: int = 256, precision: str | Precision = "fp32"
+) -> float:
+    """Top-1 (percent) of ``task``'s head on ``data`` (switches the model to ``task``), on the model's
+    device."""
     if model.current != task:  # while learning a task its live (uncommitted) tensors are evaluated
         model.set_task(task)
-    return evaluate_accuracy(model, data.batches(batch_size, ModelInput.from_cfg(model.model_cfg)))
+    return evaluate_accuracy(model, data.batches(batch_size, ModelInput.from_cfg(model.model_cfg)), precision=precision)
 
 
 def _optimizer(model: TaskModel, cfg: AdaptConfig) -> torch.optim.Optimizer:
@@ -87,15 +103,18 @@ def _optimizer(model: TaskModel, cfg: AdaptConfig) -> torch.optim.Optimizer:
 def learn_task(
     model: TaskModel, task: Task, cfg: AdaptConfig = AdaptConfig(), *, seed: int = 0, progress: bool = True
 ) -> TaskResult:
-    """Learn ``task``: a new head plus the method's task tensors, every shared tensor frozen."""
+    """Learn ``task``: a new head plus the method's task tensors, every shared tensor frozen. The model
+    moves to ``cfg.device`` and stays there."""
     start = time.perf_counter()
+    dev = place(model, cfg.device)
+    prec = Precision(cfg.precision, dev)
     transform = ModelInput.from_cfg(model.model_cfg)
     bs = cfg.batch_for(model.model_cfg)
     model.new_task(task.name, task.classes, seed=seed)
     torch.manual_seed(seed)
     if model.adapter is not None:
         keep = {k: v.clone() for k, v in model.backbone.named_buffers()}
-        model.adapter.before_task(model, task.train.batches(bs, transform, shuffle=True, seed=seed))
+        model.adapter.before_task(model, to_device(task.train.batches(bs, transform, shuffle=True, seed=seed), dev))
         with torch.no_grad():  # a probe must not move BatchNorm statistics
             for k, v in model.backbone.named_buffers():
                 if not k.rsplit(".", 1)[-1].startswith("task_"):
@@ -113,10 +132,11 @@ def learn_task(
             opt,
             clip_params=params,
             clip_norm=cfg.clip_norm,
+            precision=prec,
             desc=f"{model.method.name} on {task.name}, epoch {epoch}",
         )
         sched.step()
-        val = accuracy(model, task.name, task.val, cfg.eval_batch_size) if cfg.select == "val" else float("nan")
+        val = accuracy(model, task.name, task.val, cfg.eval_batch_size, prec) if cfg.select == "val" else float("nan")
         history.append(dict(epoch=epoch, loss=loss, val_accuracy=val))
         bar.set_postfix(loss=f"{loss:.3f}", val=f"{val:.1f}")
         if cfg.select == "last" or val > best[0]:

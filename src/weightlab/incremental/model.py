@@ -19,6 +19,7 @@ import json
 import torch
 from torch import nn
 
+from weightlab.engine import module_device, place
 from weightlab.errors import WeightlabError
 from weightlab.incremental.methods import MethodSpec
 from weightlab.models import ModelCfg, find_classifier, get_family, set_submodule
@@ -121,9 +122,11 @@ class TaskModel(nn.Module):
         if name in self.heads:
             raise WeightlabError(f"task '{name}' already exists in this model")
         self._load(self.init_state)
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]):  # drawn on the CPU: the same head on every device
             torch.manual_seed(self.seed if seed is None else seed)
-            self.heads[name] = nn.Linear(self.feature_dim, len(classes))
+            head = nn.Linear(self.feature_dim, len(classes))
+        place(head, module_device(self.backbone))
+        self.heads[name] = head
         self.task_info[name] = dict(classes=list(classes))
         self.current = name
 
@@ -163,9 +166,20 @@ class TaskModel(nn.Module):
             del self.heads[name]
         h = nn.Linear(self.feature_dim, head["weight"].shape[0])
         h.load_state_dict(head)
+        place(h, module_device(self.backbone))
         self.heads[name] = h
         self.task_info[name] = dict(classes=list(classes), **(info or {}))
-        self.task_states[name] = {k: v.detach().clone().to(self._live[k].dtype) for k, v in state.items()}
+        # stored like the live tensors (their dtype and device)
+        self.task_states[name] = {k: self._live[k].detach().clone().copy_(v) for k, v in state.items()}
+
+    def _apply(self, fn, recurse=True):
+        """``.to(device)``, ``.double()`` ...: the stored task tensors follow the live ones, and the live
+        view is rebuilt (a conversion replaces buffers by new tensors)."""
+        super()._apply(fn, recurse)
+        self._live = {**dict(self.backbone.named_parameters()), **dict(self.backbone.named_buffers())}
+        self.init_state = {k: fn(v) for k, v in self.init_state.items()}
+        self.task_states = {t: {k: fn(v) for k, v in st.items()} for t, st in self.task_states.items()}
+        return self
 
     def _load(self, state: dict[str, torch.Tensor]) -> None:
         with torch.no_grad():

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from weightlab.data.tasks import SplitSizes, Task
+from weightlab.engine import place
 from weightlab.incremental import metrics
 from weightlab.incremental.artifact import load_task, read_task_meta, save_task
 from weightlab.incremental.learner import AdaptConfig, TaskResult, accuracy, learn_task
@@ -81,6 +82,7 @@ def learn_sequence(
     """Learn ``tasks`` in order (task ``i`` with seed ``seed + i``); after each, test every task learnt
     so far. With ``out``, save each task as it is learnt and resume from the saved ones."""
     start = time.perf_counter()
+    place(model, cfg.device)  # a task loaded from disk is evaluated where the learnt ones are
     R: list[list[float]] = []
     when_learnt: list[float] = []
     results: list[TaskResult | None] = []
@@ -96,7 +98,7 @@ def learn_sequence(
                 log(f"{task.name}: already learnt, loaded from {tdir}")
         else:
             res = learn_task(model, task, cfg, seed=seed + i, progress=progress)
-            test = accuracy(model, task.name, task.test, cfg.eval_batch_size)
+            test = accuracy(model, task.name, task.test, cfg.eval_batch_size, cfg.precision)
             when_learnt.append(test)
             results.append(res)
             loaded.append(False)
@@ -119,7 +121,7 @@ def learn_sequence(
                     f"{task.name}: test {test:.2f}% (val {res.val_accuracy:.2f}%, epoch {res.best_epoch}, "
                     f"{res.wall_s:.0f} s)"
                 )
-        R.append([accuracy(model, t.name, t.test, cfg.eval_batch_size) for t in tasks[: i + 1]])
+        R.append([accuracy(model, t.name, t.test, cfg.eval_batch_size, cfg.precision) for t in tasks[: i + 1]])
     counts = [model.counts(t.name) for t in tasks]
     return SequenceResult([t.name for t in tasks], R, when_learnt, results, counts, loaded, time.perf_counter() - start)
 

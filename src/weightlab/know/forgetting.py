@@ -22,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from weightlab.data import ImageArrays
-from weightlab.engine import OPTIMIZERS, evaluate_accuracy, make_optimizer, train_epoch
+from weightlab.engine import OPTIMIZERS, Precision, evaluate_accuracy, make_optimizer, place, train_epoch
 from weightlab.errors import WeightlabError
 from weightlab.io import load_weights, read_json, save_tensors, write_json
 from weightlab.know.kinds import param_kinds
@@ -114,11 +114,21 @@ def _load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch
         if key == "empty":
             continue
         i, name = key.split(".", 1)
-        opt.state[params[int(i)]][name] = value.clone()
+        p = params[int(i)]
+        # moments live beside their parameter (whatever device it is on); step counters stay as read
+        opt.state[p][name] = torch.empty_like(p).copy_(value) if value.shape == p.shape else value.clone()
 
 
 def _train_pass(
-    model: nn.Module, data: ImageArrays, model_cfg, opt, cfg: ForgetConfig, seed: int, desc: str, progress: bool
+    model: nn.Module,
+    data: ImageArrays,
+    model_cfg,
+    opt,
+    cfg: ForgetConfig,
+    seed: int,
+    desc: str,
+    progress: bool,
+    precision: Precision | None = None,
 ) -> float:
     n_batches = (len(data) + cfg.batch_size - 1) // cfg.batch_size
     losses = [
@@ -127,6 +137,7 @@ def _train_pass(
             data.batches(cfg.batch_size, model_cfg, shuffle=True, seed=seed * 1000 + epoch),
             opt,
             total=n_batches,
+            precision=precision,
             desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}",
             progress=progress,
         )
@@ -146,15 +157,20 @@ def run_forgetting(
     data_info: dict | None = None,
     progress: bool = True,
     stop_after: int | None = None,
+    device: str | None = None,
+    precision: str = "fp32",
 ) -> Trajectory:
     """Record (or resume) a trajectory of progressive forgetting into ``out_dir``.
 
     ``model`` must carry ``weightlab_cfg`` (from :func:`weightlab.models.create_model`) and hold
     Θ⁰. ``eval_data`` (e.g. the test split) gives the accuracy of every stage in the manifest.
-    ``stop_after`` stops once that many stages exist (used to test resuming).
+    ``stop_after`` stops once that many stages exist (used to test resuming). The model trains on
+    ``device`` (default: where it is) in ``precision``; stages are stored on the CPU, so a trajectory
+    started on one device resumes on another.
     """
     cfg = cfg or ForgetConfig()
     cfg.validate()
+    prec = Precision(precision, place(model, device))
     model_cfg = get_model_cfg(model, "run_forgetting")
     out_dir = Path(out_dir)
     manifest_path = out_dir / MANIFEST
@@ -209,9 +225,10 @@ def run_forgetting(
                 seed=cfg.seed * 101 + s,
                 desc=f"stage {s}",
                 progress=progress,
+                precision=prec,
             )
         if eval_data is not None:
-            record["eval_accuracy"] = evaluate_accuracy(model, eval_data.batches(256, model_cfg))
+            record["eval_accuracy"] = evaluate_accuracy(model, eval_data.batches(256, model_cfg), precision=prec)
         save_tensors(out_dir / stage_file(s), {k: v.detach().clone() for k, v in model.state_dict().items()})
         save_tensors(out_dir / OPTIMIZER_FILE, _optimizer_tensors(opt) or {"empty": torch.zeros(0)})
         meta["stages"] = [r for r in meta["stages"] if r["stage"] < s] + [record]
@@ -222,7 +239,13 @@ def run_forgetting(
 
 
 def incremental_pretraining(
-    model: nn.Module, train: ImageArrays, cfg: ForgetConfig | None = None, *, progress: bool = True
+    model: nn.Module,
+    train: ImageArrays,
+    cfg: ForgetConfig | None = None,
+    *,
+    progress: bool = True,
+    device: str | None = None,
+    precision: str = "fp32",
 ) -> dict[str, torch.Tensor]:
     """Table 1's incremental-pretraining baseline: train ``model`` (a fresh initialisation) on the
     nested subsets from the smallest up to all of D⁰ (``D^{S-1}, …, D¹, D⁰``, ``epochs`` each,
@@ -230,6 +253,7 @@ def incremental_pretraining(
     cfg = cfg or ForgetConfig()
     cfg.validate()
     model_cfg = get_model_cfg(model, "incremental_pretraining")
+    prec = Precision(precision, place(model, device))
     subsets = nested_subsets(train.labels, cfg.ratio, cfg.stages, cfg.seed, cfg.class_balanced)
     opt = _make_optimizer(model, cfg)
     torch.manual_seed(cfg.seed)
@@ -243,5 +267,6 @@ def incremental_pretraining(
             seed=cfg.seed * 101 + s,
             desc=f"subset {s}",
             progress=progress,
+            precision=prec,
         )
     return {k: v.detach().clone() for k, v in model.state_dict().items()}

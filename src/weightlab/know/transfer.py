@@ -19,7 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from weightlab.data import ImageArrays
-from weightlab.engine import evaluate_accuracy, make_optimizer, train_epoch
+from weightlab.engine import Precision, evaluate_accuracy, make_optimizer, place, train_epoch
 from weightlab.errors import WeightlabError
 from weightlab.know.kinds import param_kinds
 from weightlab.models import ModelCfg, rebuild_model
@@ -75,12 +75,16 @@ def transfer(
     num_classes: int | None = None,
     progress: bool = True,
     desc: str = "transfer",
+    device: str | None = None,
+    precision: str = "fp32",
 ) -> dict:
-    """Fine-tune ``state`` on ``train`` with the two-phase protocol; returns the test accuracy and a log."""
+    """Fine-tune ``state`` on ``train`` with the two-phase protocol on ``device`` (default CPU) in
+    ``precision``; returns the test accuracy and a log."""
     cfg = cfg or TransferConfig()
     num_classes = num_classes or len(train.classes)
     start = time.perf_counter()
     model = build_transfer_model(state, model_cfg, num_classes, cfg.seed)
+    prec = Precision(precision, place(model, device or "cpu"))
     kinds = param_kinds(model)
     named = dict(model.named_parameters())
     mcfg = model.weightlab_cfg
@@ -94,21 +98,63 @@ def transfer(
         opt = make_optimizer("adam", warm, lr=cfg.warmup_lr, weight_decay=cfg.weight_decay)
         for e in range(cfg.warmup_epochs):
             batches = train.batches(cfg.batch_size, mcfg, shuffle=True, seed=cfg.seed * 1000 + e)
-            log["warmup_loss"].append(train_epoch(model, batches, opt, total=n_batches, desc=desc))
+            log["warmup_loss"].append(train_epoch(model, batches, opt, total=n_batches, precision=prec, desc=desc))
             bar.update()
         for p in named.values():
             p.requires_grad_(True)
-    log["warmup_accuracy"] = evaluate_accuracy(model, test.batches(256, mcfg)) if cfg.warmup_epochs else None
+    log["warmup_accuracy"] = (
+        evaluate_accuracy(model, test.batches(256, mcfg), precision=prec) if cfg.warmup_epochs else None
+    )
     if cfg.epochs > 0:
         opt = make_optimizer("adam", model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * n_batches)
         for e in range(cfg.epochs):
             batches = train.batches(cfg.batch_size, mcfg, shuffle=True, seed=cfg.seed * 1000 + 500 + e)
-            log["loss"].append(train_epoch(model, batches, opt, scheduler=sched, total=n_batches, desc=desc))
+            log["loss"].append(
+                train_epoch(model, batches, opt, scheduler=sched, total=n_batches, precision=prec, desc=desc)
+            )
             bar.update()
     bar.close()
-    acc = evaluate_accuracy(model, test.batches(256, mcfg))
+    acc = evaluate_accuracy(model, test.batches(256, mcfg), precision=prec)
     return {"accuracy": acc, "seconds": time.perf_counter() - start, "config": asdict(cfg), **log}
+
+
+def transfer_run(
+    row: tuple[str, str, int, Path],
+    seed: int,
+    model_cfg,
+    train: ImageArrays,
+    test: ImageArrays,
+    cfg: TransferConfig,
+    device: str | None = None,
+    precision: str = "fp32",
+    progress: bool = False,
+) -> dict:
+    """One transfer run of a table row with one seed: its record. The job every backend runs (see
+    :mod:`weightlab.parallel`); it depends on its arguments only."""
+    from weightlab.io import load_weights
+
+    row_id, label, step, path = row
+    res = transfer(
+        load_weights(path),
+        model_cfg,
+        train,
+        test,
+        replace(cfg, seed=seed),
+        progress=progress,
+        desc=f"{row_id} seed {seed}",
+        device=device,
+        precision=precision,
+    )
+    return {
+        "row": row_id,
+        "label": label,
+        "step": step,
+        "seed": seed,
+        "accuracy": res["accuracy"],
+        "warmup_accuracy": res["warmup_accuracy"],
+        "seconds": round(res["seconds"], 2),
+    }
 
 
 def run_transfers(
@@ -122,30 +168,27 @@ def run_transfers(
     done: set | None = None,
     progress: bool = True,
     per_run_progress: bool = False,
+    device: str | None = None,
+    precision: str = "fp32",
+    backend=None,
 ) -> Iterator[dict]:
     """Transfer every ``(row id, label, step, weights file)`` with every seed (rows outer, seeds inner),
-    skipping the ``(row id, seed)`` pairs in ``done``; yields one record per finished run, so a caller
-    can store it at once and resume later."""
-    from weightlab.io import load_weights
+    skipping the ``(row id, seed)`` pairs in ``done``; yields one record per finished run (in the order
+    runs finish: spread over ``backend``, a :class:`weightlab.parallel.Backend`, default serial), so a
+    caller can store it at once and resume later."""
+    from weightlab.parallel import Backend, run_jobs
 
     done = done or set()
-    todo = [(row, seed) for row in rows for seed in seeds if (row[0], seed) not in done]
-    for (row_id, label, step, path), seed in tqdm(todo, desc="transfer runs", disable=not progress):
-        res = transfer(
-            load_weights(path),
-            model_cfg,
-            train,
-            test,
-            replace(cfg, seed=seed),
-            progress=per_run_progress,
-            desc=f"{row_id} seed {seed}",
-        )
-        yield {
-            "row": row_id,
-            "label": label,
-            "step": step,
-            "seed": seed,
-            "accuracy": res["accuracy"],
-            "warmup_accuracy": res["warmup_accuracy"],
-            "seconds": round(res["seconds"], 2),
-        }
+    backend = (backend or Backend()).resolved()
+    show = per_run_progress and backend.kind == "serial"
+    jobs = [
+        (row, seed, model_cfg, train, test, cfg, device, precision, show)
+        for row in rows
+        for seed in seeds
+        if (row[0], seed) not in done
+    ]
+    bar = tqdm(total=len(jobs), desc="transfer runs", disable=not progress)
+    for _, record in run_jobs(transfer_run, jobs, backend):
+        bar.update()
+        yield record
+    bar.close()

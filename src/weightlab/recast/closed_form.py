@@ -4,7 +4,8 @@ Stack the L weights of a bank as W (L, D). For the MSE objective the best templa
 is the truncated SVD W ~ U_n S_n V_n^T (Eckart-Young); when n >= L it is exact. (With the
 authors' SmoothL1, beta=1, and every residual below 1 -- true for pretrained weights -- the loss
 is 0.5 * MSE, so this is also that recipe's global optimum.) Because D >> L we eigendecompose
-the L x L Gram matrix W W^T in float64 instead of running an SVD on W.
+the L x L Gram matrix W W^T in float64 instead of running an SVD on W (with ``torch.linalg`` on
+whatever device the problem's tensors are on).
 
 The factorisation is unique only up to an invertible n x n map; we fix it so that every
 template has the Frobenius norm of an average layer and the coefficients carry the spectrum.
@@ -28,8 +29,8 @@ def closed_form_bank(problem: BankProblem, generator: torch.Generator | None = N
     evals, evecs = evals.flip(0).clamp_min(0), evecs.flip(1)
     r = min(n, L)
     rho = (gram.trace() / L).sqrt().clamp_min(1e-30)  # RMS Frobenius norm of one layer
-    A = torch.zeros(L, n, dtype=torch.float64)
-    T = torch.zeros(n, D, dtype=torch.float64)
+    A = torch.zeros(L, n, dtype=torch.float64, device=W.device)
+    T = torch.zeros(n, D, dtype=torch.float64, device=W.device)
     for i in range(r):
         s = evals[i].sqrt()
         if s <= 1e-12 * rho:
@@ -40,8 +41,8 @@ def closed_form_bank(problem: BankProblem, generator: torch.Generator | None = N
     # zero mixing, so reconstruction stays exact and adaptation can still use them.
     for i in range(n):
         if A[:, i].abs().sum() == 0:
-            v = torch.randn(D, dtype=torch.float64, generator=generator)
-            T[i] = v / v.norm() * rho
+            v = torch.randn(D, dtype=torch.float64, generator=generator)  # on the CPU: the same on every device
+            T[i] = v / v.norm() * float(rho)
     problem.templates.copy_(T.float())
     problem.coefficients.copy_(A.float().unsqueeze(1).expand(L, K, n))
 

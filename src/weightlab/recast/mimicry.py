@@ -100,12 +100,20 @@ def reconstruct(
     config: MimicryConfig | None = None,
     seed: int = 0,
     progress: bool = True,
+    device: str | torch.device | None = None,
 ) -> MimicryResult:
-    """Fit ``recast_model``'s banks and coefficients to ``original``'s weights, in place."""
+    """Fit ``recast_model``'s banks and coefficients to ``original``'s weights, in place. The fit runs
+    on ``device`` (default: the CPU) and is written back to the model wherever it is; on a GPU the
+    recipe runs the torch engine (the fused engine is CPU code)."""
+    from weightlab.engine import resolve_device
+
     if method not in METHODS:
         raise WeightlabError(f"unknown mimicry method '{method}' (use {', '.join(METHODS)})")
     config = config or MimicryConfig()
-    problems = build_problems(recast_model, target_weights(original, recast_model), config.role_weights)
+    dev = resolve_device(device)
+    problems = [
+        p.on(dev) for p in build_problems(recast_model, target_weights(original, recast_model), config.role_weights)
+    ]
     t0 = time.perf_counter()
     if method.startswith("closed_form"):
         closed_form(problems, seed=seed)
@@ -123,8 +131,11 @@ def run_recipe(
 ) -> MimicryResult:
     """Run the iterative recipe on the bank problems in place (their templates/coefficients)."""
     engine = config.engine
+    on_cpu = all(p.targets.device.type == "cpu" for p in problems)
     if engine == "auto":
-        engine = "fused"
+        engine = "fused" if on_cpu else "torch"
+    if engine == "fused" and not on_cpu:
+        raise WeightlabError("the fused mimicry engine runs on the CPU; use engine 'torch' (or 'auto') on a GPU")
     run = _run_fused if engine == "fused" else _run_torch
     t0 = time.perf_counter()
     losses, best_it = run(problems, config, torch.Generator().manual_seed(seed), progress)
@@ -143,7 +154,11 @@ def _noise(problems: list[BankProblem], config: MimicryConfig, gen: torch.Genera
     """One draw of coefficient noise per bank, in bank order (shared by both engines)."""
     if config.noise_std == 0:
         return [torch.zeros_like(p.coefficients) for p in problems]
-    return [torch.randn(p.coefficients.shape, generator=gen) * config.noise_std for p in problems]
+    # drawn on the CPU (the same stream on every device), then put beside the coefficients
+    return [
+        torch.empty_like(p.coefficients).copy_(torch.randn(p.coefficients.shape, generator=gen) * config.noise_std)
+        for p in problems
+    ]
 
 
 def _scales(p: BankProblem) -> np.ndarray:

@@ -29,15 +29,24 @@ def run_mimicry(
     seed: int = 0,
     progress: bool = True,
     stem: str = "report",
+    device: str | None = None,
 ) -> tuple[nn.Module, dict]:
-    """Wrap ``original``, reconstruct it with ``method``, evaluate, and write the report + model."""
+    """Wrap ``original``, reconstruct it with ``method`` (the fit on ``device``), evaluate (where the
+    model is), and write the report + model."""
     original.eval()
     recast_model = apply_recast(original, config, seed=seed)
-    result = reconstruct(original, recast_model, method, mimicry, seed=seed, progress=progress)
+    result = reconstruct(original, recast_model, method, mimicry, seed=seed, progress=progress, device=device)
     recast_model.eval()
     batch = None
     if test_data is not None and getattr(original, "weightlab_cfg", None):
-        batch = next(test_data.head(feature_samples, seed).batches(feature_samples, original.weightlab_cfg))[0]
+        from weightlab.engine import module_device, to_device
+
+        batch = next(
+            to_device(
+                test_data.head(feature_samples, seed).batches(feature_samples, original.weightlab_cfg),
+                module_device(original),
+            )
+        )[0]
     report = build_report(
         original, recast_model, result, model_name=model_name, test_data=test_data, feature_batch=batch
     )
@@ -48,11 +57,11 @@ def run_mimicry(
     return recast_model, report
 
 
-def recast_base(plain: nn.Module, recast_overrides: dict, *, seed: int = 0) -> nn.Module:
+def recast_base(plain: nn.Module, recast_overrides: dict, *, seed: int = 0, device: str | None = None) -> nn.Module:
     """The model family's RECAST preset (with overrides) applied to ``plain``, reconstructed in closed
-    form; it carries ``plain``'s model configuration (``apply_recast`` copies the model)."""
+    form (on ``device``); it carries ``plain``'s model configuration (``apply_recast`` copies the model)."""
     cfg = model_cfg(plain, "recast_base")
     config = preset(preset_for_family(get_family(cfg)), **recast_overrides)
     rmodel = apply_recast(plain, config, seed=seed)
-    reconstruct(plain, rmodel, method="closed_form", progress=False)
+    reconstruct(plain, rmodel, method="closed_form", progress=False, device=device)
     return rmodel

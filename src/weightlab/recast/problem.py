@@ -7,7 +7,7 @@ Both mimicry engines and the closed form work on this flat view and write back i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -25,6 +25,15 @@ class BankProblem:
     coefficients: torch.Tensor  # (L, K, n) float32, a stacked copy
     targets: torch.Tensor  # (L, D) float32
     loss_weight: float = 1.0
+
+    def on(self, device: torch.device) -> BankProblem:
+        """The same problem with its tensors on ``device`` (itself when they are there already)."""
+        if self.targets.device == device:
+            return self
+        move = lambda t: torch.empty_like(t, device=device).copy_(t)  # noqa: E731
+        return replace(
+            self, templates=move(self.templates), coefficients=move(self.coefficients), targets=move(self.targets)
+        )
 
     @property
     def shape(self) -> tuple[int, int, int, int]:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from weightlab.engine import make_optimizer
+from weightlab.engine import Precision, make_optimizer, place, to_device
 from weightlab.errors import WeightlabError
 from weightlab.incremental.baselines.harness import build_record, check_finite, prepare, score_after_task, tensor_bytes
 from weightlab.incremental.baselines.spec import BASELINES, BaselineSpec
@@ -185,8 +185,13 @@ def _run(
 
     start = time.perf_counter()
     model_cfg = base.weightlab_cfg
-    backbone, dim, train, val, test = prepare(base, tasks, seed)
+    if cfg.precision == "fp16":  # Avalanche's loop has no gradient scaler
+        raise WeightlabError(f"{spec.name} (Avalanche) trains in fp32 or bf16, not fp16")
+    backbone, dim, train, val, test = prepare(base, tasks, seed)  # Avalanche moves its own batches
     model = multihead(backbone, dim, [t.num_classes for t in tasks])
+    dev = place(model, cfg.device)
+    prec = Precision(cfg.precision, dev)
+    val, test = ([next(to_device([xy], dev)) for xy in split] for split in (val, test))
     bench = tensors_benchmark(
         train_tensors=[list(xy) for xy in train],
         test_tensors=[list(xy) for xy in test],
@@ -201,7 +206,7 @@ def _run(
         train_mb_size=batch,
         train_epochs=cfg.epochs,
         eval_mb_size=256,
-        device="cpu",
+        device=dev,
         evaluator=EvaluationPlugin(loggers=[]),
     )
     strategy = cls.strategy(spec.options, common, sum(t.num_classes for t in tasks), batch)
@@ -211,12 +216,13 @@ def _run(
     val_acc, task_wall = [], []
     for i, exp in enumerate(tqdm(bench.train_stream, desc=spec.name, disable=not progress, leave=False)):
         t0 = time.perf_counter()
-        strategy.train(exp)
+        with prec.autocast():
+            strategy.train(exp)
         task_wall.append(time.perf_counter() - t0)
         model = strategy.model  # GDumb replaces the model by a fresh copy at every experience
         check_finite(model, spec.name, tasks[i].name)
         model.eval()
-        score_after_task(lambda task, x, net=model: net(x, task), i, val, test, val_acc, R)
+        score_after_task(lambda task, x, net=model: net(x, task), i, val, test, val_acc, R, prec)
     extra = _ewc_bytes_per_task(strategy)
     n_buffer = _buffer_samples(strategy)
     sample_bytes = train[0][0][0].numel() * train[0][0].element_size()

@@ -39,10 +39,11 @@ class ReservoirBuffer:
         return min(self.seen, self.size)
 
     def _allocate(self, x: torch.Tensor, width: int) -> None:
-        self.x = torch.zeros((self.size, *x.shape[1:]), dtype=x.dtype)
-        self.y = torch.zeros(self.size, dtype=torch.long)
-        self.task = torch.zeros(self.size, dtype=torch.long)
-        self.logits = torch.zeros(self.size, width)
+        dev = x.device  # the buffer lives where the samples do
+        self.x = torch.zeros((self.size, *x.shape[1:]), dtype=x.dtype, device=dev)
+        self.y = torch.zeros(self.size, dtype=torch.long, device=dev)
+        self.task = torch.zeros(self.size, dtype=torch.long, device=dev)
+        self.logits = torch.zeros(self.size, width, device=dev)
 
     def add(self, x: torch.Tensor, y: torch.Tensor, task: int, logits: torch.Tensor, width: int) -> None:
         if self.x is None:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from weightlab.data.arrays import ModelInput
-from weightlab.engine import correct_count, make_optimizer, tensor_batches, train_epoch
+from weightlab.engine import Precision, correct_count, make_optimizer, place, tensor_batches, to_device, train_epoch
 from weightlab.errors import WeightlabError
 from weightlab.incremental import metrics
 
@@ -37,9 +37,11 @@ def task_tensors(data, transform: ModelInput, batch_size: int = 256) -> tuple[to
     return torch.cat(xs), torch.cat(ys)
 
 
-def batched_accuracy(logits_fn, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
-    """Top-1 accuracy (%) of ``logits_fn(x_batch)`` on ``(x, y)``."""
-    correct, _ = correct_count(logits_fn, tensor_batches(x, y, batch_size))
+def batched_accuracy(
+    logits_fn, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256, precision: Precision | str | None = None
+) -> float:
+    """Top-1 accuracy (%) of ``logits_fn(x_batch)`` on ``(x, y)`` (where the tensors are)."""
+    correct, _ = correct_count(logits_fn, tensor_batches(x, y, batch_size), x.device, precision)
     return 100.0 * correct / max(len(y), 1)
 
 
@@ -52,9 +54,9 @@ def check_finite(module: nn.Module, name: str, task: str) -> None:
         raise WeightlabError(f"{name} on {task}: the weights diverged (non-finite); lower the learning rate")
 
 
-def prepare(base: nn.Module, tasks, seed: int):
+def prepare(base: nn.Module, tasks, seed: int, device=None):
     """A trainable copy of ``base`` without its classifier (after seeding) and every task's train, val
-    and test splits as tensors: ``(backbone, feature_dim, train, val, test)``."""
+    and test splits as tensors on ``device``: ``(backbone, feature_dim, train, val, test)``."""
     from weightlab.incremental.model import detach_classifier
 
     transform = ModelInput.from_cfg(base.weightlab_cfg)
@@ -63,16 +65,19 @@ def prepare(base: nn.Module, tasks, seed: int):
     for p in backbone.parameters():
         p.requires_grad_(True)
     train, val, test = (
-        [task_tensors(getattr(t, split), transform) for t in tasks] for split in ("train", "val", "test")
+        [next(to_device([task_tensors(getattr(t, split), transform)], device)) for t in tasks]
+        for split in ("train", "val", "test")
     )
     return backbone, dim, train, val, test
 
 
-def score_after_task(logits_fn, t: int, val, test, val_accuracy: list[float], R: list[list[float]]) -> None:
+def score_after_task(
+    logits_fn, t: int, val, test, val_accuracy: list[float], R: list[list[float]], precision=None
+) -> None:
     """After learning task ``t``: append its validation accuracy and the test accuracy of every task so
     far (a row of R). ``logits_fn(task, x)`` classifies ``x`` with the head of ``task``."""
-    val_accuracy.append(batched_accuracy(lambda xb: logits_fn(t, xb), *val[t]))
-    R.append([batched_accuracy(lambda xb, j=j: logits_fn(j, xb), *test[j]) for j in range(t + 1)])
+    val_accuracy.append(batched_accuracy(lambda xb: logits_fn(t, xb), *val[t], precision=precision))
+    R.append([batched_accuracy(lambda xb, j=j: logits_fn(j, xb), *test[j], precision=precision) for j in range(t + 1)])
 
 
 def build_record(
@@ -199,9 +204,18 @@ class ContinualMethod(nn.Module):
 
 
 def fit_task(
-    method: ContinualMethod, t: int, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batch: int, gen: torch.Generator
+    method: ContinualMethod,
+    t: int,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epochs: int,
+    batch: int,
+    gen: torch.Generator,
+    precision: Precision | None = None,
 ) -> None:
-    """Learn task ``t`` on ``(x, y)``: ``begin_task``, ``epochs`` passes of shuffled batches, ``end_task``."""
+    """Learn task ``t`` on ``(x, y)``: ``begin_task``, ``epochs`` passes of shuffled batches, ``end_task``.
+    The shuffling ``gen`` is a CPU generator, so the order is the same on every device."""
     method.begin_task(t, x, y)
     params = [p for p in method.trainable(t) if p.requires_grad]
     opt = method.optimizer(t)
@@ -220,6 +234,7 @@ def fit_task(
             after_step=lambda: method.after_step(t),
             train_mode=lambda: method.set_train_mode(t),
             check_finite=False,
+            precision=precision,
         )  # the weights are checked after each task
     method.end_task(t, x, y)
 
@@ -232,19 +247,20 @@ def run_own(
 
     start = time.perf_counter()
     model_cfg = base.weightlab_cfg
-    backbone, dim, train, val, test = prepare(base, tasks, seed)
+    backbone, dim, train, val, test = prepare(base, tasks, seed, cfg.device)
     method = method_cls(backbone, dim, [t.num_classes for t in tasks], spec.options, cfg, model_cfg, seed=seed)
+    prec = Precision(cfg.precision, place(method, cfg.device))
     batch = cfg.batch_for(model_cfg)
     gen = torch.Generator().manual_seed(seed)
     R: list[list[float]] = []
     val_acc, task_wall = [], []
     for t, task in enumerate(tqdm(tasks, desc=spec.name, disable=not progress, leave=False)):
         t0 = time.perf_counter()
-        fit_task(method, t, *train[t], epochs=cfg.epochs, batch=batch, gen=gen)
+        fit_task(method, t, *train[t], epochs=cfg.epochs, batch=batch, gen=gen, precision=prec)
         task_wall.append(time.perf_counter() - t0)
         check_finite(method, spec.name, task.name)
         method.eval()
-        score_after_task(method.logits, t, val, test, val_acc, R)
+        score_after_task(method.logits, t, val, test, val_acc, R, prec)
     n_buffer, buffer_bytes = method.buffer()
     return build_record(
         name=spec.name,

@@ -93,6 +93,12 @@ class HAT(ContinualMethod):
         self._loaded = -1
         self._s = self.s_max
 
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)  # .to(device): the earlier tasks' masks and private copies follow
+        self.prev = [fn(p) for p in self.prev]
+        self.saved = [{k: fn(v) for k, v in st.items()} for st in self.saved]
+        return self
+
     def _gate(self, i: int):
         def hook(module, inputs, output):
             if self._masks is None:

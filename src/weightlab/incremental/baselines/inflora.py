@@ -46,7 +46,7 @@ class InfLoRALinear(nn.Module):
     def add_branch(self, B: torch.Tensor) -> nn.Parameter:
         n_out = len(range(*self.rows.indices(self.base.out_features)))
         self.B.append(B)
-        self.A.append(nn.Parameter(torch.zeros(n_out, B.shape[0])))
+        self.A.append(nn.Parameter(torch.zeros(n_out, B.shape[0], device=B.device)))
         return self.A[-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -102,7 +102,9 @@ class InfLoRA(ContinualMethod):
         """H H^T of every adapted layer on ``x`` through the current model."""
         self.eval()
         for layer in self.layers:
-            layer.cov = torch.zeros(layer.base.in_features, layer.base.in_features, dtype=torch.float64)
+            layer.cov = torch.zeros(
+                layer.base.in_features, layer.base.in_features, dtype=torch.float64, device=layer.base.weight.device
+            )
         for i in range(0, len(x), 256):
             self.backbone(x[i : i + 256])
         covs = [layer.cov for layer in self.layers]
@@ -113,7 +115,7 @@ class InfLoRA(ContinualMethod):
     def _project_out(self, cov: torch.Tensor, M: torch.Tensor | None) -> torch.Tensor:
         if M is None:
             return cov
-        P = torch.eye(len(cov), dtype=cov.dtype) - M @ M.T
+        P = torch.eye(len(cov), dtype=cov.dtype, device=cov.device) - M @ M.T
         return P @ cov @ P
 
     def begin_task(self, t, x, y):

@@ -77,7 +77,9 @@ class RosaAdapter(Adapter):
     def before_task(self, model: nn.Module, batches) -> None:
         layers = [m for m in model.modules() if isinstance(m, RobustAdaptedLayer)]
         for m in layers:
-            m._probe = torch.zeros(m.base_layer.weight.numel(), dtype=m.rosa_A.dtype, requires_grad=True)
+            m._probe = torch.zeros(
+                m.base_layer.weight.numel(), dtype=m.rosa_A.dtype, device=m.rosa_A.device, requires_grad=True
+            )
         score = [torch.zeros_like(m._probe) for m in layers]
         was_training = model.training
         model.train()

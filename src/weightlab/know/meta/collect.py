@@ -26,10 +26,10 @@ import torch
 
 from weightlab.errors import WeightlabError
 from weightlab.io import read_json, save_tensors, write_json
+from weightlab.parallel import Backend, run_jobs
 
 MANIFEST = "manifest.json"
 PARTIAL = ".partial"  # trajectories of runs in progress; left over only by an interrupted collection
-BACKENDS = ("auto", "ray", "processes", "serial")
 # architecture -> (registered model, create_model kwargs); all run at the data set's resolution and channels
 ARCHITECTURES = {
     "smallcnn": ("smallcnn", {}),
@@ -107,8 +107,9 @@ def shard_path(out: Path, run_id: int) -> Path:
     return out / "runs" / f"run_{run_id:05d}.safetensors"
 
 
-def collect_run(spec: RunSpec, out_dir: str | Path, data_root: str | None = None) -> dict:
-    """One run: pretrain, forget (S+1 stages), write its shard. Returns its manifest record."""
+def collect_run(spec: RunSpec, out_dir: str | Path, data_root: str | None = None, device: str | None = None) -> dict:
+    """One run: pretrain, forget (S+1 stages) on ``device`` (default CPU), write its shard. Returns its
+    manifest record."""
     from weightlab.data import load_dataset
     from weightlab.engine import fit_classifier
     from weightlab.know.forgetting import ForgetConfig, run_forgetting
@@ -131,6 +132,7 @@ def collect_run(spec: RunSpec, out_dir: str | Path, data_root: str | None = None
         batch_size=64,
         seed=spec.seed,
         progress=False,
+        device=device,
     )
     cfg = ForgetConfig(
         ratio=spec.ratio,
@@ -142,7 +144,7 @@ def collect_run(spec: RunSpec, out_dir: str | Path, data_root: str | None = None
     )
     (out / PARTIAL).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out / PARTIAL) as tmp:
-        traj = run_forgetting(model, train, tmp, cfg, progress=False)
+        traj = run_forgetting(model, train, tmp, cfg, progress=False, device=device)
     rows = trajectory_rows(traj)
     tensors = {}
     for kind, (seq, target) in rows.items():
@@ -167,17 +169,15 @@ def collect(
     data_root: str | None = None,
     command: str | None = None,
     progress: bool = True,
+    device: str | None = None,
+    gpus_per_job: float = 0.0,
 ) -> dict:
-    """Run every spec whose shard is not there yet; the manifest is rewritten after each run and
+    """Run every spec whose shard is not there yet (on ``backend``, see :mod:`weightlab.parallel`; each
+    run on ``device``, one torch thread per run); the manifest is rewritten after each run and
     every call is logged in ``collections`` (with ``command``, for the model card)."""
     from tqdm.auto import tqdm
 
-    if backend not in BACKENDS:
-        raise WeightlabError(f"unknown backend '{backend}' (use one of {', '.join(BACKENDS)})")
-    if backend == "auto":
-        import importlib.util
-
-        backend = "ray" if importlib.util.find_spec("ray") is not None else "processes"
+    backend = Backend(backend, workers, address, gpus_per_job).resolved().kind
     out = Path(out_dir)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out / PARTIAL, ignore_errors=True)  # one collector per folder: whatever is there was interrupted
@@ -192,34 +192,9 @@ def collect(
         bar.update()
 
     start = time.perf_counter()
-    if backend == "serial" or not todo:
-        for s in todo:
-            record(collect_run(s, out, data_root))
-    elif backend == "processes":
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        with ProcessPoolExecutor(workers) as pool:
-            for fut in as_completed([pool.submit(collect_run, s, out, data_root) for s in todo]):
-                record(fut.result())
-    else:
-        try:
-            import ray
-        except ImportError:
-            raise WeightlabError("backend 'ray' needs Ray (pip install ray); or use the 'processes' backend") from None
-        started = not ray.is_initialized()
-        if started:
-            ray.init(
-                address=address, num_cpus=None if address else workers, include_dashboard=False, log_to_driver=False
-            )
-        try:
-            remote = ray.remote(num_cpus=1)(collect_run)
-            pending = [remote.remote(s, str(out), data_root) for s in todo]
-            while pending:
-                ready, pending = ray.wait(pending, num_returns=1)
-                record(ray.get(ready[0]))
-        finally:
-            if started:
-                ray.shutdown()
+    jobs = [(s, str(out), data_root, device) for s in todo]
+    for _, rec in run_jobs(collect_run, jobs, Backend(backend, workers, address, gpus_per_job, threads=1)):
+        record(rec)
     bar.close()
     new = {s.run_id for s in todo}
     manifest["last_collection"] = {

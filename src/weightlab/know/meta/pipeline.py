@@ -98,7 +98,10 @@ def meta_train(
     kinds=HYPERMODELS,
     command: str | None = None,
     progress: bool = True,
+    device: str | None = None,
 ) -> dict:
+    """Train KNOWN_{Conv,FC,Bias} (on ``device``) on the rows of a collected meta-dataset, whole runs held
+    out for validation and test; writes the weights, a report and a model card into ``out_dir``."""
     cfg = cfg or MetaTrainConfig()
     data_dir, out = Path(data_dir), Path(out_dir)
     if not (data_dir / MANIFEST).is_file():
@@ -136,7 +139,9 @@ def meta_train(
     mini = {}
     for kind in kinds:
         train, val = rows(split["train"], cfg.seed), rows(split["val"], cfg.seed + 1)
-        net, history = train_known(train, val, cfg, progress=progress, desc=f"meta-training KNOWN_{kind}")
+        net, history = train_known(
+            train, val, cfg, progress=progress, desc=f"meta-training KNOWN_{kind}", device=device
+        )
         save_tensors(
             out / f"KNOWN_{kind}.safetensors",
             net.state_dict(),

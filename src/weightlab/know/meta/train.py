@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from weightlab.engine import make_optimizer, tensor_batches, train_epoch
+from weightlab.engine import make_optimizer, module_device, place, tensor_batches, to_device, train_epoch
 from weightlab.errors import WeightlabError
 from weightlab.know.hypermodel import KNOWNNet
 
@@ -27,12 +27,11 @@ class MetaTrainConfig:
 
 @torch.no_grad()
 def l1_error(net: KNOWNNet, seq: torch.Tensor, target: torch.Tensor, batch_size: int = 65536) -> float:
-    """Mean |θ^t + KNOWN(seq) − target| over the rows."""
+    """Mean |θ^t + KNOWN(seq) − target| over the rows (on the net's device)."""
     net.eval()
     total = 0.0
-    for i in range(0, seq.shape[0], batch_size):
-        s = seq[i : i + batch_size]
-        total += float((s[:, -1] + net(s) - target[i : i + batch_size]).abs().sum())
+    for s, t in to_device(tensor_batches(seq, target, batch_size), module_device(net)):
+        total += float((s[:, -1] + net(s) - t).abs().sum())
     return total / max(seq.shape[0], 1)
 
 
@@ -54,8 +53,10 @@ def train_known(
     *,
     progress: bool = True,
     desc: str = "meta-training KNOWN",
+    device: str | None = None,
 ) -> tuple[KNOWNNet, dict]:
-    """Train a KNOWN on ``(sequences, targets)`` rows; returns the best-on-validation model and the history."""
+    """Train a KNOWN on ``(sequences, targets)`` rows on ``device`` (default CPU); returns the
+    best-on-validation model (on the CPU) and the history."""
     cfg = cfg or MetaTrainConfig()
     seq, target = train
     if seq.ndim != 2 or seq.shape[1] != 5 or target.shape != seq.shape[:1]:
@@ -68,6 +69,9 @@ def train_known(
     with torch.no_grad():  # start as the "no change" predictor: a zero residual, then learn corrections
         net.head.weight.zero_()
         net.head.bias.zero_()
+    dev = place(net, device)
+    seq, target = next(to_device([(seq, target)], dev))  # the rows are small: they sit on the device whole
+    val = next(to_device([tuple(val)], dev))
     opt = make_optimizer("adam", net.parameters(), lr=cfg.lr)
     g = torch.Generator().manual_seed(cfg.seed)
     history = {"train_l1": [], "val_l1": [], "seconds": 0.0}
@@ -93,6 +97,7 @@ def train_known(
             if waited >= cfg.patience:
                 break
     net.load_state_dict(best_state)
+    place(net, "cpu")
     history["best_val_l1"] = best
     history["seconds"] = round(time.perf_counter() - start, 1)
     return net.eval(), history

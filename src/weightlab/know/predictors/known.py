@@ -108,7 +108,8 @@ class KNOWNOptions:
         "current code); weightlab's sets record their own",
         choices=("raw", "normalized"),
     )
-    chunk: int = option(4096, "parameters per chunk of the folded kernel", minimum=1)
+    chunk: int = option(4096, "parameters per chunk of the folded kernel (x256 per batch on a GPU)", minimum=1)
+    device: str = option("cpu", "where the KNOWN kernel runs: cpu, cuda, cuda:N, mps or auto")
 
 
 @PREDICTORS.register(
@@ -125,8 +126,12 @@ class KNOWN(Predictor):
         weights: str | Path | dict[str, KNOWNNet] | None = None,
         input_convention: str | None = None,
         chunk: int = 4096,
+        device: str = "cpu",
     ) -> None:
+        from weightlab.engine import resolve_device
+
         super().__init__(kinds)
+        self.device = resolve_device(device)
         weights = self.default_weights if weights is None else weights
         self.weights_source = None if isinstance(weights, dict) else str(known_weights_dir(weights))
         self.nets = weights if isinstance(weights, dict) else load_known_set(self.weights_source, input_convention)
@@ -141,7 +146,7 @@ class KNOWN(Predictor):
         return SEQ_LEN
 
     def residuals(self, seq_by_model: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {m: self._fused[m](seq, chunk=self.chunk) for m, seq in seq_by_model.items()}
+        return {m: self._fused[m](seq, chunk=self.chunk, device=self.device) for m, seq in seq_by_model.items()}
 
     def _predict_keys(self, trajectory: Trajectory, keys, steps):
         groups: dict[str, list[str]] = {}
