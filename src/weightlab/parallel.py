@@ -12,6 +12,7 @@ parallel run computes exactly what a serial run with the same ``threads`` does.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -96,6 +97,12 @@ def run_jobs(fn: Callable, jobs: list, backend: Backend | None = None) -> Iterat
             include_dashboard=False,
             log_to_driver=False,
         )
+    module = fn.__module__
+    if module != "__main__" and module.split(".")[0] != "weightlab":
+        # a job defined in a user's module (a script, a test): sent by value, Ray's workers may not import it
+        from ray import cloudpickle
+
+        cloudpickle.register_pickle_by_value(importlib.import_module(module))
     try:
         remote = ray.remote(num_cpus=threads, num_gpus=backend.gpus_per_job)(_call)
         refs = {remote.remote(fn, job, threads): job for job in jobs}
@@ -106,7 +113,10 @@ def run_jobs(fn: Callable, jobs: list, backend: Backend | None = None) -> Iterat
                 result = ray.get(ready[0])
             except ray.exceptions.RayTaskError as e:  # the job's own error, without Ray's wrapping
                 cause = e.as_instanceof_cause()
-                raise (cause if isinstance(cause, WeightlabError) else WeightlabError(str(e).splitlines()[0])) from None
+                if isinstance(cause, WeightlabError):
+                    raise WeightlabError(str(e.cause) if e.cause is not None else str(cause)) from None
+                last = [line for line in str(e).splitlines() if line.strip()][-1]
+                raise WeightlabError(f"a run failed on a Ray worker: {last.strip()}") from None
             yield refs[ready[0]], result
     finally:
         if started:
