@@ -51,11 +51,15 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--keras-python", default=None, help="python of an environment with TensorFlow")
+    ap.add_argument("--device", default="cpu", help="where KNOWN runs: cpu (the folded kernel), cuda, ... (batched)")
     args = ap.parse_args()
+    from weightlab.engine import resolve_device
+
+    device = resolve_device(args.device)
     traj, n_params = _trajectory()
     folder = official_known_dir()
     nets = load_known_set(folder) if folder is not None else {k: KNOWNNet().eval() for k in ("Conv", "FC", "Bias")}
-    predictor = KNOWN(weights=nets)
+    predictor = KNOWN(weights=nets, device=str(device))
     touched = sum(predictor.describe(traj)["touched"].values())
     predictor.predict(traj, 1)  # warm-up
     times = []
@@ -67,10 +71,14 @@ def main() -> int:
     keys = traj.keys_of(predictor.kinds)
     seq = flat_sequences(traj, keys, list(range(4, -1, -1)), torch.float32, dim=1)
     fused = nets["Conv"].fused()
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    fused(seq, device=str(device))  # warm-up (and the weights' copy on a GPU)
     kernel = []
     for _ in range(args.repeats):
+        sync()
         t = time.perf_counter()
-        fused(seq)
+        fused(seq, device=str(device))  # on a GPU: the sequences go there and the residuals come back
+        sync()
         kernel.append(time.perf_counter() - t)
     t = time.perf_counter()
     with torch.inference_mode():
@@ -80,6 +88,9 @@ def main() -> int:
     result = {
         "command": command(),
         "machine": machine(),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "paper_gpu_seconds_per_parameter": 2.68e-7,
         "state_dict": "torchvision resnet18",
         "parameters": n_params,
         "predicted_parameters": touched,
@@ -91,7 +102,7 @@ def main() -> int:
         "plain_module_seconds_per_parameter": plain / seq.shape[0],
         "target_seconds_per_parameter": 2e-7,
     }
-    if args.keras_python and folder is not None:
+    if args.keras_python and folder is not None and device.type == "cpu":
         with tempfile.TemporaryDirectory() as tmp:
             np.save(Path(tmp) / "seq.npy", seq.numpy())
             script = Path(__file__).with_name("known_speed_keras.py")
@@ -114,7 +125,7 @@ def main() -> int:
             result["speedup_over_keras"] = keras["median_seconds"] / statistics.median(kernel)
             result["keras_max_abs_diff_first_4096"] = float(np.abs(np.asarray(keras["first_4096"]) - ours).max())
             result["keras"].pop("first_4096")
-    path = write("known_speed.json", result)
+    path = write("known_speed.json" if device.type == "cpu" else f"known_speed_{device.type}.json", result)
     print(json.dumps({k: v for k, v in result.items() if k not in ("machine",)}, indent=1))
     print(f"wrote {path}")
     return 0

@@ -326,3 +326,95 @@ def test_suite_runs_in_suite_order_and_resume_with_processes(tmp_path):
     strip = lambda runs: [{k: v for k, v in r.items() if "wall" not in k} for r in runs]  # noqa: E731
     assert [(r["method"], r["seed"]) for r in b["runs"]] == [("head", 0), ("head", 1), ("recast", 0), ("recast", 1)]
     assert strip(b["runs"]) == strip(a["runs"])
+
+
+# -- streaming data -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    """A small ImageFolder tree (train / test, 3 classes of 12x10 RGB PNGs) written from random pixels."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("folder")
+    g = torch.Generator().manual_seed(0)
+    for split, n in (("train", 7), ("test", 3)):
+        for c in ("cat", "dog", "eel"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(n):
+                px = torch.randint(0, 256, (10, 12, 3), generator=g, dtype=torch.uint8).numpy()
+                Image.fromarray(px).save(root / split / c / f"{i:03d}.png")
+    return root
+
+
+def _all(batches):
+    return [(x.clone(), y.clone()) for x, y in batches]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_streaming_gives_the_in_memory_batches(image_folder, workers):
+    from weightlab.data.sources import load_image_folder
+    from weightlab.data.streaming import StreamingImages
+
+    mem = load_image_folder(image_folder / "train", "t")
+    stream = StreamingImages.image_folder(image_folder / "train", workers=workers)
+    assert stream.classes == mem.classes and torch.equal(stream.labels, mem.labels)
+    cfg = create_model("resnet20").weightlab_cfg  # 3x32x32, CIFAR normalisation
+    for shuffle, seed in ((False, 0), (True, 0), (True, 5)):
+        a = _all(mem.batches(4, cfg, shuffle=shuffle, seed=seed))
+        b = _all(stream.batches(4, cfg, shuffle=shuffle, seed=seed))
+        assert len(a) == len(b) == 6
+        for (xa, ya), (xb, yb) in zip(a, b):
+            assert torch.equal(ya, yb) and torch.equal(xa, xb)
+    sub = torch.tensor([1, 4, 20])
+    a, b = _all(mem.subset(sub).batches(8, cfg)), _all(stream.subset(sub).batches(8, cfg))
+    assert torch.equal(a[0][0], b[0][0])
+
+
+def test_streaming_tasks_and_torchvision_folders(image_folder, tmp_path):
+    from weightlab.data import build_task, load_dataset
+    from weightlab.data.streaming import StreamingImages
+
+    spec = f"imagefolder:{image_folder}:0,2"
+    mem = build_task(spec, sizes=SplitSizes(None, 4, None))
+    st = build_task(spec, sizes=SplitSizes(None, 4, None), stream=dict(workers=0))
+    assert isinstance(st.train, StreamingImages) and st.classes == mem.classes == ["cat", "eel"]
+    assert (len(st.train), len(st.val), len(st.test)) == (len(mem.train), len(mem.val), len(mem.test)) == (10, 4, 6)
+    for part in ("train", "val", "test"):
+        (xa, ya), (xb, yb) = next(getattr(mem, part).batches(64)), next(getattr(st, part).batches(64))
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    with pytest.raises(WeightlabError, match="CIFAR100 in"):
+        load_dataset("tv:CIFAR100", "train", tmp_path)
+    with pytest.raises(WeightlabError, match="no data set 'NotASet'"):
+        load_dataset("tv:NotASet", "train", tmp_path)
+
+
+@pytest.mark.parametrize("augment", ["crop_flip", "resized_crop"])
+def test_augmentation_is_seeded_and_only_on_training_batches(image_folder, augment):
+    from weightlab.data.streaming import StreamingImages
+
+    cfg = create_model("resnet20").weightlab_cfg
+    plain = StreamingImages.image_folder(image_folder / "train")
+    aug = plain.with_options(augment=augment, workers=2)
+    a = _all(aug.batches(8, cfg, shuffle=True, seed=1))
+    b = _all(aug.with_options(workers=0).batches(8, cfg, shuffle=True, seed=1))
+    c = _all(plain.batches(8, cfg, shuffle=True, seed=1))
+    assert all(torch.equal(x, y) for (x, _), (y, _) in zip(a, b))  # the same in any worker
+    assert not all(torch.equal(x, y) for (x, _), (y, _) in zip(a, c))  # and really augmented
+    assert all(x.shape == (len(y), 3, 32, 32) for x, y in a)
+    evaluation = _all(aug.batches(8, cfg, shuffle=False))
+    assert all(torch.equal(x, y) for (x, _), (y, _) in zip(evaluation, _all(plain.batches(8, cfg))))
+    with pytest.raises(WeightlabError, match="unknown augmentation"):
+        plain.with_options(augment="mixup")
+
+
+def test_learning_on_a_streamed_augmented_task(image_folder):
+    from weightlab.data import build_task
+    from weightlab.incremental import AdaptConfig, TaskModel, learn_task, parse_method
+
+    task = build_task(
+        f"imagefolder:{image_folder}", sizes=SplitSizes(None, 3, None), stream=dict(workers=0, augment="crop_flip")
+    )
+    tm = TaskModel.from_base(create_model("resnet20"), parse_method("head"))
+    res = learn_task(tm, task, AdaptConfig(epochs=2, batch_size=8), progress=False)
+    assert len(res.history) == 2 and all(torch.isfinite(torch.tensor(h["loss"])) for h in res.history)

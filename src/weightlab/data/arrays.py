@@ -37,8 +37,8 @@ class ModelInput:
                 raise ValueError(f"cannot map {x.shape[1]} channels to {c}")
         if tuple(x.shape[-2:]) != (h, w):
             x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=x.shape[-1] > w)
-        mean = torch.tensor(self.mean[:c], dtype=x.dtype).view(1, -1, 1, 1)
-        std = torch.tensor(self.std[:c], dtype=x.dtype).view(1, -1, 1, 1)
+        mean = torch.tensor(self.mean[:c], dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std[:c], dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         return (x - mean) / std
 
 
@@ -65,11 +65,19 @@ class ImageArrays:
         g = torch.Generator().manual_seed(seed)
         return self.subset(torch.randperm(len(self), generator=g)[:n].sort().values)
 
+    def relabel(self, labels: torch.Tensor, classes: Sequence[str]) -> ImageArrays:
+        """The same images with other labels and class names."""
+        return ImageArrays(self.images, labels, list(classes), self.name)
+
     def batches(
-        self, batch_size: int, model_cfg=None, *, shuffle: bool = False, seed: int = 0
+        self, batch_size: int, model_cfg=None, *, shuffle: bool = False, seed: int = 0, device=None
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield ``(x, y)`` with ``x`` transformed for the model (``model_cfg``: a ``ModelCfg`` or a
-        :class:`ModelInput`), or just scaled to [0, 1]."""
+        :class:`ModelInput`), or just scaled to [0, 1]; with ``device``, the stored (uint8) batch moves
+        there first and is converted there."""
+        from weightlab.engine import resolve_device
+
+        dev = resolve_device(device)
         transform = (
             model_cfg
             if isinstance(model_cfg, ModelInput)
@@ -78,6 +86,8 @@ class ImageArrays:
         order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed)) if shuffle else None
         for start in range(0, len(self), batch_size):
             idx = order[start : start + batch_size] if order is not None else slice(start, start + batch_size)
-            x = self.images[idx]
+            x, y = self.images[idx], self.labels[idx]
+            if dev.type != "cpu":
+                x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
             x = transform(x) if transform is not None else (x.float() / 255.0 if x.dtype == torch.uint8 else x)
-            yield x, self.labels[idx]
+            yield x, y

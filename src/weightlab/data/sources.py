@@ -154,17 +154,37 @@ DATASETS: dict[str, Callable[..., ImageArrays]] = {
 
 
 def load_dataset(
-    name: str, split: str = "test", root: str | Path | None = None, limit: int | None = None, seed: int = 0
-) -> ImageArrays:
-    """Load ``split`` ('train' or 'test') of a data set, optionally a seeded random subset of ``limit``."""
+    name: str,
+    split: str = "test",
+    root: str | Path | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    stream: dict | None = None,
+):
+    """Load ``split`` ('train' or 'test') of a data set, optionally a seeded random subset of ``limit``:
+    in memory (:class:`ImageArrays`), or read from disk while training when ``stream`` is given
+    (``dict(workers=8)``; :class:`~weightlab.data.streaming.StreamingImages`). ``tv:NAME`` (a torchvision
+    data set in its folder under the data root, e.g. ``tv:CIFAR100``) always streams."""
     if split not in SPLITS:
         raise WeightlabError(f"unknown split '{split}' (use one of {', '.join(SPLITS)})")
-    if name.startswith("imagefolder:"):
+    if name.startswith("tv:"):
+        from weightlab.data.streaming import StreamingImages
+
+        arrays = StreamingImages.torchvision(name[3:], _require_root(root, name), split, **(stream or {}))
+    elif name.startswith("imagefolder:"):
         folder = Path(name.split(":", 1)[1])
         sub = folder / split
-        arrays = load_image_folder(sub if sub.is_dir() else folder, f"imagefolder-{folder.name}-{split}")
+        path, label = (sub if sub.is_dir() else folder), f"imagefolder-{folder.name}-{split}"
+        if stream is not None:
+            from weightlab.data.streaming import StreamingImages
+
+            arrays = StreamingImages.image_folder(path, label, **stream)
+        else:
+            arrays = load_image_folder(path, label)
     elif name in DATASETS:
         arrays = DATASETS[name](split, root)
     else:
-        raise WeightlabError(f"unknown data set '{name}' (use one of {', '.join(DATASETS)} or imagefolder:PATH)")
+        raise WeightlabError(
+            f"unknown data set '{name}' (use one of {', '.join(DATASETS)}, imagefolder:PATH or tv:NAME)"
+        )
     return arrays.head(limit, seed)

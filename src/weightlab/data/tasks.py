@@ -71,8 +71,17 @@ class Task:
 
 
 def parse_task_spec(spec: str) -> tuple[str, list[int] | None]:
-    """``cifar10:0-4`` -> ('cifar10', [0..4]); ``mnist`` -> ('mnist', None)."""
-    name, _, sel = spec.partition(":")
+    """``cifar10:0-4`` -> ('cifar10', [0..4]); ``mnist`` -> ('mnist', None); a data set named with a
+    colon keeps it: ``imagefolder:/data/flowers:0-9``, ``tv:CIFAR100:0-49``."""
+    if spec.startswith(("imagefolder:", "tv:")):
+        prefix, _, rest = spec.partition(":")
+        head, colon, tail = rest.rpartition(":")
+        if colon and tail and all(ch.isdigit() or ch in ",-" for ch in tail):
+            name, sel = f"{prefix}:{head}", tail
+        else:
+            name, sel = spec, ""
+    else:
+        name, _, sel = spec.partition(":")
     if not name:
         raise WeightlabError(f"bad task spec '{spec}': expected DATASET or DATASET:CLASSES (e.g. cifar10:0-4)")
     if not sel:
@@ -94,15 +103,25 @@ def _select(arrays: ImageArrays, class_ids: list[int]) -> ImageArrays:
     sub = arrays.subset(torch.nonzero(keep).flatten())
     remap = torch.full((int(arrays.labels.max()) + 1,), -1, dtype=torch.long)
     remap[torch.tensor(class_ids)] = torch.arange(len(class_ids))
-    return ImageArrays(sub.images, remap[sub.labels], [arrays.classes[i] for i in class_ids], arrays.name)
+    return sub.relabel(remap[sub.labels], [arrays.classes[i] for i in class_ids])
 
 
-def build_task(spec: str, root: str | Path | None = None, sizes: SplitSizes = SplitSizes(), data_seed: int = 0) -> Task:
+def build_task(
+    spec: str,
+    root: str | Path | None = None,
+    sizes: SplitSizes = SplitSizes(),
+    data_seed: int = 0,
+    stream: dict | None = None,
+) -> Task:
     """Load one task: its classes of the train split (split again into train and validation) and
-    of the test split. ``data_seed`` fixes which samples are drawn, independently of the method seed."""
+    of the test split. ``data_seed`` fixes which samples are drawn, independently of the method seed.
+    ``stream`` (``dict(workers=8, augment="crop_flip")``): read the images from disk while training
+    (:class:`~weightlab.data.streaming.StreamingImages`; the augmentation on the training split only)."""
     dataset, class_ids = parse_task_spec(spec)
-    train_full = load_dataset(dataset, "train", root)
-    test_full = load_dataset(dataset, "test", root)
+    opts = dict(stream or {})
+    augment = opts.pop("augment", None)
+    train_full = load_dataset(dataset, "train", root, stream=None if stream is None else opts)
+    test_full = load_dataset(dataset, "test", root, stream=None if stream is None else opts)
     n_classes = len(train_full.classes)
     class_ids = class_ids if class_ids is not None else list(range(n_classes))
     bad = [c for c in class_ids if not 0 <= c < n_classes]
@@ -116,8 +135,14 @@ def build_task(spec: str, root: str | Path | None = None, sizes: SplitSizes = Sp
     rest = order[n_val:]
     n_train = len(rest) if sizes.train is None else min(sizes.train, len(rest))
     train = pool.subset(rest[:n_train].sort().values)
+    if augment is not None:
+        from weightlab.data.streaming import StreamingImages
+
+        if not isinstance(train, StreamingImages):
+            train = StreamingImages.from_arrays(train)
+        train = train.with_options(augment=augment)
     test = test.head(sizes.test, seed=data_seed)
-    name = spec.replace(":", "_").replace(",", "+")
+    name = spec.replace(":", "_").replace(",", "+").replace("/", "-").strip("_-")
     return Task(name, dataset, list(train.classes), class_ids, train, val, test, spec)
 
 
@@ -133,7 +158,11 @@ def _split_specs(text: str) -> list[str]:
 
 
 def build_sequence(
-    name_or_specs: str | list[str], root: str | Path | None = None, sizes: SplitSizes = SplitSizes(), data_seed: int = 0
+    name_or_specs: str | list[str],
+    root: str | Path | None = None,
+    sizes: SplitSizes = SplitSizes(),
+    data_seed: int = 0,
+    stream: dict | None = None,
 ) -> list[Task]:
     """A named sequence (see :data:`SEQUENCES`) or a comma-separated list / list of task specs."""
     if isinstance(name_or_specs, str):
@@ -142,7 +171,7 @@ def build_sequence(
         specs = list(name_or_specs)
     if not specs:
         raise WeightlabError("empty task sequence")
-    tasks = [build_task(s, root, sizes, data_seed) for s in specs]
+    tasks = [build_task(s, root, sizes, data_seed, stream) for s in specs]
     names = [t.name for t in tasks]
     if len(set(names)) != len(names):
         raise WeightlabError(f"task sequence repeats a task: {names}")

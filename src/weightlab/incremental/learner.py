@@ -22,8 +22,8 @@ from weightlab.engine import (
     Precision,
     evaluate_accuracy,
     make_optimizer,
+    module_device,
     place,
-    to_device,
     train_epoch,
 )
 from weightlab.errors import WeightlabError
@@ -86,7 +86,8 @@ def accuracy(
     device."""
     if model.current != task:  # while learning a task its live (uncommitted) tensors are evaluated
         model.set_task(task)
-    return evaluate_accuracy(model, data.batches(batch_size, ModelInput.from_cfg(model.model_cfg)), precision=precision)
+    batches = data.batches(batch_size, ModelInput.from_cfg(model.model_cfg), device=module_device(model))
+    return evaluate_accuracy(model, batches, precision=precision)
 
 
 def _optimizer(model: TaskModel, cfg: AdaptConfig) -> torch.optim.Optimizer:
@@ -114,7 +115,7 @@ def learn_task(
     torch.manual_seed(seed)
     if model.adapter is not None:
         keep = {k: v.clone() for k, v in model.backbone.named_buffers()}
-        model.adapter.before_task(model, to_device(task.train.batches(bs, transform, shuffle=True, seed=seed), dev))
+        model.adapter.before_task(model, task.train.batches(bs, transform, shuffle=True, seed=seed, device=dev))
         with torch.no_grad():  # a probe must not move BatchNorm statistics
             for k, v in model.backbone.named_buffers():
                 if not k.rsplit(".", 1)[-1].startswith("task_"):
@@ -128,7 +129,7 @@ def learn_task(
     for epoch in bar:
         loss = train_epoch(
             model,
-            task.train.batches(bs, transform, shuffle=True, seed=seed * 1000 + epoch),
+            task.train.batches(bs, transform, shuffle=True, seed=seed * 1000 + epoch, device=dev),
             opt,
             clip_params=params,
             clip_norm=cfg.clip_norm,

@@ -22,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from weightlab.data import ImageArrays
-from weightlab.engine import OPTIMIZERS, Precision, evaluate_accuracy, make_optimizer, place, train_epoch
+from weightlab.engine import OPTIMIZERS, Precision, evaluate_accuracy, make_optimizer, module_device, place, train_epoch
 from weightlab.errors import WeightlabError
 from weightlab.io import load_weights, read_json, save_tensors, write_json
 from weightlab.know.kinds import param_kinds
@@ -134,7 +134,9 @@ def _train_pass(
     losses = [
         train_epoch(
             model,
-            data.batches(cfg.batch_size, model_cfg, shuffle=True, seed=seed * 1000 + epoch),
+            data.batches(
+                cfg.batch_size, model_cfg, shuffle=True, seed=seed * 1000 + epoch, device=module_device(model)
+            ),
             opt,
             total=n_batches,
             precision=precision,

@@ -84,7 +84,8 @@ def transfer(
     num_classes = num_classes or len(train.classes)
     start = time.perf_counter()
     model = build_transfer_model(state, model_cfg, num_classes, cfg.seed)
-    prec = Precision(precision, place(model, device or "cpu"))
+    dev = place(model, device or "cpu")
+    prec = Precision(precision, dev)
     kinds = param_kinds(model)
     named = dict(model.named_parameters())
     mcfg = model.weightlab_cfg
@@ -97,25 +98,25 @@ def transfer(
             p.requires_grad_(kinds.get(k) in TRAINED_IN_WARMUP)
         opt = make_optimizer("adam", warm, lr=cfg.warmup_lr, weight_decay=cfg.weight_decay)
         for e in range(cfg.warmup_epochs):
-            batches = train.batches(cfg.batch_size, mcfg, shuffle=True, seed=cfg.seed * 1000 + e)
+            batches = train.batches(cfg.batch_size, mcfg, shuffle=True, seed=cfg.seed * 1000 + e, device=dev)
             log["warmup_loss"].append(train_epoch(model, batches, opt, total=n_batches, precision=prec, desc=desc))
             bar.update()
         for p in named.values():
             p.requires_grad_(True)
     log["warmup_accuracy"] = (
-        evaluate_accuracy(model, test.batches(256, mcfg), precision=prec) if cfg.warmup_epochs else None
+        evaluate_accuracy(model, test.batches(256, mcfg, device=dev), precision=prec) if cfg.warmup_epochs else None
     )
     if cfg.epochs > 0:
         opt = make_optimizer("adam", model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * n_batches)
         for e in range(cfg.epochs):
-            batches = train.batches(cfg.batch_size, mcfg, shuffle=True, seed=cfg.seed * 1000 + 500 + e)
+            batches = train.batches(cfg.batch_size, mcfg, shuffle=True, seed=cfg.seed * 1000 + 500 + e, device=dev)
             log["loss"].append(
                 train_epoch(model, batches, opt, scheduler=sched, total=n_batches, precision=prec, desc=desc)
             )
             bar.update()
     bar.close()
-    acc = evaluate_accuracy(model, test.batches(256, mcfg), precision=prec)
+    acc = evaluate_accuracy(model, test.batches(256, mcfg, device=dev), precision=prec)
     return {"accuracy": acc, "seconds": time.perf_counter() - start, "config": asdict(cfg), **log}
 
 
