@@ -52,6 +52,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--keras-python", default=None, help="python of an environment with TensorFlow")
     ap.add_argument("--device", default="cpu", help="where KNOWN runs: cpu (the folded kernel), cuda, ... (batched)")
+    ap.add_argument("--out", default=None, help="results file name (default known_speed[_<device>].json)")
     args = ap.parse_args()
     from weightlab.engine import resolve_device
 
@@ -125,7 +126,8 @@ def main() -> int:
             result["speedup_over_keras"] = keras["median_seconds"] / statistics.median(kernel)
             result["keras_max_abs_diff_first_4096"] = float(np.abs(np.asarray(keras["first_4096"]) - ours).max())
             result["keras"].pop("first_4096")
-    path = write("known_speed.json" if device.type == "cpu" else f"known_speed_{device.type}.json", result)
+    default = "known_speed.json" if device.type == "cpu" else f"known_speed_{device.type}.json"
+    path = write(args.out or default, result)
     print(json.dumps({k: v for k, v in result.items() if k not in ("machine",)}, indent=1))
     print(f"wrote {path}")
     return 0

@@ -418,3 +418,32 @@ def test_learning_on_a_streamed_augmented_task(image_folder):
     tm = TaskModel.from_base(create_model("resnet20"), parse_method("head"))
     res = learn_task(tm, task, AdaptConfig(epochs=2, batch_size=8), progress=False)
     assert len(res.history) == 2 and all(torch.isfinite(torch.tensor(h["loss"])) for h in res.history)
+
+
+# -- paper-scale suites -------------------------------------------------------------------------------
+
+
+def test_paper_scale_suites_are_complete_and_say_what_they_need(tmp_path, image_folder):
+    from dataclasses import replace
+
+    from weightlab.bench.incremental import _tasks, run_suite
+    from weightlab.bench.suites import KNOW_SUITES, SUITES, get_suite
+    from weightlab.data import parse_task_spec
+
+    for name in ("paper-table1-resnet34", "paper-table2-vits"):
+        suite = get_suite(name)
+        assert suite.needs_weights and suite.stream["augment"] == "resized_crop" and suite.epochs == 100
+        specs = suite.sequence.split(",")
+        assert len(specs) == 6 and all(s.startswith("imagefolder:{data}/") for s in specs)
+        with pytest.raises(WeightlabError, match="needs the pretrained weights as a file"):
+            run_suite(suite, tmp_path / name, progress=False)
+        # {data} is the data root; the trees stream from disk
+        tiny = replace(suite, sequence="imagefolder:{data}:0-1", sizes=SplitSizes(None, 2, None))
+        (task,) = _tasks(tiny, image_folder)
+        assert task.dataset == f"imagefolder:{image_folder}" and task.classes == ["cat", "dog"]
+        assert type(task.train).__name__ == "StreamingImages" and task.train.augment == "resized_crop"
+    assert {"paper-table1-resnet34", "paper-table2-vits"} <= set(SUITES.names())
+    know = KNOW_SUITES.get("paper-table1-resnet18")
+    assert (know.source, know.target, know.model) == ("tv:CIFAR100", "tv:CIFAR10", "tv:resnet18")
+    assert parse_task_spec("tv:CIFAR100:0-4") == ("tv:CIFAR100", [0, 1, 2, 3, 4])
+    assert parse_task_spec("imagefolder:/a/b") == ("imagefolder:/a/b", None)

@@ -74,10 +74,19 @@ _CACHE: dict = {}  # per process: the tasks and bases of the suite being run (a 
 
 
 def _tasks(suite: Suite, data_root) -> list:
-    key = ("tasks", suite.sequence, repr(suite.sizes), str(data_root))
+    """The suite's tasks (``{data}`` in its sequence is the data root), cached per process."""
+    sequence = suite.sequence
+    if "{data}" in sequence:
+        from weightlab import paths
+
+        root = data_root or paths.data_root()
+        if root is None:
+            raise WeightlabError(f"suite '{suite.name}' reads its data sets from a data root: pass --data-root DIR")
+        sequence = sequence.replace("{data}", str(root))
+    key = ("tasks", sequence, repr(suite.sizes), str(data_root), repr(suite.stream))
     if key not in _CACHE:
         _CACHE.clear()
-        _CACHE[key] = build_sequence(suite.sequence, data_root, suite.sizes)
+        _CACHE[key] = build_sequence(sequence, data_root, suite.sizes, stream=suite.stream)
     return _CACHE[key]
 
 
@@ -165,6 +174,11 @@ def run_suite(
     finished run is appended at once, so a stopped suite resumes with the runs it is missing."""
     from weightlab.machine import machine
 
+    if suite.needs_weights and not suite.weights:
+        raise WeightlabError(
+            f"suite '{suite.name}' needs the pretrained weights as a file (--weights FILE: .safetensors or a "
+            f"weights-only .pt of {suite.model}); nothing is downloaded"
+        )
     out = Path(out)
     path = out / "results.json"
     full = suite

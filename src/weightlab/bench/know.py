@@ -102,7 +102,7 @@ def prepare(
         write_json(log_path, log)
         return result
 
-    source = build_task(suite.source, data_root, sizes=_sizes(suite.source_train, suite.eval_size))
+    source = build_task(suite.source, data_root, sizes=_sizes(suite.source_train, suite.eval_size), stream=suite.stream)
     if (out / "base.safetensors").is_file():
         model = _base_model(suite, out, source, progress, device)
     else:
@@ -207,7 +207,9 @@ def run_suite(
     results["prepare"] = prepare(suite, out, progress, data_root, device, precision)
     results["prepare_seconds"] = round(sum(results["prepare"]["seconds"].values()), 1)
     write_json(results_path, results)
-    target = build_task(suite.target, data_root, sizes=_sizes(suite.target_train, suite.target_test))
+    target = build_task(
+        suite.target, data_root, sizes=_sizes(suite.target_train, suite.target_test), stream=suite.stream
+    )
     model_cfg = results["prepare"]["model"]
     done = {(r["row"], r["seed"]) for r in results["runs"]}
     table_rows = rows(suite, out)

@@ -45,6 +45,10 @@ class Suite:
     pretrained: bool = True  # False: random init (smoke tests without the shared models)
     model_kwargs: dict = field(default_factory=dict)  # e.g. a timm ViT's img_size / patch_size / depth
     description: str = ""
+    # paper scale: read the tasks from disk (dict(workers=, size=, augment=), see weightlab.data.streaming);
+    # "{data}" in the sequence is the data root; needs_weights: the weights file is an argument
+    stream: dict | None = None
+    needs_weights: bool = False
 
     def adapt_config(self) -> AdaptConfig:
         """The authors' recipe truncated to ``epochs``: its first 33 epochs run at the full rate, so
@@ -58,6 +62,11 @@ class Suite:
 
 
 VIT_CIFAR = dict(img_size=32, patch_size=4, embed_dim=96, depth=6, num_heads=3, num_classes=10)
+# RECAST paper, Sec. 4 / Table 3: six ImageFolder trees under the data root, each with train/ and test/
+PAPER_TASKS = ",".join(
+    f"imagefolder:{{data}}/{name}" for name in ("flowers102", "aircraft", "scenes67", "cifar100", "cifar10", "cub200")
+)
+PAPER_STREAM = dict(workers=8, size=224, augment="resized_crop")  # 224 px, RandomResizedCrop + flip
 CNN_METHODS = suite_methods(get_family("cifar_resnet"))  # head, recast and every adapter that fits, alone and on RECAST
 VIT_METHODS = suite_methods(get_family("vit"))
 
@@ -131,6 +140,32 @@ for _s in [
         description="Fig. 3: accuracy against trainable numbers per task on Fashion-MNIST (10 classes)",
     ),
     Suite(
+        "paper-table1-resnet34",
+        "tv:resnet34",
+        PAPER_TASKS,
+        suite_methods(get_family("resnet")),
+        sizes=SplitSizes(None, None, None),
+        epochs=100,
+        stream=PAPER_STREAM,
+        needs_weights=True,
+        description="RECAST Table 1 at paper scale: ResNet-34 (a torchvision weights file, --weights) on the six "
+        "data sets (ImageFolder trees under --data-root: flowers102, aircraft, scenes67, cifar100, cifar10, "
+        "cub200, each with train/ and test/), 224 px, 100 epochs per task; a GPU run",
+    ),
+    Suite(
+        "paper-table2-vits",
+        "timm:vit_small_patch16_224",
+        PAPER_TASKS,
+        VIT_METHODS,
+        sizes=SplitSizes(None, None, None),
+        epochs=100,
+        recast=dict(templates=2, coef_sets=2, layers_per_group=6),  # the paper: groups of 6, n=2, K=2
+        stream=PAPER_STREAM,
+        needs_weights=True,
+        description="RECAST Table 2 at paper scale: ViT-S/16 (a timm weights file, --weights) on the six data "
+        "sets as in paper-table1-resnet34; a GPU run",
+    ),
+    Suite(
         "smoke",
         "resnet20",
         "digits",
@@ -171,6 +206,7 @@ class KnowSuite:
     seeds: tuple[int, ...] = SEEDS
     incremental: bool = True
     needs_shared: bool = True
+    stream: dict | None = None  # read source and target from disk (see weightlab.data.streaming)
 
 
 KNOW_SUITES: Registry[KnowSuite] = Registry("KNOW suite")
@@ -235,6 +271,24 @@ for _k in [
         target_train=1000,
         target_test=2000,
         transfer=TransferConfig(warmup_epochs=2, epochs=10, lr=1e-3),
+    ),
+    KnowSuite(
+        "paper-table1-resnet18",
+        "KNOW Table 1 at paper scale: ResNet-18 pretrained here on CIFAR-100 (200 epochs, Adam, crop + flip), "
+        "progressive forgetting r=0.5, transferred to CIFAR-10 (100 epochs); both read by torchvision from "
+        "their folders under --data-root (cifar-100-python, cifar-10-batches-py); a GPU run",
+        model="tv:resnet18",
+        source="tv:CIFAR100",
+        target="tv:CIFAR10",
+        pretrain_epochs=200,
+        pretrain_lr=1e-3,
+        source_train=None,
+        target_train=None,
+        target_test=None,
+        eval_size=None,
+        forget=ForgetConfig(full_data_pass=True),
+        transfer=TransferConfig(),
+        stream=dict(workers=8, augment="crop_flip"),
     ),
 ]:
     KNOW_SUITES.add(_k.name, _k, display=_k.name, summary=_k.description)

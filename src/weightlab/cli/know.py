@@ -161,6 +161,9 @@ def add_parsers(sub) -> None:
     )
     b.add_argument("--suite", required=True, choices=sorted(SUITES))
     b.add_argument("--seeds", default=None, help="comma-separated seeds (default: the suite's)")
+    b.add_argument(
+        "--data-root", type=Path, default=None, help="data folder (default $WEIGHTLAB_DATA or ../shared/data)"
+    )
     common(b)
     add_runtime(b)
     add_backend_flags(b)
@@ -336,8 +339,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from weightlab.bench.know import get_suite, run_suite
 
     suite = get_suite(args.suite)
-    if suite.needs_shared and paths.data_root() is None:
-        raise WeightlabError(f"suite '{args.suite}' needs the shared data: set WEIGHTLAB_SHARED")
+    if suite.needs_shared and args.data_root is None and paths.data_root() is None:
+        raise WeightlabError(f"suite '{args.suite}' needs its data: pass --data-root DIR (or set WEIGHTLAB_SHARED)")
     out = args.out or Path("know-bench") / suite.name
     try:
         seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
@@ -351,6 +354,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         device=args.device,
         precision=args.precision,
         backend=backend_from_args(args),
+        data_root=args.data_root,
     )
     print((out / "results.md").read_text())
     return 0

@@ -205,9 +205,9 @@ class StreamingImages:
         )
 
     @classmethod
-    def torchvision(cls, dataset: str, root: str | Path, split: str = "train", **kw):
+    def torchvision(cls, dataset: str, root: str | Path, split: str = "train", size: int | None = None, **kw):
         """A torchvision data set (``CIFAR100``, ``CIFAR10``, ``MNIST`` ...) from its folder under ``root``;
-        never downloaded."""
+        never downloaded (its images have one size already: ``size`` is not used)."""
         import torchvision
 
         if not hasattr(torchvision.datasets, dataset):
