@@ -287,11 +287,15 @@ def test_backends_give_the_serial_results():
     serial = dict(run_jobs(_square_after_training, jobs, Backend("serial", threads=1)))
     procs = dict(run_jobs(_square_after_training, jobs, Backend("processes", workers=2)))
     assert procs == serial
-    pytest.importorskip("ray")
-    ray_results = dict(run_jobs(_square_after_training, jobs, Backend("ray", workers=2)))
-    assert ray_results == serial
-    with pytest.raises(WeightlabError, match="^unknown architecture 'x'$"):  # the job's own error line
-        list(run_jobs(_raise_clear_error, [(1,)], Backend("ray", workers=1)))
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # one runtime for both calls
+    try:
+        ray_results = dict(run_jobs(_square_after_training, jobs, Backend("ray", workers=2)))
+        assert ray_results == serial
+        with pytest.raises(WeightlabError, match="^unknown architecture 'x'$"):  # the job's own error line
+            list(run_jobs(_raise_clear_error, [(1,)], Backend("ray", workers=1)))
+    finally:
+        ray.shutdown()
 
 
 def test_backend_errors():
@@ -320,8 +324,12 @@ def test_suite_runs_in_suite_order_and_resume_with_processes(tmp_path):
     from weightlab.parallel import Backend
 
     suite = replace(get_suite("smoke"), methods=["head", "recast"], sizes=SplitSizes(60, 30, 60))
+    from weightlab.io import read_json, write_json
+
     a = run_suite(suite, tmp_path / "a", progress=False, seeds=(0, 1), backend=Backend("serial", threads=1))
-    b = run_suite(suite, tmp_path / "b", progress=False, seeds=(0,), backend=Backend("processes", workers=2))
+    partial = read_json(tmp_path / "a" / "results.json")  # a suite stopped after its seed-0 runs
+    partial["runs"] = [r for r in partial["runs"] if r["seed"] == 0]
+    write_json(tmp_path / "b" / "results.json", partial)
     b = run_suite(suite, tmp_path / "b", progress=False, seeds=(0, 1), backend=Backend("processes", workers=2))
     strip = lambda runs: [{k: v for k, v in r.items() if "wall" not in k} for r in runs]  # noqa: E731
     assert [(r["method"], r["seed"]) for r in b["runs"]] == [("head", 0), ("head", 1), ("recast", 0), ("recast", 1)]
