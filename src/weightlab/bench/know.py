@@ -25,7 +25,7 @@ from weightlab.data.tasks import SplitSizes, build_task
 from weightlab.engine import evaluate_accuracy, fit_classifier
 from weightlab.errors import WeightlabError
 from weightlab.io import load_weights, read_json, save_tensors, write_json, write_text
-from weightlab.know.forgetting import incremental_pretraining, run_forgetting
+from weightlab.know.forgetting import forgetting_check, incremental_pretraining, run_forgetting
 from weightlab.know.predictors import DISPLAY, get_predictor
 from weightlab.know.trajectory import MANIFEST, scale_label
 from weightlab.know.transfer import TransferConfig, run_transfers
@@ -122,7 +122,13 @@ def prepare(
     manifest = out / "trajectory" / MANIFEST
     done = read_json(manifest).get("completed_stages", 0) if manifest.is_file() else 0
     traj = forget() if done == suite.forget.stages else timed(f"forgetting_from_stage_{done}", forget)
-    info = {"base_accuracy": base_acc, "model": traj.meta["model"], "stages": traj.meta["stages"], "predictions": {}}
+    info = {
+        "base_accuracy": base_acc,
+        "model": traj.meta["model"],
+        "stages": traj.meta["stages"],
+        "forgetting": forgetting_check(traj.meta["stages"]),
+        "predictions": {},
+    }
     pred_dir = out / "predictions"
     for name in suite.predictors:
         try:
@@ -262,6 +268,19 @@ def summarize(results: dict) -> list[dict]:
     return table
 
 
+def _forgetting_line(check: dict | None) -> str:
+    """The trajectory's forgetting, stated beside every table built on it."""
+    if not check or check.get("forgets") is None:
+        return "**forgetting: unknown** (the trajectory's stages were not evaluated on the D⁰ test split)."
+    acc = " → ".join(f"{a:.2f}" for a in check["accuracy"])
+    if check["forgets"]:
+        return f"**forgetting: yes**: D⁰ test accuracy per stage {acc}."
+    return (
+        f"**forgetting: no**: D⁰ test accuracy per stage {acc} does not fall, so this trajectory does not "
+        "test KNOW's hypothesis (retrodiction here rewinds training, not forgetting)."
+    )
+
+
 def write_report(results: dict, out: Path) -> None:
     table = summarize(results)
     suite = results["suite"]
@@ -275,6 +294,8 @@ def write_report(results: dict, out: Path) -> None:
         f"S={suite['forget']['stages']}, {suite['forget']['epochs']} epoch(s)/stage, {suite['forget']['optimizer']} "
         f"lr {suite['forget']['lr']}; transfer {suite['transfer']['warmup_epochs']} warm-up + "
         f"{suite['transfer']['epochs']} epochs. Test accuracy (%) at the end of transfer, mean ± std over seeds.",
+        "",
+        _forgetting_line(results.get("prepare", {}).get("forgetting")),
         "",
         "| pred. | method | seeds | accuracy | gain vs naive |",
         "|---|---|---|---|---|",

@@ -216,6 +216,12 @@ def cmd_forget(args: argparse.Namespace) -> int:
     print("| stage | samples | test accuracy |\n|---|---|---|")
     for s in traj.meta["stages"]:
         print(f"| {s['stage']} | {s['subset_size']} | {s.get('eval_accuracy', float('nan')):.2f} |")
+    check = traj.meta.get("forgetting") or {}
+    if check.get("forgets") is False:
+        print(
+            f"\nforgetting: no -- D⁰ test accuracy does not fall along this trajectory "
+            f"({check['accuracy'][0]:.2f} -> {check['accuracy'][-1]:.2f}); it does not test KNOW's hypothesis"
+        )
     print(f"\nwrote {traj.num_stages} stages and manifest.json to {args.out}")
     return 0
 

@@ -88,6 +88,23 @@ def nested_subsets(
     return subsets
 
 
+def forgetting_check(stages: list[dict], tolerance: float = 0.0) -> dict:
+    """Whether a trajectory forgets: its D⁰ test accuracy (``eval_accuracy`` per stage) at the last stage
+    is below stage 0's by more than ``tolerance`` points. ``forgets`` is None when no stage was evaluated
+    (or only one was). A trajectory that does not forget does not test KNOW's hypothesis: the tables say
+    ``forgetting: no`` beside it."""
+    acc = [s["eval_accuracy"] for s in stages if s.get("eval_accuracy") is not None]
+    if len(acc) < 2:
+        return {"forgets": None, "accuracy": acc}
+    return {
+        "forgets": acc[-1] < acc[0] - tolerance,
+        "accuracy": acc,
+        "drop": acc[0] - acc[-1],
+        "monotone": all(b <= a for a, b in zip(acc, acc[1:])),
+        "tolerance": tolerance,
+    }
+
+
 def _make_optimizer(model: nn.Module, cfg: ForgetConfig) -> torch.optim.Optimizer:
     return make_optimizer(
         cfg.optimizer,
@@ -236,6 +253,7 @@ def run_forgetting(
         meta["stages"] = [r for r in meta["stages"] if r["stage"] < s] + [record]
         meta["completed_stages"] = s + 1
         meta["stage_files"] = [stage_file(i) for i in range(s + 1)]
+        meta["forgetting"] = forgetting_check(meta["stages"])
         write_json(manifest_path, meta)
     return Trajectory.load(out_dir)
 
