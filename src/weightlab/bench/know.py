@@ -295,7 +295,7 @@ def write_report(results: dict, out: Path) -> None:
         f"lr {suite['forget']['lr']}; transfer {suite['transfer']['warmup_epochs']} warm-up + "
         f"{suite['transfer']['epochs']} epochs. Test accuracy (%) at the end of transfer, mean ± std over seeds.",
         "",
-        _forgetting_line(results.get("prepare", {}).get("forgetting")),
+        _forgetting_line(forgetting_check(results.get("prepare", {}).get("stages", []))),
         "",
         "| pred. | method | seeds | accuracy | gain vs naive |",
         "|---|---|---|---|---|",
