@@ -80,3 +80,39 @@ def test_trajectory_manifest_and_report_state_the_forgetting(tmp_path):
     line = _forgetting_line(check)
     assert ("forgetting: yes" in line) == check["forgets"] and ("forgetting: no" in line) != check["forgets"]
     assert "forgetting: unknown" in _forgetting_line(None)
+
+
+class _Spy:
+    """A data split that counts how often it is read."""
+
+    def __init__(self, data):
+        self.data, self.reads = data, 0
+        self.classes = data.classes
+
+    def __len__(self):
+        return len(self.data)
+
+    def batches(self, *a, **kw):
+        self.reads += 1
+        return self.data.batches(*a, **kw)
+
+
+def test_transfer_lr_is_chosen_on_validation_and_the_test_split_is_read_once():
+    from weightlab.data import load_dataset
+    from weightlab.know.transfer import TransferConfig, transfer, validation_split
+
+    torch.manual_seed(0)
+    model = create_model("smallcnn", num_classes=10, input_size=(1, 8, 8))
+    train = load_dataset("digits", "train", limit=200)
+    test = _Spy(load_dataset("digits", "test", limit=100))
+    cfg = TransferConfig(warmup_epochs=1, epochs=2, lr_grid=(1e-4, 3e-3), batch_size=32)
+    res = transfer(model.state_dict(), model.weightlab_cfg, train, test, cfg, progress=False)
+    sel = res["lr_selection"]
+    assert test.reads == 1  # the final evaluation only: selection and warm-up never read it
+    assert res["warmup_accuracy"] is None
+    assert sel["lr"] == max(cfg.lr_grid, key=lambda lr: sel["val_accuracy"][str(lr)])
+    assert res["config"]["lr"] == sel["lr"]
+    fit, val = validation_split(train, 0.2, 0)
+    assert len(fit) + len(val) == len(train) and len(val) == 40
+    with pytest.raises(WeightlabError, match="positive rates"):
+        TransferConfig(lr_grid=(1e-3, 0.0))

@@ -96,6 +96,7 @@ def add_parsers(sub) -> None:
     t.add_argument("--epochs", type=int, default=100)
     t.add_argument("--warmup-lr", type=float, default=1e-3)
     t.add_argument("--lr", type=float, default=4e-4)
+    _lr_grid_flag(t)
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--seeds", default="42", help="comma-separated seeds (default 42)")
     t.add_argument("--data-root", type=Path, default=None)
@@ -161,12 +162,31 @@ def add_parsers(sub) -> None:
     )
     b.add_argument("--suite", required=True, choices=sorted(SUITES))
     b.add_argument("--seeds", default=None, help="comma-separated seeds (default: the suite's)")
+    _lr_grid_flag(b)
     b.add_argument(
         "--data-root", type=Path, default=None, help="data folder (default $WEIGHTLAB_DATA or ../shared/data)"
     )
     common(b)
     add_runtime(b)
     add_backend_flags(b)
+
+
+def _lr_grid_flag(p) -> None:
+    p.add_argument(
+        "--lr-grid",
+        default=None,
+        help="comma-separated learning rates: each run chooses its rate on a validation split of the "
+        "downstream training data (a fifth), then trains on all of it; the test split is read once",
+    )
+
+
+def _lr_grid(args) -> tuple[float, ...] | None:
+    if not args.lr_grid:
+        return None
+    try:
+        return tuple(float(v) for v in args.lr_grid.split(",") if v.strip())
+    except ValueError:
+        raise WeightlabError(f"--lr-grid must be comma-separated numbers, got '{args.lr_grid}'") from None
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
@@ -304,6 +324,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         warmup_lr=args.warmup_lr,
         lr=args.lr,
         batch_size=args.batch_size,
+        lr_grid=_lr_grid(args),
     )
     rows = [("naive", "Naive transfer", 0, args.trajectory / stage_file(0))]
     rows += [(f.stem, f.stem, 1, f) for f in _weight_files(args.predictions)]
@@ -341,10 +362,14 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from weightlab import paths
     from weightlab.bench.know import get_suite, run_suite
 
     suite = get_suite(args.suite)
+    if args.lr_grid:
+        suite = replace(suite, transfer=replace(suite.transfer, lr_grid=_lr_grid(args)))
     if suite.needs_shared and args.data_root is None and paths.data_root() is None:
         raise WeightlabError(f"suite '{args.suite}' needs its data: pass --data-root DIR (or set WEIGHTLAB_SHARED)")
     out = args.out or Path("know-bench") / suite.name
@@ -353,7 +378,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     except ValueError:
         raise WeightlabError(f"--seeds must be comma-separated integers, got '{args.seeds}'") from None
     run_suite(
-        args.suite,
+        suite,
         out,
         progress=progress(args),
         seeds=seeds,

@@ -36,6 +36,58 @@ class TransferConfig:
     batch_size: int = 128
     weight_decay: float = 0.0
     seed: int = 0
+    # fair comparisons: choose ``lr`` from this grid on a validation split (``val_fraction`` of the
+    # downstream training data, seeded by ``seed``), then train on all of it and read the test split once
+    lr_grid: tuple[float, ...] | None = None
+    val_fraction: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.lr_grid is not None:
+            self.lr_grid = tuple(float(v) for v in self.lr_grid)
+            if not self.lr_grid or any(v <= 0 for v in self.lr_grid):
+                raise WeightlabError(f"the learning-rate grid must hold positive rates, got {self.lr_grid}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise WeightlabError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+
+
+def validation_split(train: ImageArrays, fraction: float, seed: int) -> tuple[ImageArrays, ImageArrays]:
+    """(fit, validation): a seeded random ``fraction`` of ``train`` held out for model selection."""
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+    n_val = max(1, round(fraction * len(train)))
+    if n_val >= len(train):
+        raise WeightlabError(f"{len(train)} training samples are too few to hold out a validation split")
+    return train.subset(order[n_val:].sort().values), train.subset(order[:n_val].sort().values)
+
+
+def select_lr(
+    state: dict[str, torch.Tensor],
+    model_cfg: ModelCfg | dict,
+    train: ImageArrays,
+    cfg: TransferConfig,
+    *,
+    num_classes: int | None = None,
+    device: str | None = None,
+    precision: str = "fp32",
+) -> tuple[float, dict[float, float]]:
+    """The learning rate of ``cfg.lr_grid`` with the best validation accuracy (the first of equals), and
+    every rate's validation accuracy. Only ``train`` is read: it is split into fit and validation."""
+    fit, val = validation_split(train, cfg.val_fraction, cfg.seed)
+    scores = {}
+    for lr in cfg.lr_grid:
+        res = transfer(
+            state,
+            model_cfg,
+            fit,
+            val,
+            replace(cfg, lr=lr, lr_grid=None),
+            num_classes=num_classes or len(train.classes),
+            progress=False,
+            device=device,
+            precision=precision,
+        )
+        scores[lr] = res["accuracy"]
+    best = max(scores, key=lambda lr: (scores[lr], -cfg.lr_grid.index(lr)))
+    return best, scores
 
 
 def build_transfer_model(
@@ -79,10 +131,18 @@ def transfer(
     precision: str = "fp32",
 ) -> dict:
     """Fine-tune ``state`` on ``train`` with the two-phase protocol on ``device`` (default CPU) in
-    ``precision``; returns the test accuracy and a log."""
+    ``precision``; returns the test accuracy and a log. With ``cfg.lr_grid`` the learning rate is first
+    chosen on a validation split of ``train`` (:func:`select_lr`), and ``test`` is read once, at the end."""
     cfg = cfg or TransferConfig()
     num_classes = num_classes or len(train.classes)
     start = time.perf_counter()
+    selection = None
+    if cfg.lr_grid is not None:
+        best, scores = select_lr(
+            state, model_cfg, train, cfg, num_classes=num_classes, device=device, precision=precision
+        )
+        selection = {"grid": list(cfg.lr_grid), "val_accuracy": {str(k): v for k, v in scores.items()}, "lr": best}
+        cfg = replace(cfg, lr=best)
     model = build_transfer_model(state, model_cfg, num_classes, cfg.seed)
     dev = place(model, device or "cpu")
     prec = Precision(precision, dev)
@@ -103,8 +163,10 @@ def transfer(
             bar.update()
         for p in named.values():
             p.requires_grad_(True)
-    log["warmup_accuracy"] = (
-        evaluate_accuracy(model, test.batches(256, mcfg, device=dev), precision=prec) if cfg.warmup_epochs else None
+    log["warmup_accuracy"] = (  # not read when the rate is being selected: the test split is read once
+        evaluate_accuracy(model, test.batches(256, mcfg, device=dev), precision=prec)
+        if cfg.warmup_epochs and selection is None
+        else None
     )
     if cfg.epochs > 0:
         opt = make_optimizer("adam", model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -117,7 +179,10 @@ def transfer(
             bar.update()
     bar.close()
     acc = evaluate_accuracy(model, test.batches(256, mcfg, device=dev), precision=prec)
-    return {"accuracy": acc, "seconds": time.perf_counter() - start, "config": asdict(cfg), **log}
+    out = {"accuracy": acc, "seconds": time.perf_counter() - start, "config": asdict(cfg), **log}
+    if selection is not None:
+        out["lr_selection"] = selection
+    return out
 
 
 def transfer_run(
@@ -155,6 +220,7 @@ def transfer_run(
         "accuracy": res["accuracy"],
         "warmup_accuracy": res["warmup_accuracy"],
         "seconds": round(res["seconds"], 2),
+        **({"lr_selection": res["lr_selection"]} if "lr_selection" in res else {}),
     }
 
 
