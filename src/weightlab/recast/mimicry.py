@@ -111,6 +111,8 @@ def reconstruct(
         raise WeightlabError(f"unknown mimicry method '{method}' (use {', '.join(METHODS)})")
     config = config or MimicryConfig()
     dev = resolve_device(device)
+    if dev.type == "mps":  # the closed form works in float64, which MPS does not have: fit on the CPU
+        dev = torch.device("cpu")
     problems = [
         p.on(dev) for p in build_problems(recast_model, target_weights(original, recast_model), config.role_weights)
     ]
