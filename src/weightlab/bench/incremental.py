@@ -105,7 +105,7 @@ def suite_run(
     runs (see :mod:`weightlab.parallel`): it depends on its arguments only, so a run gives the same
     record in this process, in a worker process or on a Ray node."""
     tasks = _tasks(suite, data_root)
-    cfg = replace(suite.adapt_config(), device=device or "cpu", precision=precision)
+    cfg = suite.adapt_config(device, precision)
     baseline = is_baseline(method)
     spec = None if baseline else parse_method(method)
     rover = {**suite.recast, **overrides}
@@ -196,7 +196,7 @@ def run_suite(
     done = {_run_key(r) for r in payload["runs"]}
     tasks = _tasks(suite, data_root)
     payload["tasks"] = [t.summary() for t in tasks]
-    cfg = replace(suite.adapt_config(), device=device or "cpu", precision=precision)
+    cfg = suite.adapt_config(device, precision)
     payload["adapt_config"] = cfg.to_dict()
     jobs = [(p.label, p.method, p.recast) for p in suite.points] or [(None, m, {}) for m in suite.methods]
     order = {((j[0] or method_label(j[1])), s): n for n, (j, s) in enumerate((j, s) for j in jobs for s in suite.seeds)}

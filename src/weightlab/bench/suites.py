@@ -50,10 +50,10 @@ class Suite:
     stream: dict | None = None
     needs_weights: bool = False
 
-    def adapt_config(self) -> AdaptConfig:
+    def adapt_config(self, device: str | None = None, precision: str = "fp32") -> AdaptConfig:
         """The authors' recipe truncated to ``epochs``: its first 33 epochs run at the full rate, so
-        a budget of a few epochs never reaches the first decay."""
-        return AdaptConfig(epochs=self.epochs)
+        a budget of a few epochs never reaches the first decay. Runs on ``device`` (default CPU)."""
+        return AdaptConfig(epochs=self.epochs, device=device or "cpu", precision=precision)
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -18,6 +18,14 @@ class ModelInput:
     std: tuple[float, ...]
 
     @classmethod
+    def of(cls, model_cfg) -> ModelInput | None:
+        """``model_cfg`` as a transform: a ``ModelInput`` itself, one made from a model configuration, or
+        None (batches only scaled to [0, 1])."""
+        if model_cfg is None or isinstance(model_cfg, ModelInput):
+            return model_cfg
+        return cls.from_cfg(model_cfg)
+
+    @classmethod
     def from_cfg(cls, cfg) -> ModelInput:
         """From a model's :class:`~weightlab.models.ModelCfg` (or its JSON form)."""
         if isinstance(cfg, dict):
@@ -42,6 +50,13 @@ class ModelInput:
         return (x - mean) / std
 
 
+def head_index(length: int, n: int | None, seed: int = 0) -> torch.Tensor | None:
+    """The sorted indices of a seeded random subset of ``n`` of ``length`` samples (None: all of them)."""
+    if n is None or n >= length:
+        return None
+    return torch.randperm(length, generator=torch.Generator().manual_seed(seed))[:n].sort().values
+
+
 @dataclass
 class ImageArrays:
     """A labelled image set held in memory: ``images`` (N, C, H, W) uint8 or float in [0, 1]."""
@@ -60,10 +75,8 @@ class ImageArrays:
 
     def head(self, n: int | None, seed: int = 0) -> ImageArrays:
         """A random (seeded) subset of ``n`` samples, or everything when ``n`` is None."""
-        if n is None or n >= len(self):
-            return self
-        g = torch.Generator().manual_seed(seed)
-        return self.subset(torch.randperm(len(self), generator=g)[:n].sort().values)
+        idx = head_index(len(self), n, seed)
+        return self if idx is None else self.subset(idx)
 
     def relabel(self, labels: torch.Tensor, classes: Sequence[str]) -> ImageArrays:
         """The same images with other labels and class names."""
@@ -78,11 +91,7 @@ class ImageArrays:
         from weightlab.engine import resolve_device
 
         dev = resolve_device(device)
-        transform = (
-            model_cfg
-            if isinstance(model_cfg, ModelInput)
-            else (ModelInput.from_cfg(model_cfg) if model_cfg is not None else None)
-        )
+        transform = ModelInput.of(model_cfg)
         order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed)) if shuffle else None
         for start in range(0, len(self), batch_size):
             idx = order[start : start + batch_size] if order is not None else slice(start, start + batch_size)

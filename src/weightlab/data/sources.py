@@ -103,17 +103,44 @@ def _cifar10_folder(root) -> Path:
     return dest
 
 
-def load_image_folder(folder: Path, name: str, size: int | None = None) -> ImageArrays:
-    """Decode an ImageFolder (``<folder>/<class>/<image>``) into uint8 arrays; a decoded copy is
-    cached as ``.npz`` in the weightlab cache so the next load is instant."""
-    from PIL import Image
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
+
+def list_image_folder(folder: Path) -> tuple[list[str], list[tuple[Path, int]]]:
+    """(classes, [(image file, class index)]) of an ImageFolder tree, classes and files in sorted order;
+    files that are not images are skipped."""
+    folder = Path(folder)
     if not folder.is_dir():
         raise WeightlabError(f"{folder}: not a folder of class sub-folders")
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
     if not classes:
         raise WeightlabError(f"{folder}: no class sub-folders found")
-    files = [(f, ci) for ci, c in enumerate(classes) for f in sorted((folder / c).iterdir()) if f.is_file()]
+    files = [
+        (f, ci)
+        for ci, c in enumerate(classes)
+        for f in sorted((folder / c).iterdir())
+        if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+    ]
+    if not files:
+        raise WeightlabError(f"{folder}: no images found")
+    return classes, files
+
+
+def decode_image(path: str | Path, size: int | None = None) -> np.ndarray:
+    """One image file as a uint8 (3, H, W) array: RGB, resized (bilinear) to ``size`` x ``size`` if given."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        if size is not None and im.size != (size, size):
+            im = im.resize((size, size), Image.BILINEAR)
+        return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy()
+
+
+def load_image_folder(folder: Path, name: str, size: int | None = None) -> ImageArrays:
+    """Decode an ImageFolder (``<folder>/<class>/<image>``) into uint8 arrays; a decoded copy is
+    cached as ``.npz`` in the weightlab cache so the next load is instant."""
+    classes, files = list_image_folder(folder)
     key = hashlib.sha1(f"{folder.resolve()}|{len(files)}|{size}".encode()).hexdigest()[:12]
     cache = paths.cache_root() / "decoded" / f"{name}-{key}.npz"
     if cache.is_file():
@@ -121,16 +148,12 @@ def load_image_folder(folder: Path, name: str, size: int | None = None) -> Image
             return ImageArrays(torch.from_numpy(z["images"]), torch.from_numpy(z["labels"]), classes, name)
     arrays, labels = [], []
     for f, ci in files:
-        with Image.open(f) as im:
-            im = im.convert("RGB")
-            if size is not None and im.size != (size, size):
-                im = im.resize((size, size), Image.BILINEAR)
-            arrays.append(np.asarray(im, dtype=np.uint8))
+        arrays.append(decode_image(f, size))
         labels.append(ci)
     shapes = {a.shape for a in arrays}
     if len(shapes) != 1:
         raise WeightlabError(f"{folder}: images have different sizes {sorted(shapes)[:3]}; pass a size to resize")
-    images = np.stack(arrays).transpose(0, 3, 1, 2).copy()
+    images = np.stack(arrays)
     labels_np = np.asarray(labels, dtype=np.int64)
     from weightlab.io import atomic_path
 

@@ -23,11 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from weightlab.data.arrays import ModelInput
+from weightlab.data.arrays import ModelInput, head_index
 from weightlab.errors import WeightlabError
 
 AUGMENTATIONS = (None, "crop_flip", "resized_crop")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
 
 class _Source:
@@ -48,13 +47,9 @@ class _FolderSource(_Source):
         return len(self.files)
 
     def image(self, i: int) -> torch.Tensor:
-        from PIL import Image
+        from weightlab.data.sources import decode_image  # the in-memory path's decoding
 
-        with Image.open(self.files[i]) as im:  # decoded as load_image_folder decodes (RGB, optional resize)
-            im = im.convert("RGB")
-            if self.size is not None and im.size != (self.size, self.size):
-                im = im.resize((self.size, self.size), Image.BILINEAR)
-            return torch.from_numpy(np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy())
+        return torch.from_numpy(decode_image(self.files[i], self.size))
 
 
 class _MemorySource(_Source):
@@ -178,22 +173,12 @@ class StreamingImages:
     def image_folder(cls, folder: str | Path, name: str | None = None, size: int | None = None, **kw):
         """An ImageFolder tree (``<folder>/<class>/<image>``), classes and files in sorted order (as
         :func:`weightlab.data.sources.load_image_folder` reads them)."""
+        from weightlab.data.sources import list_image_folder
+
         folder = Path(folder)
-        if not folder.is_dir():
-            raise WeightlabError(f"{folder}: not a folder of class sub-folders")
-        classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
-        if not classes:
-            raise WeightlabError(f"{folder}: no class sub-folders found")
-        files = [
-            (str(f), ci)
-            for ci, c in enumerate(classes)
-            for f in sorted((folder / c).iterdir())
-            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-        ]
-        if not files:
-            raise WeightlabError(f"{folder}: no images found")
+        classes, files = list_image_folder(folder)
         labels = torch.tensor([ci for _, ci in files], dtype=torch.long)
-        source = _FolderSource([f for f, _ in files], size)
+        source = _FolderSource([str(f) for f, _ in files], size)
         return cls(source, torch.arange(len(files)), labels, classes, name or folder.name, **kw)
 
     @classmethod
@@ -225,10 +210,8 @@ class StreamingImages:
         return replace(self, index=self.index[index], labels=self.labels[index])
 
     def head(self, n: int | None, seed: int = 0) -> StreamingImages:
-        if n is None or n >= len(self):
-            return self
-        g = torch.Generator().manual_seed(seed)
-        return self.subset(torch.randperm(len(self), generator=g)[:n].sort().values)
+        idx = head_index(len(self), n, seed)
+        return self if idx is None else self.subset(idx)
 
     def relabel(self, labels: torch.Tensor, classes: Sequence[str]) -> StreamingImages:
         return replace(self, labels=labels, classes=list(classes))
@@ -251,11 +234,7 @@ class StreamingImages:
         from weightlab.engine import resolve_device
 
         dev = resolve_device(device)
-        transform = (
-            model_cfg
-            if isinstance(model_cfg, ModelInput)
-            else (ModelInput.from_cfg(model_cfg) if model_cfg is not None else None)
-        )
+        transform = ModelInput.of(model_cfg)
         out_hw = transform.input_size[1:] if transform is not None else None
         augment = self.augment if shuffle else None  # augmentation only where the data are trained on
         order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed)).tolist() if shuffle else None

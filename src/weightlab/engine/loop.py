@@ -111,13 +111,22 @@ class Precision:
             self.scaler.update()
 
 
-def to_device(batches: Iterable[Batch], device: torch.device | str | None) -> Iterator[Batch]:
-    """The batches on ``device`` (unchanged on the CPU)."""
+def batch_to(batch: Batch, device: torch.device | str | None) -> Batch:
+    """One ``(x, y)`` pair on ``device`` (e.g. a whole small split kept there); ``None``: left where it is."""
+    if device is None:
+        return batch
     dev = resolve_device(device)
-    for x, y in batches:
-        if dev.type != "cpu":
-            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-        yield x, y
+    x, y = batch
+    if x.device != dev:
+        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+    return x, y
+
+
+def to_device(batches: Iterable[Batch], device: torch.device | str | None) -> Iterator[Batch]:
+    """The batches on ``device`` (``None``: left where they are)."""
+    dev = resolve_device(device) if device is not None else None
+    for batch in batches:
+        yield batch_to(batch, dev)
 
 
 def make_optimizer(

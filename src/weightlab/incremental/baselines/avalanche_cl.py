@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from weightlab.engine import Precision, make_optimizer, place, to_device
+from weightlab.engine import Precision, batch_to, make_optimizer, place
 from weightlab.errors import WeightlabError
 from weightlab.incremental.baselines.harness import build_record, check_finite, prepare, score_after_task, tensor_bytes
 from weightlab.incremental.baselines.spec import BASELINES, BaselineSpec
@@ -191,7 +191,7 @@ def _run(
     model = multihead(backbone, dim, [t.num_classes for t in tasks])
     dev = place(model, cfg.device)
     prec = Precision(cfg.precision, dev)
-    val, test = ([next(to_device([xy], dev)) for xy in split] for split in (val, test))
+    val, test = ([batch_to(xy, dev) for xy in split] for split in (val, test))
     bench = tensors_benchmark(
         train_tensors=[list(xy) for xy in train],
         test_tensors=[list(xy) for xy in test],

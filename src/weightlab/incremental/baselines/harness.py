@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from weightlab.data.arrays import ModelInput
-from weightlab.engine import Precision, correct_count, make_optimizer, place, tensor_batches, to_device, train_epoch
+from weightlab.engine import Precision, batch_to, correct_count, make_optimizer, place, tensor_batches, train_epoch
 from weightlab.errors import WeightlabError
 from weightlab.incremental import metrics
 
@@ -65,7 +65,7 @@ def prepare(base: nn.Module, tasks, seed: int, device=None):
     for p in backbone.parameters():
         p.requires_grad_(True)
     train, val, test = (
-        [next(to_device([task_tensors(getattr(t, split), transform)], device)) for t in tasks]
+        [batch_to(task_tensors(getattr(t, split), transform), device) for t in tasks]
         for split in ("train", "val", "test")
     )
     return backbone, dim, train, val, test

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from weightlab.engine import make_optimizer, module_device, place, tensor_batches, to_device, train_epoch
+from weightlab.engine import batch_to, make_optimizer, module_device, place, tensor_batches, to_device, train_epoch
 from weightlab.errors import WeightlabError
 from weightlab.know.hypermodel import KNOWNNet
 
@@ -70,8 +70,8 @@ def train_known(
         net.head.weight.zero_()
         net.head.bias.zero_()
     dev = place(net, device)
-    seq, target = next(to_device([(seq, target)], dev))  # the rows are small: they sit on the device whole
-    val = next(to_device([tuple(val)], dev))
+    seq, target = batch_to((seq, target), dev)  # the rows are small: they sit on the device whole
+    val = batch_to(tuple(val), dev)
     opt = make_optimizer("adam", net.parameters(), lr=cfg.lr)
     g = torch.Generator().manual_seed(cfg.seed)
     history = {"train_l1": [], "val_l1": [], "seconds": 0.0}
