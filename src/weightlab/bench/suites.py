@@ -12,6 +12,7 @@ from weightlab.incremental.learner import AdaptConfig
 from weightlab.incremental.methods import suite_methods
 from weightlab.know.forgetting import ForgetConfig
 from weightlab.know.predictors import PREDICTORS
+from weightlab.know.pretrain import PretrainConfig
 from weightlab.know.transfer import TransferConfig
 from weightlab.models import get_family
 from weightlab.registry import Registry
@@ -207,6 +208,19 @@ class KnowSuite:
     incremental: bool = True
     needs_shared: bool = True
     stream: dict | None = None  # read source and target from disk (see weightlab.data.streaming)
+    # the faithful protocol (issue 16): Θ⁰ pretrained to convergence with augmentation and cosine decay
+    # (replaces pretrain_epochs / pretrain_lr), its validation curve on source_val held-out samples
+    pretrain: PretrainConfig | None = None
+    source_val: int | None = None
+    # several trajectories, each with its own base initialisation, data order and forgetting subsets
+    # (folders traj_<seed>/); None: one trajectory in the suite's folder
+    trajectory_seeds: tuple[int, ...] | None = None
+    # Θ⁰ trained on a seeded half of the source data, and the real ×2 weights beside the predictions:
+    # trained from scratch on all of it (same protocol and initialisation), and Θ⁰ fine-tuned on all of it
+    # with the stage recipe; the weight-space comparison of every ×2 prediction with them
+    truth: bool = False
+    # the shrink control: Θ⁰ rescaled (same function) by each step's KNOWN shrink factor
+    controls: bool = False
 
 
 KNOW_SUITES: Registry[KnowSuite] = Registry("KNOW suite")
@@ -271,6 +285,29 @@ for _k in [
         target_train=1000,
         target_test=2000,
         transfer=TransferConfig(warmup_epochs=2, epochs=10, lr=1e-3),
+    ),
+    KnowSuite(
+        "cifar5-smallcnn-faithful",
+        "the faithful protocol on two cores: small CNN pretrained to convergence (30 epochs, Adam 3e-3 with "
+        "cosine decay, crop + flip) on a half (5,000) of 10,000 CIFAR-10 images of classes 0-4, forgotten on "
+        "nested subsets (r=0.5, S=5, 3 augmented epochs per stage), transferred to 500 images of classes 5-9 "
+        "with the learning rate chosen on validation; 3 trajectory seeds x 3 transfer seeds; the real x2 "
+        "weights (all 10,000 images) and the shrink control beside every prediction",
+        model="smallcnn",
+        source="cifar10:0-4",
+        target="cifar10:5-9",
+        source_train=10000,
+        source_val=1000,
+        eval_size=2000,
+        pretrain=PretrainConfig(epochs=30, lr=3e-3, augment="crop_flip"),
+        forget=ForgetConfig(stages=5, epochs=3, augment="crop_flip"),
+        target_train=500,
+        target_test=2000,
+        transfer=TransferConfig(warmup_epochs=2, epochs=8, lr=1e-3, batch_size=64, lr_grid=(3e-4, 1e-3, 3e-3)),
+        trajectory_seeds=(0, 1, 2),
+        truth=True,
+        controls=True,
+        incremental=False,
     ),
     KnowSuite(
         "paper-table1-resnet18",

@@ -22,6 +22,32 @@ def add_parsers(sub) -> None:
     kn = sub.add_parser(
         "know", help="KNOW: progressive forgetting, weight prediction (KNOWN and baselines), transfer"
     ).add_subparsers(dest="know_command", required=True)
+    pt = kn.add_parser(
+        "pretrain",
+        help="train Θ⁰ on D⁰ to convergence (cosine decay, augmentation), resumably",
+        description="The base a forgetting trajectory needs: train a fresh model on D⁰ with a learning "
+        "rate decaying to zero (cosine) and train-time augmentation, evaluating a held-out validation "
+        "split after every epoch. Writes base.safetensors, pretrain.json (history, whether the validation "
+        "curve flattened) and a per-epoch checkpoint to --out; rerunning the same command resumes.",
+    )
+    pt.add_argument("--model", required=True, help="weightlab model (smallcnn, resnet20, ...), timm name or tv:NAME")
+    pt.add_argument(
+        "--data", required=True, help="D⁰ as DATASET[:CLASSES] (digits, mnist, fashion_mnist, cifar10, ...)"
+    )
+    pt.add_argument("--limit", type=int, default=None, help="training samples of D⁰ (default: all)")
+    pt.add_argument("--val", type=int, default=1000, help="validation samples held out of the training split")
+    pt.add_argument("--epochs", type=int, default=30)
+    pt.add_argument("--lr", type=float, default=3e-3)
+    pt.add_argument("--optimizer", default="adam", help="adam, adamw or sgd (default adam)")
+    pt.add_argument("--weight-decay", type=float, default=0.0)
+    pt.add_argument("--schedule", default="cosine", help="cosine (to zero) or constant (default cosine)")
+    pt.add_argument("--batch-size", type=int, default=128)
+    pt.add_argument("--augment", default=None, help="crop (digits) or crop_flip (natural images); default none")
+    pt.add_argument("--input-size", default=None, help="C,H,W for models that take it (e.g. 1,28,28 for MNIST)")
+    pt.add_argument("--data-root", type=Path, default=None)
+    common(pt)
+    add_runtime(pt)
+
     f = kn.add_parser(
         "forget",
         help="fine-tune on nested, ever smaller subsets and record the trajectory",
@@ -52,6 +78,7 @@ def add_parsers(sub) -> None:
         action="store_true",
         help="first fine-tune one pass on all of D⁰ (the authors' script), so Θ⁰ shares the optimiser",
     )
+    f.add_argument("--augment", default=None, help="the pretraining's augmentation in every stage (crop or crop_flip)")
     f.add_argument("--data-root", type=Path, default=None)
     common(f)
     add_runtime(f)
@@ -189,6 +216,59 @@ def _lr_grid(args) -> tuple[float, ...] | None:
         raise WeightlabError(f"--lr-grid must be comma-separated numbers, got '{args.lr_grid}'") from None
 
 
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from weightlab.data.tasks import SplitSizes, build_task
+    from weightlab.know.pretrain import WEIGHTS, PretrainConfig, pretrain
+    from weightlab.models import create_model
+
+    if args.out is None:
+        raise WeightlabError("know pretrain needs --out FOLDER for the weights")
+    kwargs = {}
+    if args.input_size:
+        try:
+            kwargs["input_size"] = tuple(int(v) for v in args.input_size.split(","))
+        except ValueError:
+            kwargs["input_size"] = ()
+        if len(kwargs["input_size"]) != 3 or min(kwargs["input_size"]) < 1:
+            raise WeightlabError(f"--input-size must be C,H,W (e.g. 1,28,28), got '{args.input_size}'")
+    cfg = PretrainConfig(
+        epochs=args.epochs,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        batch_size=args.batch_size,
+        augment=args.augment,
+        seed=args.seed,
+    )
+    cfg.validate()
+    task = build_task(
+        args.data, args.data_root, SplitSizes(train=args.limit, val=args.val, test=0), data_seed=args.seed
+    )
+    import torch
+
+    torch.manual_seed(args.seed)
+    model = create_model(args.model, num_classes=task.num_classes, **kwargs)
+    meta = pretrain(
+        model,
+        task.train,
+        args.out,
+        cfg,
+        val=task.val if len(task.val) else None,
+        data_info=task.summary(),
+        progress=progress(args),
+        device=args.device,
+        precision=args.precision,
+    )
+    print("| epoch | train loss | val accuracy |\n|---|---|---|")
+    for h in meta["history"]:
+        print(f"| {h['epoch']} | {h['train_loss']:.4f} | {h.get('val_accuracy', float('nan')):.2f} |")
+    state = {True: "flattened", False: "still changing", None: "unknown (too few epochs or no validation)"}
+    print(f"\nvalidation curve: {state[meta.get('converged')]}")
+    print(f"wrote {Path(args.out) / WEIGHTS} and pretrain.json")
+    return 0
+
+
 def cmd_forget(args: argparse.Namespace) -> int:
     from weightlab.data.tasks import SplitSizes, build_task
     from weightlab.know.forgetting import ForgetConfig, run_forgetting
@@ -221,6 +301,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
         seed=args.seed,
         class_balanced=args.class_balanced,
         full_data_pass=args.full_data_pass,
+        augment=args.augment,
     )
     traj = run_forgetting(
         model,
@@ -464,6 +545,7 @@ def cmd_meta(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
+    "pretrain": cmd_pretrain,
     "forget": cmd_forget,
     "predict": cmd_predict,
     "transfer": cmd_transfer,

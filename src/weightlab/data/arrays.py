@@ -65,13 +65,23 @@ class ImageArrays:
     labels: torch.Tensor
     classes: Sequence[str]
     name: str = ""
+    augment: str | None = None  # crop / crop_flip on training (shuffled) batches, see weightlab.data.augment
+
+    def __post_init__(self) -> None:
+        from weightlab.data.augment import check_augment
+
+        check_augment(self.augment)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
     def subset(self, index: torch.Tensor | Sequence[int]) -> ImageArrays:
         index = torch.as_tensor(index, dtype=torch.long)
-        return ImageArrays(self.images[index], self.labels[index], self.classes, self.name)
+        return ImageArrays(self.images[index], self.labels[index], self.classes, self.name, self.augment)
+
+    def with_options(self, augment: str | None = None) -> ImageArrays:
+        """The same images with another train-time ``augment`` (None: none)."""
+        return ImageArrays(self.images, self.labels, self.classes, self.name, augment)
 
     def head(self, n: int | None, seed: int = 0) -> ImageArrays:
         """A random (seeded) subset of ``n`` samples, or everything when ``n`` is None."""
@@ -80,23 +90,28 @@ class ImageArrays:
 
     def relabel(self, labels: torch.Tensor, classes: Sequence[str]) -> ImageArrays:
         """The same images with other labels and class names."""
-        return ImageArrays(self.images, labels, list(classes), self.name)
+        return ImageArrays(self.images, labels, list(classes), self.name, self.augment)
 
     def batches(
         self, batch_size: int, model_cfg=None, *, shuffle: bool = False, seed: int = 0, device=None
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield ``(x, y)`` with ``x`` transformed for the model (``model_cfg``: a ``ModelCfg`` or a
         :class:`ModelInput`), or just scaled to [0, 1]; with ``device``, the stored (uint8) batch moves
-        there first and is converted there."""
+        there first and is converted there. Shuffled (training) batches are augmented with ``augment``,
+        drawn from ``seed``."""
+        from weightlab.data.augment import augment_batch
         from weightlab.engine import resolve_device
 
         dev = resolve_device(device)
         transform = ModelInput.of(model_cfg)
         order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed)) if shuffle else None
+        g = torch.Generator().manual_seed(seed * 7 + 3) if shuffle and self.augment else None
         for start in range(0, len(self), batch_size):
             idx = order[start : start + batch_size] if order is not None else slice(start, start + batch_size)
             x, y = self.images[idx], self.labels[idx]
             if dev.type != "cpu":
                 x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            if g is not None:
+                x = augment_batch(x, self.augment, g)
             x = transform(x) if transform is not None else (x.float() / 255.0 if x.dtype == torch.uint8 else x)
             yield x, y

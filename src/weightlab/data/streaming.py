@@ -9,9 +9,10 @@ seed, the batches are the in-memory path's batches (the same order, the same pix
 >>> train = StreamingImages.image_folder("/data/flowers102/train", workers=8)
 >>> for x, y in train.batches(64, model.weightlab_cfg, shuffle=True, seed=0, device="cuda"): ...
 
-Train-time augmentation (an option the suites set): ``crop_flip`` (CIFAR-style: a random crop after
-4-pixel padding, horizontal flip) or ``resized_crop`` (RandomResizedCrop to the model's input and flip,
-the 224-px recipe), drawn per sample in the workers from the batch seed.
+Train-time augmentation (an option the suites set): ``crop`` / ``crop_flip`` (CIFAR-style: a random crop
+after 4-pixel padding, and a horizontal flip; :mod:`weightlab.data.augment`) or ``resized_crop``
+(RandomResizedCrop to the model's input and flip, the 224-px recipe), drawn per sample in the workers
+from the batch seed.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ import numpy as np
 import torch
 
 from weightlab.data.arrays import ModelInput, head_index
+from weightlab.data.augment import BATCH_AUGMENTATIONS, augment_batch, check_augment
 from weightlab.errors import WeightlabError
 
-AUGMENTATIONS = (None, "crop_flip", "resized_crop")
+AUGMENTATIONS = (None, "crop", "crop_flip", "resized_crop")
 
 
 class _Source:
@@ -123,29 +125,27 @@ def _augment(img: torch.Tensor, kind: str, out_hw, g: torch.Generator) -> torch.
     import torch.nn.functional as F
 
     c, h, w = img.shape
-    if kind == "crop_flip":
-        padded = F.pad(img.unsqueeze(0), (4, 4, 4, 4)).squeeze(0)
-        top, left = (int(v) for v in torch.randint(0, 9, (2,), generator=g))
-        img = padded[:, top : top + h, left : left + w]
-    else:  # resized_crop: scale (0.08, 1), ratio (3/4, 4/3), as torchvision's RandomResizedCrop
-        import math
+    if kind in BATCH_AUGMENTATIONS:  # the in-memory path's crop (and flip), on a batch of one
+        return augment_batch(img.unsqueeze(0), kind, g).squeeze(0)
+    # resized_crop: scale (0.08, 1), ratio (3/4, 4/3), as torchvision's RandomResizedCrop
+    import math
 
-        area = h * w
-        box = (0, 0, h, w)
-        for _ in range(10):
-            target = area * float(torch.empty(1).uniform_(0.08, 1.0, generator=g))
-            ratio = math.exp(float(torch.empty(1).uniform_(math.log(3 / 4), math.log(4 / 3), generator=g)))
-            cw, ch = round(math.sqrt(target * ratio)), round(math.sqrt(target / ratio))
-            if 0 < cw <= w and 0 < ch <= h:
-                top = int(torch.randint(0, h - ch + 1, (1,), generator=g))
-                left = int(torch.randint(0, w - cw + 1, (1,), generator=g))
-                box = (top, left, ch, cw)
-                break
-        top, left, ch, cw = box
-        crop = img[:, top : top + ch, left : left + cw].unsqueeze(0).float()
-        size = tuple(out_hw) if out_hw is not None else (h, w)
-        out = F.interpolate(crop, size=size, mode="bilinear", align_corners=False, antialias=True).squeeze(0)
-        img = out.round().clamp(0, 255).to(torch.uint8) if img.dtype == torch.uint8 else out.to(img.dtype)
+    area = h * w
+    box = (0, 0, h, w)
+    for _ in range(10):
+        target = area * float(torch.empty(1).uniform_(0.08, 1.0, generator=g))
+        ratio = math.exp(float(torch.empty(1).uniform_(math.log(3 / 4), math.log(4 / 3), generator=g)))
+        cw, ch = round(math.sqrt(target * ratio)), round(math.sqrt(target / ratio))
+        if 0 < cw <= w and 0 < ch <= h:
+            top = int(torch.randint(0, h - ch + 1, (1,), generator=g))
+            left = int(torch.randint(0, w - cw + 1, (1,), generator=g))
+            box = (top, left, ch, cw)
+            break
+    top, left, ch, cw = box
+    crop = img[:, top : top + ch, left : left + cw].unsqueeze(0).float()
+    size = tuple(out_hw) if out_hw is not None else (h, w)
+    out = F.interpolate(crop, size=size, mode="bilinear", align_corners=False, antialias=True).squeeze(0)
+    img = out.round().clamp(0, 255).to(torch.uint8) if img.dtype == torch.uint8 else out.to(img.dtype)
     if bool(torch.rand(1, generator=g) < 0.5):
         img = img.flip(-1)
     return img
@@ -165,8 +165,7 @@ class StreamingImages:
     augment: str | None = None
 
     def __post_init__(self) -> None:
-        if self.augment not in AUGMENTATIONS:
-            raise WeightlabError(f"unknown augmentation '{self.augment}' (use crop_flip or resized_crop)")
+        check_augment(self.augment, AUGMENTATIONS)
 
     # construction ---------------------------------------------------------------------------------
     @classmethod

@@ -142,6 +142,28 @@ def make_optimizer(
     raise WeightlabError(f"unknown optimizer '{kind}' (use one of {', '.join(OPTIMIZERS)})")
 
 
+def optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """The optimiser's per-parameter state as flat tensors ``{"<param index>.<name>": tensor}`` (safetensors
+    has no pickles; :func:`load_optimizer_tensors` puts it back into an optimiser over the same parameters)."""
+    out = {}
+    params = [p for group in opt.param_groups for p in group["params"]]
+    for i, p in enumerate(params):
+        for name, value in opt.state.get(p, {}).items():
+            out[f"{i}.{name}"] = value if isinstance(value, torch.Tensor) else torch.tensor(value)
+    return out
+
+
+def load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+    params = [p for group in opt.param_groups for p in group["params"]]
+    for key, value in tensors.items():
+        if key == "empty":
+            continue
+        i, name = key.split(".", 1)
+        p = params[int(i)]
+        # moments live beside their parameter (whatever device it is on); step counters stay as read
+        opt.state[p][name] = torch.empty_like(p).copy_(value) if value.shape == p.shape else value.clone()
+
+
 def train_epoch(
     model: nn.Module,
     batches: Iterable[Batch],

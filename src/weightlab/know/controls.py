@@ -1,4 +1,5 @@
-"""Controls for KNOW's transfer tables: changes to Θ⁰ that should *not* help if a prediction's gain is real.
+"""Controls for KNOW's transfer tables: changes to Θ⁰ that should *not* help if a prediction's gain is
+real, and the comparison with the weight a prediction is trying to reach.
 
 The **shrink control** rescales every weight that feeds a BatchNorm by a factor ``c`` and the BatchNorm's
 running statistics with it (mean ×c, variance ×c²). The network computes the same function (exactly, up
@@ -75,4 +76,49 @@ def rescale_control(
     return out, [k for k in scaled if k.endswith(".weight")]
 
 
-__all__ = ["bn_pairs", "rescale_control", "shrink_factor"]
+def weight_space_comparison(
+    theta0: dict[str, torch.Tensor],
+    candidates: dict[str, dict[str, torch.Tensor]],
+    truth: dict[str, torch.Tensor],
+    keys: list[str],
+) -> dict[str, dict[str, float]]:
+    """How close each candidate Θ̂ (a prediction of Θ⁻¹, or Θ¹ as a reference) comes to the real
+    larger-data weight Θ⁻¹ (``truth``), on the weights ``keys`` (conv / linear, not the head), the
+    paper's Fig. 3 claim measured:
+
+    - ``cosine``: the mean over output channels of cos(Θ̂ − Θ⁰, Θ⁻¹ − Θ⁰), per channel (row of the
+      weight): +1 when the candidate moves every channel in the true direction, 0 when unrelated;
+    - ``distance``: ‖Θ̂ − Θ⁻¹‖ and ``relative_distance`` = ‖Θ̂ − Θ⁻¹‖ / ‖Θ⁰ − Θ⁻¹‖ (< 1: closer to the
+      truth than Θ⁰ is);
+    - ``step``: ‖Θ̂ − Θ⁰‖ / ‖Θ⁻¹ − Θ⁰‖ (how far the candidate moves, against how far the truth is).
+    """
+    if not keys:
+        raise WeightlabError("weight-space comparison: no weights to compare")
+    out = {}
+    true_delta = {k: (truth[k].double() - theta0[k].double()).flatten(1) for k in keys}
+    ref = sum(float(d.pow(2).sum()) for d in true_delta.values()) ** 0.5
+    if ref == 0:
+        raise WeightlabError("weight-space comparison: the larger-data weight equals Θ⁰")
+    for name, cand in candidates.items():
+        missing = [k for k in keys if k not in cand]
+        if missing:
+            raise WeightlabError(f"weight-space comparison: {name} lacks {', '.join(missing[:3])}")
+        cos, dist2, step2 = [], 0.0, 0.0
+        for k in keys:
+            delta = (cand[k].double() - theta0[k].double()).flatten(1)
+            norms = delta.norm(dim=1) * true_delta[k].norm(dim=1)
+            ok = norms > 0
+            cos.append((delta * true_delta[k]).sum(1)[ok] / norms[ok])
+            dist2 += float((cand[k].double() - truth[k].double()).pow(2).sum())
+            step2 += float(delta.pow(2).sum())
+        c = torch.cat(cos)
+        out[name] = {
+            "cosine": float(c.mean()) if len(c) else 0.0,
+            "distance": dist2**0.5,
+            "relative_distance": dist2**0.5 / ref,
+            "step": step2**0.5 / ref,
+        }
+    return out
+
+
+__all__ = ["bn_pairs", "rescale_control", "shrink_factor", "weight_space_comparison"]

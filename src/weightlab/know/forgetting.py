@@ -22,7 +22,18 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from weightlab.data import ImageArrays
-from weightlab.engine import OPTIMIZERS, Precision, evaluate_accuracy, make_optimizer, module_device, place, train_epoch
+from weightlab.data.augment import check_augment
+from weightlab.engine import (
+    OPTIMIZERS,
+    Precision,
+    evaluate_accuracy,
+    load_optimizer_tensors,
+    make_optimizer,
+    module_device,
+    optimizer_tensors,
+    place,
+    train_epoch,
+)
 from weightlab.errors import WeightlabError
 from weightlab.io import load_weights, read_json, save_tensors, write_json
 from weightlab.know.kinds import param_kinds
@@ -49,6 +60,14 @@ class ForgetConfig:
     seed: int = 0
     class_balanced: bool = False
     full_data_pass: bool = False
+    augment: str | None = None  # the pretraining's train-time augmentation (crop / crop_flip) in every stage
+
+    def to_dict(self) -> dict:
+        """As stored in manifests (``augment`` only when set, so trajectories made before it resume)."""
+        d = asdict(self)
+        if d["augment"] is None:
+            d.pop("augment")
+        return d
 
     def validate(self) -> None:
         if not 0.0 < self.ratio < 1.0:
@@ -59,6 +78,7 @@ class ForgetConfig:
             raise WeightlabError(f"unknown optimizer '{self.optimizer}' (use one of {', '.join(OPTIMIZERS)})")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise WeightlabError("epochs and batch size must be >= 1 and lr > 0")
+        check_augment(self.augment)
 
 
 def nested_subsets(
@@ -115,27 +135,6 @@ def _make_optimizer(model: nn.Module, cfg: ForgetConfig) -> torch.optim.Optimize
     )
 
 
-def _optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    """The optimiser's per-parameter state as flat tensors (safetensors has no pickles)."""
-    out = {}
-    params = [p for group in opt.param_groups for p in group["params"]]
-    for i, p in enumerate(params):
-        for name, value in opt.state.get(p, {}).items():
-            out[f"{i}.{name}"] = value if isinstance(value, torch.Tensor) else torch.tensor(value)
-    return out
-
-
-def _load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
-    params = [p for group in opt.param_groups for p in group["params"]]
-    for key, value in tensors.items():
-        if key == "empty":
-            continue
-        i, name = key.split(".", 1)
-        p = params[int(i)]
-        # moments live beside their parameter (whatever device it is on); step counters stay as read
-        opt.state[p][name] = torch.empty_like(p).copy_(value) if value.shape == p.shape else value.clone()
-
-
 def _train_pass(
     model: nn.Module,
     data: ImageArrays,
@@ -148,6 +147,8 @@ def _train_pass(
     precision: Precision | None = None,
 ) -> float:
     n_batches = (len(data) + cfg.batch_size - 1) // cfg.batch_size
+    if cfg.augment is not None:
+        data = data.with_options(augment=cfg.augment)
     losses = [
         train_epoch(
             model,
@@ -194,7 +195,7 @@ def run_forgetting(
     out_dir = Path(out_dir)
     manifest_path = out_dir / MANIFEST
     subsets = nested_subsets(train.labels, cfg.ratio, cfg.stages, cfg.seed, cfg.class_balanced)
-    config = asdict(cfg)
+    config = cfg.to_dict()
     if manifest_path.is_file():
         meta = read_json(manifest_path)
         if meta.get("format") != FORMAT or meta.get("config") != config or meta.get("model") != model_cfg.to_dict():
@@ -221,7 +222,7 @@ def run_forgetting(
         done = 0
     opt = _make_optimizer(model, cfg)
     if done and (out_dir / OPTIMIZER_FILE).is_file():
-        _load_optimizer_tensors(opt, load_weights(out_dir / OPTIMIZER_FILE))
+        load_optimizer_tensors(opt, load_weights(out_dir / OPTIMIZER_FILE))
     torch.manual_seed(cfg.seed)
     last = min(cfg.stages, stop_after) if stop_after is not None else cfg.stages
     for s in tqdm(
@@ -249,13 +250,35 @@ def run_forgetting(
         if eval_data is not None:
             record["eval_accuracy"] = evaluate_accuracy(model, eval_data.batches(256, model_cfg), precision=prec)
         save_tensors(out_dir / stage_file(s), {k: v.detach().clone() for k, v in model.state_dict().items()})
-        save_tensors(out_dir / OPTIMIZER_FILE, _optimizer_tensors(opt) or {"empty": torch.zeros(0)})
+        save_tensors(out_dir / OPTIMIZER_FILE, optimizer_tensors(opt) or {"empty": torch.zeros(0)})
         meta["stages"] = [r for r in meta["stages"] if r["stage"] < s] + [record]
         meta["completed_stages"] = s + 1
         meta["stage_files"] = [stage_file(i) for i in range(s + 1)]
         meta["forgetting"] = forgetting_check(meta["stages"])
         write_json(manifest_path, meta)
     return Trajectory.load(out_dir)
+
+
+def fine_tune_stage(
+    model: nn.Module,
+    data: ImageArrays,
+    cfg: ForgetConfig,
+    *,
+    seed: int = 0,
+    progress: bool = True,
+    device: str | None = None,
+    precision: str = "fp32",
+) -> dict[str, torch.Tensor]:
+    """One stage of the forgetting recipe on ``data`` with a fresh optimiser (``cfg``'s optimiser, rate,
+    epochs, batch size and augmentation), in place; returns the state dict. On a larger set than D⁰ it
+    is the mirror of stage 1: Θ⁰ fine-tuned on the real ×1/r data, the weight retrodiction aims at."""
+    cfg.validate()
+    model_cfg = get_model_cfg(model, "fine_tune_stage")
+    prec = Precision(precision, place(model, device))
+    opt = _make_optimizer(model, cfg)
+    torch.manual_seed(seed)
+    _train_pass(model, data, model_cfg, opt, cfg, seed=seed, desc="fine-tune", progress=progress, precision=prec)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def incremental_pretraining(

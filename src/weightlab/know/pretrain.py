@@ -1,0 +1,205 @@
+"""Pretraining Θ⁰ to convergence, the KNOW paper's protocol (Sec. 5.2: "trained … for 200 epochs using the
+Adam optimizer with cosine decay and data augmentation"), resumable.
+
+A trajectory only tests KNOW's hypothesis if its base has converged on D⁰: fine-tuning a base that is
+still learning on subsets of D⁰ keeps improving it (retrodiction then means "rewind training"), while
+fine-tuning a converged one on ever smaller subsets makes it forget. :func:`pretrain` trains with a
+decaying rate (cosine to zero over ``epochs``) and train-time augmentation, records the validation
+accuracy after every epoch and states whether the curve has flattened (its last ``flat_window`` epochs
+within ``flat_tolerance`` points).
+
+``out_dir`` holds ``pretrain.json`` (config, model, history), ``checkpoint.safetensors`` (weights,
+optimiser state and the epoch counter, one file written atomically after every epoch) and, at the end,
+``base.safetensors``. A killed run resumes at the next epoch and reproduces the uninterrupted run exactly
+on CPU; a finished one is loaded, not retrained.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from weightlab.data.augment import check_augment
+from weightlab.engine import (
+    OPTIMIZERS,
+    Precision,
+    evaluate_accuracy,
+    load_optimizer_tensors,
+    make_optimizer,
+    module_device,
+    optimizer_tensors,
+    place,
+    train_epoch,
+)
+from weightlab.errors import WeightlabError
+from weightlab.io import load_weights, read_json, save_tensors, write_json
+from weightlab.models import load_state_dict_strict
+from weightlab.models import model_cfg as get_model_cfg
+
+MANIFEST = "pretrain.json"
+CHECKPOINT = "checkpoint.safetensors"
+WEIGHTS = "base.safetensors"
+SCHEDULES = ("cosine", "constant")
+
+
+@dataclass
+class PretrainConfig:
+    """Defaults: Adam 3e-3 with cosine decay to zero, batch 128, no augmentation (set ``augment`` to
+    ``crop`` for digits, ``crop_flip`` for natural images)."""
+
+    epochs: int = 30
+    lr: float = 3e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    schedule: str = "cosine"
+    batch_size: int = 128
+    augment: str | None = None
+    seed: int = 0
+    flat_window: int = 5
+    flat_tolerance: float = 1.0
+
+    def validate(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise WeightlabError("pretraining needs epochs >= 1, batch size >= 1 and lr > 0")
+        if self.optimizer not in OPTIMIZERS:
+            raise WeightlabError(f"unknown optimizer '{self.optimizer}' (use one of {', '.join(OPTIMIZERS)})")
+        if self.schedule not in SCHEDULES:
+            raise WeightlabError(f"unknown schedule '{self.schedule}' (use one of {', '.join(SCHEDULES)})")
+        check_augment(self.augment)
+        if self.flat_window < 2:
+            raise WeightlabError(f"flat_window must be at least 2 epochs, got {self.flat_window}")
+
+
+class _Schedule:
+    """The learning rate per step: cosine from ``lr`` to zero over ``total`` steps (or constant);
+    its whole state is the step counter, so a resumed run continues it exactly."""
+
+    def __init__(self, opt: torch.optim.Optimizer, lr: float, total: int, kind: str, step: int = 0):
+        self.opt, self.lr, self.total, self.kind, self.t = opt, lr, max(total, 1), kind, step
+        self._apply()
+
+    def _apply(self) -> None:
+        frac = min(self.t, self.total) / self.total
+        lr = self.lr if self.kind == "constant" else 0.5 * self.lr * (1 + math.cos(math.pi * frac))
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+
+    def step(self) -> None:
+        self.t += 1
+        self._apply()
+
+
+def converged(history: list[dict], window: int, tolerance: float) -> bool | None:
+    """Whether the validation curve has flattened: the last ``window`` epochs' accuracies lie within
+    ``tolerance`` points (None without validation data or with fewer epochs than ``window``)."""
+    acc = [h["val_accuracy"] for h in history if h.get("val_accuracy") is not None]
+    if len(acc) < window:
+        return None
+    last = acc[-window:]
+    return max(last) - min(last) <= tolerance
+
+
+def pretrain(
+    model: nn.Module,
+    train,
+    out_dir: str | Path,
+    cfg: PretrainConfig | None = None,
+    *,
+    val=None,
+    data_info: dict | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+    device: str | None = None,
+    precision: str = "fp32",
+) -> dict:
+    """Train ``model`` (with ``weightlab_cfg``) on ``train`` into ``out_dir`` (resumably, see the module
+    doc); ``val`` gives the validation curve. Returns the manifest; the model holds the trained weights
+    (on ``device``, in eval mode). ``stop_after`` stops after that many epochs (to test resuming)."""
+    cfg = cfg or PretrainConfig()
+    cfg.validate()
+    out_dir = Path(out_dir)
+    model_cfg = get_model_cfg(model, "pretrain")
+    config = asdict(cfg)
+    manifest_path = out_dir / MANIFEST
+    if manifest_path.is_file():
+        meta = read_json(manifest_path)
+        if meta.get("config") != config or meta.get("model") != model_cfg.to_dict():
+            raise WeightlabError(
+                f"{out_dir}: holds a pretraining run with another model or configuration; "
+                "use a new output folder (or the same options to resume)"
+            )
+        if meta.get("finished") and (out_dir / WEIGHTS).is_file():
+            load_state_dict_strict(model, load_weights(out_dir / WEIGHTS), source=str(out_dir / WEIGHTS))
+            place(model, device)
+            model.eval()
+            return meta
+    else:
+        meta = dict(
+            model=model_cfg.to_dict(),
+            data=data_info or {"size": len(train)},
+            config=config,
+            epochs_done=0,
+            history=[],
+            finished=False,
+        )
+    dev = place(model, device)
+    prec = Precision(precision, dev)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = make_optimizer(cfg.optimizer, trainable, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum)
+    n_batches = (len(train) + cfg.batch_size - 1) // cfg.batch_size
+    done = 0
+    if (out_dir / CHECKPOINT).is_file():
+        ck = load_weights(out_dir / CHECKPOINT)
+        done = int(ck.pop("epoch"))
+        load_state_dict_strict(
+            model, {k[6:]: v for k, v in ck.items() if k.startswith("model.")}, source=str(out_dir / CHECKPOINT)
+        )
+        load_optimizer_tensors(opt, {k[6:]: v for k, v in ck.items() if k.startswith("optim.")})
+    meta["history"] = meta["history"][:done]  # the checkpoint is the truth if the manifest lags behind
+    sched = _Schedule(opt, cfg.lr, cfg.epochs * n_batches, cfg.schedule, step=done * n_batches)
+    data = train.with_options(augment=cfg.augment)
+    last = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
+    bar = tqdm(total=cfg.epochs, initial=done, desc="pretraining", disable=not progress)
+    for epoch in range(done, last):
+        torch.manual_seed(cfg.seed * 1000 + epoch)
+        loss = train_epoch(
+            model,
+            data.batches(cfg.batch_size, model_cfg, shuffle=True, seed=cfg.seed * 1000 + epoch, device=dev),
+            opt,
+            scheduler=sched,
+            total=n_batches,
+            precision=prec,
+            desc=f"epoch {epoch + 1}",
+        )
+        model.eval()
+        record = {"epoch": epoch + 1, "train_loss": loss, "lr_end": opt.param_groups[0]["lr"]}
+        if val is not None:
+            record["val_accuracy"] = evaluate_accuracy(
+                model, val.batches(256, model_cfg, device=module_device(model)), precision=prec
+            )
+        state = {f"model.{k}": v.detach() for k, v in model.state_dict().items()}
+        state.update({f"optim.{k}": v for k, v in optimizer_tensors(opt).items()})
+        state["epoch"] = torch.tensor(epoch + 1)
+        save_tensors(out_dir / CHECKPOINT, state)
+        meta["history"].append(record)
+        meta["epochs_done"] = epoch + 1
+        meta["converged"] = converged(meta["history"], cfg.flat_window, cfg.flat_tolerance)
+        write_json(manifest_path, meta)
+        bar.update()
+        bar.set_postfix(loss=f"{loss:.3f}", val=f"{record.get('val_accuracy', float('nan')):.1f}")
+    bar.close()
+    model.eval()
+    if meta["epochs_done"] == cfg.epochs:
+        save_tensors(out_dir / WEIGHTS, model.state_dict())
+        meta["finished"] = True
+        write_json(manifest_path, meta)
+    return meta
+
+
+__all__ = ["PretrainConfig", "pretrain", "converged", "MANIFEST", "CHECKPOINT", "WEIGHTS", "SCHEDULES"]

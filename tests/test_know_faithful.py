@@ -1,0 +1,178 @@
+"""The faithful KNOW protocol (issue 16): a converged base, forgetting that forgets, the real ×2 weights,
+the shrink control and several trajectory seeds in one suite."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from weightlab.data import load_dataset
+from weightlab.errors import WeightlabError
+from weightlab.io import load_weights, read_json
+from weightlab.know.forgetting import ForgetConfig, run_forgetting
+from weightlab.know.pretrain import PretrainConfig, converged, pretrain
+from weightlab.models import create_model
+
+
+def _digits_model(seed: int = 0):
+    torch.manual_seed(seed)
+    return create_model("smallcnn", num_classes=10, input_size=(1, 8, 8))
+
+
+def test_a_tiny_converged_base_forgets_under_the_protocol(tmp_path):
+    train, test = load_dataset("digits", "train").head(800, seed=0), load_dataset("digits", "test")
+    model = _digits_model()
+    meta = pretrain(model, train, tmp_path / "base", PretrainConfig(epochs=30, batch_size=64), val=test, progress=False)
+    assert meta["finished"] and meta["converged"] is True  # the validation curve has flattened
+    assert meta["history"][-1]["lr_end"] == pytest.approx(0.0, abs=1e-9)  # cosine decay to zero
+    assert meta["history"][-1]["val_accuracy"] > 95
+    traj = run_forgetting(
+        model,
+        train,
+        tmp_path / "traj",
+        ForgetConfig(stages=4, epochs=3, lr=3e-3, batch_size=32),
+        eval_data=test,
+        progress=False,
+    )
+    check = traj.meta["forgetting"]
+    assert check["forgets"] is True and check["drop"] > 2.0  # its D⁰ accuracy falls
+
+
+def test_pretraining_resumes_exactly_and_refuses_another_config(tmp_path):
+    train, val = load_dataset("digits", "train").head(200, seed=1), load_dataset("digits", "test").head(100)
+    cfg = PretrainConfig(epochs=4, batch_size=32, augment="crop")
+    whole = _digits_model()
+    pretrain(whole, train, tmp_path / "whole", cfg, val=val, progress=False)
+    part = _digits_model()
+    meta = pretrain(part, train, tmp_path / "part", cfg, val=val, progress=False, stop_after=2)
+    assert meta["epochs_done"] == 2 and not meta["finished"]
+    resumed = _digits_model(seed=5)  # another init: the checkpoint decides
+    meta = pretrain(resumed, train, tmp_path / "part", cfg, val=val, progress=False)
+    assert meta["finished"]
+    a, b = load_weights(tmp_path / "whole" / "base.safetensors"), load_weights(tmp_path / "part" / "base.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert read_json(tmp_path / "whole" / "pretrain.json")["history"] == meta["history"]
+    with pytest.raises(WeightlabError, match="another model or configuration"):
+        pretrain(_digits_model(), train, tmp_path / "part", PretrainConfig(epochs=5), progress=False)
+    with pytest.raises(WeightlabError, match="unknown augmentation"):
+        PretrainConfig(augment="mixup").validate()
+    assert converged([{"val_accuracy": a} for a in (50, 90, 90.5, 90.2)], window=3, tolerance=1.0) is True
+    assert converged([{"val_accuracy": a} for a in (50, 80, 90)], window=3, tolerance=1.0) is False
+    assert converged([{"val_accuracy": 90}], window=3, tolerance=1.0) is None
+
+
+def test_batch_augmentation_is_seeded_shape_preserving_and_training_only():
+    from weightlab.data.augment import augment_batch
+
+    data = load_dataset("digits", "train").head(64)
+    x = data.images[:16]
+    a = augment_batch(x, "crop_flip", torch.Generator().manual_seed(0))
+    b = augment_batch(x, "crop_flip", torch.Generator().manual_seed(0))
+    assert a.shape == x.shape and a.dtype == x.dtype and torch.equal(a, b) and not torch.equal(a, x)
+    # a crop of the zero-padded image: every output pixel is an input pixel or padding
+    assert set(a.unique().tolist()) <= set(x.unique().tolist()) | {0}
+    aug = data.with_options(augment="crop")
+    plain = [xb for xb, _ in aug.batches(16)]  # not shuffled: evaluation batches stay as they are
+    assert all(torch.equal(p, q) for p, (q, _) in zip(plain, data.batches(16)))
+    s1 = [xb for xb, _ in aug.batches(16, shuffle=True, seed=3)]
+    s2 = [xb for xb, _ in aug.batches(16, shuffle=True, seed=3)]
+    s3 = [xb for xb, _ in data.batches(16, shuffle=True, seed=3)]
+    assert all(torch.equal(p, q) for p, q in zip(s1, s2)) and not all(torch.equal(p, q) for p, q in zip(s1, s3))
+    assert aug.subset([0, 1]).augment == "crop"
+
+
+def test_weight_space_comparison():
+    from weightlab.know.controls import weight_space_comparison
+
+    theta0 = {"w": torch.zeros(4, 3)}
+    truth = {"w": torch.ones(4, 3)}
+    cands = {"half-way": {"w": torch.full((4, 3), 0.5)}, "away": {"w": -torch.ones(4, 3)}, "same": truth}
+    out = weight_space_comparison(theta0, cands, truth, ["w"])
+    assert out["half-way"]["cosine"] == pytest.approx(1.0) and out["half-way"]["relative_distance"] == pytest.approx(
+        0.5
+    )
+    assert out["away"]["cosine"] == pytest.approx(-1.0) and out["away"]["relative_distance"] == pytest.approx(2.0)
+    assert out["same"]["relative_distance"] == 0.0 and out["same"]["step"] == pytest.approx(1.0)
+    with pytest.raises(WeightlabError, match="equals Θ⁰"):
+        weight_space_comparison(theta0, cands, theta0, ["w"])
+
+
+def test_a_faithful_suite_end_to_end(tmp_path):
+    from weightlab.bench.know import run_suite, summarize
+    from weightlab.bench.suites import KnowSuite
+    from weightlab.know.transfer import TransferConfig
+
+    suite = KnowSuite(
+        "tiny-faithful",
+        "test",
+        model="smallcnn",
+        source="digits:0-4",
+        target="digits:5-9",
+        model_kwargs={"input_size": (1, 8, 8)},
+        source_train=300,
+        source_val=60,
+        target_train=120,
+        target_test=None,
+        eval_size=None,
+        pretrain=PretrainConfig(epochs=3, batch_size=32),
+        forget=ForgetConfig(stages=5, batch_size=32),
+        transfer=TransferConfig(warmup_epochs=1, epochs=1, batch_size=32, lr_grid=(1e-3, 3e-3)),
+        predictors=("task_vector", "known", "linear_fit"),
+        steps=(1, 2),
+        seeds=(0,),
+        trajectory_seeds=(0, 1),
+        truth=True,
+        controls=True,
+        incremental=False,
+        needs_shared=False,
+    )
+    res = run_suite(suite, tmp_path, progress=False)
+    trajs = res["prepare"]["trajectories"]
+    assert set(trajs) == {"0", "1"}
+    for info in trajs.values():
+        assert info["d0_size"] == 150 and info["truth"]["d_size"] == 300  # D⁰ is half of the data
+        assert {"fine-tuned on ×2", "trained on ×2 from scratch"} == set(info["truth"]["weight_space"])
+        assert set(info["controls"]) == {"x2", "x4"}
+    # different trajectory seeds: different bases
+    a, b = (load_weights(tmp_path / f"traj_{s}" / "base" / "base.safetensors") for s in (0, 1))
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    table = {r["row"]: r for r in summarize(res)}
+    assert {"naive", "truth_x2", "truth_ft_x2", "shrink_x2", "shrink_x4", "known_x2", "task_vector_x4"} <= set(table)
+    assert table["naive"]["seeds"] == 2 and table["naive"]["trajectories"] == 2
+    md = (tmp_path / "results.md").read_text()
+    assert "Real ×2 data, trained from scratch" in md and "Shrink control" in md and "Weight space" in md
+    assert "Time cost per trajectory" in md and "Trajectory 1" in md
+    n_runs = len(res["runs"])
+    again = run_suite(suite, tmp_path, progress=False)  # resumes: nothing is redone
+    assert len(again["runs"]) == n_runs
+
+
+def test_know_pretrain_command(tmp_path, capsys):
+    from weightlab.cli import main
+
+    out = tmp_path / "base"
+    args = ["know", "pretrain", "--model", "smallcnn", "--input-size", "1,8,8", "--data", "digits", "--limit", "200"]
+    args += [
+        "--val",
+        "100",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "64",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
+    assert main(args) == 0
+    assert (out / "base.safetensors").is_file() and read_json(out / "pretrain.json")["finished"]
+    assert "validation curve" in capsys.readouterr().out
+    assert main([*args, "--epochs", "3"]) == 2  # another configuration in the same folder
+    assert "another model or configuration" in capsys.readouterr().err
+    assert main([*args, "--augment", "mixup"]) == 2
+    assert (
+        main(["know", "pretrain", "--model", "smallcnn", "--input-size", "1,8", "--data", "digits", "--out", str(out)])
+        == 2
+    )
+    assert "C,H,W" in capsys.readouterr().err
