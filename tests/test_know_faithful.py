@@ -168,6 +168,33 @@ def test_know_pretrain_command(tmp_path, capsys):
     assert main(args) == 0
     assert (out / "base.safetensors").is_file() and read_json(out / "pretrain.json")["finished"]
     assert "validation curve" in capsys.readouterr().out
+    # the README's chain: forget from that base on the same D⁰ (same --limit, --val, --seed)
+    traj = tmp_path / "traj"
+    forget = [
+        "know",
+        "forget",
+        "--model",
+        "smallcnn",
+        "--input-size",
+        "1,8,8",
+        "--weights",
+        str(out / "base.safetensors"),
+    ]
+    forget += [
+        "--data",
+        "digits",
+        "--limit",
+        "200",
+        "--val",
+        "100",
+        "--stages",
+        "2",
+        "--out",
+        str(traj),
+        "--no-progress",
+    ]
+    assert main([*forget, "--device", "cpu", "--augment", "crop"]) == 0
+    assert read_json(traj / "manifest.json")["config"]["augment"] == "crop"
     assert main([*args, "--epochs", "3"]) == 2  # another configuration in the same folder
     assert "another model or configuration" in capsys.readouterr().err
     assert main([*args, "--augment", "mixup"]) == 2

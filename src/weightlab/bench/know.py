@@ -36,7 +36,7 @@ from weightlab.know.controls import rescale_control, shrink_factor, weight_space
 from weightlab.know.forgetting import fine_tune_stage, forgetting_check, incremental_pretraining, run_forgetting
 from weightlab.know.predictors import DISPLAY, get_predictor
 from weightlab.know.pretrain import WEIGHTS as PRETRAINED
-from weightlab.know.pretrain import pretrain
+from weightlab.know.pretrain import converged, pretrain
 from weightlab.know.trajectory import MANIFEST, scale_label
 from weightlab.know.transfer import TransferConfig, run_transfers
 from weightlab.machine import machine
@@ -220,7 +220,7 @@ def prepare_trajectory(
     if suite.pretrain is not None and (root / "base" / "pretrain.json").is_file():
         pre = read_json(root / "base" / "pretrain.json")
         info["pretraining"] = {
-            "converged": pre.get("converged"),
+            "converged": converged(pre["history"], suite.pretrain.flat_window, suite.pretrain.flat_tolerance),
             "val_accuracy": [h.get("val_accuracy") for h in pre["history"]],
         }
     pred_dir = root / "predictions"

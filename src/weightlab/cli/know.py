@@ -64,6 +64,13 @@ def add_parsers(sub) -> None:
         help="D⁰ as DATASET[:CLASSES] (digits, mnist, fashion_mnist, cifar10, imagefolder:PATH)",
     )
     f.add_argument("--limit", type=int, default=None, help="use a seeded random subset of D⁰ of this size")
+    f.add_argument(
+        "--val",
+        type=int,
+        default=0,
+        help="samples held out of the training split first (give 'know pretrain''s --val, --limit and --seed: "
+        "the same D⁰)",
+    )
     f.add_argument("--eval-limit", type=int, default=2000, help="test samples to track accuracy per stage")
     f.add_argument("--ratio", type=float, default=0.5, help="subset ratio r (default 0.5)")
     f.add_argument("--stages", type=int, default=5, help="stages S including Θ⁰ (default 5)")
@@ -79,6 +86,7 @@ def add_parsers(sub) -> None:
         help="first fine-tune one pass on all of D⁰ (the authors' script), so Θ⁰ shares the optimiser",
     )
     f.add_argument("--augment", default=None, help="the pretraining's augmentation in every stage (crop or crop_flip)")
+    f.add_argument("--input-size", default=None, help="C,H,W for models that take it (as given to 'know pretrain')")
     f.add_argument("--data-root", type=Path, default=None)
     common(f)
     add_runtime(f)
@@ -216,6 +224,19 @@ def _lr_grid(args) -> tuple[float, ...] | None:
         raise WeightlabError(f"--lr-grid must be comma-separated numbers, got '{args.lr_grid}'") from None
 
 
+def _model_kwargs(args: argparse.Namespace) -> dict:
+    """``--input-size C,H,W`` as a model keyword (for the models that take it)."""
+    if not getattr(args, "input_size", None):
+        return {}
+    try:
+        size = tuple(int(v) for v in args.input_size.split(","))
+    except ValueError:
+        size = ()
+    if len(size) != 3 or min(size) < 1:
+        raise WeightlabError(f"--input-size must be C,H,W (e.g. 1,28,28), got '{args.input_size}'")
+    return {"input_size": size}
+
+
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from weightlab.data.tasks import SplitSizes, build_task
     from weightlab.know.pretrain import WEIGHTS, PretrainConfig, pretrain
@@ -223,14 +244,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
     if args.out is None:
         raise WeightlabError("know pretrain needs --out FOLDER for the weights")
-    kwargs = {}
-    if args.input_size:
-        try:
-            kwargs["input_size"] = tuple(int(v) for v in args.input_size.split(","))
-        except ValueError:
-            kwargs["input_size"] = ()
-        if len(kwargs["input_size"]) != 3 or min(kwargs["input_size"]) < 1:
-            raise WeightlabError(f"--input-size must be C,H,W (e.g. 1,28,28), got '{args.input_size}'")
+    kwargs = _model_kwargs(args)
     cfg = PretrainConfig(
         epochs=args.epochs,
         lr=args.lr,
@@ -277,13 +291,16 @@ def cmd_forget(args: argparse.Namespace) -> int:
     if args.out is None:
         raise WeightlabError("know forget needs --out FOLDER for the trajectory")
     task = build_task(
-        args.data, args.data_root, SplitSizes(train=args.limit, val=0, test=args.eval_limit), data_seed=args.seed
+        args.data, args.data_root, SplitSizes(train=args.limit, val=args.val, test=args.eval_limit), data_seed=args.seed
     )
     model = create_model(
         args.model,
         pretrained=not args.no_pretrained and args.weights is None,
         weights=args.weights,
-        num_classes=None if args.weights or not args.no_pretrained else task.num_classes,
+        # weights of D⁰ have D⁰'s classes (a mismatch is a shape error naming the head); the registry's
+        # pretrained weights bring their own
+        num_classes=task.num_classes if args.weights or args.no_pretrained else None,
+        **_model_kwargs(args),
     )
     if model.weightlab_cfg.num_classes != task.num_classes:
         raise WeightlabError(

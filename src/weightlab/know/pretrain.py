@@ -5,8 +5,8 @@ A trajectory only tests KNOW's hypothesis if its base has converged on D⁰: fin
 still learning on subsets of D⁰ keeps improving it (retrodiction then means "rewind training"), while
 fine-tuning a converged one on ever smaller subsets makes it forget. :func:`pretrain` trains with a
 decaying rate (cosine to zero over ``epochs``) and train-time augmentation, records the validation
-accuracy after every epoch and states whether the curve has flattened (its last ``flat_window`` epochs
-within ``flat_tolerance`` points).
+accuracy after every epoch and states whether the curve has flattened (the trend over its last
+``flat_window`` epochs within ``flat_tolerance`` points, see :func:`converged`).
 
 ``out_dir`` holds ``pretrain.json`` (config, model, history), ``checkpoint.safetensors`` (weights,
 optimiser state and the epoch counter, one file written atomically after every epoch) and, at the end,
@@ -96,13 +96,18 @@ class _Schedule:
 
 
 def converged(history: list[dict], window: int, tolerance: float) -> bool | None:
-    """Whether the validation curve has flattened: the last ``window`` epochs' accuracies lie within
-    ``tolerance`` points (None without validation data or with fewer epochs than ``window``)."""
+    """Whether the validation curve has flattened: the least-squares line through the last ``window``
+    epochs' accuracies changes by at most ``tolerance`` points over them (a trend, so that the
+    epoch-to-epoch noise of a small validation split does not count as learning). None without
+    validation data or with fewer epochs than ``window``."""
     acc = [h["val_accuracy"] for h in history if h.get("val_accuracy") is not None]
     if len(acc) < window:
         return None
-    last = acc[-window:]
-    return max(last) - min(last) <= tolerance
+    y = torch.tensor(acc[-window:], dtype=torch.float64)
+    x = torch.arange(window, dtype=torch.float64)
+    x = x - x.mean()
+    slope = float((x * (y - y.mean())).sum() / (x * x).sum())
+    return abs(slope) * (window - 1) <= tolerance
 
 
 def pretrain(
