@@ -321,3 +321,19 @@ def test_cli_flags_come_from_the_options_dataclasses():
         options_from_flags(args, owners, "task_vector")
     help_text = {a.dest: a.help for a in p._actions}
     assert "fraction of singular components" in help_text["opt_keep"]
+
+
+def test_every_own_model_builds_for_grey_and_colour_images_with_a_findable_head():
+    from weightlab.know.kinds import param_kinds
+    from weightlab.models import create_model, find_classifier
+
+    for entry in MODELS.entries():
+        for size in ((1, 28, 28), (3, 32, 32)):
+            model = create_model(entry.name, num_classes=7, input_size=size).eval()
+            with torch.no_grad():
+                assert model(torch.randn(2, *size)).shape == (2, 7), (entry.name, size)
+            name, head = find_classifier(model)
+            assert head.out_features == 7
+            kinds = param_kinds(model)  # what KNOW's predictors and meta rows group weights by
+            assert kinds[f"{name}.weight"] == "head"
+            assert ("fc" if entry.obj.family == "mlp" else "conv") in kinds.values(), entry.name

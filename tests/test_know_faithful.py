@@ -3,6 +3,9 @@ the shrink control and several trajectory seeds in one suite."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -145,6 +148,35 @@ def test_a_faithful_suite_end_to_end(tmp_path):
     n_runs = len(res["runs"])
     again = run_suite(suite, tmp_path, progress=False)  # resumes: nothing is redone
     assert len(again["runs"]) == n_runs
+    # a candidate KNOWN (here a copy of the shipped weights) on the same suite: only its rows are redone,
+    # and the same weights give the same predictions and the same transfer numbers
+    import importlib.util
+    import shutil
+    import sys
+
+    from weightlab.know.predictors.known import SHIPPED_DIR
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    sys.path.insert(0, str(bench))
+    try:
+        spec = importlib.util.spec_from_file_location("know_candidate", bench / "know_candidate.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(bench))
+    weights = shutil.copytree(SHIPPED_DIR, tmp_path / "candidate")
+    cand = mod.evaluate_candidate(suite, tmp_path, weights, tmp_path / "cand")
+    assert cand["suite"]["known_weights"] == str(weights.resolve()) and "known_weights" not in res["suite"]
+    new = {(r["row"], r["seed"]): r["accuracy"] for r in cand["runs"]}
+    old = {(r["row"], r["seed"]): r["accuracy"] for r in res["runs"]}
+    assert new == old
+    for s in (0, 1):
+        for step in ("x2", "x4"):
+            a = load_weights(tmp_path / f"traj_{s}" / "predictions" / f"known_{step}.safetensors")
+            b = load_weights(tmp_path / "cand" / f"traj_{s}" / "predictions" / f"known_{step}.safetensors")
+            assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(WeightlabError, match="not a folder"):
+        run_suite(replace(suite, known_weights=str(tmp_path / "missing")), tmp_path / "bad", progress=False)
 
 
 def test_know_pretrain_command(tmp_path, capsys):

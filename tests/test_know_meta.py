@@ -225,3 +225,55 @@ def test_shipped_known_loads_and_reproduces_its_recorded_validation_figure():
         assert now < baseline_l1(mini[f"{kind}_seq"], mini[f"{kind}_target"], "zero"), kind
     assert KNOWN().weights_source == str(SHIPPED_DIR)
     assert (SHIPPED_DIR / "MODEL_CARD.md").read_text().startswith("# weightlab KNOWN: model card")
+
+
+def _faithful_specs(n, archs=("smallcnn-narrow",)):
+    from dataclasses import replace
+
+    from weightlab.know.meta.collect import PROTOCOLS, sample_specs
+
+    ranges = replace(PROTOCOLS["faithful"], train_size=160, pretrain_epochs=2, eval_size=60, forget_epochs=(1,))
+    return sample_specs(n, seed=5, archs=list(archs), ranges=ranges)
+
+
+def test_faithful_collection_records_seven_stages_their_d0_accuracy_and_the_forgetting_flag(tmp_path):
+    from weightlab.know.meta.collect import collect
+    from weightlab.know.meta.pipeline import _collection_summary, model_card
+
+    specs = _faithful_specs(2)
+    assert all(s.protocol == "faithful" and s.stages == 7 for s in specs)
+    m = collect(tmp_path, specs[:1], backend="serial", progress=False)
+    (run,) = m["runs"]
+    # 7 stages give two targets per weight (stages 0 and 1, each from the five stages behind it)
+    assert run["rows"]["FC"] == 2 * (16 * 32 + 32 * 10)
+    assert len(run["eval_accuracy"]) == 7 and run["forgetting"]["accuracy"] == pytest.approx(
+        run["eval_accuracy"], abs=0.01
+    )
+    assert run["forgetting"]["forgets"] == (run["forgetting"]["accuracy"][-1] < run["forgetting"]["accuracy"][0])
+    assert len(run["pretrain"]["test_accuracy"]) == 2 and "converged" in run["pretrain"]
+    summary = _collection_summary(m)
+    assert summary["forgetting"]["measured"] == 1 and summary["ranges"]["protocols"] == ["faithful"]
+    card = model_card(
+        {
+            "collection": summary,
+            "config": {"input_convention": "normalized", "lr": 1e-3, "batch_size": 8, "epochs": 1, "patience": 1},
+            "split": {"train": [0], "val": [], "test": [], "excluded": []},
+            "max_rows_per_run": 1,
+            "max_rows": 1,
+            "models": {},
+        }
+    )
+    assert "the faithful protocol" in card and "7 stages of progressive forgetting" in card
+    assert f"{summary['forgetting']['forgets']} of 1 runs forget" in card
+
+
+def test_collection_time_budget_stops_starting_runs_and_a_rerun_finishes_them(tmp_path):
+    from weightlab.know.meta.collect import collect
+
+    specs = _specs(3)
+    first = collect(tmp_path, specs, backend="serial", progress=False, time_budget=0)
+    assert len(first["runs"]) == 1 and first["last_collection"]["stopped_early"]
+    assert first["last_collection"]["runs"] == 1
+    second = collect(tmp_path, specs, backend="serial", progress=False)
+    assert len(second["runs"]) == 3 and second["last_collection"]["runs"] == 2
+    assert not second["last_collection"]["stopped_early"]

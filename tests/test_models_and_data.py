@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -5,6 +7,8 @@ from weightlab.data import ModelInput, load_dataset
 from weightlab.errors import WeightlabError
 from weightlab.io import load_weights, save_tensors
 from weightlab.models import create_model
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_unknown_model_is_a_clear_error():
@@ -86,3 +90,27 @@ def test_mlp_sizes_its_first_layer_from_input_size_and_rebuilds_from_its_config(
     assert m(torch.zeros(2, 1, 16, 16)).shape == (2, 5)
     again = rebuild_model(m.weightlab_cfg)
     assert [tuple(p.shape) for p in again.parameters()] == [tuple(p.shape) for p in m.parameters()]
+
+
+def test_device_data_copy_is_read_by_the_same_loaders(tmp_path):
+    """scripts/device_data.py: the first N images of an idx set, rewritten with the new count."""
+    import importlib.util
+    import struct
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("device_data", ROOT / "scripts" / "device_data.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    raw = tmp_path / "src" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    images = np.arange(6 * 28 * 28, dtype=np.uint32).astype(np.uint8).reshape(6, 28, 28)
+    labels = np.array([3, 1, 4, 1, 5, 9], dtype=np.uint8)
+    for prefix in ("train", "t10k"):
+        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 2051, 6, 28, 28) + images.tobytes())
+        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, 6) + labels.tobytes())
+        for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"):
+            mod.idx_head(raw / f"{prefix}-{kind}", tmp_path / "out" / "MNIST" / "raw" / f"{prefix}-{kind}", 4)
+    small = load_dataset("mnist", "train", tmp_path / "out")
+    assert len(small) == 4 and small.labels.tolist() == [3, 1, 4, 1]
+    assert torch.equal(small.images[:, 0], torch.from_numpy(images[:4]))

@@ -66,7 +66,8 @@ def _call(fn: Callable, job, threads: int | None):
 
 def run_jobs(fn: Callable, jobs: list, backend: Backend | None = None) -> Iterator[tuple[object, object]]:
     """Run ``fn(*job)`` (or ``fn(job)`` for a non-tuple job) for every job; yields ``(job, result)`` as
-    each finishes. An error in a job stops the run with that error (finished results were yielded)."""
+    each finishes. An error in a job stops the run with that error (finished results were yielded). A
+    caller that stops iterating early (closing the generator) drops the jobs not yet started."""
     backend = (backend or Backend()).resolved()
     if not jobs:
         return
@@ -80,10 +81,13 @@ def run_jobs(fn: Callable, jobs: list, backend: Backend | None = None) -> Iterat
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         # spawn: a fresh interpreter per worker (safe with CUDA and with torch's thread pools)
-        with ProcessPoolExecutor(backend.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pool = ProcessPoolExecutor(backend.workers, mp_context=multiprocessing.get_context("spawn"))
+        try:
             futures = {pool.submit(_call, fn, job, threads): job for job in jobs}
             for fut in as_completed(futures):
                 yield futures[fut], fut.result()
+        finally:  # also when the caller stops early: jobs not started are dropped, those running finish
+            pool.shutdown(wait=True, cancel_futures=True)
         return
     try:
         import ray

@@ -52,6 +52,8 @@ def _suite_record(suite: KnowSuite) -> dict:
 
     d = asdict(suite)
     d.pop("description")
+    if d["known_weights"] is None:  # recorded only when set (results made before the field resume)
+        d.pop("known_weights")
     return json.loads(json.dumps(d))
 
 
@@ -227,7 +229,8 @@ def prepare_trajectory(
     label = lambda k: scale_label(suite.forget.ratio, k)  # noqa: E731
     for name in suite.predictors:
         try:
-            predictor = get_predictor(name)
+            options = {"weights": suite.known_weights} if name == "known" and suite.known_weights else {}
+            predictor = get_predictor(name, **options)
         except WeightlabError as e:  # the authors' KNOWN without its weights (no shared folder)
             info["predictions"][name] = {"method": name, "skipped": str(e)}
             continue
@@ -342,6 +345,17 @@ def _shrink_controls(suite, root: Path, model, theta0) -> dict:
 
 
 CONTROL_ROWS = ("naive", "incremental", "truth", "truth_ft", "shrink")
+# the order transfer runs are done in: controls and the KNOWNs first, every trajectory of a row together,
+# so a suite stopped early has its key rows complete over the trajectories (the table's order is separate)
+SCHEDULE = CONTROL_ROWS + ("known_authors", "known", "task_vector", "tsv", "linear_fit", "magmax", "consensus_ta")
+
+
+def _schedule_key(row: tuple[str, str, int, Path]) -> tuple:
+    name = _row_name(row[0])
+    base = name.rsplit("_x", 1)[0] if row[2] else name
+    return (SCHEDULE.index(base) if base in SCHEDULE else len(SCHEDULE), row[2], row[0])
+
+
 ROW_LABELS = {
     "truth": "Real ×2 data, trained from scratch",
     "truth_ft": "Real ×2 data, Θ⁰ fine-tuned on it",
@@ -397,6 +411,8 @@ def run_suite(
         suite = replace(suite, seeds=tuple(seeds))
     if transfer_cfg is not None:
         suite = replace(suite, transfer=transfer_cfg)
+    if suite.known_weights is not None and not Path(suite.known_weights).is_dir():
+        raise WeightlabError(f"known_weights {suite.known_weights}: not a folder of KNOWN weights")
     out = Path(out_dir)
     results_path = out / "results.json"
     record = _suite_record(suite)
@@ -417,7 +433,7 @@ def run_suite(
     table_rows = rows(suite, out)
     order = {(row[0], seed): n for n, (row, seed) in enumerate((r, s) for r in table_rows for s in suite.seeds)}
     for record in run_transfers(
-        table_rows,
+        sorted(table_rows, key=_schedule_key),
         model_cfg,
         target.train,
         target.test,

@@ -221,6 +221,8 @@ class KnowSuite:
     truth: bool = False
     # the shrink control: Θ⁰ rescaled (same function) by each step's KNOWN shrink factor
     controls: bool = False
+    # a folder of KNOWN weights for the ``known`` row (None: the shipped ones), e.g. a candidate KNOWN
+    known_weights: str | None = None
 
 
 KNOW_SUITES: Registry[KnowSuite] = Registry("KNOW suite")

@@ -153,7 +153,22 @@ def add_parsers(sub) -> None:
     mc.add_argument("--start-id", type=int, default=0, help="first run id (append with a new range)")
     mc.add_argument("--archs", default=None, help="comma-separated architectures (default: all)")
     mc.add_argument("--datasets", default="digits", help="comma-separated data sets (default digits)")
-    mc.add_argument("--train-size", type=int, default=2000, help="D⁰ samples per run")
+    mc.add_argument(
+        "--protocol",
+        default="v1",
+        choices=("v1", "faithful"),
+        help="v1: a 3-epoch base, 6 stages; faithful: a converged, augmented base, 7 stages, D⁰ accuracy per stage",
+    )
+    mc.add_argument("--train-size", type=int, default=None, help="D⁰ samples per run (default: the protocol's)")
+    mc.add_argument("--pretrain-epochs", type=int, default=None, help="base training epochs (default: the protocol's)")
+    mc.add_argument("--eval-size", type=int, default=None, help="D⁰ test samples for the per-stage accuracy (faithful)")
+    mc.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="start no run after this long (runs in flight finish; rerun to collect the rest)",
+    )
     add_backend_flags(mc, default="auto", threads=False)  # every run uses one thread
     mc.add_argument("--data-root", type=Path, default=None)
     common(mc)
@@ -197,6 +212,12 @@ def add_parsers(sub) -> None:
     )
     b.add_argument("--suite", required=True, choices=sorted(SUITES))
     b.add_argument("--seeds", default=None, help="comma-separated seeds (default: the suite's)")
+    b.add_argument(
+        "--known-weights",
+        type=Path,
+        default=None,
+        help="folder of KNOWN weights for the 'known' row (default: the shipped ones), e.g. a candidate",
+    )
     _lr_grid_flag(b)
     b.add_argument(
         "--data-root", type=Path, default=None, help="data folder (default $WEIGHTLAB_DATA or ../shared/data)"
@@ -468,6 +489,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     suite = get_suite(args.suite)
     if args.lr_grid:
         suite = replace(suite, transfer=replace(suite.transfer, lr_grid=_lr_grid(args)))
+    if args.known_weights is not None:
+        if not args.known_weights.is_dir():
+            raise WeightlabError(f"--known-weights {args.known_weights}: not a folder of KNOWN weights")
+        suite = replace(suite, known_weights=str(args.known_weights.resolve()))
     if suite.needs_shared and args.data_root is None and paths.data_root() is None:
         raise WeightlabError(f"suite '{args.suite}' needs its data: pass --data-root DIR (or set WEIGHTLAB_SHARED)")
     out = args.out or Path("know-bench") / suite.name
@@ -493,7 +518,18 @@ def cmd_meta(args: argparse.Namespace) -> int:
     if args.out is None:
         raise WeightlabError(f"know meta {args.meta_command} needs --out FOLDER")
     if args.meta_command == "collect":
-        from weightlab.know.meta.collect import Ranges, collect, sample_specs
+        from dataclasses import replace
+
+        from weightlab.know.meta.collect import PROTOCOLS, collect, sample_specs
+
+        ranges = PROTOCOLS[args.protocol]
+        for field, value in (
+            ("train_size", args.train_size),
+            ("pretrain_epochs", args.pretrain_epochs),
+            ("eval_size", args.eval_size),
+        ):
+            if value is not None:
+                ranges = replace(ranges, **{field: value})
 
         specs = sample_specs(
             args.runs,
@@ -501,7 +537,7 @@ def cmd_meta(args: argparse.Namespace) -> int:
             start_id=args.start_id,
             archs=args.archs.split(",") if args.archs else None,
             datasets=args.datasets.split(","),
-            ranges=Ranges(train_size=args.train_size),
+            ranges=ranges,
         )
         m = collect(
             args.out,
@@ -514,6 +550,7 @@ def cmd_meta(args: argparse.Namespace) -> int:
             progress=progress(args),
             device=args.device,
             gpus_per_job=args.gpus_per_run,
+            time_budget=args.time_budget,
         )
         rows = sum(sum(r["rows"].values()) for r in m["runs"])
         size = sum(r["bytes"] for r in m["runs"])

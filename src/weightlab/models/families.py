@@ -76,6 +76,7 @@ for _f in [
     ),
     Family("small_cnn", "the KNOW authors' small data-collection CNN"),
     Family("mlp", "multilayer perceptrons (KNOWN meta-training)"),
+    Family("tiny_nets", "MobileNet- and DenseNet-style nets for small images (KNOWN meta-training)"),
     Family("generic", "any other model: every option must be given explicitly"),
 ]:
     FAMILIES.add(_f.name, _f, display=_f.name, summary=_f.description)

@@ -1,11 +1,20 @@
 """Collect a KNOWN meta-dataset: many progressive-forgetting runs of small networks.
 
 Each run draws its architecture, data set, sampling rate r, learning rate, batch size and optimiser
-from stated ranges (seeded), pretrains the network briefly on D⁰, records ``S + 1 = 6`` stages of
-progressive forgetting, and stores the meta rows (:func:`trajectory_rows`) as one shard
+from stated ranges (seeded), pretrains the network on D⁰, records its stages of progressive forgetting,
+and stores the meta rows (:func:`trajectory_rows`) as one shard
 ``runs/run_NNNNN.safetensors`` with tensors ``<Kind>_seq`` (N, 5) and ``<Kind>_target`` (N,) for
 Kind in Conv / FC / Bias. ``manifest.json`` lists every finished run (its spec, row counts, bytes,
 seconds). Collecting again skips finished runs (resumable) and new specs get new ids (appendable).
+
+Two protocols (:data:`PROTOCOLS`):
+
+* ``v1``: 3 epochs of Adam 1e-3 on 2,000 samples, then ``S + 1 = 6`` stages. The base has not
+  converged, so its stages keep learning: retrodiction there means "rewind training".
+* ``faithful`` (the KNOW paper's Sec. 4 and 5.1, weightlab's v2): the base is trained to convergence on
+  D⁰ (cosine decay to zero, train-time augmentation: crop for grey digits, crop + flip for CIFAR-10),
+  then ``S + 2 = 7`` stages with the same augmentation; each run records D⁰ test accuracy per stage
+  and whether it fell (``forgetting`` in its manifest record).
 
 Runs execute in parallel on a local Ray runtime (``backend="ray"``; the same code on a Ray
 cluster with ``address=``), on local worker processes (``"processes"``) or in-process (``"serial"``);
@@ -33,6 +42,8 @@ PARTIAL = ".partial"  # trajectories of runs in progress; left over only by an i
 # architecture -> (registered model, create_model kwargs); all run at the data set's resolution and channels
 ARCHITECTURES = {
     "smallcnn": ("smallcnn", {}),
+    "mobilenet-tiny": ("mobilenet_tiny", {"width": 0.5}),
+    "densenet-tiny": ("densenet_tiny", {"growth": 8, "layers": (2, 2, 2)}),
     "smallcnn-narrow": ("smallcnn", {"widths": (4, 8, 16, 16), "hidden": 32}),
     "smallcnn-nonorm": ("smallcnn", {"norm": False}),
     "resnet8": ("resnet8", {}),
@@ -52,6 +63,21 @@ class Ranges:
     optimizers: tuple[str, ...] = ("adam", "sgd")
     train_size: int = 2000  # D⁰ samples per run
     pretrain_epochs: int = 3
+    protocol: str = "v1"
+    stages: int = 6
+    forget_epochs: tuple[int, ...] = (1,)  # epochs per forgetting stage, drawn per run
+    eval_size: int = 0  # D⁰ test samples for the per-stage accuracy (0: not measured)
+
+
+PROTOCOLS = {
+    "v1": Ranges(),
+    "faithful": Ranges(
+        train_size=4000, pretrain_epochs=30, protocol="faithful", stages=7, forget_epochs=(1, 2, 3), eval_size=1000
+    ),
+}
+# train-time augmentation of the faithful protocol, per data set (no flips for digits)
+AUGMENT = {"digits": "crop", "mnist": "crop", "fashion_mnist": "crop_flip", "cifar10": "crop_flip"}
+PRETRAIN = dict(lr=3e-3, optimizer="adam", schedule="cosine", batch_size=128)  # the faithful base's recipe
 
 
 @dataclass
@@ -68,12 +94,17 @@ class RunSpec:
     pretrain_epochs: int
     stages: int = 6
     extra: dict = field(default_factory=dict)
+    protocol: str = "v1"
+    forget_epochs: int = 1
+    eval_size: int = 0
 
 
 def sample_specs(
     n: int, *, seed: int = 0, start_id: int = 0, archs=None, datasets=None, ranges: Ranges | None = None
 ) -> list[RunSpec]:
     ranges = ranges or Ranges()
+    if ranges.protocol not in PROTOCOLS:
+        raise WeightlabError(f"unknown collection protocol '{ranges.protocol}' (use one of {', '.join(PROTOCOLS)})")
     archs = list(archs or ARCHITECTURES)
     datasets = list(datasets or ["digits"])
     bad = [a for a in archs if a not in ARCHITECTURES] + [d for d in datasets if d not in DATASETS]
@@ -98,6 +129,10 @@ def sample_specs(
                 seed=rng.randrange(2**31),
                 train_size=ranges.train_size,
                 pretrain_epochs=ranges.pretrain_epochs,
+                stages=ranges.stages,
+                protocol=ranges.protocol,
+                forget_epochs=rng.choice(ranges.forget_epochs),
+                eval_size=ranges.eval_size,
             )
         )
     return specs
@@ -112,6 +147,7 @@ def collect_run(spec: RunSpec, out_dir: str | Path, data_root: str | None = None
     manifest record."""
     from weightlab.data import load_dataset
     from weightlab.engine import fit_classifier
+    from weightlab.know.forgetting import MANIFEST as FORGET_MANIFEST
     from weightlab.know.forgetting import ForgetConfig, run_forgetting
     from weightlab.know.meta.rows import trajectory_rows
     from weightlab.models import create_model
@@ -120,31 +156,54 @@ def collect_run(spec: RunSpec, out_dir: str | Path, data_root: str | None = None
     start = time.perf_counter()
     out = Path(out_dir)
     train = load_dataset(spec.dataset, "train", data_root, limit=spec.train_size, seed=spec.seed)
+    test = (
+        load_dataset(spec.dataset, "test", data_root, limit=spec.eval_size, seed=spec.seed) if spec.eval_size else None
+    )
     torch.manual_seed(spec.seed)
     name, kwargs = ARCHITECTURES[spec.arch]
     model = create_model(name, num_classes=len(train.classes), input_size=DATASETS[spec.dataset], **kwargs)
-    fit_classifier(
-        model,
-        train,
-        model.weightlab_cfg,
-        epochs=spec.pretrain_epochs,
-        lr=1e-3,
-        batch_size=64,
-        seed=spec.seed,
-        progress=False,
-        device=device,
-    )
-    cfg = ForgetConfig(
-        ratio=spec.ratio,
-        stages=spec.stages,
-        lr=spec.lr,
-        batch_size=spec.batch_size,
-        optimizer=spec.optimizer,
-        seed=spec.seed,
-    )
+    augment = AUGMENT[spec.dataset] if spec.protocol == "faithful" else None
     (out / PARTIAL).mkdir(parents=True, exist_ok=True)
+    record: dict = {}
     with tempfile.TemporaryDirectory(dir=out / PARTIAL) as tmp:
-        traj = run_forgetting(model, train, tmp, cfg, progress=False, device=device)
+        if spec.protocol == "faithful":
+            from weightlab.know.pretrain import PretrainConfig, pretrain
+
+            pcfg = PretrainConfig(epochs=spec.pretrain_epochs, augment=augment, seed=spec.seed, **PRETRAIN)
+            info = pretrain(model, train, Path(tmp) / "base", pcfg, val=test, progress=False, device=device)
+            record["pretrain"] = {
+                "converged": info.get("converged"),
+                "test_accuracy": [round(h["val_accuracy"], 2) for h in info["history"] if "val_accuracy" in h][-5:],
+            }
+        else:
+            fit_classifier(
+                model,
+                train,
+                model.weightlab_cfg,
+                epochs=spec.pretrain_epochs,
+                lr=1e-3,
+                batch_size=64,
+                seed=spec.seed,
+                progress=False,
+                device=device,
+            )
+        cfg = ForgetConfig(
+            ratio=spec.ratio,
+            stages=spec.stages,
+            epochs=spec.forget_epochs,
+            lr=spec.lr,
+            batch_size=spec.batch_size,
+            optimizer=spec.optimizer,
+            seed=spec.seed,
+            augment=augment,
+        )
+        traj = run_forgetting(
+            model, train, Path(tmp) / "trajectory", cfg, eval_data=test, progress=False, device=device
+        )
+        if test is not None:
+            manifest = read_json(Path(tmp) / "trajectory" / FORGET_MANIFEST)
+            record["eval_accuracy"] = [round(st["eval_accuracy"], 2) for st in manifest["stages"]]
+            record["forgetting"] = manifest.get("forgetting")
     rows = trajectory_rows(traj)
     tensors = {}
     for kind, (seq, target) in rows.items():
@@ -153,6 +212,7 @@ def collect_run(spec: RunSpec, out_dir: str | Path, data_root: str | None = None
     save_tensors(path, tensors)
     return {
         "spec": asdict(spec),
+        **record,
         "rows": {k: int(v[0].shape[0]) for k, v in rows.items()},
         "bytes": path.stat().st_size,
         "seconds": round(time.perf_counter() - start, 2),
@@ -171,10 +231,13 @@ def collect(
     progress: bool = True,
     device: str | None = None,
     gpus_per_job: float = 0.0,
+    time_budget: float | None = None,
 ) -> dict:
     """Run every spec whose shard is not there yet (on ``backend``, see :mod:`weightlab.parallel`; each
     run on ``device``, one torch thread per run); the manifest is rewritten after each run and
-    every call is logged in ``collections`` (with ``command``, for the model card)."""
+    every call is logged in ``collections`` (with ``command``, for the model card). With
+    ``time_budget`` (seconds) no run is started after that long: runs in flight finish, the rest are
+    left for a later call (``stopped_early`` in the log)."""
     from tqdm.auto import tqdm
 
     backend = Backend(backend, workers, address, gpus_per_job).resolved().kind
@@ -193,14 +256,21 @@ def collect(
 
     start = time.perf_counter()
     jobs = [(s, str(out), data_root, device) for s in todo]
-    for _, rec in run_jobs(collect_run, jobs, Backend(backend, workers, address, gpus_per_job, threads=1)):
+    results = run_jobs(collect_run, jobs, Backend(backend, workers, address, gpus_per_job, threads=1))
+    finished = 0
+    for _, rec in results:
         record(rec)
+        finished += 1
+        if time_budget is not None and time.perf_counter() - start > time_budget:
+            results.close()  # drops the runs not started; runs in flight finish unrecorded (a later call redoes them)
+            break
     bar.close()
-    new = {s.run_id for s in todo}
+    new = {s.run_id for s in todo} & {r["spec"]["run_id"] for r in manifest["runs"]}
     manifest["last_collection"] = {
         "backend": backend,
         "workers": workers,
-        "runs": len(todo),
+        "runs": len(new),
+        "stopped_early": len(new) < len(todo),
         "rows": sum(sum(r["rows"].values()) for r in manifest["runs"] if r["spec"]["run_id"] in new),
         "seconds": round(time.perf_counter() - start, 2),
         "command": command,

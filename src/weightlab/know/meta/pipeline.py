@@ -184,6 +184,10 @@ def check_mini(weights_dir: str | Path, mini_file: str | Path, report: dict) -> 
     }
 
 
+def _mean(xs: list[float]) -> float | None:
+    return round(sum(xs) / len(xs), 2) if xs else None
+
+
 def _collection_summary(manifest: dict) -> dict:
     runs = manifest["runs"]
     by: dict[str, int] = {}
@@ -204,6 +208,15 @@ def _collection_summary(manifest: dict) -> dict:
             "train_size": sorted({s["train_size"] for s in specs}),
             "pretrain_epochs": sorted({s["pretrain_epochs"] for s in specs}),
             "stages": sorted({s["stages"] for s in specs}),
+            "protocols": sorted({s.get("protocol", "v1") for s in specs}),
+            "forget_epochs": sorted({s.get("forget_epochs", 1) for s in specs}),
+        },
+        # faithful runs measure D⁰ test accuracy per stage: how many forget, and how many bases converged
+        "forgetting": {
+            "measured": sum(r.get("forgetting", {}).get("forgets") is not None for r in runs),
+            "forgets": sum(bool(r.get("forgetting", {}).get("forgets")) for r in runs),
+            "mean_drop": _mean([r["forgetting"]["drop"] for r in runs if "drop" in r.get("forgetting", {})]),
+            "bases_converged": sum(bool(r.get("pretrain", {}).get("converged")) for r in runs),
         },
         "commands": [c["command"] for c in manifest.get("collections", []) if c.get("command")],
     }
@@ -239,6 +252,24 @@ def _join(values) -> str:
     return ", ".join(str(v) for v in values)
 
 
+def _protocol_text(r: dict) -> str:
+    if r.get("protocols") == ["faithful"]:
+        from weightlab.know.meta.collect import AUGMENT, PRETRAIN
+
+        return (
+            f"Per run (the faithful protocol): the base trained on {_join(r['train_size'])} "
+            f"samples ({_join(r['pretrain_epochs'])} epochs, {PRETRAIN['optimizer']} {PRETRAIN['lr']} with "
+            f"{PRETRAIN['schedule']} decay to zero, batch {PRETRAIN['batch_size']}, augmentation "
+            + ", ".join(f"{k}: {v}" for k, v in AUGMENT.items())
+            + f"), then {_join(r['stages'])} stages of progressive forgetting ({_join(r['forget_epochs'])} "
+            "epoch(s) each, the same augmentation)"
+        )
+    return (
+        f"Per run: pretraining {_join(r['pretrain_epochs'])} epoch(s) on {_join(r['train_size'])} samples "
+        f"(Adam 1e-3), then {_join(r['stages'])} stages of progressive forgetting"
+    )
+
+
 def model_card(report: dict) -> str:
     c, cfg, split = report["collection"], report["config"], report["split"]
     r = c["ranges"]
@@ -253,12 +284,23 @@ def model_card(report: dict) -> str:
         "## Data",
         "",
         f"{c['runs']} progressive-forgetting runs, {c['rows']:,} rows, {c['bytes'] / 1e9:.2f} GB. "
-        f"Per run: pretraining {_join(r['pretrain_epochs'])} epoch(s) on {_join(r['train_size'])} samples "
-        f"(Adam 1e-3), then {_join(r['stages'])} stages of progressive forgetting with the run's own "
+        + _protocol_text(r)
+        + " with the run's own "
         f"settings, drawn per run: sampling rate r in [{r['ratio'][0]}, {r['ratio'][1]}] (uniform), "
         f"learning rate in [{r['lr'][0]:.2g}, {r['lr'][1]:.2g}] (log-uniform), batch size "
         f"{_join(r['batch_sizes'])}, optimiser {_join(r['optimizers'])}. Rows: each scalar weight's five "
         "stages before a target stage, and the target (Conv: >2-D weights; FC: 2-D weights; Bias: vectors).",
+        "",
+    ]
+    f = c.get("forgetting", {})
+    if f.get("measured"):
+        lines += [
+            f"Forgetting (D⁰ test accuracy, stage 0 against the last stage): {f['forgets']} of {f['measured']} "
+            f"runs forget (mean drop {f['mean_drop']} points); {f['bases_converged']} bases had a flat "
+            "validation curve at the end of pretraining. Runs that do not forget are kept (their rows still "
+            "record how weights move on less data) and counted here.",
+        ]
+    lines += [
         "",
         "| architecture / data set | runs |",
         "|---|---|",
