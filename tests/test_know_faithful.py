@@ -235,3 +235,36 @@ def test_know_pretrain_command(tmp_path, capsys):
         == 2
     )
     assert "C,H,W" in capsys.readouterr().err
+
+
+def test_summary_pairs_each_row_with_naive_on_the_same_trajectory_and_seed():
+    from weightlab.bench.know import summarize
+
+    base = {(t, s): 60.0 + 5 * t + s for t in (0, 1, 2) for s in (0, 1)}  # large between-trajectory spread
+    noise = [0.1, -0.1, 0.05, -0.05, 0.0, 0.02]
+
+    def runs(row, shift):
+        return [
+            {
+                "row": f"t{t}/{row}",
+                "label": row,
+                "step": 0 if row == "naive" else 1,
+                "seed": s,
+                "trajectory": t,
+                "accuracy": acc + shift(i),
+            }
+            for i, ((t, s), acc) in enumerate(base.items())
+        ]
+
+    res = {
+        "runs": runs("naive", lambda i: 0.0)
+        + runs("steady_x2", lambda i: 0.5 + noise[i])
+        + runs("noisy_x2", lambda i: 0.5 if i % 2 else -0.4)
+    }
+    table = {r["row"]: r for r in summarize(res)}
+    steady, noisy = table["steady_x2"], table["noisy_x2"]
+    assert steady["std"] > 4 and steady["paired"]["n"] == 6  # unpaired, the spread hides the gain
+    assert steady["paired"]["mean"] == pytest.approx(0.5 + sum(noise) / 6)
+    assert steady["beyond_noise"] is True and steady["paired"]["p"] < 1e-4
+    assert noisy["beyond_noise"] is False and noisy["paired"]["p"] > 0.5
+    assert table["naive"]["paired"] is None and table["naive"]["beyond_noise"] is None

@@ -472,10 +472,28 @@ def _std(values: list[float]) -> float:
     return float(torch.tensor(values, dtype=torch.float64).std()) if len(values) > 1 else 0.0
 
 
+def _paired(diffs: list[float]) -> dict | None:
+    """Mean ± std of the paired differences with naive transfer (same trajectory and transfer seed) and
+    a two-sided paired t-test at 5 %; None with fewer than two pairs."""
+    if len(diffs) < 2:
+        return None
+    from scipy import stats
+
+    mean, std = sum(diffs) / len(diffs), _std(diffs)
+    if std == 0.0:
+        p = 0.0 if mean != 0.0 else 1.0
+    else:
+        t = mean / (std / len(diffs) ** 0.5)
+        p = float(2 * stats.t.sf(abs(t), len(diffs) - 1))
+    return {"mean": mean, "std": std, "n": len(diffs), "p": p, "significant": p < 0.05}
+
+
 def summarize(results: dict) -> list[dict]:
     """One entry per table row over every trajectory and transfer seed: mean ± std of the test accuracy,
-    the std of the per-trajectory means, the gain over naive transfer and whether it exceeds the noise
-    (more than the larger of the two rows' stds), and the learning rates the validation chose."""
+    the std of the per-trajectory means, the gain over naive transfer, the paired differences with naive
+    (same trajectory, same seed: mean ± std, n, p) and whether the gain is beyond the noise (the paired
+    t-test at 5 %; without pairs, more than the larger of the two rows' stds), and the learning rates the
+    validation chose."""
     by_row: dict[str, list[dict]] = {}
     for r in results["runs"]:
         by_row.setdefault(_row_name(r["row"]), []).append(r)
@@ -483,6 +501,7 @@ def summarize(results: dict) -> list[dict]:
     naive = by_row.get("naive")
     naive_mean = sum(r["accuracy"] for r in naive) / len(naive) if naive else None
     naive_std = _std([r["accuracy"] for r in naive]) if naive else 0.0
+    naive_by_pair = {(r.get("trajectory"), r["seed"]): r["accuracy"] for r in naive or []}
     for row, runs in by_row.items():
         accs = [r["accuracy"] for r in runs]
         mean, std = sum(accs) / len(accs), _std(accs)
@@ -495,6 +514,16 @@ def summarize(results: dict) -> list[dict]:
                 key = f"{r['lr_selection']['lr']:g}"
                 lrs[key] = lrs.get(key, 0) + 1
         gain = None if naive_mean is None else mean - naive_mean
+        diffs = [
+            r["accuracy"] - naive_by_pair[(r.get("trajectory"), r["seed"])]
+            for r in runs
+            if (r.get("trajectory"), r["seed"]) in naive_by_pair
+        ]
+        paired = _paired(diffs) if row != "naive" else None
+        if paired is not None:
+            beyond = paired["significant"]
+        else:
+            beyond = None if gain is None or row == "naive" else abs(gain) > max(std, naive_std)
         table.append(
             {
                 "row": row,
@@ -506,7 +535,8 @@ def summarize(results: dict) -> list[dict]:
                 "std": std,
                 "trajectory_std": _std([sum(v) / len(v) for v in per_traj.values()]),
                 "gain": gain,
-                "beyond_noise": None if gain is None or row == "naive" else abs(gain) > max(std, naive_std),
+                "paired": paired,
+                "beyond_noise": beyond,
                 "lr": lrs,
             }
         )
@@ -572,6 +602,8 @@ def write_report(results: dict, out: Path) -> None:
     for row in sorted(table, key=lambda r: _row_order(r["row"], r["step"])):
         pred = "x1" if row["step"] == 0 else scale_label(f["ratio"], row["step"])
         gain = "" if row["row"] == "naive" or row["gain"] is None else f"{row['gain']:+.2f}"
+        if row.get("paired"):
+            gain = f"{row['paired']['mean']:+.2f} ± {row['paired']['std']:.2f} (p {row['paired']['p']:.2g})"
         noise = {None: "", True: "yes", False: "no"}[row["beyond_noise"]]
         lr = ", ".join(f"{k}×{v}" for k, v in sorted(row["lr"].items(), key=lambda kv: float(kv[0])))
         lines.append(
@@ -582,7 +614,11 @@ def write_report(results: dict, out: Path) -> None:
     run_s = sum(r.get("seconds", 0.0) for r in results["runs"])
     lines += [
         "",
-        "'Beyond noise': the gain exceeds the larger of the row's and naive transfer's std (one std).",
+        "Gain vs naive: the mean ± std of the paired differences with naive transfer (same trajectory, same "
+        "transfer seed), with the p-value of a two-sided paired t-test; 'beyond noise' is p < 0.05 (rows "
+        "without pairs: the gain exceeds the larger of the two rows' stds). With "
+        f"{sum(1 for r in table if r.get('paired'))} rows tested, about "
+        f"{0.05 * sum(1 for r in table if r.get('paired')):.1f} 'yes' are expected by chance alone.",
         "",
         f"Wall time on {results['machine'].get('cpu')} ({results['machine'].get('cores')} cores): "
         f"preparation (pretraining, forgetting, predictions, baselines) "

@@ -489,9 +489,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     suite = get_suite(args.suite)
     if args.lr_grid:
         suite = replace(suite, transfer=replace(suite.transfer, lr_grid=_lr_grid(args)))
-    if args.known_weights is not None:
-        if not args.known_weights.is_dir():
-            raise WeightlabError(f"--known-weights {args.known_weights}: not a folder of KNOWN weights")
+    if args.known_weights is not None:  # run_suite says so if it is not a folder
         suite = replace(suite, known_weights=str(args.known_weights.resolve()))
     if suite.needs_shared and args.data_root is None and paths.data_root() is None:
         raise WeightlabError(f"suite '{args.suite}' needs its data: pass --data-root DIR (or set WEIGHTLAB_SHARED)")

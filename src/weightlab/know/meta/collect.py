@@ -131,7 +131,10 @@ def sample_specs(
                 pretrain_epochs=ranges.pretrain_epochs,
                 stages=ranges.stages,
                 protocol=ranges.protocol,
-                forget_epochs=rng.choice(ranges.forget_epochs),
+                # drawn only when there is a choice: v1's specs (one value) stay those of earlier collections
+                forget_epochs=rng.choice(ranges.forget_epochs)
+                if len(ranges.forget_epochs) > 1
+                else ranges.forget_epochs[0],
                 eval_size=ranges.eval_size,
             )
         )
