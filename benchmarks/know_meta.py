@@ -4,9 +4,10 @@
 
 Reads a meta-dataset folder (``weightlab know meta collect``) and a training folder
 (``weightlab know meta train``) and writes ``benchmarks/results/know_meta/summary.json`` (machine,
-command, rows/s per collection call on this machine, GB per 1,000 runs, the L1 tables) with
-``loss.png`` and ``MODEL_CARD.md``. ``--ship`` copies the trained hypermodels, their
-training.json and model card into the package (``weightlab/know/weights``, the default KNOWN)
+command, rows/s per collection call on this machine, GB per 1,000 runs, how many runs forget, the L1
+tables) with ``loss.png`` and ``MODEL_CARD.md`` (``--name``: another folder, e.g. ``know_meta_v2``).
+``--ship`` copies the trained hypermodels, their training.json and model card into the package
+(``weightlab/know/weights``, the default KNOWN)
 and the mini set of held-out rows to ``tests/data/known_mini.safetensors``, checking first that the
 copies reproduce the recorded mini-set L1.
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 from _common import RESULTS, command, machine, write
 from weightlab.io import read_json
 from weightlab.know.meta.collect import MANIFEST
-from weightlab.know.meta.pipeline import check_mini
+from weightlab.know.meta.pipeline import _collection_summary, check_mini
 
 TESTS_DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 
@@ -31,6 +32,7 @@ def main() -> int:
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--trained", type=Path, required=True)
     ap.add_argument("--ship", action="store_true")
+    ap.add_argument("--name", default="know_meta", help="results folder under benchmarks/results (default know_meta)")
     args = ap.parse_args()
     manifest = read_json(args.data / MANIFEST)
     report = read_json(args.trained / "training.json")
@@ -65,12 +67,14 @@ def main() -> int:
             for k, row in report["models"].items()
         },
         "split": {k: len(v) for k, v in report["split"].items()},
+        "forgetting": _collection_summary(manifest)["forgetting"],
+        "protocols": _collection_summary(manifest)["ranges"]["protocols"],
         "test_archs": report["test_archs"],
         "test_datasets": report["test_datasets"],
         "train_command": report.get("command"),
     }
-    out = RESULTS / "know_meta"
-    path = write("know_meta/summary.json", summary)
+    out = RESULTS / args.name
+    path = write(f"{args.name}/summary.json", summary)
     for name in ("loss.png", "MODEL_CARD.md"):
         shutil.copyfile(args.trained / name, out / name)
     print(f"wrote {path}")
