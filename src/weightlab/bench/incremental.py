@@ -100,12 +100,14 @@ def suite_run(
     device: str | None = None,
     precision: str = "fp32",
     progress: bool = False,
+    lr: float | None = None,
+    coef_lr: float | None = None,
 ) -> dict:
-    """One (method, seed) run of a suite: its run record (with ``model_family``). The job every backend
-    runs (see :mod:`weightlab.parallel`): it depends on its arguments only, so a run gives the same
-    record in this process, in a worker process or on a Ray node."""
+    """One (method, seed) run of a suite (at ``lr`` / ``coef_lr`` when given): its run record (with
+    ``model_family``). The job every backend runs (see :mod:`weightlab.parallel`): it depends on its
+    arguments only, so a run gives the same record in this process, in a worker process or on a Ray node."""
     tasks = _tasks(suite, data_root)
-    cfg = suite.adapt_config(device, precision)
+    cfg = suite.adapt_config(device, precision, lr=lr, coef_lr=coef_lr)
     baseline = is_baseline(method)
     spec = None if baseline else parse_method(method)
     rover = {**suite.recast, **overrides}
@@ -138,6 +140,7 @@ def suite_run(
     if label:
         record["label"] = label
         record["recast_overrides"] = rover if recast else None
+    record["lr"], record["coef_lr"] = cfg.lr, cfg.coef_lr
     record["model_family"] = base.weightlab_cfg.family
     return record
 
@@ -148,7 +151,28 @@ def method_label(method: str) -> str:
 
 
 # what makes two results files runs of the same suite
-_FIXED = ("name", "model", "sequence", "sizes", "epochs", "weights", "recast", "bn", "pretrained", "model_kwargs")
+_FIXED = (
+    "name",
+    "model",
+    "sequence",
+    "sizes",
+    "epochs",
+    "weights",
+    "recast",
+    "bn",
+    "pretrained",
+    "model_kwargs",
+    "lr_grid",
+    "coef_lr_grid",
+    "lr_step",
+)
+_FIXED_DEFAULTS = dict(lr_grid=[], coef_lr_grid=[], lr_step=33)  # results written before these existed
+
+
+def _changed(a: dict, b: dict) -> list[str]:
+    """The fixed suite settings in which two suite records differ."""
+    norm = lambda d, k: list(v) if isinstance(v := d.get(k, _FIXED_DEFAULTS.get(k)), tuple) else v  # noqa: E731
+    return [k for k in _FIXED if norm(a, k) != norm(b, k)]
 
 
 def _run_key(r: dict) -> tuple:
@@ -184,7 +208,7 @@ def run_suite(
     full = suite
     suite = replace(suite, methods=methods or suite.methods, seeds=tuple(seeds or suite.seeds))
     payload = read_json(path) if path.is_file() else dict(suite=full.to_dict(), runs=[])
-    changed = [k for k in _FIXED if payload["suite"].get(k) != suite.to_dict()[k]]
+    changed = _changed(payload["suite"], suite.to_dict())
     if changed:
         raise WeightlabError(
             f"{path} holds runs of a different suite configuration ({', '.join(changed)} "
@@ -200,25 +224,133 @@ def run_suite(
     payload["adapt_config"] = cfg.to_dict()
     jobs = [(p.label, p.method, p.recast) for p in suite.points] or [(None, m, {}) for m in suite.methods]
     order = {((j[0] or method_label(j[1])), s): n for n, (j, s) in enumerate((j, s) for j in jobs for s in suite.seeds)}
-    todo = [(j, s) for j in jobs for s in suite.seeds if ((j[0] or method_label(j[1])), s) not in done]
     backend = (backend or Backend()).resolved()
     payload.setdefault("backends", []).append(dict(backend.to_dict(), device=cfg.device, precision=cfg.precision))
-    bar = tqdm(total=len(todo), desc=suite.name, disable=not progress)
-    work = [
-        (suite, label, method, overrides, seed, data_root, device, precision, progress and backend.kind == "serial")
-        for (label, method, overrides), seed in todo
+    common = (data_root, device, precision, progress and backend.kind == "serial")
+
+    def run(items: list[tuple], desc: str, sink) -> None:
+        """Run (job, seed, lr, coef_lr) items over the backend; ``sink`` files each record (then saved)."""
+        bar = tqdm(total=len(items), desc=desc, disable=not progress or not items)
+        work = [(suite, label, method, ov, seed, *common, lr, clr) for (label, method, ov), seed, lr, clr in items]
+        for _, record in run_jobs(suite_run, work, backend):
+            if payload.get("model_family") is None:
+                payload["model_family"] = record.pop("model_family")
+            record.pop("model_family", None)
+            sink(record)
+            write_json(path, payload)
+            bar.update()
+        bar.close()
+
+    rates: dict[str, tuple[float | None, float | None]] = {}
+    if suite.lr_grid:
+        rates = _select_rates(suite, jobs, payload, run)
+    done = {_run_key(r) for r in payload["runs"]}
+    for (label, method, _), seed in [(j, s) for j in jobs for s in suite.seeds]:
+        name = label or method_label(method)
+        picked = _selection_record(payload, name, *rates.get(name, (None, None)))
+        if (name, seed) not in done and picked is not None and picked["seed"] == seed:
+            payload["runs"].append(dict(picked))  # the first seed's run at the chosen rates is its result
+            done.add((name, seed))
+    todo = [
+        (j, s, *rates.get(j[0] or method_label(j[1]), (None, None)))
+        for j in jobs
+        for s in suite.seeds
+        if ((j[0] or method_label(j[1])), s) not in done
     ]
-    for _, record in run_jobs(suite_run, work, backend):
-        if payload.get("model_family") is None:
-            payload["model_family"] = record.pop("model_family")
-        record.pop("model_family", None)
+
+    def add_run(record: dict) -> None:
         payload["runs"].append(record)
         # the runs in the suite's order, whatever order the workers finish in (runs from elsewhere last)
         payload["runs"].sort(key=lambda r: order.get(_run_key(r), len(order)))
-        write_json(path, payload)
-        bar.update()
-    bar.close()
+
+    payload["runs"].sort(key=lambda r: order.get(_run_key(r), len(order)))
+    run(todo, suite.name, add_run)
     return write_report(payload, out)
+
+
+def selection_score(record: dict) -> float:
+    """What a learning rate is chosen by: the mean over tasks of each task's best *validation* accuracy
+    (the epoch the learner keeps). The test split never enters."""
+    vals = record.get("val_accuracy") or []
+    return sum(vals) / len(vals) if vals else float("-inf")
+
+
+def _tunable(method: str) -> bool:
+    """Rows whose rate is chosen on validation: every per-task method (the continual-learning baselines
+    keep their own recipes)."""
+    return not is_baseline(method)
+
+
+def _has_coefficients(method: str) -> bool:
+    return not is_baseline(method) and parse_method(method).recast
+
+
+def _selection_record(payload: dict, name: str, lr: float | None, coef_lr: float | None) -> dict | None:
+    if lr is None:
+        return None
+    for r in payload.get("selection", []):
+        if (r.get("label") or r["method"]) == name and r["lr"] == lr and r.get("coef_lr") == coef_lr:
+            return r
+    return None
+
+
+def choose(records: list[dict]) -> dict:
+    """The record with the best :func:`selection_score`; ties go to the first (grid order)."""
+    best = None
+    for r in records:
+        if best is None or selection_score(r) > selection_score(best):
+            best = r
+    return best
+
+
+def _select_rates(suite: Suite, jobs: list[tuple], payload: dict, run) -> dict[str, tuple[float, float | None]]:
+    """The fair protocol's selection on the first seed: each tunable row's lr from ``suite.lr_grid``, then
+    (rows with RECAST coefficients) the coefficients' lr from ``suite.coef_lr_grid`` at that lr. Every
+    selection run is kept under ``payload["selection"]`` (resumable); the chosen rates go to
+    ``payload["chosen"]``."""
+    seed = suite.seeds[0]
+    sel = payload.setdefault("selection", [])
+    name = lambda j: j[0] or method_label(j[1])  # noqa: E731
+    tunable = [j for j in jobs if _tunable(j[1])]
+
+    def have(n: str, lr: float, clr: float | None) -> bool:
+        return _selection_record(payload, n, lr, clr) is not None
+
+    grid_order = {lr: i for i, lr in enumerate(suite.lr_grid)}
+    run(
+        [(j, seed, lr, None) for j in tunable for lr in suite.lr_grid if not have(name(j), lr, None)],
+        f"{suite.name}: lr selection",
+        sel.append,
+    )
+    chosen: dict[str, tuple[float, float | None]] = {}
+    for j in tunable:
+        recs = sorted(
+            [_selection_record(payload, name(j), lr, None) for lr in suite.lr_grid], key=lambda r: grid_order[r["lr"]]
+        )
+        chosen[name(j)] = (choose(recs)["lr"], None)
+    coef_rows = [j for j in tunable if suite.coef_lr_grid and _has_coefficients(j[1])]
+    run(
+        [
+            (j, seed, chosen[name(j)][0], c)
+            for j in coef_rows
+            for c in suite.coef_lr_grid
+            if c != chosen[name(j)][0] and not have(name(j), chosen[name(j)][0], c)
+        ],
+        f"{suite.name}: coefficient lr selection",
+        sel.append,
+    )
+    for j in coef_rows:
+        lr = chosen[name(j)][0]
+        recs = [_selection_record(payload, name(j), lr, None)] + [
+            _selection_record(payload, name(j), lr, c) for c in suite.coef_lr_grid if c != lr
+        ]
+        best = choose(recs)
+        chosen[name(j)] = (lr, best.get("coef_lr"))
+    payload["chosen"] = {
+        n: dict(lr=lr, coef_lr=clr, val_score=selection_score(_selection_record(payload, n, lr, clr)))
+        for n, (lr, clr) in chosen.items()
+    }
+    return chosen
 
 
 def write_report(payload: dict, out: str | Path) -> dict:
@@ -229,9 +361,11 @@ def write_report(payload: dict, out: str | Path) -> dict:
 
     out = Path(out)
     payload["summary"] = summarize(payload["runs"])
+    payload["contrasts"] = contrasts(payload["runs"], payload["suite"].get("contrasts") or [])
     write_json(out / "results.json", payload)
     write_text(out / "results.md", to_markdown(payload))
-    if not payload["suite"].get("points"):  # budget suites have their own figure instead
+    budget = payload["suite"].get("budget")
+    if not (bool(payload["suite"].get("points")) if budget is None else budget):  # budget: its own figure
         family = get_family(payload.get("model_family") or "generic")
         write_text(out / "paper_table.md", paper_table(payload, family.paper_table))
     plot_suite(payload, out)
@@ -246,7 +380,7 @@ def merge_results(out: str | Path, other: str | Path) -> int:
         if not p.is_file():
             raise WeightlabError(f"{p}: no results to merge")
     payload, extra = read_json(path), read_json(opath)
-    changed = [k for k in _FIXED if payload["suite"].get(k) != extra["suite"].get(k)]
+    changed = _changed(payload["suite"], extra["suite"])
     if changed:
         raise WeightlabError(f"{opath} holds a different suite configuration ({', '.join(changed)} differ)")
     done = {_run_key(r) for r in payload["runs"]}
@@ -308,13 +442,82 @@ def summarize(runs: list[dict]) -> list[dict]:
                 + rs[0].get("buffer_bytes", 0)
                 + rs[0].get("shared_state_bytes", 0),
                 wall_s=metrics.mean_std([r["wall_s"] for r in rs])[0],
+                lr=rs[0].get("lr"),
+                coef_lr=rs[0].get("coef_lr"),
+                # convergence: the share of (task, seed) whose kept validation epoch is not the last one
+                best_before_last=_best_before_last(rs),
             )
         )
     return rows
 
 
+def _best_before_last(runs: list[dict]) -> float | None:
+    pairs = [(b, len(c)) for r in runs for b, c in zip(r.get("best_epochs") or [], r.get("val_curves") or []) if c]
+    return sum(b < n - 1 for b, n in pairs) / len(pairs) if pairs else None
+
+
+def contrasts(runs: list[dict], pairs: list) -> list[dict]:
+    """Per (row, reference): the per-seed difference of average accuracy (the same seed, so the same head
+    initialisations and data order), mean +- std over the seeds both have; 'beyond 2 std' when its mean
+    exceeds twice its std."""
+    by = {}
+    for r in runs:
+        by.setdefault(r.get("label") or r["method"], {})[r["seed"]] = r["average_accuracy"]
+    out = []
+    for row, ref in pairs:
+        a, b = by.get(row, {}), by.get(ref, {})
+        seeds = sorted(set(a) & set(b))
+        if not seeds:
+            continue
+        diff = [a[s] - b[s] for s in seeds]
+        mean, std = metrics.mean_std(diff)
+        out.append(dict(row=row, reference=ref, seeds=seeds, mean=mean, std=std, beyond_2std=abs(mean) > 2 * std))
+    return out
+
+
+def _selection_markdown(payload: dict) -> list[str]:
+    """The fair protocol's record: every selection run's validation score, the chosen rates, and the
+    paired contrasts."""
+    suite = payload["suite"]
+    lines = [
+        "",
+        f"## Learning rates, chosen on validation (seed {suite['seeds'][0]})",
+        "",
+        f"Grid {list(suite['lr_grid'])} for every per-task row (head included, one rate), then for rows with "
+        f"RECAST coefficients the coefficients' rate from {list(suite.get('coef_lr_grid') or [])} at the chosen "
+        "rate. Score: the mean over tasks of the best validation accuracy; the test split is not read. StepLR "
+        f"(x0.1) every {suite.get('lr_step') or max(1, round(suite['epochs'] / 3))} epochs. The chosen rates are "
+        "fixed for every seed.",
+        "",
+        "| row | lr | coef lr | val score | chosen |",
+        "|---|---|---|---|---|",
+    ]
+    chosen = payload.get("chosen", {})
+    for r in payload.get("selection", []):
+        name = r.get("label") or r["method"]
+        c = chosen.get(name, {})
+        mark = "**yes**" if c.get("lr") == r["lr"] and c.get("coef_lr") == r.get("coef_lr") else ""
+        clr = "= lr" if r.get("coef_lr") is None else f"{r['coef_lr']:g}"
+        lines.append(f"| {name} | {r['lr']:g} | {clr} | {selection_score(r):.2f} | {mark} |")
+    if payload.get("contrasts"):
+        lines += [
+            "",
+            "## Paired differences (average accuracy, same seed)",
+            "",
+            "| row - reference | seeds | mean ± std | beyond 2 std |",
+            "|---|---|---|---|",
+        ]
+        for c in payload["contrasts"]:
+            lines.append(
+                f"| {c['row']} - {c['reference']} | {len(c['seeds'])} | {c['mean']:+.2f} ± {c['std']:.2f} | "
+                f"{'yes' if c['beyond_2std'] else 'no'} |"
+            )
+    return lines
+
+
 def to_markdown(payload: dict) -> str:
     suite = payload["suite"]
+    fair = bool(suite.get("lr_grid"))
     tasks = [t["name"] for t in payload.get("tasks", [])]
     lines = [
         f"# {suite['name']}: {suite.get('description', '')}",
@@ -325,17 +528,26 @@ def to_markdown(payload: dict) -> str:
         "",
         "| method | seeds | trainable / task (+ head) | KiB / task | "
         + " | ".join(tasks)
-        + " | avg acc | BWT | max forgetting | zero forgetting | storage KiB | wall s / run |",
-        "|---|---|---|---|" + "---|" * len(tasks) + "---|---|---|---|---|---|",
+        + " | avg acc | BWT | max forgetting | zero forgetting | storage KiB | wall s / run |"
+        + (" lr (coef lr) | best epoch < last |" if fair else ""),
+        "|---|---|---|---|" + "---|" * len(tasks) + "---|---|---|---|---|---|" + ("---|---|" if fair else ""),
     ]
     for r in payload["summary"]:
         cells = " | ".join(f"{m:.1f} ± {s:.1f}" for m, s in zip(r["per_task"], r["per_task_std"]))
+        extra = ""
+        if fair:
+            rate = "own recipe" if is_baseline(r["method"]) else f"{r['lr']:g}"
+            rate += f" ({r['coef_lr']:g})" if r.get("coef_lr") is not None else ""
+            share = r.get("best_before_last")
+            extra = f" {rate} | {'-' if share is None else f'{100 * share:.0f}%'} |"
         lines.append(
             f"| {r['name']} | {len(r['seeds'])} | {r['trainable_per_task']:,} (+{r['head_per_task']:,}) | "
             f"{r['bytes_per_task'] / 1024:.1f} | {cells} | **{r['average_accuracy']:.2f} ± "
             f"{r['average_accuracy_std']:.2f}** | {r['backward_transfer']:.2f} | {r['forgetting']:.2f} | "
-            f"{'yes' if r['zero_forgetting'] else 'NO'} | {r['storage_bytes'] / 1024:.0f} | {r['wall_s']:.0f} |"
+            f"{'yes' if r['zero_forgetting'] else 'NO'} | {r['storage_bytes'] / 1024:.0f} | {r['wall_s']:.0f} |" + extra
         )
+    if fair:
+        lines += _selection_markdown(payload)
     if payload["summary"]:
         lines += [
             "",

@@ -85,7 +85,44 @@ def plot_suite(payload: dict, out: str | Path) -> list[Path]:
     written.append(out / "budget.png")
     if any(r.get("accuracy_matrix") for r in payload.get("runs", [])) and not payload["suite"].get("points"):
         written.append(plot_forgetting(payload, out / "forgetting_curves.png"))
+    if any(r.get("val_curves") for r in payload.get("runs", [])):
+        written.append(plot_val_curves(payload, out / "val_curves.png"))
     return written
+
+
+def plot_val_curves(payload: dict, path: Path) -> Path:
+    """Convergence: per task, each row's validation accuracy against the epoch (mean over its seeds), at
+    its chosen rates. A curve still rising at the last epoch has not converged."""
+    import matplotlib.pyplot as plt
+
+    curves: dict[str, list[list[list[float]]]] = {}  # row -> seed -> task -> epochs
+    for r in payload.get("runs", []):
+        if r.get("val_curves"):
+            curves.setdefault(r.get("label") or r["method"], []).append(r["val_curves"])
+    tasks = [t["name"] for t in payload.get("tasks", [])] or [
+        f"task {i}" for i in range(max(len(c[0]) for c in curves.values()))
+    ]
+    cols = min(3, len(tasks))
+    rows_n = -(-len(tasks) // cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 3.2 * rows_n), squeeze=False)
+    for j, name in enumerate(tasks):
+        ax = axes[j // cols][j % cols]
+        for row, per_seed in curves.items():
+            series = [c[j] for c in per_seed if j < len(c) and c[j]]
+            if not series:
+                continue
+            n = min(len(s) for s in series)
+            mean = [sum(s[e] for s in series) / len(series) for e in range(n)]
+            ax.plot(range(1, n + 1), mean, label=row, linewidth=1.2)
+        ax.set(title=name, xlabel="epoch", ylabel="val acc (%)")
+        ax.grid(alpha=0.3)
+    for j in range(len(tasks), rows_n * cols):
+        axes[j // cols][j % cols].axis("off")
+    axes[0][0].legend(fontsize=6)
+    fig.suptitle(f"validation curves: {payload['suite']['name']}")
+    fig.tight_layout()
+    _save(fig, path)
+    return path
 
 
 def mean_accuracy_matrices(runs: list[dict]) -> dict[str, list[list[float]]]:

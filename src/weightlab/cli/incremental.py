@@ -39,8 +39,16 @@ def add_parsers(rc) -> None:
     a.add_argument("--templates", default="auto", help="RECAST templates per bank n (default auto)")
     a.add_argument("--coef-sets", type=int, default=None, help="RECAST coefficient sets K")
     a.add_argument("--layers-per-group", type=int, default=2, help="RECAST layers per group (default 2)")
+    a.add_argument(
+        "--recast-base",
+        choices=("closed_form", "recipe", "regauged"),
+        default="closed_form",
+        help="how a new RECAST base is fitted: the exact closed form (default), the authors' recipe, or the "
+        "closed form re-gauged to the recipe's template scale (same weights, larger templates)",
+    )
     a.add_argument("--epochs", type=int, default=100, help="epochs per task (default 100, the authors')")
     a.add_argument("--lr", type=float, default=2e-3)
+    a.add_argument("--coef-lr", type=float, default=None, help="RECAST coefficients' learning rate (default --lr)")
     a.add_argument("--weight-decay", type=float, default=1e-6)
     a.add_argument(
         "--lr-step",
@@ -128,6 +136,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     cfg = AdaptConfig(
         epochs=args.epochs,
         lr=args.lr,
+        coef_lr=args.coef_lr,
         weight_decay=args.weight_decay,
         lr_step=args.lr_step or None,
         batch_size=args.batch_size,
@@ -150,7 +159,12 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         plain, rbase = build_bases(
             args.model,
             str(args.weights) if args.weights else None,
-            dict(templates=templates, coef_sets=args.coef_sets, layers_per_group=args.layers_per_group),
+            dict(
+                templates=templates,
+                coef_sets=args.coef_sets,
+                layers_per_group=args.layers_per_group,
+                base=args.recast_base,
+            ),
             need_recast=spec.recast,
             seed=args.seed,
             pretrained=not args.no_pretrained,

@@ -35,6 +35,7 @@ from weightlab.models import get_family
 class AdaptConfig:
     epochs: int = 100
     lr: float = 2e-3
+    coef_lr: float | None = None  # RECAST coefficients' learning rate (None: ``lr``)
     weight_decay: float = 1e-6
     lr_step: int | None = 33  # None: a third of the epochs (33 of the authors' 100)
     lr_gamma: float = 0.1
@@ -49,6 +50,8 @@ class AdaptConfig:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise WeightlabError(f"unknown precision '{self.precision}' (use one of {', '.join(PRECISIONS)})")
+        if self.lr <= 0 or (self.coef_lr is not None and self.coef_lr <= 0):
+            raise WeightlabError(f"learning rates must be > 0 (lr={self.lr}, coef_lr={self.coef_lr})")
         if self.epochs < 1:
             raise WeightlabError(f"epochs must be >= 1, got {self.epochs}")
         if self.optimizer not in OPTIMIZERS:
@@ -94,6 +97,10 @@ def _optimizer(model: TaskModel, cfg: AdaptConfig) -> torch.optim.Optimizer:
     named = model.trainable_parameters()
     head = list(model.heads[model.current].parameters())
     groups = model.adapter.param_groups(named, head, cfg.lr) if model.adapter else None
+    if groups is None and cfg.coef_lr is not None:
+        coefs = [p for n, p in named.items() if n.endswith(".coefficients")]
+        rest = [p for n, p in named.items() if not n.endswith(".coefficients")]
+        groups = [g for g in (dict(params=rest + head), dict(params=coefs, lr=cfg.coef_lr)) if g["params"]]
     if groups is None:
         groups = [dict(params=list(named.values()) + head)]
     kind = (model.adapter.optimizer() if model.adapter else None) or cfg.optimizer

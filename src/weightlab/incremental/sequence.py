@@ -63,6 +63,9 @@ class SequenceResult:
             backbone_bytes=self.counts[0]["backbone_bytes"],
             best_epochs=[r.best_epoch for r in res],
             val_accuracy=[r.val_accuracy for r in res],
+            # per task, per epoch: the validation curve (convergence) and the training loss
+            val_curves=[[h["val_accuracy"] for h in r.history] for r in res],
+            loss_curves=[[h["loss"] for h in r.history] for r in res],
             task_wall_s=[r.wall_s for r in res],
             wall_s=self.wall_s,
         )

@@ -8,8 +8,10 @@ from pathlib import Path
 from torch import nn
 
 from weightlab.data import ImageArrays
+from weightlab.errors import WeightlabError
 from weightlab.models import get_family, model_cfg
 from weightlab.recast.config import RecastConfig, preset, preset_for_family
+from weightlab.recast.gauge import match_template_scale
 from weightlab.recast.mimicry import MimicryConfig, reconstruct
 from weightlab.recast.report import build_report, write_report
 from weightlab.recast.serialization import save_recast
@@ -57,11 +59,37 @@ def run_mimicry(
     return recast_model, report
 
 
-def recast_base(plain: nn.Module, recast_overrides: dict, *, seed: int = 0, device: str | None = None) -> nn.Module:
-    """The model family's RECAST preset (with overrides) applied to ``plain``, reconstructed in closed
-    form (on ``device``); it carries ``plain``'s model configuration (``apply_recast`` copies the model)."""
+#: How a RECAST base is fitted to the pretrained weights (a suite's ``recast`` overrides take ``base``):
+#: the exact closed form; the authors' iterative recipe (their family's settings) from the random init;
+#: the closed form re-gauged to the recipe's template scale (the same weights as the closed form, the
+#: recipe's template norms; see :mod:`weightlab.recast.gauge`).
+BASES = ("closed_form", "recipe", "regauged")
+
+
+def recast_base(
+    plain: nn.Module, recast_overrides: dict, *, seed: int = 0, device: str | None = None, base: str | None = None
+) -> nn.Module:
+    """The model family's RECAST preset (with overrides) applied to ``plain`` and fitted by ``base``
+    (default: ``recast_overrides["base"]``, else the closed form) on ``device``; it carries ``plain``'s
+    model configuration (``apply_recast`` copies the model)."""
+    overrides = dict(recast_overrides)
+    base = base or overrides.pop("base", None) or "closed_form"
+    overrides.pop("base", None)
+    if base not in BASES:
+        raise WeightlabError(f"unknown RECAST base '{base}' (use one of {', '.join(BASES)})")
     cfg = model_cfg(plain, "recast_base")
-    config = preset(preset_for_family(get_family(cfg)), **recast_overrides)
+    family = get_family(cfg)
+    config = preset(preset_for_family(family), **overrides)
     rmodel = apply_recast(plain, config, seed=seed)
+    if base == "closed_form":
+        reconstruct(plain, rmodel, method="closed_form", progress=False, device=device)
+        return rmodel
+    recipe = MimicryConfig.for_family(family)
+    if base == "recipe":
+        reconstruct(plain, rmodel, method="recipe", config=recipe, seed=seed, progress=False, device=device)
+        return rmodel
+    reference = apply_recast(plain, config, seed=seed)
+    reconstruct(plain, reference, method="recipe", config=recipe, seed=seed, progress=False, device=device)
     reconstruct(plain, rmodel, method="closed_form", progress=False, device=device)
+    match_template_scale(rmodel, reference)
     return rmodel

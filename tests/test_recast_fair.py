@@ -1,0 +1,195 @@
+"""Issue 17: the gauge of a RECAST fit, the three bases, K under Adam / SGD, and the fair protocol's
+learning-rate selection (validation only, first seed, reused)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from weightlab import recast
+from weightlab.bench import incremental as inc
+from weightlab.bench.suites import Point, Suite
+from weightlab.data.tasks import SplitSizes
+from weightlab.errors import WeightlabError
+from weightlab.models import create_model
+from weightlab.recast.gauge import match_template_scale, regauge, template_scale
+from weightlab.recast.pipeline import recast_base
+from weightlab.recast.tuner import banks, recast_layers
+
+
+def _weights(model):
+    return {k: layer.weight.detach().clone() for k, layer in recast_layers(model).items()}
+
+
+@pytest.fixture(scope="module")
+def plain():
+    torch.manual_seed(0)
+    return create_model("resnet20", pretrained=False)
+
+
+def test_regauge_leaves_every_generated_weight_and_the_outputs_unchanged(plain):
+    model = recast_base(plain, dict(templates="auto", layers_per_group=2))
+    before, x = _weights(model), torch.randn(4, 3, 32, 32)
+    model.eval()
+    out_before = model(x)
+    g = torch.Generator().manual_seed(1)
+    maps = {}
+    for name, bank in banks(model).items():
+        n = bank.n
+        q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+        maps[name] = q @ torch.diag(torch.linspace(0.5, 4.0, n, dtype=torch.float64))  # rotate and stretch
+    regauge(model, maps)
+    after = _weights(model)
+    for k in before:
+        torch.testing.assert_close(after[k], before[k], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(model(x), out_before, rtol=1e-4, atol=1e-5)
+    # the templates did change: this is a different gauge of the same weights
+    assert any(not torch.allclose(torch.as_tensor(m), torch.eye(m.shape[0], dtype=m.dtype)) for m in maps.values())
+
+
+def test_regauge_errors(plain):
+    model = recast_base(plain, dict(templates="auto", layers_per_group=2))
+    name, bank = next(iter(banks(model).items()))
+    with pytest.raises(WeightlabError, match="no template bank"):
+        regauge(model, {"nope": 2.0})
+    with pytest.raises(WeightlabError, match="singular"):
+        regauge(model, {name: torch.zeros(bank.n, bank.n)})
+    with pytest.raises(WeightlabError, match="must be"):
+        regauge(model, {name: torch.eye(bank.n + 1)})
+    with pytest.raises(WeightlabError, match="unknown RECAST base"):
+        recast_base(plain, dict(base="svd"))
+
+
+def test_the_three_bases_generate_the_pretrained_weights_and_differ_in_template_scale(plain):
+    over = dict(templates="auto", layers_per_group=2)
+    cf, rec, rg = (recast_base(plain, dict(over, base=b)) for b in ("closed_form", "recipe", "regauged"))
+    originals = dict(plain.named_modules())
+    for model in (cf, rg):  # n = layers per group: the closed form is exact
+        for k, w in _weights(model).items():
+            torch.testing.assert_close(w, originals[k].weight.detach(), rtol=1e-4, atol=1e-5)
+    for k, w in _weights(rg).items():  # re-gauging keeps the closed form's weights
+        torch.testing.assert_close(w, _weights(cf)[k], rtol=1e-5, atol=1e-6)
+    s_cf, s_rec, s_rg = template_scale(cf), template_scale(rec), template_scale(rg)
+    for name in s_cf:
+        assert s_rg[name] == pytest.approx(s_rec[name], rel=1e-4)  # the recipe's scale
+    assert any(abs(s_rec[n] / s_cf[n] - 1) > 0.1 for n in s_cf)  # which is not the closed form's
+    # matching a model to itself changes nothing
+    again = copy.deepcopy(cf)
+    factors = match_template_scale(again, cf)
+    assert all(f == pytest.approx(1.0) for f in factors.values())
+
+
+def _k_model(k: int, init: torch.Tensor, template: torch.Tensor) -> nn.Module:
+    lin = nn.Linear(template.shape[2], template.shape[1], bias=False)
+    model = nn.Sequential(copy.deepcopy(lin), nn.ReLU(), copy.deepcopy(lin))
+    rm = recast.apply_recast(model, recast.RecastConfig(target_modules=["0", "2"], templates=2, coef_sets=k))
+    with torch.no_grad():
+        next(iter(banks(rm).values())).templates.copy_(template)
+        for layer in recast_layers(rm).values():
+            layer.coefficients.copy_(init.expand(k, -1))  # every set the same mixing vector (the closed form)
+    return rm
+
+
+@pytest.mark.parametrize("opt", ["adam", "adamw", "sgd"])
+def test_coefficient_sets_k_are_inert_under_adam_and_a_learning_rate_factor_under_sgd(opt):
+    """Eq. 1-2 use only the mean of the K sets, each set's gradient is the mean's gradient / K: Adam
+    normalises the 1/K away (K changes nothing); SGD moves the mean by lr / K."""
+    g = torch.Generator().manual_seed(0)
+    template, init = torch.randn(2, 6, 6, generator=g), torch.randn(2, generator=g)
+    x, y = torch.randn(32, 6, generator=g), torch.randn(32, 6, generator=g)
+    runs = {}
+    for k in (1, 4):
+        rm = _k_model(k, init, template)
+        coefs = [p for n, p in rm.named_parameters() if n.endswith("coefficients")]
+        lr = 1e-2 if opt != "sgd" else 1e-2 * (1 if k == 1 else 4)  # SGD: K=4 at 4x the rate of K=1
+        if opt == "sgd":
+            o = torch.optim.SGD(coefs, lr=lr)
+        elif opt == "adamw":
+            o = torch.optim.AdamW(coefs, lr=lr, weight_decay=1e-2)
+        else:
+            o = torch.optim.Adam(coefs, lr=lr)
+        for _ in range(20):
+            o.zero_grad()
+            F.mse_loss(rm(x), y).backward()
+            o.step()
+        runs[k] = _weights(rm)
+    for name in runs[1]:
+        torch.testing.assert_close(runs[4][name], runs[1][name], rtol=1e-5, atol=1e-6)
+
+
+# -- the fair protocol ------------------------------------------------------------------------------
+def _fair_suite(**kw) -> Suite:
+    return Suite(
+        "fair-test",
+        "resnet20",
+        "digits:0-4,digits:5-9",
+        points=[Point("head", "head"), Point("recast", "recast", dict(base="closed_form"))],
+        seeds=(3, 4),
+        sizes=SplitSizes(60, 40, 40),
+        epochs=2,
+        pretrained=False,
+        lr_step=None,
+        lr_grid=(1e-4, 1e-1),
+        coef_lr_grid=(3e-1,),
+        contrasts=[("recast", "head")],
+        budget=False,
+        **kw,
+    )
+
+
+def test_fair_protocol_selects_on_validation_on_the_first_seed_and_reuses_that_run(tmp_path):
+    suite = _fair_suite()
+    res = inc.run_suite(suite, tmp_path, progress=False)
+    sel = res["selection"]
+    # 2 rows x 2 rates, then the coefficient rate for the RECAST row at its chosen rate
+    assert len(sel) == 5 and all(r["seed"] == 3 for r in sel)
+    for name in ("head", "recast"):
+        recs = [r for r in sel if r["label"] == name and r["coef_lr"] is None]
+        best = max(recs, key=inc.selection_score)
+        assert res["chosen"][name]["lr"] == best["lr"]
+    rec_lr = res["chosen"]["recast"]["lr"]
+    cands = [r for r in sel if r["label"] == "recast" and r["lr"] == rec_lr]
+    assert res["chosen"]["recast"]["coef_lr"] == max(cands, key=inc.selection_score)["coef_lr"]
+    assert "coef_lr" in res["chosen"]["head"] and res["chosen"]["head"]["coef_lr"] is None
+    runs = {(r["label"], r["seed"]): r for r in res["runs"]}
+    assert set(runs) == {("head", 3), ("head", 4), ("recast", 3), ("recast", 4)}
+    for name in ("head", "recast"):
+        c = res["chosen"][name]
+        assert runs[(name, 4)]["lr"] == c["lr"] and runs[(name, 4)]["coef_lr"] == c["coef_lr"]
+        picked = [r for r in sel if r["label"] == name and r["lr"] == c["lr"] and r["coef_lr"] == c["coef_lr"]]
+        assert runs[(name, 3)]["accuracy_matrix"] == picked[0]["accuracy_matrix"]  # the selection run, reused
+        assert all(len(curve) == 2 for curve in runs[(name, 4)]["val_curves"])
+    assert res["contrasts"][0]["row"] == "recast" and res["contrasts"][0]["seeds"] == [3, 4]
+    md = (tmp_path / "results.md").read_text()
+    assert "chosen on validation" in md and "recast - head" in md
+    assert (tmp_path / "val_curves.png").is_file()
+    # resuming redoes nothing
+    again = inc.run_suite(suite, tmp_path, progress=False)
+    assert len(again["selection"]) == 5 and len(again["runs"]) == 4
+    # a different grid is a different suite
+    with pytest.raises(WeightlabError, match="lr_grid"):
+        inc.run_suite(replace(suite, lr_grid=(1e-3,)), tmp_path, progress=False)
+
+
+def test_rate_selection_never_reads_the_test_split(tmp_path, monkeypatch):
+    """Scrambling every test label changes the test numbers but not one selection score or choice."""
+    suite = replace(_fair_suite(), seeds=(3,))
+    first = inc.run_suite(suite, tmp_path / "a", progress=False)
+    real = inc._tasks
+
+    def scrambled(s, root):
+        tasks = real(s, root)
+        return [replace(t, test=replace(t.test, labels=(t.test.labels + 1) % t.num_classes)) for t in tasks]
+
+    inc._CACHE.clear()
+    monkeypatch.setattr(inc, "_tasks", scrambled)
+    second = inc.run_suite(suite, tmp_path / "b", progress=False)
+    inc._CACHE.clear()
+    assert first["chosen"] == second["chosen"]
+    assert [inc.selection_score(r) for r in first["selection"]] == [inc.selection_score(r) for r in second["selection"]]
+    assert [r["accuracy_matrix"] for r in first["selection"]] != [r["accuracy_matrix"] for r in second["selection"]]
