@@ -23,7 +23,16 @@ def tiny():
 
 
 @pytest.mark.parametrize(
-    "method", ["ewc", "lwf", "gdumb:mem_size=50", "er_ace:per_class=3", "derpp:per_class=3", "hat"]
+    "method",
+    [
+        "ewc",
+        "lwf",
+        "gdumb:mem_size=50",
+        "er_ace:per_class=3",
+        "derpp:per_class=3",
+        "derpp:per_class=3,sgd_lr=0.03",
+        "hat",
+    ],
 )
 def test_each_baseline_learns_two_tiny_tasks_end_to_end(tiny, method):
     base, tasks = tiny
@@ -52,6 +61,25 @@ def test_each_baseline_learns_two_tiny_tasks_end_to_end(tiny, method):
         whole = r["trainable_per_task"] + 2 * (16 * 5 + 5)
         assert r["bytes_per_task"][0] == 2 * whole * 4 + (16 * 5 + 5) * 4
     assert all(torch.equal(v, base.state_dict()[k]) for k, v in before.items())  # the given model is untouched
+
+
+def test_derpp_runs_its_papers_plain_sgd_when_asked(tiny, monkeypatch):
+    from weightlab.incremental.baselines import derpp
+
+    made = []
+    real = derpp.DERpp.optimizer
+
+    def spy(self, t):
+        made.append(real(self, t))
+        return made[-1]
+
+    monkeypatch.setattr(derpp.DERpp, "optimizer", spy)
+    base, tasks = tiny
+    for method in ("derpp:per_class=3", "derpp:per_class=3,sgd_lr=0.03"):
+        run_baseline(base, method, tasks[:1], AdaptConfig(epochs=1, batch_size=16, lr=1e-3), seed=0, progress=False)
+    assert isinstance(made[0], torch.optim.AdamW) and made[0].param_groups[0]["lr"] == 1e-3
+    assert type(made[1]) is torch.optim.SGD and made[1].param_groups[0]["lr"] == 0.03
+    assert made[1].param_groups[0]["momentum"] == 0.0
 
 
 def test_baselines_are_deterministic_with_a_seed(tiny):

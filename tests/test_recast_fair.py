@@ -193,3 +193,25 @@ def test_rate_selection_never_reads_the_test_split(tmp_path, monkeypatch):
     assert first["chosen"] == second["chosen"]
     assert [inc.selection_score(r) for r in first["selection"]] == [inc.selection_score(r) for r in second["selection"]]
     assert [r["accuracy_matrix"] for r in first["selection"]] != [r["accuracy_matrix"] for r in second["selection"]]
+
+
+def test_under_adam_a_scalar_regauge_is_a_coefficient_learning_rate_factor():
+    """Templates x c, coefficients / c: Adam's normalised step on the coefficients moves the weights c
+    times further, exactly as the original gauge at c times the coefficient rate."""
+    g = torch.Generator().manual_seed(0)
+    template, init = torch.randn(2, 6, 6, generator=g), torch.randn(2, generator=g)
+    x, y = torch.randn(32, 6, generator=g), torch.randn(32, 6, generator=g)
+    c, lr = 3.0, 1e-2
+    runs = []
+    for gauge, rate in ((1.0, c * lr), (c, lr)):
+        rm = _k_model(2, init, template)
+        regauge(rm, {name: gauge for name in banks(rm)})
+        coefs = [p for n, p in rm.named_parameters() if n.endswith("coefficients")]
+        o = torch.optim.Adam(coefs, lr=rate, eps=1e-12)
+        for _ in range(20):
+            o.zero_grad()
+            F.mse_loss(rm(x), y).backward()
+            o.step()
+        runs.append(_weights(rm))
+    for name in runs[0]:
+        torch.testing.assert_close(runs[1][name], runs[0][name], rtol=1e-4, atol=1e-5)

@@ -124,6 +124,25 @@ FAIR_CNN_POINTS = [
     Point("recast (re-gauged base)", "recast", dict(base="regauged")),
     Point("lora", "lora"),
     Point("recast+lora", "recast+lora", dict(base="closed_form")),
+    # continual-learning baselines at their papers' recipes: DER++ with plain SGD 0.03, HAT with SGD 0.05
+    Point("derpp", "derpp:sgd_lr=0.03"),
+    Point("hat", "hat"),
+]
+_ATT, _MLP = ["blocks.*.attn.qkv"], ["blocks.*.mlp.fc1", "blocks.*.mlp.fc2"]
+# the ViT rows: the paper's Table 2 RECAST row is RECAST-Att (n=2, K=2, groups of 2 blocks); -MLP and
+# -Att+MLP beside it (Table 4), the three bases, and the Fig. 6a sharing schemes of RECAST-Att
+FAIR_VIT_POINTS = [
+    Point("head", "head"),
+    Point("recast", "recast", dict(target_modules=_ATT, base="closed_form")),
+    Point("recast-mlp", "recast", dict(target_modules=_MLP)),
+    Point("recast-att+mlp", "recast", dict(target_modules=_ATT + _MLP)),
+    Point("recast (recipe base)", "recast", dict(target_modules=_ATT, base="recipe")),
+    Point("recast (re-gauged base)", "recast", dict(target_modules=_ATT, base="regauged")),
+    Point("recast sharing=balanced", "recast", dict(target_modules=_ATT, sharing="balanced")),
+    Point("recast sharing=extreme", "recast", dict(target_modules=_ATT, sharing="extreme")),
+    Point("lora", "lora"),
+    Point("recast+lora", "recast+lora", dict(target_modules=_ATT)),
+    Point("derpp", "derpp:sgd_lr=0.03"),
 ]
 FAIR_CONTRASTS = [
     ("recast", "head"),
@@ -152,6 +171,25 @@ for _s in [
         "and CIFAR-10 (10 classes each, 1,000 training images), 15 epochs with StepLR at a third, every row's "
         "learning rate (and RECAST's coefficient rate) chosen on validation on the first seed; the three "
         "RECAST bases side by side",
+    ),
+    Suite(
+        "vit-fair",
+        "timm:vit_tiny_patch16_224",
+        "mnist,fashion_mnist,cifar10",
+        points=FAIR_VIT_POINTS,
+        sizes=SplitSizes(1000, 300, 1000),
+        epochs=15,
+        model_kwargs=VIT_CIFAR,
+        recast=dict(templates=2, coef_sets=2),  # the paper's ViT setting; groups from the preset / the row
+        needs_weights=True,
+        lr_step=None,
+        lr_grid=FAIR_LR_GRID,
+        coef_lr_grid=FAIR_COEF_LR_GRID,
+        contrasts=FAIR_CONTRASTS + [("recast-mlp", "head"), ("recast-att+mlp", "head")],
+        budget=False,
+        description="the fair protocol (Table 2, CPU size): the small timm ViT pretrained here on CIFAR-10 "
+        "(benchmarks/pretrain_vit_cifar10.py, --weights) on MNIST, Fashion-MNIST and CIFAR-10; RECAST-Att (the "
+        "paper's Table 2 row), -MLP and -Att+MLP, the three bases and the Fig. 6a sharing schemes",
     ),
     Suite(
         "resnet20-multi",

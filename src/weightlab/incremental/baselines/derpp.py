@@ -12,7 +12,8 @@ different numbers of classes share one buffer (Avalanche's DER is class-incremen
 vector for all samples, and it calls the model without task labels).
 
 Defaults: alpha = 0.1, beta = 0.5 (the authors' setting for Seq-CIFAR-10); buffer = 120 samples per
-class of the whole sequence (RECAST paper, Sec. 3).
+class of the whole sequence (RECAST paper, Sec. 3); the suite's AdamW, or with ``sgd_lr=0.03`` the
+DER++ paper's plain SGD.
 """
 
 from __future__ import annotations
@@ -73,6 +74,9 @@ class DERppOptions:
     per_class: int = option(120, "replay buffer samples per class of the whole sequence", minimum=1)
     alpha: float = option(0.1, "weight of the logit-replay (MSE) term", minimum=0.0)
     beta: float = option(0.5, "weight of the label-replay (cross-entropy) term", minimum=0.0)
+    sgd_lr: float = option(
+        0.0, "plain SGD at this rate (the paper's recipe: 0.03 on Seq-CIFAR-10); 0: the suite's AdamW", minimum=0.0
+    )
 
 
 @BASELINES.register(
@@ -87,6 +91,14 @@ class DERpp(ContinualMethod):
         self.alpha, self.beta = float(options["alpha"]), float(options["beta"])
         self.memory = ReservoirBuffer(int(options["per_class"]) * sum(classes_per_task), seed=seed)
         self.batch = cfg.batch_for(model_cfg)
+
+    def optimizer(self, t: int) -> torch.optim.Optimizer:
+        lr = float(self.options["sgd_lr"])
+        if lr == 0:
+            return super().optimizer(t)
+        from weightlab.engine import make_optimizer
+
+        return make_optimizer("sgd", self.trainable(t), lr=lr, momentum=0.0)
 
     def _replay_logits(self, idx: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(output of each sample's own head, its row numbers in idx), grouped by task."""
