@@ -215,3 +215,17 @@ def test_under_adam_a_scalar_regauge_is_a_coefficient_learning_rate_factor():
         runs.append(_weights(rm))
     for name in runs[0]:
         torch.testing.assert_close(runs[1][name], runs[0][name], rtol=1e-4, atol=1e-5)
+
+
+def test_fair_suites_have_a_full_size_definition_and_others_refuse_it(capsys):
+    from weightlab.bench.suites import get_suite
+    from weightlab.cli import main
+
+    full = get_suite("resnet20-fair").at_scale("full")
+    assert full.sizes == SplitSizes(None, None, None) and full.epochs == 100
+    assert full.adapt_config().step_size() == 33 and full.lr_grid == get_suite("resnet20-fair").lr_grid
+    assert get_suite("resnet20-fair").at_scale("cpu") is get_suite("resnet20-fair")
+    with pytest.raises(WeightlabError, match="no full-size definition"):
+        get_suite("smoke").at_scale("full")
+    assert main(["recast", "bench", "--suite", "smoke", "--scale", "full", "--out", "/nonexistent/x"]) != 0
+    assert "no full-size definition" in capsys.readouterr().err

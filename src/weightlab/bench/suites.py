@@ -5,9 +5,10 @@ the KNOW transfer suites (paper Table 1). Adding a suite is one entry here; its 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from weightlab.data.tasks import SplitSizes
+from weightlab.errors import WeightlabError
 from weightlab.incremental.learner import AdaptConfig
 from weightlab.incremental.methods import suite_methods
 from weightlab.know.forgetting import ForgetConfig
@@ -61,6 +62,18 @@ class Suite:
     # (row, reference row): the paired per-seed difference reported under the table (RECAST - head ...)
     contrasts: list[tuple[str, str]] = field(default_factory=list)
     budget: bool | None = None  # the budget figure instead of the paper's table (None: when points are given)
+    # the same suite at full size (``--scale full``): field overrides, e.g. whole data sets and 100 epochs
+    full: dict = field(default_factory=dict)
+
+    def at_scale(self, scale: str = "cpu") -> Suite:
+        """The suite as defined (``cpu``) or at its full size (``full``: ``self.full`` applied)."""
+        if scale == "cpu":
+            return self
+        if scale != "full":
+            raise WeightlabError(f"unknown suite scale '{scale}' (cpu or full)")
+        if not self.full:
+            raise WeightlabError(f"suite '{self.name}' has no full-size definition (only --scale cpu)")
+        return replace(self, **self.full)
 
     def adapt_config(
         self, device: str | None = None, precision: str = "fp32", lr: float | None = None, coef_lr: float | None = None
@@ -151,6 +164,9 @@ FAIR_CONTRASTS = [
     ("recast+lora", "lora"),
 ]
 FAIR_LR_GRID = (1e-3, 3e-3, 1e-2, 3e-2)
+# full size: every training image (a fifth held out for validation), the whole test split, the authors' 100
+# epochs (StepLR at a third: 33)
+FAIR_FULL = dict(sizes=SplitSizes(None, None, None), epochs=100)
 FAIR_COEF_LR_GRID = (3e-3, 3e-2, 3e-1)
 
 SUITES: Registry[Suite] = Registry("suite")
@@ -167,6 +183,7 @@ for _s in [
         coef_lr_grid=FAIR_COEF_LR_GRID,
         contrasts=FAIR_CONTRASTS,
         budget=False,
+        full=FAIR_FULL,
         description="the fair protocol (Table 1, CPU size): pretrained CIFAR ResNet-20 on MNIST, Fashion-MNIST "
         "and CIFAR-10 (10 classes each, 1,000 training images), 15 epochs with StepLR at a third, every row's "
         "learning rate (and RECAST's coefficient rate) chosen on validation on the first seed; the three "
@@ -187,6 +204,7 @@ for _s in [
         coef_lr_grid=FAIR_COEF_LR_GRID,
         contrasts=FAIR_CONTRASTS + [("recast-mlp", "head"), ("recast-att+mlp", "head")],
         budget=False,
+        full=FAIR_FULL,
         description="the fair protocol (Table 2, CPU size): the small timm ViT pretrained here on CIFAR-10 "
         "(benchmarks/pretrain_vit_cifar10.py, --weights) on MNIST, Fashion-MNIST and CIFAR-10; RECAST-Att (the "
         "paper's Table 2 row), -MLP and -Att+MLP, the three bases and the Fig. 6a sharing schemes",

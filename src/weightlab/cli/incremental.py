@@ -94,6 +94,13 @@ def add_parsers(rc) -> None:
     b.add_argument("--seeds", default=None, help="comma-separated seeds (default the authors' 42,1998,3142592)")
     b.add_argument("--weights", type=Path, default=None, help="local backbone weights (e.g. for the ViT suite)")
     b.add_argument(
+        "--scale",
+        choices=("cpu", "full"),
+        default="cpu",
+        help="cpu: the suite as defined (sized for 2 cores); full: its full-size definition (whole data sets, "
+        "the authors' 100 epochs; a GPU run, --device cuda), for the suites that have one",
+    )
+    b.add_argument(
         "--report-only",
         action="store_true",
         help="only rebuild results.md and the plots from OUT/results.json (e.g. of an interrupted run)",
@@ -235,10 +242,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from weightlab.bench.incremental import get_suite, merge_results, report_only, run_suite
     from weightlab.incremental.baselines import is_baseline
 
-    suite = get_suite(args.suite)
+    suite = get_suite(args.suite).at_scale(args.scale)
     if args.weights:
         suite = replace(suite, weights=str(args.weights))
-    out = args.out or Path("runs") / "bench" / suite.name
+    out = args.out or Path("runs") / "bench" / (suite.name + ("-full" if args.scale == "full" else ""))
     if args.merge:
         print(f"weightlab: {merge_results(out, args.merge)} runs added from {args.merge}")
     elif args.report_only:
