@@ -145,17 +145,24 @@ def _fair_suite(**kw) -> Suite:
 def test_fair_protocol_selects_on_validation_on_the_first_seed_and_reuses_that_run(tmp_path):
     suite = _fair_suite()
     res = inc.run_suite(suite, tmp_path, progress=False)
-    sel = res["selection"]
-    # 2 rows x 2 rates, then the coefficient rate for the RECAST row at its chosen rate
-    assert len(sel) == 5 and all(r["seed"] == 3 for r in sel)
+    sel, chosen = res["selection"], res["chosen"]
+    # each row's lr grid (the suite's, extended past a best edge), then the RECAST row's coefficient grid at
+    # its chosen rate ("= lr" is the lr search's own run)
+    assert all(r["seed"] == 3 for r in sel)
+    assert len(sel) == sum(len(c["lr_grid"]) for c in chosen.values()) + len(chosen["recast"]["coef_lr_grid"])
     for name in ("head", "recast"):
+        assert set(chosen[name]["lr_grid"]) >= {1e-4, 1e-1}
         recs = [r for r in sel if r["label"] == name and r["coef_lr"] is None]
+        assert {r["lr"] for r in recs} == set(chosen[name]["lr_grid"])
         best = max(recs, key=inc.selection_score)
-        assert res["chosen"][name]["lr"] == best["lr"]
-    rec_lr = res["chosen"]["recast"]["lr"]
-    cands = [r for r in sel if r["label"] == "recast" and r["lr"] == rec_lr]
-    assert res["chosen"]["recast"]["coef_lr"] == max(cands, key=inc.selection_score)["coef_lr"]
-    assert "coef_lr" in res["chosen"]["head"] and res["chosen"]["head"]["coef_lr"] is None
+        assert inc.selection_score(best) == chosen[name]["val_score"] or chosen[name]["coef_lr"] is not None
+        assert chosen[name]["lr"] == max(sorted(recs, key=lambda r: r["lr"]), key=inc.selection_score)["lr"]
+    rec_lr = chosen["recast"]["lr"]
+    cands = sorted(
+        (r for r in sel if r["label"] == "recast" and r["lr"] == rec_lr), key=lambda r: r["coef_lr"] or r["lr"]
+    )
+    assert chosen["recast"]["coef_lr"] == max(cands, key=inc.selection_score)["coef_lr"]
+    assert chosen["head"]["coef_lr"] is None
     runs = {(r["label"], r["seed"]): r for r in res["runs"]}
     assert set(runs) == {("head", 3), ("head", 4), ("recast", 3), ("recast", 4)}
     for name in ("head", "recast"):
@@ -170,10 +177,17 @@ def test_fair_protocol_selects_on_validation_on_the_first_seed_and_reuses_that_r
     assert (tmp_path / "val_curves.png").is_file()
     # resuming redoes nothing
     again = inc.run_suite(suite, tmp_path, progress=False)
-    assert len(again["selection"]) == 5 and len(again["runs"]) == 4
+    assert len(again["selection"]) == len(sel) and len(again["runs"]) == 4
     # a different grid is a different suite
     with pytest.raises(WeightlabError, match="lr_grid"):
         inc.run_suite(replace(suite, lr_grid=(1e-3,)), tmp_path, progress=False)
+
+
+def test_a_grid_is_extended_past_the_edge_a_row_scores_best_at():
+    assert inc._extend([1e-3, 3e-3, 1e-2, 3e-2], 3e-2) == 0.09
+    assert inc._extend([1e-3, 3e-3, 1e-2, 3e-2], 1e-3) == 0.000333
+    assert inc._extend([1e-3, 3e-3, 1e-2, 3e-2], 3e-3) is None
+    assert inc._extend([1e-3], 1e-3) is None
 
 
 def test_rate_selection_never_reads_the_test_split(tmp_path, monkeypatch):

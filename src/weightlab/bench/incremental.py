@@ -303,51 +303,77 @@ def choose(records: list[dict]) -> dict:
     return best
 
 
+#: how many times the fair protocol extends a row's grid past an edge that scored best (one grid step each)
+MAX_GRID_EXTENSIONS = 2
+
+
+def _extend(rates: list[float], best: float) -> float | None:
+    """The next rate past the edge of ``rates`` that ``best`` sits on (the grid's own step), or None when
+    ``best`` is inside."""
+    rs = sorted(rates)
+    if len(rs) < 2 or rs[0] < best < rs[-1]:
+        return None
+    nxt = rs[-1] * rs[-1] / rs[-2] if best == rs[-1] else rs[0] * rs[0] / rs[1]
+    return float(f"{nxt:.3g}")
+
+
 def _select_rates(suite: Suite, jobs: list[tuple], payload: dict, run) -> dict[str, tuple[float, float | None]]:
     """The fair protocol's selection on the first seed: each tunable row's lr from ``suite.lr_grid``, then
-    (rows with RECAST coefficients) the coefficients' lr from ``suite.coef_lr_grid`` at that lr. Every
-    selection run is kept under ``payload["selection"]`` (resumable); the chosen rates go to
-    ``payload["chosen"]``."""
+    (rows with RECAST coefficients) the coefficients' lr from ``suite.coef_lr_grid`` at that lr. A row whose
+    best rate is at an edge of its grid gets the next rate past that edge (the grid's step), up to
+    :data:`MAX_GRID_EXTENSIONS` times, so that a chosen rate is inside the grid it was chosen from. Every
+    selection run is kept under ``payload["selection"]`` (resumable); the chosen rates and each row's grid
+    go to ``payload["chosen"]``. Ties go to the smaller rate."""
     seed = suite.seeds[0]
     sel = payload.setdefault("selection", [])
     name = lambda j: j[0] or method_label(j[1])  # noqa: E731
     tunable = [j for j in jobs if _tunable(j[1])]
 
-    def have(n: str, lr: float, clr: float | None) -> bool:
-        return _selection_record(payload, n, lr, clr) is not None
+    def rec(n: str, lr: float, clr: float | None) -> dict | None:
+        return _selection_record(payload, n, lr, clr)
 
-    grid_order = {lr: i for i, lr in enumerate(suite.lr_grid)}
-    run(
-        [(j, seed, lr, None) for j in tunable for lr in suite.lr_grid if not have(name(j), lr, None)],
-        f"{suite.name}: lr selection",
-        sel.append,
-    )
-    chosen: dict[str, tuple[float, float | None]] = {}
-    for j in tunable:
-        recs = sorted(
-            [_selection_record(payload, name(j), lr, None) for lr in suite.lr_grid], key=lambda r: grid_order[r["lr"]]
-        )
-        chosen[name(j)] = (choose(recs)["lr"], None)
+    def search(rows, grid_of, key, desc) -> dict[str, float | None]:
+        """For each row, run its grid (``key(row, value)`` -> (lr, coef_lr)) and extend it past a best edge."""
+        grids = {name(j): list(grid_of(j)) for j in rows}
+        extended = dict.fromkeys(grids, 0)
+        while True:
+            run(
+                [(j, seed, *key(j, v)) for j in rows for v in grids[name(j)] if rec(name(j), *key(j, v)) is None],
+                desc,
+                sel.append,
+            )
+            best = {}
+            grow = False
+            for j in rows:
+                values = sorted(grids[name(j)], key=lambda v: key(j, v)[1] or key(j, v)[0])
+                pick = choose([rec(name(j), *key(j, v)) for v in values])
+                best[name(j)] = next(v for v in values if rec(name(j), *key(j, v)) is pick)
+                rates = [key(j, v)[1] or key(j, v)[0] for v in values]
+                nxt = _extend(rates, key(j, best[name(j)])[1] or key(j, best[name(j)])[0])
+                if nxt is not None and extended[name(j)] < MAX_GRID_EXTENSIONS:
+                    grids[name(j)].append(nxt)
+                    extended[name(j)] += 1
+                    grow = True
+            if not grow:
+                return {n: (best[n], grids[n]) for n in grids}
+
+    lr_pick = search(tunable, lambda j: suite.lr_grid, lambda j, v: (v, None), f"{suite.name}: lr selection")
+    chosen = {n: (v, None) for n, (v, _) in lr_pick.items()}
+    grids = {n: dict(lr_grid=g) for n, (_, g) in lr_pick.items()}
     coef_rows = [j for j in tunable if suite.coef_lr_grid and _has_coefficients(j[1])]
-    run(
-        [
-            (j, seed, chosen[name(j)][0], c)
-            for j in coef_rows
-            for c in suite.coef_lr_grid
-            if c != chosen[name(j)][0] and not have(name(j), chosen[name(j)][0], c)
-        ],
-        f"{suite.name}: coefficient lr selection",
-        sel.append,
-    )
-    for j in coef_rows:
-        lr = chosen[name(j)][0]
-        recs = [_selection_record(payload, name(j), lr, None)] + [
-            _selection_record(payload, name(j), lr, c) for c in suite.coef_lr_grid if c != lr
-        ]
-        best = choose(recs)
-        chosen[name(j)] = (lr, best.get("coef_lr"))
+    if coef_rows:
+        # the coefficient candidates: "the same as lr" (None) and the coefficient grid, at the row's chosen lr
+        coef_pick = search(
+            coef_rows,
+            lambda j: [None] + [c for c in suite.coef_lr_grid if c != chosen[name(j)][0]],
+            lambda j, c: (chosen[name(j)][0], c),
+            f"{suite.name}: coefficient lr selection",
+        )
+        for n, (c, g) in coef_pick.items():
+            chosen[n] = (chosen[n][0], c)
+            grids[n]["coef_lr_grid"] = [x for x in g if x is not None]
     payload["chosen"] = {
-        n: dict(lr=lr, coef_lr=clr, val_score=selection_score(_selection_record(payload, n, lr, clr)))
+        n: dict(lr=lr, coef_lr=clr, val_score=selection_score(rec(n, lr, clr)), **grids[n])
         for n, (lr, clr) in chosen.items()
     }
     return chosen
