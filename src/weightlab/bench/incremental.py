@@ -483,21 +483,24 @@ def _best_before_last(runs: list[dict]) -> float | None:
 
 
 def contrasts(runs: list[dict], pairs: list) -> list[dict]:
-    """Per (row, reference): the per-seed difference of average accuracy (the same seed, so the same head
-    initialisations and data order), mean +- std over the seeds both have; 'beyond 2 std' when its mean
-    exceeds twice its std."""
+    """Per (row, reference[, the paper's figure]): the per-seed difference of average accuracy (the same
+    seed, so the same head initialisations and data order), mean +- std over the seeds both have; 'beyond
+    2 std' when its mean exceeds twice its std."""
     by = {}
     for r in runs:
         by.setdefault(r.get("label") or r["method"], {})[r["seed"]] = r["average_accuracy"]
     out = []
-    for row, ref in pairs:
+    for pair in pairs:
+        row, ref, paper = (*pair, None)[:3]
         a, b = by.get(row, {}), by.get(ref, {})
         seeds = sorted(set(a) & set(b))
         if not seeds:
             continue
         diff = [a[s] - b[s] for s in seeds]
         mean, std = metrics.mean_std(diff)
-        out.append(dict(row=row, reference=ref, seeds=seeds, mean=mean, std=std, beyond_2std=abs(mean) > 2 * std))
+        out.append(
+            dict(row=row, reference=ref, seeds=seeds, mean=mean, std=std, beyond_2std=abs(mean) > 2 * std, paper=paper)
+        )
     return out
 
 
@@ -530,13 +533,14 @@ def _selection_markdown(payload: dict) -> list[str]:
             "",
             "## Paired differences (average accuracy, same seed)",
             "",
-            "| row - reference | seeds | mean ± std | beyond 2 std |",
-            "|---|---|---|---|",
+            "| row - reference | seeds | mean ± std | beyond 2 std | the paper's (its Table 4 averages) |",
+            "|---|---|---|---|---|",
         ]
         for c in payload["contrasts"]:
+            paper = "-" if c.get("paper") is None else f"{c['paper']:+.1f}"
             lines.append(
                 f"| {c['row']} - {c['reference']} | {len(c['seeds'])} | {c['mean']:+.2f} ± {c['std']:.2f} | "
-                f"{'yes' if c['beyond_2std'] else 'no'} |"
+                f"{'yes' if c['beyond_2std'] else 'no'} | {paper} |"
             )
     return lines
 
