@@ -67,6 +67,7 @@ def run_sequence(
     tm = TaskModel.from_base(base, spec, bn=bn, seed=seed)
     record = learn_sequence(tm, tasks, cfg, seed=seed, progress=progress).record(spec.name, seed)
     record["wall_s"] = time.perf_counter() - start
+    record["base_hash"] = tm.base_hash  # the base it started from: every seed of a row must share it
     return record, tm
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import os
 import time
 from dataclasses import dataclass, field
 
@@ -32,6 +31,10 @@ from weightlab.recast.closed_form import closed_form
 from weightlab.recast.problem import BankProblem, build_problems, target_weights, write_back
 
 METHODS = ("recipe", "closed_form", "closed_form+recipe")
+# the fused engine sums each bank's partial results over this many chunks, whatever the thread count: its
+# result is then the same on every machine and thread count (on exact fits the recipe ends on a flat
+# valley of gauge directions, where rounding differences decide where it stops)
+FUSED_CHUNKS = 64
 LOSSES = ("smoothl1", "mse", "l1")
 
 
@@ -218,7 +221,7 @@ def _run_fused(problems, config, gen, progress):
     from weightlab.recast import fused
 
     kind = fused.LOSS_KINDS[config.loss]
-    nchunks = max(4, 4 * (torch.get_num_threads() or os.cpu_count() or 1))
+    nchunks = FUSED_CHUNKS
     bufs = [
         [p.templates.numpy(), np.empty_like(p.templates.numpy()), np.empty_like(p.templates.numpy())] for p in problems
     ]
