@@ -178,6 +178,9 @@ def test_fair_protocol_selects_on_validation_on_the_first_seed_and_reuses_that_r
     # resuming redoes nothing
     again = inc.run_suite(suite, tmp_path, progress=False)
     assert len(again["selection"]) == len(sel) and len(again["runs"]) == 4
+    # a subset of seeds still selects on the suite's first seed: nothing new to run here
+    subset = inc.run_suite(suite, tmp_path, seeds=(4,), progress=False)
+    assert len(subset["selection"]) == len(sel) and len(subset["runs"]) == 4
     # a different grid is a different suite
     with pytest.raises(WeightlabError, match="lr_grid"):
         inc.run_suite(replace(suite, lr_grid=(1e-3,)), tmp_path, progress=False)

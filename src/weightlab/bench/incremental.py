@@ -244,11 +244,12 @@ def run_suite(
 
     rates: dict[str, tuple[float | None, float | None]] = {}
     if suite.lr_grid:
-        rates = _select_rates(suite, jobs, payload, run)
+        # always on the suite's own first seed, also when --seeds runs a subset
+        rates = _select_rates(suite, jobs, payload, run, seed=full.seeds[0])
     done = {_run_key(r) for r in payload["runs"]}
     for (label, method, _), seed in [(j, s) for j in jobs for s in suite.seeds]:
         name = label or method_label(method)
-        picked = _selection_record(payload, name, *rates.get(name, (None, None)))
+        picked = _selection_record(payload, name, *rates.get(name, (None, None)), full.seeds[0])
         if (name, seed) not in done and picked is not None and picked["seed"] == seed:
             payload["runs"].append(dict(picked))  # the first seed's run at the chosen rates is its result
             done.add((name, seed))
@@ -286,12 +287,15 @@ def _has_coefficients(method: str) -> bool:
     return not is_baseline(method) and parse_method(method).recast
 
 
-def _selection_record(payload: dict, name: str, lr: float | None, coef_lr: float | None) -> dict | None:
+def _selection_record(
+    payload: dict, name: str, lr: float | None, coef_lr: float | None, seed: int | None = None
+) -> dict | None:
     if lr is None:
         return None
     for r in payload.get("selection", []):
         if (r.get("label") or r["method"]) == name and r["lr"] == lr and r.get("coef_lr") == coef_lr:
-            return r
+            if seed is None or r["seed"] == seed:
+                return r
     return None
 
 
@@ -318,20 +322,21 @@ def _extend(rates: list[float], best: float) -> float | None:
     return float(f"{nxt:.3g}")
 
 
-def _select_rates(suite: Suite, jobs: list[tuple], payload: dict, run) -> dict[str, tuple[float, float | None]]:
+def _select_rates(
+    suite: Suite, jobs: list[tuple], payload: dict, run, seed: int
+) -> dict[str, tuple[float, float | None]]:
     """The fair protocol's selection on the first seed: each tunable row's lr from ``suite.lr_grid``, then
     (rows with RECAST coefficients) the coefficients' lr from ``suite.coef_lr_grid`` at that lr. A row whose
     best rate is at an edge of its grid gets the next rate past that edge (the grid's step), up to
     :data:`MAX_GRID_EXTENSIONS` times, so that a chosen rate is inside the grid it was chosen from. Every
     selection run is kept under ``payload["selection"]`` (resumable); the chosen rates and each row's grid
-    go to ``payload["chosen"]``. Ties go to the smaller rate."""
-    seed = suite.seeds[0]
+    go to ``payload["chosen"]``. Ties go to the smaller rate. Runs on ``seed``."""
     sel = payload.setdefault("selection", [])
     name = lambda j: j[0] or method_label(j[1])  # noqa: E731
     tunable = [j for j in jobs if _tunable(j[1])]
 
     def rec(n: str, lr: float, clr: float | None) -> dict | None:
-        return _selection_record(payload, n, lr, clr)
+        return _selection_record(payload, n, lr, clr, seed)
 
     def search(rows, grid_of, key, desc) -> dict[str, float | None]:
         """For each row, run its grid (``key(row, value)`` -> (lr, coef_lr)) and extend it past a best edge."""
