@@ -33,6 +33,11 @@ class RecastConfig:
         module_kinds: which module types may be targeted ('linear', 'conv2d').
         coef_init: 'orthogonal' (each set a random unit vector, the authors' code) or
             'group_orthogonal' (the layers x n matrix of a bank orthogonal, Savarese & Maire 2019).
+        layers_pattern: a regular expression for the container that holds the layers (PEFT's
+            ``layers_pattern``): the layer index is the number after its first match (``blocks\\.\\d+``
+            reads timm EfficientNet's ``blocks.<stage>.<block>``). ``None``: the first number in the name.
+        split_by_shape: modules of one (stage, group, role) with different weight shapes form one bank per
+            run of consecutive equal shapes (else: an error).
     """
 
     target_modules: list[str] = field(default_factory=list)
@@ -44,6 +49,8 @@ class RecastConfig:
     skip_first_per_stage: bool = False
     module_kinds: tuple[str, ...] = MODULE_KINDS
     coef_init: str = "orthogonal"
+    layers_pattern: str | None = None
+    split_by_shape: bool = False
 
     def __post_init__(self) -> None:
         self.target_modules = list(self.target_modules)

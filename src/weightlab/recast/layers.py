@@ -13,6 +13,40 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def mix(coefficients: torch.Tensor, templates: torch.Tensor) -> torch.Tensor:
+    """The generated weight ``(1/K) sum_k sum_i C^k_i T_i`` of coefficient sets ``(K, n)`` and templates
+    ``(n, *shape)``: the one implementation, used by :class:`RecastLayer` and the PEFT layers
+    (:mod:`weightlab.peft`)."""
+    return torch.tensordot(coefficients.mean(0), templates, dims=1)
+
+
+class WeightCache:
+    """A generated weight kept while its inputs are unchanged and no gradient flows into them.
+
+    The key is the inputs' versions, storage, dtype and device, and whether inference mode is on (a
+    tensor made under ``torch.inference_mode`` cannot be saved for a later backward). Whether a gradient
+    is needed is decided by the inputs' ``requires_grad``, so frozen coefficients cost what a plain layer
+    costs in train and eval mode, with autograd on or off."""
+
+    def __init__(self):
+        self.value: torch.Tensor | None = None
+        self.key: tuple | None = None
+
+    def get(self, fn, *inputs: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
+            return fn()
+        key = tuple((t._version, t.data_ptr(), t.dtype, t.device) for t in inputs)
+        key += (torch.is_inference_mode_enabled(),)
+        if self.value is None or self.key != key:
+            with torch.no_grad():
+                self.value = fn()
+            self.key = key
+        return self.value
+
+    def clear(self) -> None:
+        self.value, self.key = None, None
+
+
 class TemplateBank(nn.Module):
     """``n`` full-shape templates shared by the modules of one (stage, group, role)."""
 
@@ -49,8 +83,7 @@ class RecastLayer(nn.Module):
         for k in range(coef_sets):  # each set a random unit vector: orthogonal_ on an (n, 1) matrix
             nn.init.orthogonal_(self.coefficients.data[k].view(-1, 1))
         self.bias = nn.Parameter(bias.detach().clone()) if bias is not None else None
-        self._cache: torch.Tensor | None = None
-        self._cache_key: tuple | None = None
+        self._cache = WeightCache()
 
     @property
     def bank(self) -> TemplateBank:
@@ -62,27 +95,16 @@ class RecastLayer(nn.Module):
 
     def generate_weight(self, coefficients: torch.Tensor | None = None) -> torch.Tensor:
         """(1/K) sum_k sum_i C^k_i T_i, always recomputed (differentiable)."""
-        c = self.coefficients if coefficients is None else coefficients
-        t = self._bank.templates
-        return torch.tensordot(c.mean(0), t, dims=1)
+        return mix(self.coefficients if coefficients is None else coefficients, self._bank.templates)
 
     @property
     def weight(self) -> torch.Tensor:
-        """The generated weight; cached while neither coefficients nor templates change and no
-        gradient is needed (inference costs what the original layer costs)."""
-        t, c = self._bank.templates, self.coefficients
-        needs_grad = torch.is_grad_enabled() and (t.requires_grad or c.requires_grad)
-        if needs_grad:
-            return self.generate_weight()
-        key = (t._version, c._version, t.data_ptr(), c.data_ptr(), t.dtype, t.device)
-        if self._cache is None or self._cache_key != key:
-            with torch.no_grad():
-                self._cache = self.generate_weight()
-            self._cache_key = key
-        return self._cache
+        """The generated weight; cached while neither coefficients nor templates change and neither
+        needs a gradient (see :class:`WeightCache`)."""
+        return self._cache.get(self.generate_weight, self._bank.templates, self.coefficients)
 
     def _apply(self, fn, recurse=True):
-        self._cache, self._cache_key = None, None
+        self._cache.clear()
         return super()._apply(fn, recurse)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass
 
 from torch import nn
@@ -37,8 +38,21 @@ class BankPlan:
         )
 
 
-def parse_layer_name(name: str) -> tuple[str, int, str]:
-    """``blocks.3.attn.qkv`` -> (``blocks``, 3, ``attn.qkv``): the first all-digit component is the layer."""
+def parse_layer_name(name: str, layers_pattern: str | None = None) -> tuple[str, int, str]:
+    """``blocks.3.attn.qkv`` -> (``blocks``, 3, ``attn.qkv``): the first all-digit component is the layer.
+
+    With ``layers_pattern`` (a regular expression for the container that holds the layers, PEFT's
+    ``layers_pattern``; ``blocks\\.\\d+`` for timm EfficientNet's ``blocks.<stage>.<block>``) the stage is
+    everything up to the first match of the pattern followed by a number, the layer is that number and the
+    role is the rest: ``blocks.5.2.conv_pw`` -> (``blocks.5``, 2, ``conv_pw``).
+    """
+    if layers_pattern:
+        m = re.match(rf"(?P<stage>(?:.*?\.)?(?:{layers_pattern}))\.(?P<idx>\d+)(?:\.(?P<role>.*))?$", name)
+        if m is None:
+            raise WeightlabError(
+                f"module '{name}' has no '<{layers_pattern}>.<number>' in its name (layers_pattern {layers_pattern!r})"
+            )
+        return m.group("stage"), int(m.group("idx")), m.group("role") or ""
     parts = name.split(".")
     for j, p in enumerate(parts):
         if p.isdigit():
@@ -60,12 +74,13 @@ def find_targets(model: nn.Module, config: RecastConfig) -> list[str]:
     return names
 
 
-def plan_banks(model: nn.Module, config: RecastConfig) -> list[BankPlan]:
-    """Group the target modules into banks per (stage, group of consecutive layers, role)."""
+def plan_banks(model: nn.Module, config: RecastConfig, names: list[str] | None = None) -> list[BankPlan]:
+    """Group the target modules (``names``, else those matching ``config.target_modules``) into banks per
+    (stage, group of consecutive layers, role)."""
     modules = dict(model.named_modules())
     by_stage: dict[str, dict[int, list[tuple[str, str]]]] = {}
-    for name in find_targets(model, config):
-        stage, idx, role = parse_layer_name(name)
+    for name in names if names is not None else find_targets(model, config):
+        stage, idx, role = parse_layer_name(name, config.layers_pattern)
         by_stage.setdefault(stage, {}).setdefault(idx, []).append((role, name))
     plans: list[BankPlan] = []
     for stage, layers in by_stage.items():
@@ -81,16 +96,34 @@ def plan_banks(model: nn.Module, config: RecastConfig) -> list[BankPlan]:
                     roles.setdefault(role, []).append(name)
             for role, names in roles.items():
                 shapes = {n: tuple(modules[n].weight.shape) for n in names}
+                runs = [names]
                 if len(set(shapes.values())) > 1:
-                    detail = ", ".join(f"{n} {list(s)}" for n, s in shapes.items())
-                    raise WeightlabError(
-                        f"modules of one bank (stage '{stage}', group {g}, role '{role}') "
-                        f"have different weight shapes: {detail}"
-                    )
-                n = config.templates if config.templates is not None else len(names)
-                key = "__".join(p for p in (stage, f"g{g}", role) if p).replace(".", "_") or f"g{g}"
-                plans.append(BankPlan(key, stage, g, role, tuple(names), shapes[names[0]], n))
+                    if not config.split_by_shape:
+                        detail = ", ".join(f"{n} {list(s)}" for n, s in shapes.items())
+                        raise WeightlabError(
+                            f"modules of one bank (stage '{stage}', group {g}, role '{role}') "
+                            f"have different weight shapes: {detail}"
+                        )
+                    runs = _shape_runs(names, shapes)
+                for j, run in enumerate(runs):
+                    n = config.templates if config.templates is not None else len(run)
+                    key = "__".join(p for p in (stage, f"g{g}", role) if p).replace(".", "_") or f"g{g}"
+                    if len(runs) > 1:
+                        key += f"__s{j}"
+                    plans.append(BankPlan(key, stage, g, role, tuple(run), shapes[run[0]], n))
     return plans
+
+
+def _shape_runs(names: list[str], shapes: dict[str, tuple[int, ...]]) -> list[list[str]]:
+    """Consecutive modules of one weight shape (a stage whose first block changes the width, a flat
+    ``features.N`` list of blocks of several widths)."""
+    runs: list[list[str]] = []
+    for n in names:
+        if runs and shapes[runs[-1][-1]] == shapes[n]:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    return runs
 
 
 def _split_groups(order: list[int], config: RecastConfig) -> list[list[int]]:

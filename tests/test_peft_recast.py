@@ -1,0 +1,193 @@
+"""RECAST as a registered PEFT method, on random-init models from transformers, timm and torchvision."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+from torch import nn
+
+peft = pytest.importorskip("peft")
+from peft import PeftModel, get_peft_model  # noqa: E402
+
+import weightlab.peft  # noqa: E402,F401  (registers RECAST)
+from weightlab.errors import WeightlabError  # noqa: E402
+from weightlab.peft import TEMPLATES_FILE, RecastConfig, RecastPeftLayer, describe_plan  # noqa: E402
+
+
+def _hf_bert():
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    cfg = BertConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64, vocab_size=50)
+    return BertModel(cfg).eval(), lambda: {"input_ids": torch.randint(0, 50, (2, 7), generator=torch.Generator().manual_seed(1))}
+
+
+def _hf_vit():
+    from transformers import ViTConfig, ViTModel
+
+    torch.manual_seed(0)
+    cfg = ViTConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64, image_size=32,
+                    patch_size=8)
+    return ViTModel(cfg).eval(), lambda: {"pixel_values": torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))}
+
+
+def _timm(name, **kw):
+    import timm
+
+    torch.manual_seed(0)
+    return timm.create_model(name, pretrained=False, num_classes=5, **kw).eval()
+
+
+def _images(size=32):
+    return lambda: {"x": torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))}
+
+
+def _tv_resnet():
+    from torchvision.models.resnet import BasicBlock, ResNet
+
+    torch.manual_seed(0)
+    return ResNet(BasicBlock, [3, 3, 1, 1], num_classes=5).eval()
+
+
+MODELS = {
+    "hf_bert": _hf_bert,
+    "hf_vit": _hf_vit,
+    "timm_vit": lambda: (_timm("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=4), _images()),
+    "timm_efficientnet": lambda: (_timm("efficientnet_b0"), _images()),
+    "timm_mobilenetv3": lambda: (_timm("mobilenetv3_small_050"), _images()),
+    "tv_resnet": lambda: (_tv_resnet(), _images()),
+}
+
+
+def _out(model, inputs):
+    out = model(**inputs) if "x" not in inputs else model(inputs["x"])
+    return out.last_hidden_state if hasattr(out, "last_hidden_state") else out
+
+
+def _perturb(model, seed):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "recast_coefficients" in name and p.requires_grad:
+                p.add_(torch.randn(p.shape, generator=g) * 0.1)
+
+
+@pytest.mark.parametrize("kind", list(MODELS))
+def test_get_peft_model_is_the_base_then_adapters_switch_save_load_merge(kind, tmp_path):
+    base, inputs = MODELS[kind]()
+    x = inputs()
+    with torch.no_grad():
+        ref = _out(base, x).clone()
+    model = get_peft_model(base, RecastConfig())
+    model.eval()
+    layers = [m for m in model.modules() if isinstance(m, RecastPeftLayer)]
+    assert layers, "nothing was templated"
+    with torch.no_grad():
+        fresh = _out(model, x)
+    scale = ref.abs().max().item()
+    assert (fresh - ref).abs().max().item() <= 1e-4 * max(scale, 1.0)
+
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("recast_coefficients.default" in n for n in trainable)
+
+    # two tasks as two adapters
+    _perturb(model, 1)
+    model.add_adapter("task2", RecastConfig())
+    model.set_adapter("task2")
+    assert all("recast_coefficients.task2" in n for n, p in model.named_parameters() if p.requires_grad)
+    _perturb(model, 2)
+    with torch.no_grad():
+        out2 = _out(model, x).clone()
+        model.set_adapter("default")
+        out1 = _out(model, x).clone()
+        model.set_adapter("task2")
+        assert torch.equal(_out(model, x), out2)  # switching is bit-exact
+        model.set_adapter("default")
+        assert torch.equal(_out(model, x), out1)
+        with model.disable_adapter():
+            assert (_out(model, x) - ref).abs().max().item() <= 1e-6 * max(scale, 1.0)
+    assert not torch.allclose(out1, out2)
+
+    # save / load: adapters hold coefficients only, the templates are written once
+    model.save_pretrained(tmp_path)
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert files.count(TEMPLATES_FILE) == 1 and "task2/adapter_model.safetensors" in files
+    coef_numbers = sum(p.numel() for n, p in model.named_parameters() if "recast_coefficients.task2" in n)
+    adapter_bytes = os.path.getsize(tmp_path / "task2" / "adapter_model.safetensors")
+    assert adapter_bytes < 4 * coef_numbers + 8_000  # float32 coefficients + a small safetensors header
+    cfg = json.loads((tmp_path / "adapter_config.json").read_text())
+    assert cfg["peft_type"] == "RECAST" and cfg["bank_plan"] and cfg["templates_sha256"]
+
+    base2, _ = MODELS[kind]()
+    loaded = PeftModel.from_pretrained(base2, tmp_path)
+    loaded.load_adapter(tmp_path / "task2", adapter_name="task2")
+    loaded.eval()
+    with torch.no_grad():
+        assert torch.equal(_out(loaded, x), out1)
+        loaded.set_adapter("task2")
+        assert torch.equal(_out(loaded, x), out2)
+
+    # merge_and_unload: a plain model with the active adapter's weights
+    with torch.no_grad():
+        merged = loaded.merge_and_unload()
+        assert not any(isinstance(m, RecastPeftLayer) for m in merged.modules())
+        assert (_out(merged, x) - out2).abs().max().item() <= 1e-5 * max(scale, 1.0)
+
+
+def test_templates_recomputed_from_the_base_when_the_file_is_missing(tmp_path):
+    base, inputs = MODELS["hf_bert"]()
+    model = get_peft_model(base, RecastConfig())
+    _perturb(model, 3)
+    model.eval()
+    x = inputs()
+    with torch.no_grad():
+        want = _out(model, x)
+    model.save_pretrained(tmp_path)
+    (tmp_path / TEMPLATES_FILE).unlink()
+    base2, _ = MODELS["hf_bert"]()
+    loaded = PeftModel.from_pretrained(base2, tmp_path).eval()
+    with torch.no_grad():
+        assert torch.equal(_out(loaded, x), want)
+    # another base model gives other templates: refused with one line
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(5)
+    other = BertModel(BertConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
+                                 vocab_size=50))
+    with pytest.raises(WeightlabError, match="templates_sha256"):
+        PeftModel.from_pretrained(other, tmp_path)
+
+
+def test_plan_printout_and_clear_errors():
+    base, _ = MODELS["timm_efficientnet"]()
+    text = describe_plan(base)
+    assert "timm:EfficientNet" in text and "blocks_5__g0__conv_pw" in text and "left as they are" in text
+    # the stage is blocks.N, the layer the block number: every bank is within one stage
+    cfg = RecastConfig()
+    model = get_peft_model(base, cfg)
+    for plan in model.peft_config["default"].bank_plan:
+        stages = {".".join(m.split(".")[:2]) for m in plan["modules"]}
+        assert len(stages) == 1 and len(plan["modules"]) >= 2
+
+    class Plain(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(4, 4)
+            self.b = nn.Linear(4, 4)
+            self.blocks = nn.ModuleList([nn.Linear(4, 4), nn.Linear(4, 8)])
+
+    with pytest.raises(WeightlabError, match="no RECAST architecture row"):
+        get_peft_model(Plain(), RecastConfig())
+    with pytest.raises(WeightlabError, match="no layer index"):
+        get_peft_model(Plain(), RecastConfig(target_modules=["a", "b"]))
+    with pytest.raises(WeightlabError, match="no template bank would be shared"):
+        get_peft_model(Plain(), RecastConfig(target_modules=r"blocks\.\d+"))
+    with pytest.raises(WeightlabError, match="no Linear / Conv2d module"):
+        get_peft_model(Plain(), RecastConfig(target_modules=["zzz"]))
+    with pytest.raises(WeightlabError, match="one adapter at a time"):
+        m = get_peft_model(_tv_resnet(), RecastConfig())
+        m.add_adapter("t2", RecastConfig())
+        m.base_model.set_adapter(["default", "t2"])
