@@ -22,16 +22,19 @@ def _hf_bert():
 
     torch.manual_seed(0)
     cfg = BertConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64, vocab_size=50)
-    return BertModel(cfg).eval(), lambda: {"input_ids": torch.randint(0, 50, (2, 7), generator=torch.Generator().manual_seed(1))}
+    gen = torch.Generator().manual_seed(1)
+    return BertModel(cfg).eval(), lambda: {"input_ids": torch.randint(0, 50, (2, 7), generator=gen.manual_seed(1))}
 
 
 def _hf_vit():
     from transformers import ViTConfig, ViTModel
 
     torch.manual_seed(0)
-    cfg = ViTConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64, image_size=32,
-                    patch_size=8)
-    return ViTModel(cfg).eval(), lambda: {"pixel_values": torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))}
+    cfg = ViTConfig(
+        hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64, image_size=32, patch_size=8
+    )
+    gen = torch.Generator().manual_seed(1)
+    return ViTModel(cfg).eval(), lambda: {"pixel_values": torch.randn(2, 3, 32, 32, generator=gen.manual_seed(1))}
 
 
 def _timm(name, **kw):
@@ -155,8 +158,9 @@ def test_templates_recomputed_from_the_base_when_the_file_is_missing(tmp_path):
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(5)
-    other = BertModel(BertConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
-                                 vocab_size=50))
+    other = BertModel(
+        BertConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64, vocab_size=50)
+    )
     with pytest.raises(WeightlabError, match="templates_sha256"):
         PeftModel.from_pretrained(other, tmp_path)
 
