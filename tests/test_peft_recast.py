@@ -195,3 +195,63 @@ def test_plan_printout_and_clear_errors():
         m = get_peft_model(_tv_resnet(), RecastConfig())
         m.add_adapter("t2", RecastConfig())
         m.base_model.set_adapter(["default", "t2"])
+
+
+def _sequences(rule, n=256, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, 50, (n, 8), generator=g)
+    return [{"input_ids": x, "labels": torch.tensor(int(rule(x)))} for x in ids]
+
+
+def _accuracy(model, data):
+    model.eval()
+    with torch.no_grad():
+        ids = torch.stack([d["input_ids"] for d in data])
+        labels = torch.stack([d["labels"] for d in data])
+        return (model(input_ids=ids).logits.argmax(-1) == labels).float().mean().item()
+
+
+def test_transformers_trainer_learns_two_tasks_as_two_adapters_without_forgetting(tmp_path):
+    from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
+
+    torch.manual_seed(0)
+    cfg = BertConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64, vocab_size=50)
+    base = BertForSequenceClassification(cfg)
+    frozen = {n: p.detach().clone() for n, p in base.named_parameters() if "classifier" not in n}
+    tasks = {"default": lambda x: x[0] < 25, "task2": lambda x: 12 <= x[0] < 37}
+    model = get_peft_model(base, RecastConfig(task_type="SEQ_CLS"))
+    before, after = {}, {}
+
+    def train(name):
+        data = _sequences(tasks[name])
+        before[name] = _accuracy(model, data)
+        args = TrainingArguments(
+            output_dir=str(tmp_path / name),
+            num_train_epochs=8,
+            per_device_train_batch_size=32,
+            learning_rate=3e-2,
+            report_to=[],
+            save_strategy="no",
+            logging_strategy="no",
+            use_cpu=True,
+            seed=0,
+            disable_tqdm=True,
+        )
+        Trainer(model=model, args=args, train_dataset=data).train()
+        after[name] = _accuracy(model, data)
+
+    train("default")
+    first = _accuracy(model, _sequences(tasks["default"], seed=1))
+    model.add_adapter("task2", RecastConfig(task_type="SEQ_CLS"))
+    model.set_adapter("task2")
+    assert {n.split(".")[-1] for n, p in model.named_parameters() if p.requires_grad} == {"task2", "weight", "bias"}
+    train("task2")
+    model.set_adapter("default")
+    assert _accuracy(model, _sequences(tasks["default"], seed=1)) == first  # zero forgetting
+    for name in tasks:
+        assert after[name] >= before[name] + 0.15, (name, before[name], after[name])
+    # the base weights never moved: only coefficients and the per-adapter heads were trained
+    for n, p in model.base_model.model.named_parameters():
+        key = n.replace(".base_layer", "")
+        if key in frozen:
+            assert torch.equal(p, frozen[key]), n
