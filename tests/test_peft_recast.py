@@ -255,3 +255,40 @@ def test_transformers_trainer_learns_two_tasks_as_two_adapters_without_forgettin
         key = n.replace(".base_layer", "")
         if key in frozen:
             assert torch.equal(p, frozen[key]), n
+
+
+def test_recast_plan_cli(tmp_path, capsys):
+    from weightlab.cli import main
+
+    assert main(["recast", "plan", "--model", "tv:resnet34", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "torchvision:ResNet" in out and "layer3__g0__conv1: role 'conv1', n=5" in out
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert len(plan["banks"]) == 8 and plan["banks"][0]["modules"] == ["layer1.1.conv1", "layer1.2.conv1"]
+    assert main(["recast", "plan", "--model", "tv:resnet34", "--targets", "zzz"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("weightlab: error: no Linear / Conv2d module")
+
+
+def test_load_recast_rebuilds_a_hugging_face_model_from_its_saved_config(tmp_path):
+    from weightlab import recast
+
+    base, inputs = MODELS["hf_bert"]()
+    cfg = recast.RecastConfig(target_modules=["encoder.layer.*.attention.self.query"], templates=None)
+    rmodel = recast.apply_recast(base, cfg)
+    recast.reconstruct(base, rmodel, method="closed_form", progress=False)
+    recast.save_recast(rmodel, tmp_path)
+    loaded = recast.load_recast(tmp_path).eval()
+    x = inputs()
+    with torch.no_grad():
+        assert torch.equal(loaded(**x).last_hidden_state, rmodel.eval()(**x).last_hidden_state)
+
+    class Mine(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = nn.ModuleList([nn.Linear(4, 4), nn.Linear(4, 4)])
+
+    own = recast.apply_recast(Mine(), recast.RecastConfig(target_modules=["blocks.*"], templates=None))
+    recast.save_recast(own, tmp_path / "own")
+    with pytest.raises(WeightlabError, match="pass it: load_recast"):
+        recast.load_recast(tmp_path / "own")

@@ -1,4 +1,4 @@
-"""The ``weightlab`` command line: ``weightlab quickstart``, ``weightlab recast mimic|adapt|evaluate|bench``,
+"""The ``weightlab`` command line: ``weightlab quickstart``, ``weightlab recast mimic|plan|adapt|evaluate|bench``,
 ``weightlab know forget|predict|transfer|bench|meta``.
 
 Thin commands over library calls: this package parses options, calls the library and prints; nothing
@@ -92,6 +92,25 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--eval-limit", type=int, default=None, help="evaluate on a seeded random subset of this size")
     add_common(m)
     add_runtime(m, precision=False)
+    pl = rc.add_parser(
+        "plan",
+        help="print the template banks RECAST (the PEFT method) would make of a model, before fitting anything",
+        description="The banks (stage, group, role, modules, shape, n), the numbers per task and the modules left "
+        "as they are, from weightlab.peft's architecture table or the options given. Only the architecture "
+        "is built (random init, nothing downloaded).",
+    )
+    src = pl.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="weightlab model (resnet20..56, convmixer), a timm name, or tv:NAME")
+    src.add_argument("--hf-config", type=Path, help="a folder with a Hugging Face config.json (AutoModel.from_config)")
+    pl.add_argument("--targets", default=None, help="comma-separated module-name suffixes, or one regular expression")
+    pl.add_argument("--layers-pattern", default=None, help="regex of the container holding the layers (blocks, layer)")
+    pl.add_argument("--layers-per-group", type=int, default=None, help="consecutive layers sharing a bank")
+    pl.add_argument(
+        "--templates", type=_templates_arg, default=None, help="templates per bank n, or 'auto' (= layers per group)"
+    )
+    pl.add_argument("--coef-sets", type=int, default=2, help="coefficient sets K (default 2)")
+    pl.add_argument("--out", type=Path, default=None, help="also write plan.json (the bank plan) here")
+    pl.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     from weightlab.cli.incremental import add_parsers
     from weightlab.cli.know import add_parsers as add_know_parsers
 
@@ -160,6 +179,50 @@ def cmd_recast_mimic(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recast_plan(args: argparse.Namespace) -> int:
+    from weightlab.io import write_json
+    from weightlab.peft import RecastConfig, describe_plan
+    from weightlab.peft.model import plan_for
+
+    if args.hf_config is not None:
+        if not (args.hf_config / "config.json").is_file():
+            raise WeightlabError(f"{args.hf_config}: no config.json")
+        from transformers import AutoConfig, AutoModel
+
+        model = AutoModel.from_config(AutoConfig.from_pretrained(str(args.hf_config), local_files_only=True))
+        name = str(args.hf_config)
+    else:
+        from weightlab.models import create_model
+
+        model = create_model(args.model, pretrained=False)
+        name = args.model
+    targets = None
+    if args.targets:
+        parts = [t.strip() for t in args.targets.split(",") if t.strip()]
+        targets = parts[0] if len(parts) == 1 and any(c in parts[0] for c in "\\[](|*+?") else parts
+    config = RecastConfig(
+        target_modules=targets,
+        layers_pattern=args.layers_pattern,
+        layers_per_group=args.layers_per_group,
+        templates=None if args.templates == "auto" else args.templates,
+        coef_sets=args.coef_sets,
+    )
+    print(describe_plan(model, config))
+    if args.out is not None:
+        plans, single = plan_for(model, config)
+        args.out.mkdir(parents=True, exist_ok=True)
+        write_json(
+            args.out / "plan.json",
+            dict(
+                model=name,
+                config={k: v for k, v in config.to_dict().items() if k != "peft_type"},
+                banks=[p.to_dict() for p in plans],
+                left_as_they_are=single,
+            ),
+        )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -179,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         if args.command == "recast" and args.recast_command == "mimic":
             return cmd_recast_mimic(args)
+        if args.command == "recast" and args.recast_command == "plan":
+            return cmd_recast_plan(args)
         if args.command == "recast":
             from weightlab.cli import incremental as icli
 

@@ -67,15 +67,17 @@ def detect(model: nn.Module) -> str | None:
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     if isinstance(model_type, str) and f"hf:{model_type}" in ARCHITECTURES:
         return f"hf:{model_type}"
+    module = type(model).__module__.split(".")[0]
+    key = f"{module}:{type(model).__name__}"
+    if key in ARCHITECTURES:
+        return key
     cfg = getattr(model, "weightlab_cfg", None)
     if cfg is not None and getattr(cfg, "family", None):
         from weightlab.models.families import get_family
 
         if get_family(cfg).recast_preset is not None:
             return f"weightlab:{cfg.family}"
-    module = type(model).__module__.split(".")[0]
-    key = f"{module}:{type(model).__name__}"
-    return key if key in ARCHITECTURES else None
+    return None
 
 
 def architecture(name: str) -> Architecture:

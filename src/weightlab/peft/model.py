@@ -196,6 +196,11 @@ def plan_for(model: nn.Module, config: RecastConfig) -> tuple[list[BankPlan], li
         and not isinstance(module, BaseTunerLayer)
         and bool(check_target_module_exists(config, name))
     ]
+    if not names and any(isinstance(m, RecastPeftLayer) for m in model.modules()):
+        raise WeightlabError(
+            "this model already holds RECAST adapters (get_peft_model changes the model it is given in place): "
+            "load or wrap a fresh base model, or add_adapter on the PEFT model"
+        )
     if not names:
         where = f" (architecture table: {opts.architecture})" if opts.architecture else ""
         raise WeightlabError(

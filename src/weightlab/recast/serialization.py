@@ -17,6 +17,7 @@ from weightlab.recast.tuner import apply_recast, bank_plans, is_recast
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "recast_config.json"
+HF_CONFIG_FILE = "hf_config.json"  # a Hugging Face model's config, saved beside it to rebuild the architecture
 FORMAT = "weightlab.recast/1"
 
 
@@ -26,6 +27,9 @@ def save_recast(model: nn.Module, directory: str | Path, extra: dict | None = No
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     save_tensors(directory / WEIGHTS_FILE, model.state_dict(), metadata={"format": FORMAT})
+    hf = _hf_spec(model)
+    if hf is not None:
+        write_json(directory / HF_CONFIG_FILE, hf["config"])
     write_json(
         directory / CONFIG_FILE,
         dict(
@@ -34,6 +38,7 @@ def save_recast(model: nn.Module, directory: str | Path, extra: dict | None = No
             model=model.weightlab_cfg.to_dict() if getattr(model, "weightlab_cfg", None) is not None else None,
             recast=model.recast_config.to_dict(),
             plan=[p.to_dict() for p in bank_plans(model)],
+            hf_class=hf["class"] if hf is not None else None,
             **(extra or {}),
         ),
     )
@@ -50,11 +55,16 @@ def load_recast(directory: str | Path, model: nn.Module | None = None) -> nn.Mod
             f"{directory / CONFIG_FILE}: not a weightlab RECAST config (format {meta.get('format')!r})"
         )
     if model is None:
-        if not meta.get("model"):
+        if meta.get("hf_class"):
+            model = _rebuild_hf(directory, meta["hf_class"])
+        elif not meta.get("model"):
             raise WeightlabError(
-                f"{directory}: no model spec saved; pass the base model to load_recast(..., model=...)"
+                f"{directory}: the model is neither a weightlab / timm / torchvision model nor a Hugging Face "
+                "model, so its architecture was not saved; pass it: load_recast(directory, model=<the plain "
+                "architecture>)"
             )
-        model = rebuild_model(meta["model"])
+        else:
+            model = rebuild_model(meta["model"])
     config = RecastConfig.from_dict(meta["recast"])
     recast_model = apply_recast(model, config, inplace=True)
     plan = [p.to_dict() for p in bank_plans(recast_model)]
@@ -64,3 +74,26 @@ def load_recast(directory: str | Path, model: nn.Module | None = None) -> nn.Mod
     if meta.get("model"):
         attach_cfg(recast_model, meta["model"])
     return recast_model
+
+
+def _hf_spec(model: nn.Module) -> dict | None:
+    """A transformers model's class name and config (its architecture, nothing else), else None."""
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(config, "to_dict") or not type(model).__module__.startswith("transformers."):
+        return None
+    return {"class": type(model).__name__, "config": config.to_dict()}
+
+
+def _rebuild_hf(directory: Path, class_name: str) -> nn.Module:
+    """The transformers architecture ``class_name`` from the config saved beside the weights (random
+    init; the saved tensors are loaded next). The class is looked up by name in ``transformers``."""
+    try:
+        import transformers
+    except ImportError:
+        raise WeightlabError(f"{directory}: a Hugging Face model; install transformers to load it") from None
+    cls = getattr(transformers, class_name, None)
+    if cls is None or not isinstance(cls, type) or not issubclass(cls, transformers.PreTrainedModel):
+        raise WeightlabError(f"{directory}: '{class_name}' is not a transformers model class")
+    config_dict = read_json(directory / HF_CONFIG_FILE)
+    config = transformers.AutoConfig.for_model(**config_dict)
+    return cls(config)
