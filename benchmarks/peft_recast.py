@@ -16,10 +16,10 @@ import tempfile
 import time
 
 import torch
-from _common import command, machine, write
 from peft import PeftModel, get_peft_model
 
 import weightlab.peft  # noqa: F401
+from _common import command, machine, write
 from weightlab.peft import TEMPLATES_FILE, RecastConfig, RecastPeftLayer
 
 
