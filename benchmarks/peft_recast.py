@@ -71,6 +71,37 @@ def _perturb(model, name, seed):
                 p.add_(torch.randn(p.shape, generator=g) * 0.05 * p.abs().mean())
 
 
+def _time(fn, repeats=5) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _timing(model, x) -> dict:
+    """Best-of-5 forward seconds in eval mode with autograd on: the plain base (adapters disabled), the adapter
+    with its coefficients frozen (the generated weights cached), and with them trainable (regenerated)."""
+    coefs = [p for n, p in model.named_parameters() if "recast_coefficients" in n]
+    with model.disable_adapter():
+        plain = _time(lambda: _out(model, x))
+    for p in coefs:
+        p.requires_grad_(False)
+    frozen = _time(lambda: _out(model, x))
+    for p in coefs:
+        p.requires_grad_(True)
+    trainable = _time(lambda: _out(model, x))
+    return dict(
+        forward_s_plain=plain,
+        forward_s_frozen_adapter=frozen,
+        forward_s_trainable_adapter=trainable,
+        frozen_over_plain=frozen / plain,
+        load_average_1min=os.getloadavg()[0],
+    )
+
+
 def measure(label, make) -> dict:
     torch.manual_seed(0)
     base, x = make()
@@ -84,6 +115,7 @@ def measure(label, make) -> dict:
     model.eval()
     with torch.no_grad():
         fresh_diff = (_out(model, x) - ref).abs().max().item()
+    timing = _timing(model, x)
     model.add_adapter("task2", RecastConfig())
     _perturb(model, "default", 1)
     _perturb(model, "task2", 2)
@@ -127,6 +159,7 @@ def measure(label, make) -> dict:
         adapter_file_bytes=adapter_bytes,
         templates_file_bytes=template_bytes,
         base_model_bytes=base_bytes,
+        **timing,
     )
 
 

@@ -292,3 +292,70 @@ def test_load_recast_rebuilds_a_hugging_face_model_from_its_saved_config(tmp_pat
     recast.save_recast(own, tmp_path / "own")
     with pytest.raises(WeightlabError, match="pass it: load_recast"):
         recast.load_recast(tmp_path / "own")
+
+
+def test_a_weightlab_recast_model_becomes_a_peft_model_with_its_templates(tmp_path):
+    from weightlab import recast
+    from weightlab.peft import from_recast_model
+
+    base = _tv_resnet()
+    cfg = recast.RecastConfig(
+        target_modules=["layer*.*.conv1", "layer*.*.conv2"], templates=2, coef_sets=2, skip_first_per_stage=True
+    )
+    rmodel = recast.apply_recast(base, cfg, seed=0)
+    mimic = recast.MimicryConfig(iterations=30, lr=0.05, lr_step=10, noise_std=0.0)
+    recast.reconstruct(base, rmodel, method="recipe", config=mimic, progress=False)
+    rmodel.eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        want = rmodel(x)
+    model = from_recast_model(rmodel).eval()
+    with torch.no_grad():
+        assert (model(x) - want).abs().max().item() <= 1e-4 * want.abs().max().item()
+    model.add_adapter("task2", RecastConfig())  # a new adapter starts from the recipe's coefficients
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "adapter_config.json").read_text())["init"] == "recipe"
+    loaded = PeftModel.from_pretrained(recast.materialize(rmodel), tmp_path).eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    (tmp_path / TEMPLATES_FILE).unlink()  # the recipe's templates cannot be derived again: refused
+    with pytest.raises(WeightlabError, match="fitted by 'recipe'"):
+        PeftModel.from_pretrained(recast.materialize(rmodel), tmp_path)
+
+
+def test_frozen_adapters_cache_their_weight_and_inference_mode_does_not_poison_training():
+    base, inputs = MODELS["timm_vit"]()
+    model = get_peft_model(base, RecastConfig())
+    layer = next(m for m in model.modules() if isinstance(m, RecastPeftLayer))
+    x = inputs()["x"]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model.eval()
+    _out(model, {"x": x})
+    w = layer.generated_weight("default")
+    assert w is layer.generated_weight("default")  # cached with autograd on: nothing needs a gradient
+    with torch.inference_mode():
+        _out(model, {"x": x})
+    for p in layer.recast_coefficients.parameters():
+        p.requires_grad_(True)
+    model.train()
+    _out(model, {"x": x}).sum().backward()  # no "inference tensors cannot be saved for backward"
+    assert layer.recast_coefficients["default"].grad is not None
+
+
+def test_roberta_and_deit_rows_and_delete_adapter():
+    from transformers import DeiTConfig, DeiTModel, RobertaConfig, RobertaModel
+
+    small = dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64)
+    for model, row in [
+        (RobertaModel(RobertaConfig(vocab_size=50, **small)), "hf:roberta"),
+        (DeiTModel(DeiTConfig(image_size=32, patch_size=8, **small)), "hf:deit"),
+    ]:
+        text = describe_plan(model)
+        assert row in text and "10 banks, 20 modules" in text  # q, k, v, fc1/intermediate, fc2/output x 2 groups
+    model = get_peft_model(_tv_resnet(), RecastConfig())
+    model.add_adapter("t2", RecastConfig())
+    model.delete_adapter("t2")
+    assert not [n for n, _ in model.named_parameters() if ".t2" in n]
+    with pytest.raises(WeightlabError, match="shares its template banks"):
+        model.add_adapter("t3", RecastConfig(coef_sets=3))

@@ -19,7 +19,7 @@ plain model with the active adapter's generated weights.
 from weightlab.peft.architectures import ARCHITECTURES, Architecture, detect
 from weightlab.peft.config import RecastConfig
 from weightlab.peft.layer import RecastPeftLayer
-from weightlab.peft.model import TEMPLATES_FILE, RecastModel, describe_plan
+from weightlab.peft.model import TEMPLATES_FILE, RecastModel, describe_plan, from_recast_model
 from weightlab.peft.registration import register
 
 register()
@@ -32,6 +32,7 @@ __all__ = [
     "RecastPeftLayer",
     "TEMPLATES_FILE",
     "describe_plan",
+    "from_recast_model",
     "detect",
     "register",
 ]

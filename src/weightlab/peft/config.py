@@ -125,4 +125,4 @@ class RecastConfig(PeftConfig):
     def template_dirs(self) -> list[str]:
         """Where a loaded adapter looks for ``recast_templates.safetensors``: its folder, then the parent."""
         src = getattr(self, "_recast_source", None)
-        return [src, os.path.dirname(os.path.normpath(src))] if src else []
+        return [str(src), os.path.dirname(os.path.normpath(str(src)))] if src else []

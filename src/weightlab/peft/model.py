@@ -11,6 +11,7 @@ adapter's config.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import warnings
@@ -75,14 +76,15 @@ class RecastModel(BaseTuner):
         return plans
 
     def _build_banks(self, model: nn.Module, config: RecastConfig) -> None:
-        plans = self._plan(model, config)
-        if config.bank_plan is not None and [p.to_dict() for p in plans] != config.bank_plan:
-            raise WeightlabError(
-                "this model does not give the adapter's saved bank plan (a different architecture or RECAST version?)"
-            )
         modules = dict(model.named_modules())
-        templates, coefficients = None, None
-        for folder in config.template_dirs():
+        if config.bank_plan is not None:  # a saved adapter (or a converted weightlab model): its plan is the truth
+            if config.target_modules is None:
+                config.target_modules = sorted(m for d in config.bank_plan for m in d["modules"])
+            plans = _saved_plan(config.bank_plan, modules)
+        else:
+            plans = self._plan(model, config)
+        templates, coefficients = getattr(config, "_recast_given", None) or (None, None)
+        for folder in config.template_dirs() if templates is None else []:
             path = os.path.join(folder, TEMPLATES_FILE)
             if os.path.isfile(path):
                 templates, coefficients = _read_templates(path, plans, config.templates_sha256)
@@ -112,7 +114,8 @@ class RecastModel(BaseTuner):
         mine = {k: getattr(config, k) for k in _PLAN_FIELDS}
         if config.bank_plan is not None and config.bank_plan != [p.to_dict() for p in self.recast_plan]:
             raise WeightlabError("this adapter was made for other template banks than the model's")
-        differing = [k for k in _PLAN_FIELDS if mine[k] is not None and mine[k] != self._plan_options[k]]
+        defaults = {f.name: f.default for f in dataclasses.fields(RecastConfig)}
+        differing = [k for k in _PLAN_FIELDS if mine[k] != defaults[k] and mine[k] != self._plan_options[k]]
         if differing:
             raise WeightlabError(
                 f"every RECAST adapter of a model shares its template banks: {', '.join(differing)} differ from "
@@ -303,6 +306,53 @@ def _fit(plans: list[BankPlan], modules: dict[str, nn.Module], config: RecastCon
         for i, m in enumerate(plan.modules):
             base[m] = prob.coefficients[i].clone()
     return templates, base
+
+
+def _saved_plan(saved: list[dict], modules: dict[str, nn.Module]) -> list[BankPlan]:
+    """The banks of a saved plan, checked against the model: every module there, templatable, of its shape."""
+    plans = []
+    for d in saved:
+        plan = BankPlan(
+            d["name"], d["stage"], int(d["group"]), d["role"], tuple(d["modules"]), tuple(d["shape"]), int(d["n"])
+        )
+        for m in plan.modules:
+            module = modules.get(m)
+            module = module.get_base_layer() if isinstance(module, BaseTunerLayer) else module
+            if not isinstance(module, SUPPORTED_TYPES) or tuple(module.weight.shape) != plan.shape:
+                raise WeightlabError(
+                    f"this model does not fit the adapter's bank plan: module '{m}' is missing, not a Linear / "
+                    f"Conv2d, or not of shape {list(plan.shape)} (a different architecture?)"
+                )
+        plans.append(plan)
+    return plans
+
+
+def from_recast_model(recast_model: nn.Module, **config_fields) -> nn.Module:
+    """A PEFT model made from a weightlab RECAST model (``apply_recast`` + ``reconstruct``, e.g. the authors'
+    recipe): the same banks and templates, its coefficients as the ``default`` adapter. The base under the
+    adapters is :func:`~weightlab.recast.materialize` of the model (its generated weights), so the PEFT model,
+    with or without the adapter, computes what ``recast_model`` computes."""
+    from peft import get_peft_model
+
+    from weightlab.recast.tuner import bank_plans, banks, is_recast, materialize, recast_layers
+
+    if not is_recast(recast_model):
+        raise WeightlabError("from_recast_model needs a weightlab RECAST model (weightlab.recast.apply_recast)")
+    plans = bank_plans(recast_model)
+    layers = recast_layers(recast_model)
+    bank_map = banks(recast_model)
+    k = {tuple(layer.coefficients.shape)[0] for layer in layers.values()}
+    templates = {p.name: bank_map[p.name].templates.detach().clone() for p in plans}
+    coefficients = {m: layers[m].coefficients.detach().clone() for p in plans for m in p.modules}
+    config = RecastConfig(
+        target_modules=sorted(coefficients),
+        coef_sets=k.pop(),
+        bank_plan=[p.to_dict() for p in plans],
+        init="recipe",  # the templates cannot be derived again from the base: they travel in their file
+        **config_fields,
+    )
+    object.__setattr__(config, "_recast_given", (templates, coefficients))
+    return get_peft_model(materialize(recast_model), config)
 
 
 def _fan_in(t: torch.Tensor) -> int:
