@@ -1,7 +1,8 @@
 """RECAST as a PEFT method on random-init models of five libraries' architectures (issue 18's evidence).
 
-For each model: ``get_peft_model`` against the base (max abs output difference), two adapters with
-different coefficients (switching bit-exact?), ``save_pretrained`` / ``from_pretrained`` (bit-exact?),
+For each model: ``get_peft_model`` against the base (max abs output difference), two adapters each
+trained 10 Adam steps on its own synthetic task (regress the output to a random target; only that
+adapter's coefficients train), switching between them (bit-exact?), ``save_pretrained`` / ``from_pretrained`` (bit-exact?),
 ``merge_and_unload`` against the adapter model (max abs difference), and the bytes: an adapter file per
 task, the templates file written once, and the model's own weights for scale. Random init because this
 machine has no network; the architectures (module names, shapes) are the real ones.
@@ -63,12 +64,30 @@ def _out(model, x):
     return out.last_hidden_state if hasattr(out, "last_hidden_state") else out
 
 
-def _perturb(model, name, seed):
+def _train(model, name, x, seed, steps=10) -> tuple[float, float]:
+    """Adapter ``name`` trained for ``steps`` Adam steps (lr 1e-2, train mode) to move the output toward a random
+    target of the output's scale: a synthetic task. Returns the loss before and after."""
+    model.set_adapter(name)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for n, p in model.named_parameters():
-            if f"recast_coefficients.{name}" in n:
-                p.add_(torch.randn(p.shape, generator=g) * 0.05 * p.abs().mean())
+        ref = _out(model, x)
+    target = torch.randn(ref.shape, generator=g) * ref.std()
+    params = [p for p in model.parameters() if p.requires_grad]
+    assert params and all(p.numel() for p in params)
+    opt = torch.optim.Adam(params, lr=1e-2)
+    model.train()
+    for m in model.modules():  # BatchNorm statistics belong to the shared base: kept frozen (eval mode)
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
+    losses = []
+    for _ in range(steps + 1):
+        loss = torch.nn.functional.mse_loss(_out(model, x), target)
+        losses.append(loss.item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    return losses[0], losses[-1]
 
 
 def _time(fn, repeats=5) -> float:
@@ -117,8 +136,8 @@ def measure(label, make) -> dict:
         fresh_diff = (_out(model, x) - ref).abs().max().item()
     timing = _timing(model, x)
     model.add_adapter("task2", RecastConfig())
-    _perturb(model, "default", 1)
-    _perturb(model, "task2", 2)
+    train1 = _train(model, "default", x, 1)
+    train2 = _train(model, "task2", x, 2)
     with torch.no_grad():
         model.set_adapter("default")
         out1 = _out(model, x).clone()
@@ -159,6 +178,7 @@ def measure(label, make) -> dict:
         adapter_file_bytes=adapter_bytes,
         templates_file_bytes=template_bytes,
         base_model_bytes=base_bytes,
+        task_loss_before_after=[train1, train2],
         **timing,
     )
 

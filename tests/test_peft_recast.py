@@ -359,3 +359,24 @@ def test_roberta_and_deit_rows_and_delete_adapter():
     assert not [n for n, _ in model.named_parameters() if ".t2" in n]
     with pytest.raises(WeightlabError, match="shares its template banks"):
         model.add_adapter("t3", RecastConfig(coef_sets=3))
+
+
+def test_per_task_norms_through_modules_to_save(tmp_path):
+    base, inputs = MODELS["hf_bert"]()
+    model = get_peft_model(base, RecastConfig(modules_to_save=["LayerNorm"]))
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert any("LayerNorm.modules_to_save.default" in n for n in names)
+    assert all("recast_coefficients.default" in n or "modules_to_save.default" in n for n in names)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.1)
+    x = inputs()
+    model.eval()
+    with torch.no_grad():
+        want = _out(model, x)
+    model.save_pretrained(tmp_path)
+    fresh, _ = MODELS["hf_bert"]()
+    loaded = PeftModel.from_pretrained(fresh, tmp_path).eval()
+    with torch.no_grad():
+        assert torch.equal(_out(loaded, x), want)
