@@ -1,11 +1,11 @@
 """RECAST as a PEFT method on random-init models of five libraries' architectures (issue 18's evidence).
 
-For each model: ``get_peft_model`` against the base (max abs output difference), two adapters each
+For each model: ``get_peft_model`` against the base (max abs output difference); two adapters, each
 trained 10 Adam steps on its own synthetic task (regress the output to a random target; only that
-adapter's coefficients train), switching between them (bit-exact?), ``save_pretrained`` / ``from_pretrained`` (bit-exact?),
-``merge_and_unload`` against the adapter model (max abs difference), and the bytes: an adapter file per
-task, the templates file written once, and the model's own weights for scale. Random init because this
-machine has no network; the architectures (module names, shapes) are the real ones.
+adapter's coefficients train); switching between them (bit-exact?); ``save_pretrained`` /
+``from_pretrained`` (bit-exact?); ``merge_and_unload`` against the adapter model (max abs difference);
+and the bytes: an adapter file per task, the templates file written once, the model's own weights.
+Random init because this machine has no network; the architectures (module names, shapes) are real.
 
     python benchmarks/peft_recast.py        # -> benchmarks/results/peft_recast.json
 """

@@ -219,7 +219,7 @@ def test_cli_forget_predict_transfer(tmp_path, capsys):
                 "2",
                 "--no-pretrained",
             ],
-            "ratio r must be in",
+            "argument --ratio: must be a number in (0, 1)",
         ),
         (
             ["know", "transfer", "--trajectory", "/nonexistent", "--task", "digits", "--out", "/tmp/x"],

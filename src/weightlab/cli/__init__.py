@@ -9,6 +9,7 @@ Markdown table. Bad input ends with one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
@@ -29,12 +30,11 @@ def _templates_arg(v: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from weightlab.cli.ranges import OneLineParser
     from weightlab.recast.config import PRESETS, SHARING_SCHEMES
     from weightlab.recast.mimicry import LOSSES, METHODS
 
-    parser = argparse.ArgumentParser(
-        prog="weightlab", description="Decompose, adapt and predict neural-network weights."
-    )
+    parser = OneLineParser(prog="weightlab", description="Decompose, adapt and predict neural-network weights.")
     parser.add_argument("--version", action="version", version=f"weightlab {__import__('weightlab').__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_parsers(rc)
     add_know_parsers(sub)
+    from weightlab.cli.ranges import apply_ranges
+
+    apply_ranges(parser)
     return parser
 
 
@@ -223,9 +226,47 @@ def cmd_recast_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+#: OS errors a user's paths, permissions or disk cause (not programming errors): one line, exit 2
+_USER_ERRNOS = {
+    errno.EEXIST: "exists",
+    errno.ENOTDIR: "is not a folder (or lies under a file)",
+    errno.EISDIR: "is a folder, not a file",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOSPC: "no space left on the device",
+    errno.EROFS: "read-only file system",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.ENAMETOOLONG: "file name too long",
+}
+_DISK_WORDS = ("No space left", "Disk quota", "Read-only file system", "Permission denied")
+
+
+def user_os_error(e: OSError) -> str | None:
+    """One line for an OS error the user can cause and fix (naming the path), else None."""
+    if e.errno not in _USER_ERRNOS:
+        return None
+    where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f)
+    if e.errno == errno.EEXIST and e.filename and Path(str(e.filename)).is_file():
+        return f"{e.filename}: is a file, not a folder"
+    return f"{where}: {_USER_ERRNOS[e.errno]}" if where else f"{_USER_ERRNOS[e.errno]} ({e.strerror})"
+
+
+def _one_line(message: str) -> str:
+    """The message's last informative line (an error re-raised from a DataLoader worker carries the worker's
+    traceback in its message)."""
+    lines = [ln.strip() for ln in message.strip().splitlines() if ln.strip()]
+    if len(lines) <= 1:
+        return message.strip()
+    last = lines[-1]
+    return last.split("WeightlabError: ", 1)[-1]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # a bad option (one line already printed) or --help: a status, not an exception
+        return e.code if isinstance(e.code, int) else 2
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded by commands that write how a result was made
     try:
         seed_everything(args.seed)
@@ -255,7 +296,18 @@ def main(argv: list[str] | None = None) -> int:
 
             return COMMANDS[args.know_command](args)
     except WeightlabError as e:
-        print(f"weightlab: error: {e}", file=sys.stderr)
+        print(f"weightlab: error: {_one_line(str(e))}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        line = user_os_error(e)
+        if line is None:
+            raise  # not something the user's input or machine caused: keep the traceback
+        print(f"weightlab: error: {line}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        if type(e).__name__ != "SafetensorError" or not any(w in str(e) for w in _DISK_WORDS):
+            raise
+        print(f"weightlab: error: writing a safetensors file failed: {_one_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("weightlab: interrupted", file=sys.stderr)

@@ -10,6 +10,25 @@ from weightlab.cli.common import add_backend_flags, add_common, add_runtime, bac
 from weightlab.errors import WeightlabError
 
 
+def _templates(text: str):
+    from weightlab.cli import _templates_arg
+
+    return _templates_arg(text)
+
+
+def seed_list(text: str) -> tuple[int, ...]:
+    """``42,1998`` -> (42, 1998): seeds in [0, 2^32), no repeats."""
+    from weightlab.cli.ranges import SEED
+
+    parts = [p.strip() for p in text.split(",")]
+    if not all(parts):
+        raise argparse.ArgumentTypeError(f"must be comma-separated seeds, got {text!r}")
+    seeds = tuple(SEED(p) for p in parts)
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"repeats a seed: {text!r}")
+    return seeds
+
+
 def add_parsers(rc) -> None:
     from weightlab.bench.suites import SUITES
     from weightlab.data.tasks import SEQUENCES
@@ -36,7 +55,9 @@ def add_parsers(rc) -> None:
     a.add_argument("--weights", type=Path, default=None, help="local backbone weights")
     a.add_argument("--no-pretrained", action="store_true", help="random-init backbone (tests)")
     a.add_argument("--base", type=Path, default=None, help="an existing base folder (OUT/base of an earlier run)")
-    a.add_argument("--templates", default="auto", help="RECAST templates per bank n (default auto)")
+    a.add_argument(
+        "--templates", type=_templates, default="auto", help="RECAST templates per bank n, or 'auto' (default auto)"
+    )
     a.add_argument("--coef-sets", type=int, default=None, help="RECAST coefficient sets K")
     a.add_argument("--layers-per-group", type=int, default=2, help="RECAST layers per group (default 2)")
     a.add_argument(
@@ -91,7 +112,9 @@ def add_parsers(rc) -> None:
     b = rc.add_parser("bench", help="run a benchmark suite (JSON, Markdown table, PNG plots; resumable)")
     b.add_argument("--suite", required=True, choices=sorted(SUITES))
     b.add_argument("--methods", default=None, help="comma-separated subset of the suite's methods")
-    b.add_argument("--seeds", default=None, help="comma-separated seeds (default the authors' 42,1998,3142592)")
+    b.add_argument(
+        "--seeds", type=seed_list, default=None, help="comma-separated seeds (default the authors' 42,1998,3142592)"
+    )
     b.add_argument("--weights", type=Path, default=None, help="local backbone weights (e.g. for the ViT suite)")
     b.add_argument(
         "--scale",
@@ -162,7 +185,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     else:
         if not args.model:
             raise WeightlabError("--model is required to build a new base (or pass --base DIR)")
-        templates = args.templates if args.templates == "auto" else int(args.templates)
+        templates = args.templates
         plain, rbase = build_bases(
             args.model,
             str(args.weights) if args.weights else None,
@@ -259,7 +282,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         data_root=args.data_root,
         progress=progress(args),
         methods=args.methods.split(",") if args.methods else None,
-        seeds=tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None,
+        seeds=args.seeds,
         command=command_line(args),
         device=args.device,
         precision=args.precision,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -377,7 +378,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise WeightlabError(f"--steps must be at least 1, got {args.steps}")
     traj = Trajectory.load(args.trajectory)
     name = resolve_predictor(args.method)
-    predictor = get_predictor(name, kinds=args.kinds, **options_from_flags(args, _PREDICT_FLAGS, name))
+    options = options_from_flags(args, _PREDICT_FLAGS, name)
+    predictor = get_predictor(name, kinds=args.kinds, **options)
+    lam = predictor.options().get("lam", options.get("lam"))
+    if isinstance(lam, (int, float)) and lam < 0:
+        print(
+            f"weightlab: warning: lam = {lam} < 0 reverses the extrapolation (the prediction moves toward the "
+            "forgetting, not away from it)",
+            file=sys.stderr,
+        )
     steps = [k for k in range(1, args.steps + 1) if predictor.unsupported(k) is None]
     skipped = {k: predictor.unsupported(k) for k in range(1, args.steps + 1) if predictor.unsupported(k)}
     for k, why in skipped.items():

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import shutil
 import tarfile
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -93,13 +96,21 @@ def _cifar10_folder(root) -> Path:
         raise WeightlabError(f"{tar}: not found (the CIFAR-10 JPEG tar of the shared data)")
     dest = paths.cache_root() / "cifar10-jpeg"
     if not (dest / "test").is_dir():
-        tmp = paths.cache_root() / f".cifar10-jpeg.{os.getpid()}.tmp"
-        with tarfile.open(tar) as tf:
-            tf.extractall(tmp, filter="data")
-        inner = tmp / "cifar10-jpeg"
-        os.replace(inner if inner.is_dir() else tmp, dest)
-        if tmp.exists():
-            tmp.rmdir()
+        # extract into a folder of our own, then rename it into place; when another process (a parallel
+        # worker) got there first, its copy is the same: keep it and drop ours
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".cifar10-jpeg.", suffix=".tmp", dir=dest.parent))
+        try:
+            with tarfile.open(tar) as tf:
+                tf.extractall(tmp, filter="data")
+            inner = tmp / "cifar10-jpeg"
+            try:
+                os.replace(inner if inner.is_dir() else tmp, dest)
+            except OSError as e:
+                if e.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not (dest / "test").is_dir():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 
@@ -130,11 +141,16 @@ def decode_image(path: str | Path, size: int | None = None) -> np.ndarray:
     """One image file as a uint8 (3, H, W) array: RGB, resized (bilinear) to ``size`` x ``size`` if given."""
     from PIL import Image
 
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        if size is not None and im.size != (size, size):
-            im = im.resize((size, size), Image.BILINEAR)
-        return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy()
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            if size is not None and im.size != (size, size):
+                im = im.resize((size, size), Image.BILINEAR)
+            return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        if isinstance(e, OSError) and e.errno in (errno.EACCES, errno.EPERM):
+            raise WeightlabError(f"{path}: permission denied") from None
+        raise WeightlabError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
 
 
 def load_image_folder(folder: Path, name: str, size: int | None = None) -> ImageArrays:

@@ -54,6 +54,16 @@ class AdaptConfig:
             raise WeightlabError(f"learning rates must be > 0 (lr={self.lr}, coef_lr={self.coef_lr})")
         if self.epochs < 1:
             raise WeightlabError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise WeightlabError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.eval_batch_size < 1:
+            raise WeightlabError(f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
+        if self.lr_step is not None and self.lr_step < 1:
+            raise WeightlabError(f"lr_step must be >= 1 epochs (None: a third of the epochs), got {self.lr_step}")
+        if self.weight_decay < 0 or self.lr_gamma <= 0:
+            raise WeightlabError(f"weight_decay must be >= 0 and lr_gamma > 0 ({self.weight_decay}, {self.lr_gamma})")
+        if self.clip_norm is not None and self.clip_norm <= 0:
+            raise WeightlabError(f"clip_norm must be > 0 (None: no clipping), got {self.clip_norm}")
         if self.optimizer not in OPTIMIZERS:
             raise WeightlabError(f"unknown optimizer '{self.optimizer}' (use one of {', '.join(OPTIMIZERS)})")
         if self.select not in ("val", "last"):

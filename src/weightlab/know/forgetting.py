@@ -14,6 +14,7 @@ killed run resumes at the next stage and reproduces the uninterrupted run exactl
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -167,6 +168,17 @@ def _train_pass(
     return sum(losses) / len(losses)
 
 
+def _check_not_diverged(loss: float, classes: int, stage: int, cfg: ForgetConfig) -> None:
+    """Refuse a stage whose mean training loss is non-finite or above 3x chance (3 ln C): the weights
+    diverged, and a trajectory through them says nothing about forgetting. Nothing of the stage is written."""
+    limit = 3.0 * math.log(max(classes, 2))
+    if not math.isfinite(loss) or loss > limit:
+        raise WeightlabError(
+            f"stage {stage} diverged: its mean training loss {loss:.3g} is above {limit:.3g} (3 x chance, ln "
+            f"{classes}); nothing of this stage was written (is the learning rate {cfg.lr} too high?)"
+        )
+
+
 def run_forgetting(
     model: nn.Module,
     train: ImageArrays,
@@ -247,6 +259,7 @@ def run_forgetting(
                 progress=progress,
                 precision=prec,
             )
+            _check_not_diverged(record["train_loss"], len(train.classes), s, cfg)
         if eval_data is not None:
             record["eval_accuracy"] = evaluate_accuracy(model, eval_data.batches(256, model_cfg), precision=prec)
         save_tensors(out_dir / stage_file(s), {k: v.detach().clone() for k, v in model.state_dict().items()})

@@ -267,6 +267,11 @@ def load_keras_known(path: str | Path, input_convention: str = "raw") -> KNOWNNe
                         raise WeightlabError(f"{path}: layer '{layer}' not found (not a KNOWN weights file)")
                     g = group[layer][layer] if layer in group[layer] else group[layer]
                     module = net.get_submodule(module_name)
+                    missing = [k for k in ("kernel:0", "bias:0") if not hasattr(g, "keys") or k not in g]
+                    if missing:
+                        raise WeightlabError(
+                            f"{path}: layer '{layer}' has no {' / '.join(missing)} (not a KNOWN weights file)"
+                        )
                     kernel = torch.from_numpy(g["kernel:0"][()]).T
                     bias = torch.from_numpy(g["bias:0"][()])
                     if kernel.shape != module.weight.shape or bias.shape != module.bias.shape:

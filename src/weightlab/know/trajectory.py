@@ -124,9 +124,23 @@ class Trajectory:
                 f"{folder}: not a trajectory folder (no {MANIFEST}); make one with 'weightlab know forget'"
             )
         meta = read_json(folder / MANIFEST)
-        if meta.get("format") != FORMAT:
-            raise WeightlabError(f"{folder / MANIFEST}: unknown format {meta.get('format')!r} (expected {FORMAT})")
-        files = meta.get("stage_files", [])[: meta.get("completed_stages", 0)]
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+            raise WeightlabError(f"{folder / MANIFEST}: unknown format {found!r} (expected {FORMAT})")
+        files, done = meta.get("stage_files", []), meta.get("completed_stages", 0)
+        if (
+            not isinstance(files, list)
+            or not all(isinstance(f, str) and f for f in files)
+            or not isinstance(done, int)
+            or isinstance(done, bool)
+            or not 0 <= done <= len(files)
+            or not isinstance(meta.get("kinds", {}), dict)
+        ):
+            raise WeightlabError(
+                f"{folder / MANIFEST}: damaged manifest (stage_files must be a list of file names, completed_stages "
+                "a count of them, kinds a mapping)"
+            )
+        files = files[:done]
         if len(files) < min_stages:
             raise WeightlabError(f"{folder}: {len(files)} complete stage(s), at least {min_stages} needed")
         stages = []

@@ -42,6 +42,16 @@ class TransferConfig:
     val_fraction: float = 0.2
 
     def __post_init__(self) -> None:
+        if self.epochs < 0 or self.warmup_epochs < 0 or self.epochs + self.warmup_epochs < 1 or self.batch_size < 1:
+            raise WeightlabError(
+                "transfer needs epochs, warmup_epochs >= 0 (at least one epoch in all) and batch_size >= 1 "
+                f"(got {self.epochs}, {self.warmup_epochs}, {self.batch_size})"
+            )
+        if self.lr <= 0 or self.warmup_lr <= 0 or self.weight_decay < 0:
+            raise WeightlabError(
+                f"transfer needs lr, warmup_lr > 0 and weight_decay >= 0 (got {self.lr}, "
+                f"{self.warmup_lr}, {self.weight_decay})"
+            )
         if self.lr_grid is not None:
             self.lr_grid = tuple(float(v) for v in self.lr_grid)
             if not self.lr_grid or any(v <= 0 for v in self.lr_grid):

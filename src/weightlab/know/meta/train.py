@@ -24,6 +24,13 @@ class MetaTrainConfig:
     seed: int = 0
     input_convention: str = "normalized"  # raw inputs train unstably and do not beat "no change" on convs
 
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.batch_size < 1 or self.epochs < 1 or self.patience < 1:
+            raise WeightlabError(
+                f"KNOWN meta-training needs lr > 0, batch_size, epochs and patience >= 1 (got {self.lr}, "
+                f"{self.batch_size}, {self.epochs}, {self.patience})"
+            )
+
 
 @torch.no_grad()
 def l1_error(net: KNOWNNet, seq: torch.Tensor, target: torch.Tensor, batch_size: int = 65536) -> float:

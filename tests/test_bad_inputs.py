@@ -1,0 +1,182 @@
+"""Bad input on the command line: every case ends with exit status 2 and exactly one ``weightlab: error:``
+line (never a traceback, never a run that "succeeds" on nonsense). Table-driven: add a row per new case."""
+
+from __future__ import annotations
+
+import errno
+import json
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from weightlab.cli import main, user_os_error
+from weightlab.io import write_json
+
+MIMIC = ["recast", "mimic", "--model", "resnet20", "--no-pretrained", "--method", "closed_form", "--dataset", "none"]
+ADAPT = ["recast", "adapt", "--model", "resnet20", "--no-pretrained", "--tasks", "digits:0-1", "--epochs", "1"]
+FORGET = ["know", "forget", "--model", "smallcnn", "--no-pretrained", "--data", "digits:0-4", "--stages", "2"]
+
+
+@pytest.fixture
+def places(tmp_path):
+    """Paths the cases refer to: a plain file, a broken image tree, damaged trajectories and KNOWN files."""
+    f = tmp_path / "a_file"
+    f.write_text("x")
+    tree = tmp_path / "tree"
+    for c in ("cat", "dog"):
+        (tree / c).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((8, 8, 3), 40 * i, dtype=np.uint8)).save(tree / c / f"{i}.png")
+    (tree / "dog" / "bad.jpg").write_bytes(b"this is not a jpeg")
+    truncated = tmp_path / "truncated"
+    for c in ("cat", "dog"):
+        (truncated / c).mkdir(parents=True)
+        Image.fromarray(np.full((64, 64, 3), 7, dtype=np.uint8)).save(truncated / c / "ok.png")
+    whole = (truncated / "cat" / "ok.png").read_bytes()
+    (truncated / "dog" / "cut.png").write_bytes(whole[: len(whole) // 2])
+    as_list = tmp_path / "traj_list"
+    as_list.mkdir()
+    (as_list / "manifest.json").write_text("[1, 2]")
+    nulls = tmp_path / "traj_nulls"
+    nulls.mkdir()
+    write_json(
+        nulls / "manifest.json",
+        {"format": "weightlab.know.trajectory/1", "stage_files": [None, None], "completed_stages": 2},
+    )
+    import h5py
+
+    h5 = tmp_path / "known.h5"
+    with h5py.File(h5, "w") as hf:
+        g = hf.create_group("dense").create_group("dense")
+        g.create_dataset("bias:0", data=np.zeros(4, dtype=np.float32))  # no kernel:0
+    return dict(tmp=tmp_path, file=f, tree=tree, truncated=truncated, traj_list=as_list, traj_nulls=nulls, h5=h5)
+
+
+CASES = [
+    # (id, argv with {placeholders}, what the one line must say)
+    ("out-is-a-file", MIMIC + ["--out", "{file}"], "is a file, not a folder"),
+    ("out-under-a-file", MIMIC + ["--out", "{file}/sub"], "not a folder"),
+    ("seed-negative", MIMIC + ["--seed", "-1"], "argument --seed: must be an integer in [0, 4294967295]"),
+    ("seed-too-big", MIMIC + ["--seed", "99999999999"], "argument --seed"),
+    ("templates-word", ADAPT + ["--templates", "two"], "--templates must be a positive integer"),
+    ("lr-negative", ADAPT + ["--lr", "-1"], "argument --lr: must be a number > 0"),
+    ("weight-decay-negative", ADAPT + ["--weight-decay", "-1"], "argument --weight-decay: must be a number >= 0"),
+    ("batch-zero", ADAPT + ["--batch-size", "0"], "argument --batch-size: must be an integer >= 1"),
+    ("train-size-zero", ADAPT + ["--train-size", "0"], "argument --train-size"),
+    ("lr-step-negative", ADAPT + ["--lr-step", "-1"], "argument --lr-step: must be an integer >= 0"),
+    ("lr-nan", ADAPT + ["--lr", "nan"], "argument --lr"),
+    ("epochs-zero-adapt", ADAPT + ["--epochs", "0"], "argument --epochs"),
+    ("seeds-word", ["recast", "bench", "--suite", "smoke", "--seeds", "x"], "argument --seeds"),
+    ("seeds-repeat", ["recast", "bench", "--suite", "smoke", "--seeds", "1,1"], "repeats a seed"),
+    ("mimic-iterations-zero", MIMIC + ["--iterations", "0"], "argument --iterations"),
+    ("mimic-eval-limit-negative", MIMIC + ["--eval-limit", "-5"], "argument --eval-limit"),
+    ("forget-limit-negative", FORGET + ["--limit", "-5", "--out", "{tmp}/f"], "argument --limit"),
+    ("forget-eval-limit-zero", FORGET + ["--eval-limit", "0", "--out", "{tmp}/f"], "argument --eval-limit"),
+    ("forget-ratio", FORGET + ["--ratio", "1", "--out", "{tmp}/f"], "argument --ratio: must be a number in (0, 1)"),
+    (
+        "transfer-epochs-zero",
+        ["know", "transfer", "--trajectory", "{tmp}", "--task", "digits", "--epochs", "0"],
+        "argument --epochs",
+    ),
+    ("meta-train-batch-zero", ["know", "meta", "train", "--data", "{tmp}", "--batch-size", "0"], "--batch-size"),
+    ("meta-train-max-rows-zero", ["know", "meta", "train", "--data", "{tmp}", "--max-rows", "0"], "--max-rows"),
+    (
+        "meta-train-val-fraction",
+        ["know", "meta", "train", "--data", "{tmp}", "--val-fraction", "1.5"],
+        "--val-fraction",
+    ),
+    ("meta-train-epochs-zero", ["know", "meta", "train", "--data", "{tmp}", "--epochs", "0"], "argument --epochs"),
+    (
+        "meta-collect-workers-zero",
+        ["know", "meta", "collect", "--out", "{tmp}/m", "--runs", "1", "--workers", "0"],
+        "argument --workers",
+    ),
+    ("meta-collect-runs-negative", ["know", "meta", "collect", "--out", "{tmp}/m", "--runs", "-3"], "argument --runs"),
+    ("unknown-command", ["recast", "nonsense"], "invalid choice"),
+    (
+        "corrupt-image",
+        ADAPT[:6] + ["imagefolder:{tree}", "--epochs", "1", "--out", "{tmp}/a"],
+        "bad.jpg: not a readable image",
+    ),
+    (
+        "truncated-image",
+        ADAPT[:6] + ["imagefolder:{truncated}", "--epochs", "1", "--out", "{tmp}/a"],
+        "cut.png: not a readable image",
+    ),
+    ("manifest-is-a-list", ["know", "predict", "--trajectory", "{traj_list}", "--out", "{tmp}/p"], "unknown format"),
+    (
+        "manifest-null-files",
+        ["know", "predict", "--trajectory", "{traj_nulls}", "--out", "{tmp}/p"],
+        "damaged manifest",
+    ),
+]
+
+
+@pytest.mark.parametrize("argv,expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_and_exit_2(argv, expected, places, capsys):
+    argv = [a.format(**places) for a in argv]
+    code = main(argv)
+    captured = capsys.readouterr()
+    lines = [ln for ln in captured.err.splitlines() if ln.strip()]
+    assert code == 2, (code, captured.err[-2000:])
+    assert len(lines) == 1 and lines[0].startswith("weightlab: error:"), captured.err[-2000:]
+    assert expected in lines[0], lines[0]
+
+
+def test_known_h5_missing_a_kernel_is_one_line(places):
+    from weightlab.errors import WeightlabError
+    from weightlab.know.hypermodel import load_keras_known
+
+    with pytest.raises(WeightlabError, match="not found|has no kernel:0"):
+        load_keras_known(places["h5"])
+
+
+def test_os_errors_a_user_causes_are_named_and_programming_errors_are_not():
+    assert user_os_error(PermissionError(errno.EACCES, "Permission denied", "/out")) == "/out: permission denied"
+    assert "no space left" in user_os_error(OSError(errno.ENOSPC, "No space left on device", "/out/x"))
+    assert user_os_error(OSError(errno.EBADF, "Bad file descriptor")) is None  # a bug: keeps its traceback
+
+
+def test_a_diverging_forgetting_run_is_refused_and_writes_no_stage(tmp_path, capsys):
+    out = tmp_path / "traj"
+    code = main(FORGET + ["--limit", "300", "--eval-limit", "100", "--lr", "1e6", "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "diverged" in err[0], err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["completed_stages"] == 1  # stage 0 (the base) only; the diverged stage left no file
+    assert not (out / "stage_1.safetensors").exists()
+
+
+def test_cifar_cache_extraction_tolerates_a_concurrent_winner(tmp_path, monkeypatch):
+    import tarfile
+
+    from weightlab.data import sources
+
+    root = tmp_path / "data"
+    src = tmp_path / "src" / "cifar10-jpeg"
+    for split in ("train", "test"):
+        (src / split / "cat").mkdir(parents=True)
+        Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)).save(src / split / "cat" / "0.jpg")
+    root.mkdir()
+    with tarfile.open(root / "cifar10-jpeg.tar", "w") as tf:
+        tf.add(src, arcname="cifar10-jpeg")
+    monkeypatch.setenv("WEIGHTLAB_CACHE", str(tmp_path / "cache"))
+    results, errors = [], []
+    barrier = threading.Barrier(4)
+
+    def extract():
+        try:
+            barrier.wait()
+            results.append(sources._cifar10_folder(root))
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=extract) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(set(results)) == 1 and (results[0] / "test" / "cat" / "0.jpg").is_file()
+    assert [p.name for p in results[0].parent.iterdir() if p.name.startswith(".cifar10")] == []
