@@ -36,7 +36,20 @@ COMMANDS = {
     "recast bench": "recast bench --suite smoke --backend serial --no-progress --out {out}",
     "know meta collect": "know meta collect --runs 3 --archs mlp --backend serial --no-progress --out {out}",
 }
-VOLATILE = ("seconds", "wall", "time", "machine", "argv", "command", "elapsed", "started", "finished", "date")
+# "backends" lists every invocation that worked on a folder (a resumed run adds its own entry)
+VOLATILE = (
+    "seconds",
+    "wall",
+    "time",
+    "machine",
+    "argv",
+    "command",
+    "elapsed",
+    "started",
+    "finished",
+    "date",
+    "backends",
+)
 
 
 def _clean(x):
@@ -55,8 +68,8 @@ def _snapshot(folder: Path) -> dict[str, object]:
         rel = p.relative_to(folder).as_posix()
         if p.suffix == ".safetensors":
             out[rel] = {k: v.numpy().tobytes() for k, v in load_file(p).items()}
-        elif p.suffix == ".json":
-            out[rel] = _clean(json.loads(p.read_text()))
+        elif p.suffix == ".json":  # paths inside name the run's own folder: the same file, not a difference
+            out[rel] = _clean(json.loads(p.read_text().replace(str(folder), "OUT")))
         elif p.suffix in (".png", ".md", ".log"):
             continue  # plots and text renderings are drawn from the JSON compared above
         else:

@@ -60,7 +60,7 @@ CASES = [
     ("out-under-a-file", MIMIC + ["--out", "{file}/sub"], "not a folder"),
     ("seed-negative", MIMIC + ["--seed", "-1"], "argument --seed: must be an integer in [0, 4294967295]"),
     ("seed-too-big", MIMIC + ["--seed", "99999999999"], "argument --seed"),
-    ("templates-word", ADAPT + ["--templates", "two"], "--templates must be a positive integer"),
+    ("templates-word", ADAPT + ["--templates", "two"], "argument --templates: must be a positive integer"),
     ("lr-negative", ADAPT + ["--lr", "-1"], "argument --lr: must be a number > 0"),
     ("weight-decay-negative", ADAPT + ["--weight-decay", "-1"], "argument --weight-decay: must be a number >= 0"),
     ("batch-zero", ADAPT + ["--batch-size", "0"], "argument --batch-size: must be an integer >= 1"),

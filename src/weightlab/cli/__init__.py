@@ -23,9 +23,9 @@ def _templates_arg(v: str):
     try:
         n = int(v)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--templates must be a positive integer or 'auto', got {v!r}") from None
+        raise argparse.ArgumentTypeError(f"must be a positive integer or 'auto', got {v!r}") from None
     if n < 1:
-        raise argparse.ArgumentTypeError(f"--templates must be >= 1, got {n}")
+        raise argparse.ArgumentTypeError(f"must be a positive integer or 'auto', got {v!r}")
     return n
 
 
