@@ -36,7 +36,8 @@ COMMANDS = {
     "recast bench": "recast bench --suite smoke --backend serial --no-progress --out {out}",
     "know meta collect": "know meta collect --runs 3 --archs mlp --backend serial --no-progress --out {out}",
 }
-# "backends" lists every invocation that worked on a folder (a resumed run adds its own entry)
+# "backends" / "collections" / "last_collection" log every invocation that worked on a folder (a resumed run
+# adds its own entry): provenance, not results
 VOLATILE = (
     "seconds",
     "wall",
@@ -49,6 +50,7 @@ VOLATILE = (
     "finished",
     "date",
     "backends",
+    "collection",
 )
 
 
@@ -135,6 +137,10 @@ def main() -> None:
                     trials=trials,
                 )
             )
+    path = Path(__file__).resolve().parent / "results" / "kill_resume.json"
+    if args.only and path.is_file():  # a rerun of some commands keeps the other commands' rows
+        done = {r["command"] for r in rows}
+        rows = [r for r in json.loads(path.read_text())["rows"] if r["command"] not in done] + rows
     write("kill_resume.json", dict(machine=machine(), device="cpu", command=command(), rows=rows))
 
 

@@ -42,6 +42,12 @@ class SplitSizes:
     val: int | None = 300
     test: int | None = 1000
 
+    def __post_init__(self) -> None:
+        for split, least in (("train", 1), ("val", 0), ("test", 0)):
+            n = getattr(self, split)
+            if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < least):
+                raise WeightlabError(f"{split} samples per task must be an integer >= {least} (None: all), got {n!r}")
+
 
 @dataclass
 class Task:
