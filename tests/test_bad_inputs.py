@@ -180,3 +180,29 @@ def test_cifar_cache_extraction_tolerates_a_concurrent_winner(tmp_path, monkeypa
         t.join()
     assert not errors and len(set(results)) == 1 and (results[0] / "test" / "cat" / "0.jpg").is_file()
     assert [p.name for p in results[0].parent.iterdir() if p.name.startswith(".cifar10")] == []
+
+
+def test_negative_lam_is_predicted_with_a_warning_line(tmp_path, capsys):
+    traj = tmp_path / "t"
+    argv = FORGET + ["--limit", "64", "--eval-limit", "20", "--batch-size", "32", "--out", str(traj), "--no-progress"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "know",
+                "predict",
+                "--trajectory",
+                str(traj),
+                "--method",
+                "task_vector",
+                "--lam",
+                "-1",
+                "--out",
+                str(tmp_path / "p"),
+            ]
+        )
+        == 0
+    )
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and err[0].startswith("weightlab: warning: lam = -1.0 < 0 reverses the extrapolation")
