@@ -25,9 +25,10 @@ class MetaTrainConfig:
     input_convention: str = "normalized"  # raw inputs train unstably and do not beat "no change" on convs
 
     def __post_init__(self) -> None:
-        if self.lr <= 0 or self.batch_size < 1 or self.epochs < 1 or self.patience < 1:
+        # epochs = 0 is the untrained initialisation (a reference point in Python; the CLI asks for >= 1)
+        if self.lr <= 0 or self.batch_size < 1 or self.epochs < 0 or self.patience < 1:
             raise WeightlabError(
-                f"KNOWN meta-training needs lr > 0, batch_size, epochs and patience >= 1 (got {self.lr}, "
+                f"KNOWN meta-training needs lr > 0, batch_size >= 1, epochs >= 0 and patience >= 1 (got {self.lr}, "
                 f"{self.batch_size}, {self.epochs}, {self.patience})"
             )
 
