@@ -11,7 +11,7 @@ from peft.config import PeftConfig
 
 from weightlab.errors import WeightlabError
 from weightlab.peft.registration import recast_peft_type
-from weightlab.recast.config import SHARING_SCHEMES
+from weightlab.recast.config import RecastConfig as PlanConfig
 
 INITS = ("closed_form", "recipe")
 
@@ -74,24 +74,28 @@ class RecastConfig(PeftConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.peft_type = recast_peft_type()
-        if self.templates is not None and self.templates < 1:
-            raise WeightlabError(f"RecastConfig.templates must be >= 1 or None, got {self.templates}")
-        if self.coef_sets < 1:
-            raise WeightlabError(f"RecastConfig.coef_sets must be >= 1, got {self.coef_sets}")
-        given = [k for k in ("num_groups", "layers_per_group", "sharing") if getattr(self, k) is not None]
-        if len(given) > 1:
-            raise WeightlabError(f"set only one of num_groups / layers_per_group / sharing (got {', '.join(given)})")
-        for k in ("num_groups", "layers_per_group"):
-            if getattr(self, k) is not None and getattr(self, k) < 1:
-                raise WeightlabError(f"RecastConfig.{k} must be >= 1, got {getattr(self, k)}")
-        if self.sharing is not None and self.sharing not in SHARING_SCHEMES:
-            raise WeightlabError(f"unknown sharing scheme '{self.sharing}' (use {', '.join(SHARING_SCHEMES)})")
+        self.plan_config()  # the planning fields are checked where they are defined (weightlab.recast.config)
         if self.init not in INITS:
             raise WeightlabError(f"unknown RECAST init '{self.init}' (use {', '.join(INITS)})")
         if self.target_parameters:
             raise WeightlabError("RECAST templates modules, not parameters: target_parameters is not supported")
         if isinstance(self.target_modules, set):
             self.target_modules = sorted(self.target_modules)
+
+    def plan_config(self) -> PlanConfig:
+        """The planner's configuration of these fields (its checks are theirs); every matched module is
+        named explicitly, and modules of one bank with different shapes form one bank per shape."""
+        return PlanConfig(
+            target_modules=["*"],
+            templates=self.templates,
+            coef_sets=self.coef_sets,
+            num_groups=self.num_groups,
+            layers_per_group=self.layers_per_group,
+            sharing=self.sharing,
+            skip_first_per_stage=bool(self.skip_first_per_stage),
+            layers_pattern=self.layers_pattern,
+            split_by_shape=True,
+        )
 
     # -- templates stored once beside the adapters -------------------------------------------------
     # PEFT writes each adapter's config with ``config.save_pretrained(<dir>)`` (``<root>`` for the

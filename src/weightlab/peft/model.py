@@ -27,7 +27,6 @@ from weightlab.peft.architectures import resolve_plan_options
 from weightlab.peft.config import RecastConfig
 from weightlab.peft.layer import SUPPORTED_TYPES, RecastPeftLayer
 from weightlab.peft.registration import PREFIX
-from weightlab.recast.config import RecastConfig as PlanConfig
 from weightlab.recast.planner import BankPlan, plan_banks
 from weightlab.recast.problem import BankProblem
 
@@ -96,8 +95,7 @@ class RecastModel(BaseTuner):
                     f"(looked in {', '.join(config.template_dirs()) or 'no folder'})"
                 )
             templates, coefficients = _fit(plans, modules, config)
-            digest = _sha256(templates, plans)
-            if config.templates_sha256 is not None and digest != config.templates_sha256:
+            if config.templates_sha256 is not None and _sha256(templates, plans) != config.templates_sha256:
                 raise WeightlabError(
                     "the templates derived from this base model differ from the adapter's (templates_sha256): "
                     f"a different base model, or put {TEMPLATES_FILE} beside the adapter"
@@ -107,8 +105,9 @@ class RecastModel(BaseTuner):
         self._base_coefficients = coefficients
         self._bank_of = {m: p.name for p in plans for m in p.modules}
         self._plan_options = {k: getattr(config, k) for k in _PLAN_FIELDS}
+        self._templates_sha = _sha256(templates, plans)  # the templates are frozen: hashed once
         config.bank_plan = [p.to_dict() for p in plans]
-        config.templates_sha256 = _sha256(templates, plans)
+        config.templates_sha256 = self._templates_sha
 
     def _check_same_banks(self, config: RecastConfig) -> None:
         mine = {k: getattr(config, k) for k in _PLAN_FIELDS}
@@ -124,18 +123,20 @@ class RecastModel(BaseTuner):
         for k in _PLAN_FIELDS:
             setattr(config, k, self._plan_options[k])
         config.bank_plan = [p.to_dict() for p in self.recast_plan]
-        if config.templates_sha256 is not None and config.templates_sha256 != self.templates_sha256():
+        if config.templates_sha256 is not None and config.templates_sha256 != self._templates_sha:
             raise WeightlabError("this adapter was trained on other templates than the model's (templates_sha256)")
-        config.templates_sha256 = self.templates_sha256()
+        config.templates_sha256 = self._templates_sha
         if config.target_modules is None:
             config.target_modules = sorted(self._bank_of)
 
     def templates_sha256(self) -> str:
-        return _sha256(dict(self.recast_templates.items()), self.recast_plan)
+        return self._templates_sha
 
     def save_templates(self, directory: str) -> str:
         """Write the banks (and the base coefficients new adapters start from) once to ``directory``."""
         path = os.path.join(directory, TEMPLATES_FILE)
+        if _file_sha(path) == self._templates_sha:  # every adapter's config asks; the first one wrote it
+            return path
         tensors = {f"templates.{p.name}": self.recast_templates[p.name] for p in self.recast_plan}
         tensors.update({f"base_coefficients.{m}": c for m, c in self._base_coefficients.items()})
         save_tensors(
@@ -210,18 +211,7 @@ def plan_for(model: nn.Module, config: RecastConfig) -> tuple[list[BankPlan], li
             f"no Linear / Conv2d module of this {type(model).__name__} matches target_modules "
             f"{config.target_modules!r}{where}"
         )
-    plan_config = PlanConfig(
-        target_modules=["*"],
-        templates=config.templates,
-        coef_sets=config.coef_sets,
-        num_groups=config.num_groups,
-        layers_per_group=opts.layers_per_group,
-        sharing=config.sharing,
-        skip_first_per_stage=opts.skip_first_per_stage,
-        layers_pattern=opts.layers_pattern,
-        split_by_shape=True,
-    )
-    plans = plan_banks(model, plan_config, names=names)
+    plans = plan_banks(model, config.plan_config(), names=names)  # the unset fields filled in above
     single = [p.modules[0] for p in plans if len(p.modules) == 1]
     plans = [p for p in plans if len(p.modules) > 1]
     if not plans:
@@ -366,6 +356,16 @@ def _sha256(templates: dict[str, torch.Tensor], plans: list[BankPlan]) -> str:
         h.update(p.name.encode())
         h.update(t.numpy().tobytes())
     return h.hexdigest()
+
+
+def _file_sha(path: str) -> str | None:
+    """The templates hash a saved templates file records (None when there is no such file)."""
+    if not os.path.isfile(path):
+        return None
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as f:
+        return (f.metadata() or {}).get("sha256")
 
 
 def _read_templates(path: str, plans: list[BankPlan], expected: str | None):
