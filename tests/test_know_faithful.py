@@ -55,8 +55,10 @@ def test_pretraining_resumes_exactly_and_refuses_another_config(tmp_path):
     a, b = load_weights(tmp_path / "whole" / "base.safetensors"), load_weights(tmp_path / "part" / "base.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert read_json(tmp_path / "whole" / "pretrain.json")["history"] == meta["history"]
-    with pytest.raises(WeightlabError, match="another model or configuration"):
+    with pytest.raises(WeightlabError, match=r"other inputs \(config.augment: \"crop\" -> null; config.batch_size"):
         pretrain(_digits_model(), train, tmp_path / "part", PretrainConfig(epochs=5), progress=False)
+    with pytest.raises(WeightlabError, match="inputs.train_sha256"):
+        pretrain(_digits_model(), train.head(150), tmp_path / "part", cfg, val=val, progress=False)
     with pytest.raises(WeightlabError, match="unknown augmentation"):
         PretrainConfig(augment="mixup").validate()
     assert converged([{"val_accuracy": a} for a in (50, 90, 90.5, 90.2)], window=3, tolerance=1.0) is True

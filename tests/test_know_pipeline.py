@@ -72,8 +72,14 @@ def test_interrupted_forgetting_resumes_to_the_same_trajectory(tmp_path, digits_
         for k in a:
             assert torch.equal(a[k], b[k]), k
     assert not torch.equal(full.stages[0]["fc.weight"], full.stages[3]["fc.weight"])
-    with pytest.raises(WeightlabError, match="another model or configuration"):
+    with pytest.raises(WeightlabError, match=r"other inputs \(config.batch_size: 32 -> 128; config.lr"):
         run_forgetting(_model(), digits_task.train, tmp_path / "part", ForgetConfig(stages=4, lr=1e-2), progress=False)
+    # the same options on other data, or from another Θ⁰: refused, naming what differs
+    other = build_task("digits:5-9", sizes=SplitSizes(train=160, val=0, test=100)).train
+    with pytest.raises(WeightlabError, match="inputs.train_sha256"):
+        run_forgetting(_model(), other, tmp_path / "part", cfg, progress=False)
+    with pytest.raises(WeightlabError, match="inputs.base_sha256"):
+        run_forgetting(_model(seed=5), digits_task.train, tmp_path / "part", cfg, progress=False)
 
 
 def test_transfer_warmup_trains_only_norm_and_head(digits_task):

@@ -8,6 +8,8 @@ destination folder and is renamed into place, so an interrupted run never leaves
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import json
 import os
 import tempfile
@@ -28,7 +30,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a finished file gets the usual mode
+    finally:
+        os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
@@ -36,6 +41,120 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _umask() -> int:
+    """The process umask (read without changing it where /proc allows)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def check_writable(folder: str | os.PathLike, what: str = "output folder") -> Path:
+    """Create ``folder`` if needed and make sure a file can be written there, before any work starts;
+    raises one :class:`WeightlabError` line naming the folder otherwise."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise WeightlabError(f"{folder}: the {what} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        why = {
+            errno.EACCES: "permission denied",
+            errno.EPERM: "permission denied",
+            errno.EROFS: "read-only file system",
+        }
+        raise WeightlabError(
+            f"{folder}: cannot write to the {what} ({why.get(e.errno, e.strerror or type(e).__name__)})"
+        ) from None
+    return folder
+
+
+def tensors_sha256(tensors: dict[str, torch.Tensor], header: bytes = b"") -> str:
+    """sha256 of ``header`` and the tensors (in name order: name, dtype, shape, bytes)."""
+    h = hashlib.sha256(header)
+    for k, v in sorted(tensors.items()):
+        t = v.detach().cpu().contiguous().reshape(-1)
+        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_record(path: str | os.PathLike) -> dict:
+    """What a manifest stores to verify a file on reuse: its size and sha256."""
+    return {"bytes": Path(path).stat().st_size, "sha256": file_sha256(path)}
+
+
+def file_matches(path: str | os.PathLike, record: dict | None) -> bool:
+    """Whether ``path`` is the file ``record`` (from :func:`file_record`) describes (a record without a
+    hash, from before hashes were kept, checks the size only)."""
+    path = Path(path)
+    if not path.is_file() or not record:
+        return False
+    if record.get("bytes") is not None and path.stat().st_size != record["bytes"]:
+        return False
+    return record.get("sha256") is None or file_sha256(path) == record["sha256"]
+
+
+def differences(stored: dict, current: dict) -> list[str]:
+    """The entries in which two input identities differ, as ``key: stored -> current`` (nested keys
+    dotted); a key only one side has counts when the other side has it."""
+    out = []
+    for k in sorted(set(stored) | set(current)):
+        a, b = stored.get(k), current.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{k}.{d}" for d in differences(a, b)]
+        elif _plain(a) != _plain(b):
+            out.append(f"{k}: {_short(a)} -> {_short(b)}")
+    return out
+
+
+def _plain(v: Any) -> Any:
+    return json.loads(json.dumps(v, default=_json_default))
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, str) and len(v) == 64:  # a sha256
+        return v[:12] + "…"
+    text = json.dumps(v, default=_json_default)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def refuse_changed(where: str | os.PathLike, stored: dict, current: dict, remedy: str = "") -> None:
+    """Refuse to resume ``where`` with other inputs than it was made with: one line naming the
+    differences (nothing happens when there are none)."""
+    diff = differences(stored, current)
+    if diff:
+        raise WeightlabError(
+            f"{where}: was made with other inputs ({'; '.join(diff[:4])}{'; ...' if len(diff) > 4 else ''}); "
+            + (remedy or "use a new output folder, or the same inputs to resume")
+        )
+
+
+def check_resume(where: str | os.PathLike, meta: dict, current: dict, remedy: str = "") -> None:
+    """Refuse to resume the run ``meta`` (a manifest) describes with other inputs: ``current`` maps each
+    manifest key to its value now; a key the manifest lacks (written before it was recorded) is not
+    compared."""
+    stored = {k: meta[k] for k in current if k in meta}
+    refuse_changed(where, stored, {k: current[k] for k in stored}, remedy)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -79,6 +198,27 @@ def save_tensors(
     }
     with atomic_path(path) as tmp:
         save_file(clean, str(tmp), metadata=metadata)
+        _sort_metadata(tmp)
+
+
+def _sort_metadata(path: Path) -> None:
+    """Write the header's metadata in key order: safetensors writes it in hash-map order, which changes
+    from call to call, so the same tensors and metadata would not give the same bytes. Only the metadata
+    object is rewritten (the same length); a header that is not as expected is left alone."""
+    import struct
+
+    with open(path, "r+b") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        raw = f.read(n)
+        meta = json.loads(raw).get("__metadata__") or {}
+        if len(meta) < 2:
+            return
+        compact = lambda d: json.dumps(d, separators=(",", ":"), ensure_ascii=False).encode()  # noqa: E731
+        old, new = compact(meta), compact(dict(sorted(meta.items())))
+        at = raw.find(b'"__metadata__":' + old)
+        if at >= 0 and len(old) == len(new):
+            f.seek(8 + at + len(b'"__metadata__":'))
+            f.write(new)
 
 
 def _shares_storage(v: torch.Tensor, tensors: dict[str, torch.Tensor]) -> bool:

@@ -25,7 +25,7 @@ from weightlab.incremental.learner import AdaptConfig
 from weightlab.incremental.methods import parse_method
 from weightlab.incremental.model import TaskModel
 from weightlab.incremental.sequence import learn_sequence
-from weightlab.io import read_json, write_json, write_text
+from weightlab.io import check_writable, file_sha256, read_json, refuse_changed, write_json, write_text
 from weightlab.models import get_family
 from weightlab.parallel import Backend, run_jobs
 from weightlab.recast.pipeline import recast_base
@@ -106,7 +106,18 @@ def suite_run(
 ) -> dict:
     """One (method, seed) run of a suite (at ``lr`` / ``coef_lr`` when given): its run record (with
     ``model_family``). The job every backend runs (see :mod:`weightlab.parallel`): it depends on its
-    arguments only, so a run gives the same record in this process, in a worker process or on a Ray node."""
+    arguments only, so a run gives the same record in this process, in a worker process or on a Ray node,
+    in any order: the global generators are seeded from (suite, row, seed) alone (the base from the suite)."""
+    import torch
+
+    from weightlab.engine import derived_seed, seed_everything
+
+    with torch.random.fork_rng(devices=[]):
+        seed_everything(derived_seed(suite.name, label or method, seed))
+        return _suite_run(suite, label, method, overrides, seed, data_root, device, precision, progress, lr, coef_lr)
+
+
+def _suite_run(suite, label, method, overrides, seed, data_root, device, precision, progress, lr, coef_lr) -> dict:
     tasks = _tasks(suite, data_root)
     cfg = suite.adapt_config(device, precision, lr=lr, coef_lr=coef_lr)
     baseline = is_baseline(method)
@@ -204,7 +215,7 @@ def run_suite(
             f"suite '{suite.name}' needs the pretrained weights as a file (--weights FILE: .safetensors or a "
             f"weights-only .pt of {suite.model}); nothing is downloaded"
         )
-    out = Path(out)
+    out = check_writable(out)
     path = out / "results.json"
     full = suite
     suite = replace(suite, methods=methods or suite.methods, seeds=tuple(seeds or suite.seeds))
@@ -218,8 +229,15 @@ def run_suite(
     payload.update(machine=machine(), suite=full.to_dict())
     if command:
         payload["command"] = command
-    done = {_run_key(r) for r in payload["runs"]}
     tasks = _tasks(suite, data_root)
+    # the data and weights the runs read: a resume or merge with other ones is refused
+    inputs = dict(
+        tasks_sha256=[t.fingerprint() for t in tasks],
+        weights_sha256=file_sha256(suite.weights) if suite.weights and Path(suite.weights).is_file() else None,
+    )
+    if "inputs" in payload:
+        refuse_changed(path, payload["inputs"], inputs, "resume with the same data and weights, or use another --out")
+    payload["inputs"] = inputs
     payload["tasks"] = [t.summary() for t in tasks]
     cfg = suite.adapt_config(device, precision)
     payload["adapt_config"] = cfg.to_dict()
@@ -415,6 +433,8 @@ def merge_results(out: str | Path, other: str | Path) -> int:
     changed = _changed(payload["suite"], extra["suite"])
     if changed:
         raise WeightlabError(f"{opath} holds a different suite configuration ({', '.join(changed)} differ)")
+    if "inputs" in payload and "inputs" in extra:
+        refuse_changed(opath, payload["inputs"], extra["inputs"], f"it read other data or weights than {path}")
     done = {_run_key(r) for r in payload["runs"]}
     new = [r for r in extra["runs"] if _run_key(r) not in done]
     payload["runs"] += new

@@ -31,7 +31,7 @@ from weightlab.bench.suites import ALL_PREDICTORS, KNOW_SUITES, KnowSuite, get_k
 from weightlab.data.tasks import SplitSizes, build_task
 from weightlab.engine import evaluate_accuracy, fit_classifier
 from weightlab.errors import WeightlabError
-from weightlab.io import load_weights, read_json, save_tensors, write_json, write_text
+from weightlab.io import check_resume, check_writable, load_weights, read_json, save_tensors, write_json, write_text
 from weightlab.know.controls import rescale_control, shrink_factor, weight_space_comparison
 from weightlab.know.forgetting import fine_tune_stage, forgetting_check, incremental_pretraining, run_forgetting
 from weightlab.know.predictors import DISPLAY, get_predictor
@@ -413,7 +413,7 @@ def run_suite(
         suite = replace(suite, transfer=transfer_cfg)
     if suite.known_weights is not None and not Path(suite.known_weights).is_dir():
         raise WeightlabError(f"known_weights {suite.known_weights}: not a folder of KNOWN weights")
-    out = Path(out_dir)
+    out = check_writable(out_dir)
     results_path = out / "results.json"
     record = _suite_record(suite)
     if results_path.is_file():
@@ -422,12 +422,16 @@ def run_suite(
             raise WeightlabError(f"{results_path}: made with another suite configuration; use a new output folder")
     else:
         results = {"suite": record, "description": suite.description, "machine": machine(), "runs": []}
-    results["prepare"] = prepare(suite, out, progress, data_root, device, precision)
-    results["prepare_seconds"] = round(sum(results["prepare"]["seconds"].values()), 1)
-    write_json(results_path, results)
     target = build_task(
         suite.target, data_root, sizes=_sizes(suite.target_train, suite.target_test), stream=suite.stream
     )
+    # the target data the transfer runs read (D⁰'s is checked by the trajectory): other data is refused
+    inputs = {"target_sha256": target.fingerprint()}
+    check_resume(results_path, results, {"inputs": inputs}, "resume with the same data, or use a new output folder")
+    results["inputs"] = inputs
+    results["prepare"] = prepare(suite, out, progress, data_root, device, precision)
+    results["prepare_seconds"] = round(sum(results["prepare"]["seconds"].values()), 1)
+    write_json(results_path, results)
     model_cfg = _infos(results["prepare"])[0][1]["model"]
     done = {(r["row"], r["seed"]) for r in results["runs"]}
     table_rows = rows(suite, out)

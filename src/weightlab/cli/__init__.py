@@ -13,7 +13,7 @@ import errno
 import sys
 from pathlib import Path
 
-from weightlab.cli.common import add_common, add_runtime, apply_runtime, seed_everything
+from weightlab.cli.common import add_common, add_runtime, apply_runtime
 from weightlab.errors import WeightlabError
 
 
@@ -269,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else 2
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded by commands that write how a result was made
     try:
+        from weightlab.engine import seed_everything
+
         seed_everything(args.seed)
         apply_runtime(args)
         if args.command == "quickstart":

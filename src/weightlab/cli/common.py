@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import random
 from pathlib import Path
 
 
@@ -75,15 +74,6 @@ def backend_from_args(args):
     from weightlab.parallel import Backend
 
     return Backend(args.backend, args.workers, args.address, args.gpus_per_run, getattr(args, "threads", None))
-
-
-def seed_everything(seed: int) -> None:
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def progress(args: argparse.Namespace) -> bool:

@@ -158,7 +158,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     from weightlab.incremental import AdaptConfig, TaskModel, parse_method, save_base
     from weightlab.incremental.artifact import load_base
     from weightlab.incremental.sequence import learn_sequence
-    from weightlab.io import write_json
+    from weightlab.io import check_writable, file_sha256, read_json, refuse_changed, write_json
 
     if args.out is None:
         raise WeightlabError("--out DIR is required (the base and task artifacts are written there)")
@@ -178,30 +178,43 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     sizes = SplitSizes(args.train_size, args.val_size, args.test_size)
     tasks = build_sequence(args.tasks, args.data_root, sizes)
     base_dir = args.base or args.out / "base"
+    recast_options = dict(
+        templates=args.templates,
+        coef_sets=args.coef_sets,
+        layers_per_group=args.layers_per_group,
+        base=args.recast_base,
+    )
+    # what the base in --out is built from: a rerun into the same --out with other options is refused
+    base_inputs = dict(
+        model=args.model,
+        weights_sha256=file_sha256(args.weights) if args.weights and Path(args.weights).is_file() else None,
+        pretrained=not args.no_pretrained,
+        recast=recast_options if spec.recast else None,
+        seed=args.seed,
+    )
     if (base_dir / "base.json").is_file():
+        if args.base is None:
+            stored = read_json(base_dir / "base.json").get("inputs")
+            if stored is not None:
+                refuse_changed(base_dir, stored, base_inputs, "use another --out, or the same options to resume")
         base = load_base(base_dir)
     elif args.base is not None:
         raise WeightlabError(f"{args.base}: no base.json (not a base folder written by 'weightlab recast adapt')")
     else:
         if not args.model:
             raise WeightlabError("--model is required to build a new base (or pass --base DIR)")
-        templates = args.templates
+        check_writable(args.out)
         plain, rbase = build_bases(
             args.model,
             str(args.weights) if args.weights else None,
-            dict(
-                templates=templates,
-                coef_sets=args.coef_sets,
-                layers_per_group=args.layers_per_group,
-                base=args.recast_base,
-            ),
+            recast_options,
             need_recast=spec.recast,
             seed=args.seed,
             pretrained=not args.no_pretrained,
             device=args.device,
         )
         base = rbase if spec.recast else plain
-        save_base(base, base_dir)
+        save_base(base, base_dir, inputs=base_inputs)
     tm = TaskModel.from_base(base, spec, bn=args.bn, seed=args.seed)
     result = learn_sequence(
         tm, tasks, cfg, seed=args.seed, out=args.out, sizes=sizes, progress=progress(args), log=print

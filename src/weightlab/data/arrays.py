@@ -79,6 +79,14 @@ class ImageArrays:
         index = torch.as_tensor(index, dtype=torch.long)
         return ImageArrays(self.images[index], self.labels[index], self.classes, self.name, self.augment)
 
+    def fingerprint(self) -> str:
+        """sha256 of the images, labels and class names: the identity of the data a resumable run records."""
+        import json
+
+        from weightlab.io import tensors_sha256
+
+        return tensors_sha256({"images": self.images, "labels": self.labels}, json.dumps(list(self.classes)).encode())
+
     def with_options(self, augment: str | None = None) -> ImageArrays:
         """The same images with another train-time ``augment`` (None: none)."""
         return ImageArrays(self.images, self.labels, self.classes, self.name, augment)

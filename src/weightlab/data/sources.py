@@ -8,6 +8,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -155,13 +156,16 @@ def decode_image(path: str | Path, size: int | None = None) -> np.ndarray:
 
 def load_image_folder(folder: Path, name: str, size: int | None = None) -> ImageArrays:
     """Decode an ImageFolder (``<folder>/<class>/<image>``) into uint8 arrays; a decoded copy is
-    cached as ``.npz`` in the weightlab cache so the next load is instant."""
+    cached as ``.npz`` in the weightlab cache so the next load is instant. The copy records the listing
+    it was decoded from (every file's path, size and modification time) and is decoded again when the
+    folder changed or the copy does not read back whole."""
     classes, files = list_image_folder(folder)
-    key = hashlib.sha1(f"{folder.resolve()}|{len(files)}|{size}".encode()).hexdigest()[:12]
+    listing = _listing_digest(folder, files)
+    key = hashlib.sha1(f"{folder.resolve()}|{size}".encode()).hexdigest()[:12]
     cache = paths.cache_root() / "decoded" / f"{name}-{key}.npz"
-    if cache.is_file():
-        with np.load(cache) as z:
-            return ImageArrays(torch.from_numpy(z["images"]), torch.from_numpy(z["labels"]), classes, name)
+    cached = _read_decoded(cache, listing, len(files))
+    if cached is not None:
+        return ImageArrays(*cached, classes, name)
     arrays, labels = [], []
     for f, ci in files:
         arrays.append(decode_image(f, size))
@@ -176,8 +180,35 @@ def load_image_folder(folder: Path, name: str, size: int | None = None) -> Image
     cache.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(cache) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez(fh, images=images, labels=labels_np)
+            np.savez(fh, images=images, labels=labels_np, listing=np.asarray(listing))
     return ImageArrays(torch.from_numpy(images), torch.from_numpy(labels_np), classes, name)
+
+
+def _listing_digest(folder: Path, files: list[tuple[Path, int]]) -> str:
+    """sha1 of every image's path (relative to ``folder``), class, size and modification time (ns): a
+    file replaced, added or removed changes it (reading every byte would cost seconds per load)."""
+    h = hashlib.sha1()
+    for f, ci in files:
+        st = f.stat()
+        h.update(f"{f.relative_to(folder)}|{ci}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _read_decoded(cache: Path, listing: str, count: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The cached (images, labels) when ``cache`` was decoded from this listing and reads back whole
+    (the zip's CRCs), else None."""
+    if not cache.is_file():
+        return None
+    try:
+        with np.load(cache) as z:
+            if "listing" not in z.files or str(z["listing"]) != listing:
+                return None
+            images, labels = z["images"], z["labels"]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError):
+        return None
+    if images.shape[0] != count or labels.shape[0] != count:
+        return None
+    return torch.from_numpy(images), torch.from_numpy(labels)
 
 
 def load_cifar10(split: str, root=None) -> ImageArrays:

@@ -64,6 +64,15 @@ class Task:
     def num_classes(self) -> int:
         return len(self.class_ids)
 
+    def fingerprint(self) -> str | None:
+        """sha256 over the train, validation and test samples (None for splits streamed from disk)."""
+        import hashlib
+
+        parts = [getattr(split, "fingerprint", None) for split in (self.train, self.val, self.test)]
+        if any(p is None for p in parts):
+            return None
+        return hashlib.sha256("|".join(p() for p in parts).encode()).hexdigest()
+
     def summary(self) -> dict:
         return dict(
             name=self.name,

@@ -57,6 +57,24 @@ def place(module: nn.Module, device: str | torch.device | None) -> torch.device:
     return dev
 
 
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators (every device)."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def derived_seed(*parts) -> int:
+    """A 63-bit seed that depends on ``parts`` only (their text), the same in every process and run order."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256("|".join(map(str, parts)).encode()).digest()[:8], "little") >> 1
+
+
 def set_deterministic(on: bool = True) -> None:
     """Deterministic kernels where PyTorch has them (CUDA: cuBLAS workspace, cuDNN without autotuning);
     operations without a deterministic implementation warn instead of failing."""

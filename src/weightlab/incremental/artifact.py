@@ -17,13 +17,17 @@ import weightlab
 from weightlab.errors import WeightlabError
 from weightlab.incremental.methods import parse_method
 from weightlab.incremental.model import TaskModel
-from weightlab.io import load_weights, read_json, save_tensors, write_json
+from weightlab.io import file_matches, file_record, load_weights, read_json, save_tensors, write_json
 
 TASK_FORMAT = "weightlab.task/1"
 BASE_FORMAT = "weightlab.base/1"
 
 
-def save_task(model: TaskModel, name: str, directory: str | Path, metrics: dict | None = None) -> Path:
+def save_task(
+    model: TaskModel, name: str, directory: str | Path, metrics: dict | None = None, inputs: dict | None = None
+) -> Path:
+    """Write the task's tensors, then the JSON that commits them (with their size and sha256, and
+    ``inputs``: what the task was learnt from)."""
     if name not in model.task_states:
         raise WeightlabError(f"no learnt task '{name}' to save")
     directory = Path(directory)
@@ -45,7 +49,9 @@ def save_task(model: TaskModel, name: str, directory: str | Path, metrics: dict 
             model=model.model_cfg.name if model.model_cfg else None,
             counts=model.counts(name),
             file_bytes=(directory / "task.safetensors").stat().st_size,
+            tensors=file_record(directory / "task.safetensors"),
             metrics=metrics or {},
+            **({"inputs": inputs} if inputs is not None else {}),
         ),
     )
     return directory
@@ -72,6 +78,11 @@ def load_task(model: TaskModel, directory: str | Path) -> str:
             f"task '{meta['name']}' uses method {meta['method']['name']} (bn={meta.get('bn')}), "
             f"this model {model.method.name} (bn={model.bn})"
         )
+    if not file_matches(directory / "task.safetensors", meta.get("tensors") or {"bytes": meta.get("file_bytes")}):
+        raise WeightlabError(
+            f"{directory / 'task.safetensors'}: does not match task.json (size or sha256): an interrupted save? "
+            "learn the task again"
+        )
     tensors = load_weights(directory / "task.safetensors")
     state = {k[len("backbone.") :]: v for k, v in tensors.items() if k.startswith("backbone.")}
     head = {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")}
@@ -81,8 +92,9 @@ def load_task(model: TaskModel, directory: str | Path) -> str:
     return meta["name"]
 
 
-def save_base(base_model: nn.Module, directory: str | Path) -> Path:
-    """Save the shared base (RECAST or plain, with its original classifier)."""
+def save_base(base_model: nn.Module, directory: str | Path, inputs: dict | None = None) -> Path:
+    """Save the shared base (RECAST or plain, with its original classifier); ``inputs`` (what it was
+    built from) goes to base.json, where a rerun into the same folder is checked against it."""
     from weightlab.recast.serialization import save_recast
     from weightlab.recast.tuner import is_recast
 
@@ -94,7 +106,10 @@ def save_base(base_model: nn.Module, directory: str | Path) -> Path:
         save_recast(base_model, directory / "recast")
     else:
         save_tensors(directory / "model.safetensors", base_model.state_dict(), metadata={"format": BASE_FORMAT})
-    write_json(directory / "base.json", dict(format=BASE_FORMAT, model=cfg.to_dict(), recast=is_recast(base_model)))
+    meta = dict(format=BASE_FORMAT, model=cfg.to_dict(), recast=is_recast(base_model))
+    if inputs is not None:
+        meta["inputs"] = inputs
+    write_json(directory / "base.json", meta)
     return directory
 
 

@@ -13,7 +13,6 @@ earlier tasks cannot be forgotten.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 
 import torch
@@ -22,6 +21,7 @@ from torch import nn
 from weightlab.engine import module_device, place
 from weightlab.errors import WeightlabError
 from weightlab.incremental.methods import MethodSpec
+from weightlab.io import tensors_sha256
 from weightlab.models import ModelCfg, find_classifier, get_family, set_submodule
 
 BN_MODES = ("task", "frozen")
@@ -37,12 +37,8 @@ def detach_classifier(model: nn.Module) -> tuple[nn.Module, int]:
 def fingerprint(backbone: nn.Module, model_cfg: ModelCfg | None, recast_config: dict | None) -> str:
     """sha256 of the backbone's tensors (names, dtypes, shapes, bytes) and its configuration."""
     cfg = model_cfg.to_dict() if isinstance(model_cfg, ModelCfg) else model_cfg
-    h = hashlib.sha256(json.dumps(dict(model=cfg, recast=recast_config), sort_keys=True, default=str).encode())
-    for k, v in sorted(backbone.state_dict().items()):
-        t = v.detach().cpu().contiguous().reshape(-1)
-        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
+    header = json.dumps(dict(model=cfg, recast=recast_config), sort_keys=True, default=str).encode()
+    return tensors_sha256(backbone.state_dict(), header)
 
 
 def _is_bn_stat(name: str) -> bool:

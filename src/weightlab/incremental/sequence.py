@@ -5,8 +5,11 @@ and the benchmark suites both run it).
 >>> result.accuracy_matrix      # R[i][j]: test accuracy of task j after learning task i
 >>> result.zero_forgetting      # every task re-tested after the last equals its accuracy when learnt
 
-With ``out``, each task is saved to ``out/tasks/<task>/`` (safetensors + JSON) as soon as it is learnt,
-and a rerun loads the tasks already saved on the same base instead of learning them again.
+With ``out``, each task is saved to ``out/tasks/<task>/`` (safetensors, then the JSON that commits it
+with the tensors file's sha256) as soon as it is learnt, and a rerun loads the tasks already saved
+instead of learning them again. Each task records the identity of its inputs (base, method, seed, the
+data's sha256, split sizes, training options); a rerun with anything else is refused, and a task whose
+tensors file does not match its JSON (a kill between the two writes) is learnt again.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from pathlib import Path
 
 from weightlab.data.tasks import SplitSizes, Task
 from weightlab.engine import place
+from weightlab.errors import WeightlabError
 from weightlab.incremental import metrics
 from weightlab.incremental.artifact import load_task, read_task_meta, save_task
 from weightlab.incremental.learner import AdaptConfig, TaskResult, accuracy, learn_task
 from weightlab.incremental.model import TaskModel
+from weightlab.io import file_matches, refuse_changed
 
 
 @dataclass
@@ -92,7 +97,8 @@ def learn_sequence(
     loaded: list[bool] = []
     for i, task in enumerate(tasks):
         tdir = Path(out) / "tasks" / task.name if out is not None else None
-        if tdir is not None and (tdir / "task.json").is_file() and read_task_meta(tdir)["base_hash"] == model.base_hash:
+        inputs = task_inputs(model, task, cfg, seed + i, sizes)
+        if tdir is not None and _committed(tdir, inputs):
             load_task(model, tdir)
             when_learnt.append(read_task_meta(tdir)["metrics"]["test_accuracy"])
             results.append(None)
@@ -110,6 +116,7 @@ def learn_sequence(
                     model,
                     task.name,
                     tdir,
+                    inputs=inputs,
                     metrics=dict(
                         test_accuracy=test,
                         val_accuracy=res.val_accuracy,
@@ -129,4 +136,29 @@ def learn_sequence(
     return SequenceResult([t.name for t in tasks], R, when_learnt, results, counts, loaded, time.perf_counter() - start)
 
 
-__all__ = ["SequenceResult", "learn_sequence"]
+def task_inputs(model: TaskModel, task: Task, cfg: AdaptConfig, seed: int, sizes: SplitSizes | None) -> dict:
+    """Everything a learnt task depends on (not where it ran: ``device``)."""
+    adapt = {k: v for k, v in cfg.to_dict().items() if k != "device"}
+    return dict(
+        base_hash=model.base_hash,
+        method=model.method.to_dict(),
+        bn=model.bn,
+        seed=seed,
+        data=dict(spec=task.spec, sizes=asdict(sizes) if sizes else None, sha256=task.fingerprint()),
+        adapt=adapt,
+    )
+
+
+def _committed(tdir: Path, inputs: dict) -> bool:
+    """Whether ``tdir`` holds this task, learnt from ``inputs`` (other inputs: refused) and whole."""
+    if not (tdir / "task.json").is_file():
+        return False
+    meta = read_task_meta(tdir)
+    if "inputs" in meta:
+        refuse_changed(tdir, meta["inputs"], inputs, "use another --out, or the same options to resume")
+    elif meta["base_hash"] != inputs["base_hash"]:
+        raise WeightlabError(f"{tdir}: was learnt on another base; use another --out")
+    return file_matches(tdir / "task.safetensors", meta.get("tensors"))
+
+
+__all__ = ["SequenceResult", "learn_sequence", "task_inputs"]

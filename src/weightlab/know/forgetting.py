@@ -8,8 +8,10 @@ does not re-initialise anything between stages). With ``full_data_pass`` (the au
 50,000 → 3,125 in 5 passes) Θ⁰ itself is first fine-tuned one pass on all of D⁰, so every stage
 of the trajectory comes from the same optimiser.
 
-After each stage its weights, the optimiser state and the manifest are written atomically, so a
-killed run resumes at the next stage and reproduces the uninterrupted run exactly.
+After each stage its weights and the optimiser state are written atomically to files of their own and
+one manifest write commits them, so a killed run resumes at the next stage and reproduces the
+uninterrupted run exactly. The manifest records the identity of every input (model, options, the data
+set's description, sha256 of Θ⁰, of D⁰ and of the evaluation data); a rerun with anything else is refused.
 """
 
 from __future__ import annotations
@@ -36,7 +38,15 @@ from weightlab.engine import (
     train_epoch,
 )
 from weightlab.errors import WeightlabError
-from weightlab.io import load_weights, read_json, save_tensors, write_json
+from weightlab.io import (
+    check_resume,
+    check_writable,
+    load_weights,
+    read_json,
+    save_tensors,
+    tensors_sha256,
+    write_json,
+)
 from weightlab.know.kinds import param_kinds
 from weightlab.know.trajectory import FORMAT, MANIFEST, Trajectory, stage_file
 from weightlab.models import load_state_dict_strict
@@ -208,21 +218,29 @@ def run_forgetting(
     manifest_path = out_dir / MANIFEST
     subsets = nested_subsets(train.labels, cfg.ratio, cfg.stages, cfg.seed, cfg.class_balanced)
     config = cfg.to_dict()
+    data = data_info or {"name": train.name, "size": len(train)}
+    # everything the stages depend on: a rerun with anything else is refused, never mixed in
+    inputs = dict(
+        base_sha256=tensors_sha256(model.state_dict()),
+        train_sha256=train.fingerprint(),
+        eval_sha256=eval_data.fingerprint() if eval_data is not None else None,
+    )
     if manifest_path.is_file():
         meta = read_json(manifest_path)
-        if meta.get("format") != FORMAT or meta.get("config") != config or meta.get("model") != model_cfg.to_dict():
-            raise WeightlabError(
-                f"{out_dir}: holds a trajectory made with another model or configuration; "
-                "use a new output folder (or the same options to resume)"
-            )
+        if meta.get("format") != FORMAT:
+            raise WeightlabError(f"{out_dir}: holds a trajectory of another format ({meta.get('format')!r})")
+        current = dict(model=model_cfg.to_dict(), config=config, data=data, inputs=inputs)
+        check_resume(out_dir, meta, current, "use a new output folder, or the same options and data to resume")
         done = int(meta.get("completed_stages", 0))
         if done:
             load_state_dict_strict(model, load_weights(out_dir / stage_file(done - 1)), source=str(out_dir))
     else:
+        check_writable(out_dir)
         meta = dict(
             format=FORMAT,
             model=model_cfg.to_dict(),
-            data=data_info or {"name": train.name, "size": len(train)},
+            data=data,
+            inputs=inputs,
             config=config,
             subset_sizes=[len(s) for s in subsets],
             kinds=param_kinds(model),
@@ -233,8 +251,12 @@ def run_forgetting(
         save_tensors(out_dir / SUBSETS_FILE, {f"D{s}": idx for s, idx in enumerate(subsets)})
         done = 0
     opt = _make_optimizer(model, cfg)
-    if done and (out_dir / OPTIMIZER_FILE).is_file():
-        load_optimizer_tensors(opt, load_weights(out_dir / OPTIMIZER_FILE))
+    if done:
+        # the optimiser state the manifest commits with its last stage (older trajectories: one file)
+        opt_file = out_dir / meta.get("optimizer_file", OPTIMIZER_FILE)
+        if opt_file.is_file():
+            load_optimizer_tensors(opt, load_weights(opt_file))
+    _remove_uncommitted(out_dir, meta)
     torch.manual_seed(cfg.seed)
     last = min(cfg.stages, stop_after) if stop_after is not None else cfg.stages
     for s in tqdm(
@@ -262,14 +284,31 @@ def run_forgetting(
             _check_not_diverged(record["train_loss"], len(train.classes), s, cfg)
         if eval_data is not None:
             record["eval_accuracy"] = evaluate_accuracy(model, eval_data.batches(256, model_cfg), precision=prec)
+        # commit order: the stage's weights and its optimiser state go to files of their own, then one
+        # manifest write commits both; a kill anywhere leaves the previous stage committed, never a mix
         save_tensors(out_dir / stage_file(s), {k: v.detach().clone() for k, v in model.state_dict().items()})
-        save_tensors(out_dir / OPTIMIZER_FILE, optimizer_tensors(opt) or {"empty": torch.zeros(0)})
+        save_tensors(out_dir / optimizer_file(s), optimizer_tensors(opt) or {"empty": torch.zeros(0)})
         meta["stages"] = [r for r in meta["stages"] if r["stage"] < s] + [record]
         meta["completed_stages"] = s + 1
         meta["stage_files"] = [stage_file(i) for i in range(s + 1)]
+        meta["optimizer_file"] = optimizer_file(s)
         meta["forgetting"] = forgetting_check(meta["stages"])
         write_json(manifest_path, meta)
+        _remove_uncommitted(out_dir, meta)
     return Trajectory.load(out_dir)
+
+
+def optimizer_file(stage: int) -> str:
+    """The optimiser state after ``stage`` (only the committed stage's is kept)."""
+    return f"optimizer_{stage:02d}.safetensors"
+
+
+def _remove_uncommitted(out_dir: Path, meta: dict) -> None:
+    """Drop optimiser states the manifest does not reference (superseded, or written by a killed run)."""
+    keep = meta.get("optimizer_file")
+    for f in out_dir.glob("optimizer*.safetensors"):
+        if f.name != keep and not (keep is None and f.name == OPTIMIZER_FILE):
+            f.unlink(missing_ok=True)
 
 
 def fine_tune_stage(

@@ -37,7 +37,14 @@ from weightlab.engine import (
     train_epoch,
 )
 from weightlab.errors import WeightlabError
-from weightlab.io import load_weights, read_json, save_tensors, write_json
+from weightlab.io import (
+    check_resume,
+    check_writable,
+    load_weights,
+    read_json,
+    save_tensors,
+    write_json,
+)
 from weightlab.models import load_state_dict_strict
 from weightlab.models import model_cfg as get_model_cfg
 
@@ -132,22 +139,28 @@ def pretrain(
     model_cfg = get_model_cfg(model, "pretrain")
     config = asdict(cfg)
     manifest_path = out_dir / MANIFEST
+    data = data_info or {"size": len(train)}
+    # the data the run reads: a rerun with other data is refused, never mixed in (the initialisation is
+    # not an input: the checkpoint holds the weights from the first epoch on)
+    inputs = dict(
+        train_sha256=train.fingerprint(),
+        val_sha256=val.fingerprint() if val is not None else None,
+    )
     if manifest_path.is_file():
         meta = read_json(manifest_path)
-        if meta.get("config") != config or meta.get("model") != model_cfg.to_dict():
-            raise WeightlabError(
-                f"{out_dir}: holds a pretraining run with another model or configuration; "
-                "use a new output folder (or the same options to resume)"
-            )
+        current = dict(model=model_cfg.to_dict(), config=config, data=data, inputs=inputs)
+        check_resume(out_dir, meta, current, "use a new output folder, or the same options and data to resume")
         if meta.get("finished") and (out_dir / WEIGHTS).is_file():
             load_state_dict_strict(model, load_weights(out_dir / WEIGHTS), source=str(out_dir / WEIGHTS))
             place(model, device)
             model.eval()
             return meta
     else:
+        check_writable(out_dir)
         meta = dict(
             model=model_cfg.to_dict(),
-            data=data_info or {"size": len(train)},
+            data=data,
+            inputs=inputs,
             config=config,
             epochs_done=0,
             history=[],

@@ -28,13 +28,21 @@ import random
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
 
 from weightlab.errors import WeightlabError
-from weightlab.io import read_json, save_tensors, write_json
+from weightlab.io import (
+    check_writable,
+    differences,
+    file_matches,
+    file_record,
+    read_json,
+    save_tensors,
+    write_json,
+)
 from weightlab.parallel import Backend, run_jobs
 
 MANIFEST = "manifest.json"
@@ -218,6 +226,7 @@ def collect_run(spec: RunSpec, out_dir: str | Path, data_root: str | None = None
         **record,
         "rows": {k: int(v[0].shape[0]) for k, v in rows.items()},
         "bytes": path.stat().st_size,
+        "shard": file_record(path),  # verified when a later call reuses the run
         "seconds": round(time.perf_counter() - start, 2),
     }
 
@@ -244,11 +253,11 @@ def collect(
     from tqdm.auto import tqdm
 
     backend = Backend(backend, workers, address, gpus_per_job).resolved().kind
-    out = Path(out_dir)
+    out = check_writable(out_dir)
+    manifest = read_json(out / MANIFEST) if (out / MANIFEST).is_file() else {"runs": []}
+    done = finished_runs(out, manifest, specs)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out / PARTIAL, ignore_errors=True)  # one collector per folder: whatever is there was interrupted
-    manifest = read_json(out / MANIFEST) if (out / MANIFEST).is_file() else {"runs": []}
-    done = {r["spec"]["run_id"] for r in manifest["runs"] if shard_path(out, r["spec"]["run_id"]).is_file()}
     todo = [s for s in specs if s.run_id not in done]
     bar = tqdm(total=len(todo), desc="collecting runs", disable=not progress)
 
@@ -281,6 +290,30 @@ def collect(
     manifest.setdefault("collections", []).append(manifest["last_collection"])
     write_json(out / MANIFEST, manifest)
     return manifest
+
+
+def finished_runs(out: Path, manifest: dict, specs: list[RunSpec]) -> set[int]:
+    """The ids of ``specs`` already collected in ``out``: recorded with the same settings and a shard that
+    matches its record (size and sha256; a truncated or replaced shard is collected again). A run id
+    recorded with other settings is refused: new runs get new ids (``start_id``)."""
+    recorded = {r["spec"]["run_id"]: r for r in manifest["runs"]}
+    done = set()
+    for spec in specs:
+        rec = recorded.get(spec.run_id)
+        if rec is None:
+            continue
+        names = {f.name for f in fields(RunSpec)}  # settings added later: their defaults (earlier collections')
+        stored = asdict(RunSpec(**{k: v for k, v in rec["spec"].items() if k in names}))
+        diff = differences(stored, asdict(spec))
+        if diff:
+            free = max(recorded) + 1
+            raise WeightlabError(
+                f"{out}: run {spec.run_id} was collected with other settings ({'; '.join(diff[:3])}); append new "
+                f"runs with --start-id {free} (the next free id), or use another folder"
+            )
+        if file_matches(shard_path(out, spec.run_id), rec.get("shard") or {"bytes": rec.get("bytes")}):
+            done.add(spec.run_id)
+    return done
 
 
 def load_rows(
