@@ -158,7 +158,7 @@ def _committed(tdir: Path, inputs: dict) -> bool:
         refuse_changed(tdir, meta["inputs"], inputs, "use another --out, or the same options to resume")
     elif meta["base_hash"] != inputs["base_hash"]:
         raise WeightlabError(f"{tdir}: was learnt on another base; use another --out")
-    return file_matches(tdir / "task.safetensors", meta.get("tensors"))
+    return file_matches(tdir / "task.safetensors", meta.get("tensors") or {"bytes": meta.get("file_bytes")})
 
 
 __all__ = ["SequenceResult", "learn_sequence", "task_inputs"]
