@@ -126,15 +126,15 @@ def cmd_recast_mimic(args: argparse.Namespace) -> int:
     from weightlab.data import load_dataset
     from weightlab.engine import place
     from weightlab.models import create_model, get_family
-    from weightlab.recast.config import preset, preset_for_family
+    from weightlab.recast.architectures import config_for_model
     from weightlab.recast.mimicry import MimicryConfig
     from weightlab.recast.pipeline import run_mimicry
+    from weightlab.recast.planner import plan_banks
     from weightlab.recast.report import format_table, summary_rows
 
     model = create_model(args.model, pretrained=not args.no_pretrained and args.weights is None, weights=args.weights)
     place(model, args.device)
     family = get_family(model.weightlab_cfg)
-    name = args.preset or preset_for_family(family)
     overrides = dict(
         templates=args.templates,
         coef_sets=args.coef_sets,
@@ -144,7 +144,18 @@ def cmd_recast_mimic(args: argparse.Namespace) -> int:
     )
     if args.targets:
         overrides["target_modules"] = [t.strip() for t in args.targets.split(",") if t.strip()]
-    config = preset(name, **overrides)
+    config, source = config_for_model(model, args.preset, **overrides)
+    try:
+        plans = plan_banks(model, config)
+    except WeightlabError as e:  # say which configuration was chosen, and how to choose another
+        raise WeightlabError(f"{e} (RECAST {source}; pass --preset or --targets)") from None
+    roles: dict[str, int] = {}
+    for p in plans:  # every role the targets matched (a glob that matches more than meant shows here)
+        roles[p.role] = roles.get(p.role, 0) + len(p.modules)
+    print(
+        f"RECAST {source}: {len(plans)} banks over {sum(roles.values())} modules; roles: "
+        + ", ".join(f"{r or '(none)'} x{c}" for r, c in roles.items())
+    )
     mcfg = MimicryConfig.for_family(
         family,
         iterations=args.iterations,
@@ -177,6 +188,8 @@ def cmd_recast_mimic(args: argparse.Namespace) -> int:
         device=args.device,
     )
     print(format_table(summary_rows(report)))
+    for w in report.get("warnings", []):
+        print(f"weightlab: warning: {w}", file=sys.stderr)
     if args.out:
         print(f"\nwrote {args.out}/report.json, report.md, report.png and the model in {args.out}/model")
     return 0

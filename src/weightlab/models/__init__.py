@@ -207,9 +207,8 @@ def _create_timm(name: str, pretrained: bool, num_classes: int | None, kwargs: d
             ) from None
         raise
     pc = getattr(model, "pretrained_cfg", {}) or {}
-    family = (
-        "vit" if "vit" in name or hasattr(model, "blocks") else ("resnet" if hasattr(model, "layer1") else "generic")
-    )
+    # a ViT has a patch embedding; EfficientNet / MobileNetV3 also keep their blocks in ``.blocks``
+    family = "vit" if hasattr(model, "patch_embed") else ("resnet" if hasattr(model, "layer1") else "generic")
     input_size = list(pc.get("input_size", (3, 224, 224)))
     img_size = getattr(getattr(model, "patch_embed", None), "img_size", None)
     if img_size:  # a ViT built at another resolution (img_size=32, ...) expects that size

@@ -16,11 +16,11 @@ active at a time (an adapter replaces the weight, it does not add to it); ``merg
 plain model with the active adapter's generated weights.
 """
 
-from weightlab.peft.architectures import ARCHITECTURES, Architecture, detect
 from weightlab.peft.config import RecastConfig
 from weightlab.peft.layer import RecastPeftLayer
 from weightlab.peft.model import TEMPLATES_FILE, RecastModel, describe_plan, from_recast_model
 from weightlab.peft.registration import register
+from weightlab.recast.architectures import ARCHITECTURES, Architecture, detect
 
 register()
 

@@ -27,7 +27,7 @@ class RecastConfig(PeftConfig):
     templates as layers in a group) a freshly wrapped model is the base model to float rounding.
 
     Leave ``target_modules`` (and the grouping) unset to use the architecture table
-    (:mod:`weightlab.peft.architectures`): Hugging Face BERT / RoBERTa / ViT / DeiT, timm ViT / ResNet /
+    (:mod:`weightlab.recast.architectures`): Hugging Face BERT / RoBERTa / ViT / DeiT, timm ViT / ResNet /
     EfficientNet / MobileNetV3 / ConvNeXt, torchvision ResNet / MobileNet. ``weightlab recast plan``
     prints a plan before anything is fitted.
 

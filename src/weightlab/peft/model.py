@@ -23,10 +23,10 @@ from torch import nn
 
 from weightlab.errors import WeightlabError
 from weightlab.io import load_weights, save_tensors
-from weightlab.peft.architectures import resolve_plan_options
 from weightlab.peft.config import RecastConfig
 from weightlab.peft.layer import SUPPORTED_TYPES, RecastPeftLayer
 from weightlab.peft.registration import PREFIX
+from weightlab.recast.architectures import resolve_plan_options
 from weightlab.recast.planner import BankPlan, plan_banks
 from weightlab.recast.problem import BankProblem
 

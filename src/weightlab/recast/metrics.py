@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from weightlab.errors import WeightlabError
 from weightlab.recast.tuner import bank_plans, banks, recast_layers
 
 
@@ -33,6 +34,23 @@ def weight_report(original: nn.Module, recast_model: nn.Module) -> list[dict]:
 
 
 @torch.no_grad()
+def output_tensor(out) -> torch.Tensor:
+    """The tensor a model's output stands for: itself; a Hugging Face output's ``logits``, else its
+    ``last_hidden_state``, ``pooler_output`` or first tensor; a tuple's or dict's first tensor."""
+    if isinstance(out, torch.Tensor):
+        return out
+    for key in ("logits", "last_hidden_state", "pooler_output"):
+        value = out.get(key) if isinstance(out, dict) else getattr(out, key, None)
+        if isinstance(value, torch.Tensor):
+            return value
+    values = list(out.values()) if isinstance(out, dict) else list(out) if isinstance(out, (tuple, list)) else []
+    for v in values:
+        if isinstance(v, torch.Tensor):
+            return v
+    raise WeightlabError(f"cannot compare a model output of type {type(out).__name__}: no tensor in it")
+
+
+@torch.no_grad()
 def feature_cosine(original: nn.Module, recast_model: nn.Module, x: torch.Tensor) -> list[dict]:
     """Layer-wise feature cosine on a batch: the output of every templated module and the logits,
     cosine per sample (flattened), averaged over the batch."""
@@ -40,7 +58,7 @@ def feature_cosine(original: nn.Module, recast_model: nn.Module, x: torch.Tensor
     feats: dict[str, dict[str, torch.Tensor]] = {"orig": {}, "recon": {}}
 
     def hook(store, name):
-        return lambda _m, _i, out: store.__setitem__(name, out.detach())
+        return lambda _m, _i, out: store.__setitem__(name, output_tensor(out).detach())
 
     handles = []
     for tag, model in (("orig", original), ("recon", recast_model)):
@@ -49,8 +67,8 @@ def feature_cosine(original: nn.Module, recast_model: nn.Module, x: torch.Tensor
     was = (original.training, recast_model.training)
     original.eval(), recast_model.eval()
     try:
-        feats["orig"]["logits"] = original(x)
-        feats["recon"]["logits"] = recast_model(x)
+        feats["orig"]["logits"] = output_tensor(original(x))
+        feats["recon"]["logits"] = output_tensor(recast_model(x))
     finally:
         for h in handles:
             h.remove()
@@ -66,6 +84,37 @@ def feature_cosine(original: nn.Module, recast_model: nn.Module, x: torch.Tensor
         )
         for n in names + ["logits"]
     ]
+
+
+@torch.no_grad()
+def output_fidelity(original: nn.Module, recast_model: nn.Module, inputs) -> dict:
+    """How closely the RECAST model's outputs follow the original's on real inputs (``inputs``: batches,
+    or ``(x, y)`` pairs): the share of inputs (%) whose top-1 class agrees, and the mean cosine of the
+    outputs (logits, or the last hidden state). Weight cosine alone can read 0.7 where the outputs have
+    collapsed: this is the number to read first."""
+    was = (original.training, recast_model.training)
+    original.eval(), recast_model.eval()
+    agree = total = 0
+    cos, classes = 0.0, True  # top-1 agreement only for (batch, classes) outputs
+    try:
+        for batch in inputs:
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            a, b = output_tensor(original(x)).double(), output_tensor(recast_model(x)).double()
+            classes = classes and a.dim() == 2
+            agree += int((a.argmax(-1) == b.argmax(-1)).sum()) if classes else 0
+            cos += float(F.cosine_similarity(a.flatten(1), b.flatten(1), dim=1).sum())
+            total += a.shape[0]
+    finally:
+        original.train(was[0]), recast_model.train(was[1])
+    if total == 0:
+        raise WeightlabError("output_fidelity: no inputs")
+    return dict(
+        top1_agreement=100.0 * agree / total if agree or a.dim() == 2 else None, output_cosine=cos / total, n=total
+    )
+
+
+#: below these, a report warns that the outputs do not follow the original's
+FIDELITY_WARN = dict(top1_agreement=90.0, output_cosine=0.99)
 
 
 def top1(model: nn.Module, data, model_cfg, batch_size: int = 500) -> float:
@@ -99,12 +148,10 @@ def coefficient_similarity(recast_model: nn.Module) -> dict[str, list[list[float
     flattened-and-concatenated coefficients (all roles of the layer in that group)."""
     layers = recast_layers(recast_model)
     per_group: dict[str, dict[int, list[torch.Tensor]]] = {}
-    from weightlab.recast.planner import parse_layer_name
-
     for plan in bank_plans(recast_model):
         gkey = f"{plan.stage or 'model'}.g{plan.group}"
         for name in plan.modules:
-            _, idx, _ = parse_layer_name(name)
+            idx = int(name[len(plan.stage) + 1 if plan.stage else 0 :].split(".")[0])  # the number after the stage
             per_group.setdefault(gkey, {}).setdefault(idx, []).append(layers[name].coefficients.detach().flatten())
     out = {}
     for gkey, by_layer in per_group.items():

@@ -10,7 +10,8 @@ from torch import nn
 from weightlab.data import ImageArrays
 from weightlab.errors import WeightlabError
 from weightlab.models import get_family, model_cfg
-from weightlab.recast.config import RecastConfig, preset, preset_for_family
+from weightlab.recast.architectures import config_for_model
+from weightlab.recast.config import RecastConfig
 from weightlab.recast.gauge import match_template_scale
 from weightlab.recast.mimicry import MimicryConfig, reconstruct
 from weightlab.recast.report import build_report, write_report
@@ -79,7 +80,7 @@ def recast_base(
         raise WeightlabError(f"unknown RECAST base '{base}' (use one of {', '.join(BASES)})")
     cfg = model_cfg(plain, "recast_base")
     family = get_family(cfg)
-    config = preset(preset_for_family(family), **overrides)
+    config, _ = config_for_model(plain, **overrides)
     rmodel = apply_recast(plain, config, seed=seed)
     if base == "closed_form":
         reconstruct(plain, rmodel, method="closed_form", progress=False, device=device)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import warnings
 from dataclasses import dataclass
 
 from torch import nn
@@ -60,16 +61,59 @@ def parse_layer_name(name: str, layers_pattern: str | None = None) -> tuple[str,
     raise WeightlabError(f"module '{name}' has no layer index in its name; RECAST groups modules by layer index")
 
 
+def _number_at(name: str, k: int) -> tuple[str, int, str]:
+    """(stage, layer, role) with the ``k``-th all-digit component of ``name`` as the layer (its last one
+    when it has fewer)."""
+    parts = name.split(".")
+    digits = [j for j, p in enumerate(parts) if p.isdigit()]
+    if not digits:
+        raise WeightlabError(f"module '{name}' has no layer index in its name; RECAST groups modules by layer index")
+    j = digits[min(k, len(digits) - 1)]
+    return ".".join(parts[:j]), int(parts[j]), ".".join(parts[j + 1 :])
+
+
+def infer_layer_position(names: list[str], shapes: dict[str, tuple[int, ...]]) -> int:
+    """Which number in the module names is the layer index, when no ``layers_pattern`` says: the one
+    whose (stage, role) banks share the most modules of one shape. ``blocks.<stage>.<block>.conv_pw``
+    (timm EfficientNet) reads the block (the second number), ``0.model.encoder.layer.<i>.…`` (a
+    SentenceTransformer) the ``i``; names with one number read it. Ties go to the earlier number."""
+    most = max((sum(p.isdigit() for p in n.split(".")) for n in names), default=0)
+    best, best_shared = 0, -1
+    for k in range(max(most, 1)):
+        banks: dict[tuple, int] = {}
+        for n in names:
+            stage, _, role = _number_at(n, k)
+            banks[(stage, role, shapes[n])] = banks.get((stage, role, shapes[n]), 0) + 1
+        shared = sum(c for c in banks.values() if c > 1)
+        if shared > best_shared:
+            best, best_shared = k, shared
+    return best
+
+
 def find_targets(model: nn.Module, config: RecastConfig) -> list[str]:
+    """The modules ``config.target_modules`` matches, of the kinds it allows: ``nn.Linear`` / ``nn.Conv2d``
+    and subclasses that keep their forward (a subclass with a forward of its own, e.g. timm's
+    ``Conv2dSame`` that pads first, is not a plain conv: it is skipped with a warning naming it)."""
     kinds = tuple(_KIND_TYPES[k] for k in config.module_kinds)
-    names = [
-        n
-        for n, m in model.named_modules()
-        if n and type(m) in kinds and any(fnmatch.fnmatchcase(n, p) for p in config.target_modules)
-    ]
+    names, skipped = [], []
+    for n, m in model.named_modules():
+        if not n or not isinstance(m, kinds) or not any(fnmatch.fnmatchcase(n, p) for p in config.target_modules):
+            continue
+        base = next(k for k in kinds if isinstance(m, k))
+        if type(m).forward is base.forward:
+            names.append(n)
+        else:
+            skipped.append(f"{n} ({type(m).__name__})")
+    if skipped:
+        warnings.warn(
+            f"RECAST skips {len(skipped)} matched module(s) whose forward is not a plain "
+            f"{'/'.join(config.module_kinds)} (e.g. {', '.join(skipped[:3])}); they stay as they are",
+            stacklevel=3,
+        )
     if not names:
         raise WeightlabError(
             f"no {'/'.join(config.module_kinds)} module matches the target pattern(s) {config.target_modules}"
+            + (f" (skipped: {', '.join(skipped[:3])})" if skipped else "")
         )
     return names
 
@@ -78,9 +122,16 @@ def plan_banks(model: nn.Module, config: RecastConfig, names: list[str] | None =
     """Group the target modules (``names``, else those matching ``config.target_modules``) into banks per
     (stage, group of consecutive layers, role)."""
     modules = dict(model.named_modules())
+    targets = names if names is not None else find_targets(model, config)
+    shapes = {n: tuple(modules[n].weight.shape) for n in targets}
+    if config.layers_pattern:
+        parse = lambda n: parse_layer_name(n, config.layers_pattern)  # noqa: E731
+    else:
+        k = infer_layer_position(targets, shapes)
+        parse = lambda n: _number_at(n, k)  # noqa: E731
     by_stage: dict[str, dict[int, list[tuple[str, str]]]] = {}
-    for name in names if names is not None else find_targets(model, config):
-        stage, idx, role = parse_layer_name(name, config.layers_pattern)
+    for name in targets:
+        stage, idx, role = parse(name)
         by_stage.setdefault(stage, {}).setdefault(idx, []).append((role, name))
     plans: list[BankPlan] = []
     for stage, layers in by_stage.items():
@@ -102,7 +153,8 @@ def plan_banks(model: nn.Module, config: RecastConfig, names: list[str] | None =
                         detail = ", ".join(f"{n} {list(s)}" for n, s in shapes.items())
                         raise WeightlabError(
                             f"modules of one bank (stage '{stage}', group {g}, role '{role}') "
-                            f"have different weight shapes: {detail}"
+                            f"have different weight shapes: {detail} (skip_first_per_stage=True leaves each stage's "
+                            "first layer as it is; split_by_shape=True makes one bank per run of equal shapes)"
                         )
                     runs = _shape_runs(names, shapes)
                 for j, run in enumerate(runs):
@@ -111,6 +163,16 @@ def plan_banks(model: nn.Module, config: RecastConfig, names: list[str] | None =
                     if len(runs) > 1:
                         key += f"__s{j}"
                     plans.append(BankPlan(key, stage, g, role, tuple(run), shapes[run[0]], n))
+    if plans and all(len(p.modules) == 1 for p in plans) and config.group_size() != 1 and len(targets) > 1:
+        example = plans[0].modules[0]
+        stage, idx, role = parse(example)
+        warnings.warn(
+            f"no template bank is shared: each of the {len(plans)} banks holds one module, so RECAST saves no "
+            f"numbers. The names were read as <stage>.<layer>.<role> ('{example}' -> stage '{stage}', layer "
+            f"{idx}, role '{role}'); if that is not the layer index, pass layers_pattern (the container before "
+            "the layer number) or other target_modules",
+            stacklevel=2,
+        )
     return plans
 
 

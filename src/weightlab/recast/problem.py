@@ -58,11 +58,22 @@ def target_weights(original: nn.Module, recast_model: nn.Module) -> dict[str, to
     return out
 
 
+#: the MLP's two projections under other naming schemes (the role is the module name after the layer
+#: index): Hugging Face BERT/RoBERTa/ViT v4, LLaMA-style, GPT-2. Only a whole role matches these, so BERT's
+#: ``attention.output.dense`` (the attention's output projection) is not taken for ``output.dense``.
+ROLE_ALIASES: dict[str, tuple[str, ...]] = {
+    "fc1": ("intermediate.dense", "mlp.up_proj", "mlp.c_fc"),
+    "fc2": ("output.dense", "mlp.down_proj", "mlp.c_proj"),
+}
+
+
 def role_weight(role: str, weights: dict[str, float]) -> float:
-    """Per-role loss weight: the longest key that ``role`` ends with (``mlp.fc1`` -> 2.0)."""
+    """Per-role loss weight: the longest key that ``role`` ends with (``mlp.fc1`` -> 2.0); a key with
+    aliases in :data:`ROLE_ALIASES` also weighs those roles (``intermediate.dense`` -> the ``fc1`` weight)."""
     best = None
     for key in weights:
-        if role == key or role.endswith("." + key) or role.endswith(key):
+        alias = role in ROLE_ALIASES.get(key, ())
+        if alias or role == key or role.endswith("." + key) or role.endswith(key):
             if best is None or len(key) > len(best):
                 best = key
     return float(weights[best]) if best is not None else 1.0

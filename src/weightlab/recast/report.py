@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from weightlab.io import write_json, write_text
-from weightlab.recast.metrics import bank_analysis, feature_cosine, top1, weight_report
+from weightlab.recast.metrics import FIDELITY_WARN, bank_analysis, feature_cosine, output_fidelity, top1, weight_report
 from weightlab.recast.mimicry import MimicryResult
 from weightlab.recast.plots import plot_reconstruction
 from weightlab.recast.tuner import count_parameters
@@ -42,6 +42,11 @@ def build_report(
         report["top1_original"] = top1(original, test_data, cfg, batch_size)
         report["top1_reconstructed"] = top1(recast_model, test_data, cfg, batch_size)
         report["top1_delta"] = report["top1_reconstructed"] - report["top1_original"]
+    if test_data is not None and cfg is not None:
+        report["output_fidelity"] = output_fidelity(original, recast_model, test_data.batches(batch_size, cfg))
+    elif feature_batch is not None:
+        report["output_fidelity"] = output_fidelity(original, recast_model, [feature_batch])
+    report["warnings"] = fidelity_warnings(report)
     if feature_batch is not None:
         report["features"] = feature_cosine(original, recast_model, feature_batch)
         report["feature_cosine_mean"] = sum(f["feature_cosine"] for f in report["features"]) / len(report["features"])
@@ -50,11 +55,41 @@ def build_report(
     return report
 
 
+def fidelity_warnings(report: dict) -> list[str]:
+    """A warning when the outputs on real inputs do not follow the original's (see ``FIDELITY_WARN``)."""
+    fid = report.get("output_fidelity")
+    if fid is None:
+        return []
+    low = [
+        f"{k.replace('_', ' ')} {fid[k]:.{1 if k == 'top1_agreement' else 4}f}"
+        for k, limit in FIDELITY_WARN.items()
+        if fid.get(k) is not None and fid[k] < limit
+    ]
+    if not low:
+        return []
+    return [
+        f"the RECAST model's outputs do not follow the original's on {fid['n']} real inputs ({', '.join(low)}) "
+        f"although the weight cosine reads {report['weight_cosine_mean']:.3f}: use more templates per bank, fewer "
+        "layers per group, or check the plan"
+    ]
+
+
 def summary_rows(report: dict) -> list[tuple[str, str]]:
     c = report["counts"]
     rows = [
         ("model", report["model"]),
         ("method", report["method"]),
+    ]
+    fid = report.get("output_fidelity")
+    if fid is not None:  # first: what the outputs do on real inputs
+        agree = "-" if fid.get("top1_agreement") is None else f"{fid['top1_agreement']:.1f}%"
+        rows.append(
+            (
+                f"output fidelity (n={fid['n']}): top-1 agreement / output cosine",
+                f"{agree} / {fid['output_cosine']:.6f}",
+            )
+        )
+    rows += [
         ("banks / templated modules", f"{c['banks']} / {c['modules']}"),
         ("coefficients per task", f"{c['coefficients_per_task']:,}"),
         ("template numbers", f"{c['template_numbers']:,}"),

@@ -47,13 +47,14 @@ def save_recast(model: nn.Module, directory: str | Path, extra: dict | None = No
 
 def load_recast(directory: str | Path, model: nn.Module | None = None) -> nn.Module:
     """Rebuild a saved RECAST model. Pass ``model`` (the plain architecture) for models that are
-    not in weightlab's zoo; otherwise it is rebuilt from the saved model spec."""
+    not in weightlab's zoo (it is copied, not changed); otherwise it is rebuilt from the saved model spec."""
     directory = Path(directory)
     meta = read_json(directory / CONFIG_FILE)
     if meta.get("format") != FORMAT:
         raise WeightlabError(
             f"{directory / CONFIG_FILE}: not a weightlab RECAST config (format {meta.get('format')!r})"
         )
+    given = model is not None
     if model is None:
         if meta.get("hf_class"):
             model = _rebuild_hf(directory, meta["hf_class"])
@@ -66,7 +67,7 @@ def load_recast(directory: str | Path, model: nn.Module | None = None) -> nn.Mod
         else:
             model = rebuild_model(meta["model"])
     config = RecastConfig.from_dict(meta["recast"])
-    recast_model = apply_recast(model, config, inplace=True)
+    recast_model = apply_recast(model, config, inplace=not given)
     plan = [p.to_dict() for p in bank_plans(recast_model)]
     if plan != meta["plan"]:
         raise WeightlabError(f"{directory}: the model does not give the saved bank plan (different architecture?)")

@@ -109,16 +109,48 @@ def bank_plans(model: nn.Module) -> list[BankPlan]:
     return list(model.recast_plan)
 
 
-def mark_only_coefficients_trainable(model: nn.Module, *extra_trainable: nn.Module) -> list[nn.Parameter]:
-    """Freeze everything except parameters named ``coefficients`` (and any ``extra_trainable`` modules,
-    e.g. a task head). Returns the trainable parameters."""
-    trainable = []
-    extra = {id(p) for m in extra_trainable for p in m.parameters()}
+#: what ``mark_only_coefficients_trainable`` does with normalisation layers (TaskModel's ``bn`` modes)
+NORM_POLICIES = ("frozen", "task")
+
+
+def mark_only_coefficients_trainable(
+    model: nn.Module, *extra_trainable: nn.Module, norm: str = "frozen"
+) -> list[nn.Parameter]:
+    """Freeze everything except parameters named ``coefficients`` and the parameters of the
+    ``extra_trainable`` modules (e.g. a task head, inside the model or not). Returns the trainable ones.
+
+    ``norm`` says what BatchNorm layers do: ``"frozen"`` (default) keeps them as they are -- affine
+    frozen, and they normalise with their running statistics even in train mode, so training moves
+    nothing but the coefficients and the extra modules; ``"task"`` trains their affine parameters and
+    lets their statistics update in train mode (a per-task copy to keep, as TaskModel's ``bn="task"``)."""
+    if norm not in NORM_POLICIES:
+        raise WeightlabError(f"unknown norm policy '{norm}' (use {' or '.join(NORM_POLICIES)})")
+    extra = [p for m in extra_trainable for p in m.parameters()]
+    extra_ids = {id(p) for p in extra}
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norm_ids = {id(p) for m in norms for p in m.parameters()} if norm == "task" else set()
+    trainable, seen = [], set()
     for name, p in model.named_parameters():
-        p.requires_grad_(name.rsplit(".", 1)[-1] == "coefficients" or id(p) in extra)
+        p.requires_grad_(name.rsplit(".", 1)[-1] == "coefficients" or id(p) in extra_ids or id(p) in norm_ids)
         if p.requires_grad:
             trainable.append(p)
+            seen.add(id(p))
+    for p in extra:  # a head that lives outside the model
+        if id(p) not in seen:
+            p.requires_grad_(True)
+            trainable.append(p)
+            seen.add(id(p))
+    for m in norms:
+        for key in [k for k, hook in m._forward_pre_hooks.items() if hook is _eval_norm]:
+            del m._forward_pre_hooks[key]
+        if norm == "frozen":
+            m.register_forward_pre_hook(_eval_norm)
     return trainable
+
+
+def _eval_norm(module: nn.Module, _inputs) -> None:
+    """Normalise with the running statistics (and leave them as they are), in train mode too."""
+    module.training = False
 
 
 def materialize(model: nn.Module) -> nn.Module:

@@ -15,7 +15,9 @@ ConvNeXt) are weightlab's, by the same rule: the repeated blocks of a stage shar
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
@@ -127,3 +129,51 @@ def resolve_plan_options(model: nn.Module, config) -> PlanOptions:
         if config.layers_per_group is None and config.num_groups is None and config.sharing is None:
             config.layers_per_group = row.layers_per_group
     return PlanOptions(name, config.layers_pattern, config.layers_per_group, bool(config.skip_first_per_stage))
+
+
+def config_for_model(model: nn.Module, preset_name: str | None = None, **overrides) -> tuple[Any, str]:
+    """The :class:`~weightlab.recast.config.RecastConfig` weightlab's own pipeline applies to ``model``,
+    and where it came from: ``preset_name``; else the preset of the model's family (the zoo, timm ViTs and
+    ResNets); else the model's row in :data:`ARCHITECTURES` (its target modules, found by name, with the
+    row's ``layers_pattern``, grouping and first-layer rule). ``overrides`` (None ignored) apply last."""
+    from weightlab.models.families import get_family
+    from weightlab.recast.config import preset
+
+    cfg = getattr(model, "weightlab_cfg", None)
+    family = get_family(cfg) if cfg is not None else None
+    if preset_name is None and family is not None and family.recast_preset is not None:
+        preset_name = family.recast_preset
+    if preset_name is not None:
+        source = f"preset '{preset_name}'" + (f" (model family '{family.name}')" if family is not None else "")
+        return preset(preset_name, **overrides), source
+    name = detect(model)
+    if name is None:
+        raise WeightlabError(
+            f"no RECAST preset or architecture row for {type(model).__module__}.{type(model).__name__}"
+            + (f" (model family '{family.name}')" if family is not None else "")
+            + ": pass the target modules (--targets / target_modules)"
+        )
+    row = architecture(name)
+    pattern = re.compile(row.target_modules)
+    targets = [n for n, _ in model.named_modules() if n and pattern.fullmatch(n)]
+    if not targets:
+        raise WeightlabError(
+            f"no module of this {type(model).__name__} matches its row '{name}' ({row.target_modules})"
+        )
+    fields = dict(
+        target_modules=targets,
+        templates=2,
+        coef_sets=2,
+        layers_pattern=row.layers_pattern or None,
+        skip_first_per_stage=row.skip_first_per_stage,
+        layers_per_group=row.layers_per_group,
+        split_by_shape=True,
+    )
+    if any(overrides.get(k) is not None for k in ("num_groups", "layers_per_group", "sharing")):
+        fields.pop("layers_per_group")
+    fields.update({k: v for k, v in overrides.items() if v is not None})
+    if fields.get("templates") == "auto":
+        fields["templates"] = None
+    from weightlab.recast.config import RecastConfig
+
+    return RecastConfig(**fields), f"architecture row '{name}'"
