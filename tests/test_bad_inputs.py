@@ -206,3 +206,13 @@ def test_negative_lam_is_predicted_with_a_warning_line(tmp_path, capsys):
     )
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert len(err) == 1 and err[0].startswith("weightlab: warning: lam = -1.0 < 0 reverses the extrapolation")
+
+
+def test_mistyped_names_get_the_closest_one(capsys):
+    from weightlab.cli import main
+
+    assert main(["recst"]) == 2
+    assert "invalid choice: 'recst' (did you mean 'recast'?)" in capsys.readouterr().err
+    assert main(["recast", "mimic", "--model", "resnet2"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'resnet2' (did you mean 'resnet32'?)" in err and err.count("\n") == 1

@@ -7,3 +7,11 @@ message must name the problem (which file, which module, which option) on its ow
 
 class WeightlabError(Exception):
     """A user-facing error: bad input, a missing file, an inconsistent configuration."""
+
+
+def did_you_mean(name: str, candidates) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``candidates`` to a mistyped ``name``, else ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.75)
+    return f" (did you mean '{close[0]}'?)" if close else ""

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import MISSING, dataclass, field
 from typing import Any, Generic, TypeVar, get_type_hints
 
-from weightlab.errors import WeightlabError
+from weightlab.errors import WeightlabError, did_you_mean
 
 T = TypeVar("T")
 
@@ -229,7 +229,8 @@ class Registry(Generic[T]):
     def entry(self, name: str) -> Entry[T]:
         key = self.resolve(name)
         if key is None:
-            raise WeightlabError(f"unknown {self.kind} '{name}' (use one of {', '.join(self._entries)})")
+            hint = did_you_mean(name, self._entries)
+            raise WeightlabError(f"unknown {self.kind} '{name}'{hint} (use one of {', '.join(self._entries)})")
         return self._entries[key]
 
     def get(self, name: str) -> T:

@@ -133,6 +133,14 @@ class OneLineParser(argparse.ArgumentParser):
     instead of a usage block; ``--help`` still prints the usage."""
 
     def error(self, message: str):
+        import re
+
+        from weightlab.errors import did_you_mean
+
+        bad = re.match(r"argument .*: invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+        if bad:  # a mistyped name: the closest choice first
+            choices = [c.strip().strip("'") for c in bad.group(2).split(",")]
+            message = message.replace(f"'{bad.group(1)}'", f"'{bad.group(1)}'{did_you_mean(bad.group(1), choices)}", 1)
         command = " ".join(self.prog.split()[1:])
         where = f" ({command} --help for the options)" if command else ""
         self.exit(2, f"weightlab: error: {message}{where}\n")

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from weightlab import paths
-from weightlab.errors import WeightlabError
+from weightlab.errors import WeightlabError, did_you_mean
 from weightlab.io import load_weights
 from weightlab.models import cifar_resnet, convmixer, mlp, small_cnn, tiny_nets  # noqa: F401  (registers the families)
 from weightlab.models.config import ModelCfg, attach_cfg, model_cfg
@@ -135,8 +135,9 @@ def _split(name: str) -> tuple[str, str]:
 
     if timm.is_model(name):
         return "timm", name
+    hint = did_you_mean(name, [*list_registered(), *timm.list_models()])
     raise WeightlabError(
-        f"unknown model '{name}': not a weightlab model ({', '.join(list_registered())}), "
+        f"unknown model '{name}'{hint}: not a weightlab model ({', '.join(list_registered())}), "
         "not a timm model name; use tv:NAME for torchvision"
     )
 
