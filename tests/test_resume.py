@@ -355,3 +355,17 @@ def test_an_unwritable_output_folder_is_refused_before_any_work(tmp_path, capsys
     code = main(["recast", "bench", "--suite", "smoke", "--no-progress", "--out", str(tmp_path / "file" / "sub")])
     err = capsys.readouterr().err
     assert code == 2 and "cannot write to the output folder" in err and "Traceback" not in err
+
+
+def test_predictions_of_another_model_are_not_mixed_into_a_folder(tmp_path, capsys):
+    traj, pred = str(tmp_path / "traj"), str(tmp_path / "pred")
+    assert (
+        main([*FORGET, "--data", "digits", "--limit", "120", "--eval-limit", "40", "--no-progress", "--out", traj]) == 0
+    )
+    predict = ["know", "predict", "--trajectory", traj, "--method", "task_vector", "--out", pred]
+    assert main([*predict, "--steps", "2"]) == 0
+    assert main([*predict, "--steps", "1"]) == 0  # the same model: rewritten in place
+    capsys.readouterr()
+    assert main([*predict, "--lam", "2"]) == 2  # another model under the same name: refused
+    err = capsys.readouterr().err
+    assert "other inputs (inputs.options.lam: 0.2 -> 2.0)" in err and "task_vector_*.safetensors" in err, err

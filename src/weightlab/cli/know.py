@@ -367,9 +367,11 @@ def cmd_forget(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from weightlab.io import save_tensors, write_json
+    import json
+
+    from weightlab.io import check_resume, check_writable, file_sha256, read_json, save_tensors, write_json
     from weightlab.know.predictors import get_predictor, resolve_predictor
-    from weightlab.know.trajectory import Trajectory, scale_label
+    from weightlab.know.trajectory import MANIFEST, Trajectory, scale_label
     from weightlab.registry import options_from_flags
 
     if args.out is None:
@@ -393,6 +395,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"{predictor.name}: step {k} skipped: {why}")
     if not steps:
         raise WeightlabError(f"{predictor.name}: none of steps 1..{args.steps} can be predicted")
+    # one predictor's files in a folder come from one model: <method>.json records what made them, and a
+    # run with another trajectory or other options into the same folder is refused rather than mixed in
+    inputs = dict(
+        options=json.loads(json.dumps(predictor.options(), default=str)),
+        trajectory_sha256=file_sha256(Path(args.trajectory) / MANIFEST),
+    )
+    record = args.out / f"{predictor.name}.json"
+    if record.is_file():
+        check_resume(
+            args.out,
+            {k: v for k, v in read_json(record).items() if k == "inputs"},
+            {"inputs": inputs},
+            f"use another --out (its {predictor.name}_*.safetensors are another model's)",
+        )
+    check_writable(args.out)
     start = time.perf_counter()
     states = predictor.predict_steps(traj, steps)
     seconds = time.perf_counter() - start
@@ -411,8 +428,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         "seconds": seconds,
         "seconds_per_parameter": seconds / max(1, sum(described["touched"].values())),
         "trajectory": str(args.trajectory),
+        "inputs": inputs,
     }
-    write_json(args.out / f"{predictor.name}.json", info)
+    write_json(record, info)
     print(f"{predictor.name}: touched {info['touched']} (untouched {info['untouched']}), {seconds:.2f} s")
     print(f"wrote {', '.join(files.values())} to {args.out}")
     return 0
