@@ -216,3 +216,24 @@ def test_mistyped_names_get_the_closest_one(capsys):
     assert main(["recast", "mimic", "--model", "resnet2"]) == 2
     err = capsys.readouterr().err
     assert "unknown model 'resnet2' (did you mean 'resnet32'?)" in err and err.count("\n") == 1
+
+
+def test_every_option_has_help_and_every_command_a_description():
+    import argparse
+
+    from weightlab.cli import build_parser
+
+    missing, undescribed = [], []
+
+    def walk(parser, path):
+        for a in parser._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for name, sub in a.choices.items():
+                    if not sub.description:
+                        undescribed.append(" ".join([*path, name]))
+                    walk(sub, [*path, name])
+            elif a.option_strings and not a.help and "-h" not in a.option_strings:
+                missing.append(f"{' '.join(path)} {a.option_strings[-1]}")
+
+    walk(build_parser(), [])
+    assert missing == [] and undescribed == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -226,9 +228,11 @@ def test_cli_adapt_evaluate_and_errors(tmp_path, capsys):
     ]
     assert main(args) == 0
     assert "zero forgetting: yes" in capsys.readouterr().out
-    assert main(["recast", "evaluate", "--base", str(tmp_path / "base")]) == 0
+    assert main(["recast", "evaluate", "--base", str(tmp_path / "base"), "--out", str(tmp_path / "eval")]) == 0
     out = capsys.readouterr().out
     assert "digits_0-2" in out and "digits_3-5" in out
+    rows = json.loads((tmp_path / "eval" / "evaluate.json").read_text())["tasks"]
+    assert [r["test_accuracy"] for r in rows] == [r["when_learnt"] for r in rows]  # zero forgetting
     assert main(["recast", "evaluate", "--base", str(tmp_path / "nowhere")]) == 2
     assert main(["recast", "adapt", "--tasks", "digits", "--method", "lora:r=0", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err

@@ -5,6 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+#: the help of every --data-root
+DATA_ROOT_HELP = (
+    "folder with the data sets (MNIST/, FashionMNIST/, cifar10-jpeg.tar, ImageFolder trees); default "
+    "$WEIGHTLAB_DATA, else $WEIGHTLAB_SHARED/data"
+)
+
 
 def add_common(p: argparse.ArgumentParser) -> None:
     """``--seed``, ``--out``, ``--no-progress`` (every subcommand takes them)."""

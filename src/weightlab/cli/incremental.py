@@ -6,7 +6,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from weightlab.cli.common import add_backend_flags, add_common, add_runtime, backend_from_args, command_line, progress
+from weightlab.cli.common import (
+    DATA_ROOT_HELP,
+    add_backend_flags,
+    add_common,
+    add_runtime,
+    backend_from_args,
+    command_line,
+    progress,
+)
 from weightlab.errors import WeightlabError
 
 
@@ -68,9 +76,11 @@ def add_parsers(rc) -> None:
         "closed form re-gauged to the recipe's template scale (same weights, larger templates)",
     )
     a.add_argument("--epochs", type=int, default=100, help="epochs per task (default 100, the authors')")
-    a.add_argument("--lr", type=float, default=2e-3)
+    a.add_argument(
+        "--lr", type=float, default=2e-3, help="learning rate of the task's parameters (default 2e-3, the authors')"
+    )
     a.add_argument("--coef-lr", type=float, default=None, help="RECAST coefficients' learning rate (default --lr)")
-    a.add_argument("--weight-decay", type=float, default=1e-6)
+    a.add_argument("--weight-decay", type=float, default=1e-6, help="AdamW weight decay (default 1e-6)")
     a.add_argument(
         "--lr-step",
         type=int,
@@ -78,7 +88,7 @@ def add_parsers(rc) -> None:
         help="StepLR step in epochs (default 33, the authors'; 0: a third of the epochs)",
     )
     a.add_argument("--batch-size", type=int, default=None, help="default 64 (CNN) / 128 (ViT)")
-    a.add_argument("--clip", type=float, default=1.0)
+    a.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping (default 1.0; 0: off)")
     a.add_argument("--select", choices=("val", "last"), default="val", help="epoch selection (default val)")
     a.add_argument(
         "--bn",
@@ -87,7 +97,12 @@ def add_parsers(rc) -> None:
         help="BatchNorm statistics: updated and stored per task (default) or frozen",
     )
     _sizes(a)
-    a.add_argument("--data-root", type=Path, default=None)
+    a.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help=DATA_ROOT_HELP,
+    )
     add_common(a)
     add_runtime(a)
 
@@ -105,12 +120,23 @@ def add_parsers(rc) -> None:
         default=None,
         help="a task folder (repeatable; default: every task beside the base)",
     )
-    e.add_argument("--data-root", type=Path, default=None)
+    e.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help=DATA_ROOT_HELP,
+    )
     add_common(e)
     add_runtime(e)
 
-    b = rc.add_parser("bench", help="run a benchmark suite (JSON, Markdown table, PNG plots; resumable)")
-    b.add_argument("--suite", required=True, choices=sorted(SUITES))
+    b = rc.add_parser(
+        "bench",
+        help="run a benchmark suite (JSON, Markdown table, PNG plots; resumable)",
+        description="Run every (method, seed) of a task-incremental suite -- fair suites first choose each "
+        "row's learning rate on validation -- and write results.json, results.md, paper_table.md and plots to "
+        "--out. Rerunning resumes; --merge adds the runs of the same suite run elsewhere.",
+    )
+    b.add_argument("--suite", required=True, choices=sorted(SUITES), help="the suite to run (see the README's table)")
     b.add_argument("--methods", default=None, help="comma-separated subset of the suite's methods")
     b.add_argument(
         "--seeds", type=seed_list, default=None, help="comma-separated seeds (default the authors' 42,1998,3142592)"
@@ -135,7 +161,12 @@ def add_parsers(rc) -> None:
         metavar="DIR",
         help="add the runs of DIR/results.json (the same suite run by another worker) to OUT, then report",
     )
-    b.add_argument("--data-root", type=Path, default=None)
+    b.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help=DATA_ROOT_HELP,
+    )
     add_common(b)
     add_runtime(b)
     add_backend_flags(b)
@@ -256,6 +287,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     tm = load_task_model(args.base, task_dirs, seed=args.seed)
     place(tm, args.device)
     print("| task | method | test acc now | when learnt | trainable / task | KiB / task |\n|---|---|---|---|---|---|")
+    rows = []
     for d in task_dirs:
         meta = read_task_meta(d)
         data = meta["metrics"].get("data")
@@ -269,6 +301,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"| {meta['metrics'].get('test_accuracy', float('nan')):.2f} "
             f"| {c['trainable_per_task']:,} | {c['bytes_per_task'] / 1024:.1f} |"
         )
+        rows.append(
+            dict(
+                task=meta["name"],
+                method=meta["method"]["name"],
+                test_accuracy=acc,
+                when_learnt=meta["metrics"].get("test_accuracy"),
+            )
+        )
+    if args.out is not None:  # the table as JSON
+        from weightlab.io import write_json
+
+        write_json(Path(args.out) / "evaluate.json", dict(base=str(args.base), tasks=rows))
+        print(f"wrote {Path(args.out) / 'evaluate.json'}")
     return 0
 
 

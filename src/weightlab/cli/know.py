@@ -7,7 +7,14 @@ import sys
 import time
 from pathlib import Path
 
-from weightlab.cli.common import add_backend_flags, add_runtime, backend_from_args, command_line, progress
+from weightlab.cli.common import (
+    DATA_ROOT_HELP,
+    add_backend_flags,
+    add_runtime,
+    backend_from_args,
+    command_line,
+    progress,
+)
 from weightlab.cli.common import add_common as common
 from weightlab.errors import WeightlabError
 
@@ -21,7 +28,11 @@ def add_parsers(sub) -> None:
     from weightlab.registry import add_option_flags
 
     kn = sub.add_parser(
-        "know", help="KNOW: progressive forgetting, weight prediction (KNOWN and baselines), transfer"
+        "know",
+        help="KNOW: progressive forgetting, weight prediction (KNOWN and baselines), transfer",
+        description="KNOW: pretrain a base (pretrain), record its progressive forgetting (forget), predict "
+        "knowledge-overflowed weights from the trajectory (predict), transfer them (transfer), run whole "
+        "suites (bench) and meta-train KNOWN (meta collect, meta train).",
     ).add_subparsers(dest="know_command", required=True)
     pt = kn.add_parser(
         "pretrain",
@@ -37,15 +48,20 @@ def add_parsers(sub) -> None:
     )
     pt.add_argument("--limit", type=int, default=None, help="training samples of D⁰ (default: all)")
     pt.add_argument("--val", type=int, default=1000, help="validation samples held out of the training split")
-    pt.add_argument("--epochs", type=int, default=30)
-    pt.add_argument("--lr", type=float, default=3e-3)
+    pt.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
+    pt.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
     pt.add_argument("--optimizer", default="adam", help="adam, adamw or sgd (default adam)")
-    pt.add_argument("--weight-decay", type=float, default=0.0)
+    pt.add_argument("--weight-decay", type=float, default=0.0, help="weight decay (default 0)")
     pt.add_argument("--schedule", default="cosine", help="cosine (to zero) or constant (default cosine)")
-    pt.add_argument("--batch-size", type=int, default=128)
+    pt.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
     pt.add_argument("--augment", default=None, help="crop (digits) or crop_flip (natural images); default none")
     pt.add_argument("--input-size", default=None, help="C,H,W for models that take it (e.g. 1,28,28 for MNIST)")
-    pt.add_argument("--data-root", type=Path, default=None)
+    pt.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help=DATA_ROOT_HELP,
+    )
     common(pt)
     add_runtime(pt)
 
@@ -77,9 +93,9 @@ def add_parsers(sub) -> None:
     f.add_argument("--stages", type=int, default=5, help="stages S including Θ⁰ (default 5)")
     f.add_argument("--epochs", type=int, default=1, help="epochs per stage (default 1)")
     f.add_argument("--optimizer", default="adam", help="adam, adamw or sgd (default adam)")
-    f.add_argument("--lr", type=float, default=1e-3)
-    f.add_argument("--weight-decay", type=float, default=0.0)
-    f.add_argument("--batch-size", type=int, default=128)
+    f.add_argument("--lr", type=float, default=1e-3, help="learning rate of every stage (default 1e-3, the authors')")
+    f.add_argument("--weight-decay", type=float, default=0.0, help="weight decay (default 0)")
+    f.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
     f.add_argument("--class-balanced", action="store_true", help="keep the same fraction of every class")
     f.add_argument(
         "--full-data-pass",
@@ -88,7 +104,12 @@ def add_parsers(sub) -> None:
     )
     f.add_argument("--augment", default=None, help="the pretraining's augmentation in every stage (crop or crop_flip)")
     f.add_argument("--input-size", default=None, help="C,H,W for models that take it (as given to 'know pretrain')")
-    f.add_argument("--data-root", type=Path, default=None)
+    f.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help=DATA_ROOT_HELP,
+    )
     common(f)
     add_runtime(f)
 
@@ -117,7 +138,12 @@ def add_parsers(sub) -> None:
         "weights file, with a new head: warm-up (only BatchNorm and head train), then "
         "everything with cosine decay. Reports mean ± std over seeds and the gain.",
     )
-    t.add_argument("--trajectory", type=Path, required=True)
+    t.add_argument(
+        "--trajectory",
+        type=Path,
+        required=True,
+        help="folder written by 'weightlab know forget' (its Θ⁰ is the naive row)",
+    )
     t.add_argument(
         "--predictions",
         type=Path,
@@ -126,22 +152,39 @@ def add_parsers(sub) -> None:
         help="predicted weights files or folders of them (from 'know predict')",
     )
     t.add_argument("--task", required=True, help="downstream DATASET[:CLASSES]")
-    t.add_argument("--train-limit", type=int, default=None)
-    t.add_argument("--test-limit", type=int, default=None)
-    t.add_argument("--warmup-epochs", type=int, default=10)
-    t.add_argument("--epochs", type=int, default=100)
-    t.add_argument("--warmup-lr", type=float, default=1e-3)
-    t.add_argument("--lr", type=float, default=4e-4)
+    t.add_argument(
+        "--train-limit", type=int, default=None, help="seeded random subset of the task's training split (default all)"
+    )
+    t.add_argument("--test-limit", type=int, default=None, help="seeded random subset of the test split (default all)")
+    t.add_argument(
+        "--warmup-epochs",
+        type=int,
+        default=10,
+        help="phase 1: epochs training only BatchNorm and the head (default 10)",
+    )
+    t.add_argument(
+        "--epochs", type=int, default=100, help="phase 2: epochs training everything, cosine decay (default 100)"
+    )
+    t.add_argument("--warmup-lr", type=float, default=1e-3, help="phase 1 learning rate (default 1e-3)")
+    t.add_argument("--lr", type=float, default=4e-4, help="phase 2 peak learning rate (default 4e-4)")
     _lr_grid_flag(t)
-    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
     t.add_argument("--seeds", default="42", help="comma-separated seeds (default 42)")
-    t.add_argument("--data-root", type=Path, default=None)
+    t.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help=DATA_ROOT_HELP,
+    )
     common(t)
     add_runtime(t)
     add_backend_flags(t)
 
     meta = kn.add_parser(
-        "meta", help="KNOWN meta-training: collect trajectories, train the hypermodels"
+        "meta",
+        help="KNOWN meta-training: collect trajectories, train the hypermodels",
+        description="Collect progressive-forgetting runs of small networks as meta rows (collect), then "
+        "train KNOWN_{Conv,FC,Bias} on them with whole runs held out (train).",
     ).add_subparsers(dest="meta_command", required=True)
     mc = meta.add_parser(
         "collect",
@@ -171,15 +214,28 @@ def add_parsers(sub) -> None:
         help="start no run after this long (runs in flight finish; rerun to collect the rest)",
     )
     add_backend_flags(mc, default="auto", threads=False)  # every run uses one thread
-    mc.add_argument("--data-root", type=Path, default=None)
+    mc.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help=DATA_ROOT_HELP,
+    )
     common(mc)
     add_runtime(mc, precision=False)
-    mt = meta.add_parser("train", help="train KNOWN_{Conv,FC,Bias} on a meta-dataset, whole runs held out")
+    mt = meta.add_parser(
+        "train",
+        help="train KNOWN_{Conv,FC,Bias} on a meta-dataset, whole runs held out",
+        description="Train the three KNOWN hypermodels on the rows of 'know meta collect' (whole runs held out "
+        "for validation and test, early stopping on validation L1) and write them as safetensors with a model "
+        "card and the L1 table against the baselines.",
+    )
     mt.add_argument("--data", type=Path, required=True, help="folder written by 'know meta collect'")
-    mt.add_argument("--epochs", type=int, default=20)
-    mt.add_argument("--lr", type=float, default=1e-3)
-    mt.add_argument("--batch-size", type=int, default=4096)
-    mt.add_argument("--patience", type=int, default=3)
+    mt.add_argument("--epochs", type=int, default=20, help="meta-training epochs (default 20)")
+    mt.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    mt.add_argument("--batch-size", type=int, default=4096, help="meta rows per batch (default 4096)")
+    mt.add_argument(
+        "--patience", type=int, default=3, help="stop after this many epochs without a better validation L1 (default 3)"
+    )
     mt.add_argument(
         "--val-fraction",
         type=float,
@@ -211,7 +267,7 @@ def add_parsers(sub) -> None:
         description="Forgetting, every predictor at x2/x4/x8, incremental pretraining, and transfer "
         "runs per seed; writes results.json, results.md and trajectory_pca.png to --out.",
     )
-    b.add_argument("--suite", required=True, choices=sorted(SUITES))
+    b.add_argument("--suite", required=True, choices=sorted(SUITES), help="the suite to run (see the README's table)")
     b.add_argument("--seeds", default=None, help="comma-separated seeds (default: the suite's)")
     b.add_argument(
         "--known-weights",
