@@ -237,3 +237,12 @@ def test_every_option_has_help_and_every_command_a_description():
 
     walk(build_parser(), [])
     assert missing == [] and undescribed == []
+
+
+def test_top_level_help_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys\nfrom weightlab.cli import main\nassert main(['--help']) == 0\nprint('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False" and "know" in out and "recast" in out

@@ -29,98 +29,139 @@ def _templates_arg(v: str):
     return n
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: the commands and their one-line help (the stubs of a parser built for one command)
+_COMMAND_HELP = {
+    "quickstart": "a real end-to-end run on scikit-learn digits (or the shared data)",
+    "recast": "RECAST: template banks, Neural Mimicry",
+    "know": "KNOW: progressive forgetting, weight prediction (KNOWN and baselines), transfer",
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The CLI parser; with ``only`` (a command name, or "" for none) the other commands get a stub with
+    their help line and no options, so that ``weightlab --help`` and one command's parsing import only
+    what that command needs (the full tree imports torch)."""
     from weightlab.cli.ranges import OneLineParser
-    from weightlab.recast.config import PRESETS, SHARING_SCHEMES
-    from weightlab.recast.mimicry import LOSSES, METHODS
 
     parser = OneLineParser(prog="weightlab", description="Decompose, adapt and predict neural-network weights.")
     parser.add_argument("--version", action="version", version=f"weightlab {__import__('weightlab').__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    q = sub.add_parser(
-        "quickstart",
-        help="a real end-to-end run on scikit-learn digits (or the shared data)",
-        description="RECAST: train a CIFAR ResNet-20 on scikit-learn digits (or load the shared pretrained "
-        "ResNet-20 when --data-root points at the shared data), rewrite it with RECAST, reconstruct it by "
-        "closed form and by the authors' Neural Mimicry recipe, report weight/feature similarity and top-1, "
-        "and learn two new tasks with head only and with RECAST coefficients. KNOW: pretrain a small CNN, "
-        "record its progressive forgetting, predict x2 / x8 weights (KNOWN and baselines) and transfer them "
-        "to a new task against naive transfer. Everything offline, a few minutes on 2 cores.",
-    )
-    q.add_argument("--data-root", type=Path, default=None, help="shared data folder (MNIST, CIFAR-10 JPEG ...)")
-    add_common(q)
-    add_runtime(q, precision=False)
+    for name, line in _COMMAND_HELP.items():
+        if only is not None and only != name:
+            sub.add_parser(name, help=line)
+    if only in (None, "quickstart"):
+        q = sub.add_parser(
+            "quickstart",
+            help=_COMMAND_HELP["quickstart"],
+            description="RECAST: train a CIFAR ResNet-20 on scikit-learn digits (or load the shared pretrained "
+            "ResNet-20 when --data-root points at the shared data), rewrite it with RECAST, reconstruct it by "
+            "closed form and by the authors' Neural Mimicry recipe, report weight/feature similarity and top-1, "
+            "and learn two new tasks with head only and with RECAST coefficients. KNOW: pretrain a small CNN, "
+            "record its progressive forgetting, predict x2 / x8 weights (KNOWN and baselines) and transfer them "
+            "to a new task against naive transfer. Everything offline, a few minutes on 2 cores.",
+        )
+        q.add_argument("--data-root", type=Path, default=None, help="shared data folder (MNIST, CIFAR-10 JPEG ...)")
+        add_common(q)
+        add_runtime(q, precision=False)
 
-    rc = sub.add_parser(
-        "recast",
-        help="RECAST: template banks, Neural Mimicry",
-        description="RECAST: rewrite layers as mixtures of shared template banks (plan, mimic), learn "
-        "task after task by training only the coefficients and a head (adapt, evaluate), benchmark it (bench).",
-    ).add_subparsers(dest="recast_command", required=True)
-    m = rc.add_parser(
-        "mimic",
-        help="rewrite a model as template banks and fit them to its weights (no data)",
-        description="Neural Mimicry: rewrite the target modules of a pretrained model as RECAST template "
-        "mixtures and fit templates and coefficients to the pretrained weights.",
-    )
-    m.add_argument("--model", required=True, help="weightlab model (resnet20..56, convmixer), a timm name, or tv:NAME")
-    m.add_argument("--weights", type=Path, default=None, help="local weights (.safetensors or weights-only .pt)")
-    m.add_argument("--no-pretrained", action="store_true", help="do not load pretrained weights (random init)")
-    m.add_argument("--preset", choices=sorted(PRESETS), default=None, help="RECAST preset (default: by model family)")
-    m.add_argument("--targets", default=None, help="comma-separated glob patterns of target modules (overrides preset)")
-    g = m.add_mutually_exclusive_group()
-    g.add_argument("--groups", type=int, default=None, help="number of groups G per stage")
-    g.add_argument("--layers-per-group", type=int, default=None, help="layers per group")
-    g.add_argument("--sharing", choices=sorted(SHARING_SCHEMES), default=None, help="Fig. 6a sharing scheme")
-    m.add_argument(
-        "--templates", type=_templates_arg, default=None, help="templates per bank n, or 'auto' (= layers per group)"
-    )
-    m.add_argument("--coef-sets", type=int, default=None, help="coefficient sets K")
-    m.add_argument("--method", choices=METHODS, default="recipe", help="mimicry method (default: the authors' recipe)")
-    m.add_argument("--iterations", type=int, default=None, help="recipe iterations (default by family: 1000 / 3000)")
-    m.add_argument("--lr", type=float, default=None, help="RMSprop learning rate")
-    m.add_argument("--lr-step", type=int, default=None, help="StepLR step size")
-    m.add_argument("--loss", choices=LOSSES, default=None, help="weight loss (default smoothl1)")
-    m.add_argument("--noise", type=float, default=None, help="coefficient noise sigma during mimicry")
-    m.add_argument("--clip", type=float, default=None, help="gradient-norm clip")
-    m.add_argument("--engine", choices=("auto", "fused", "torch"), default="auto", help="recipe engine")
-    m.add_argument(
-        "--dataset",
-        default=None,
-        help="test set for top-1 and features (default: cifar10 for CIFAR "
-        "models when the data is there; 'none' to skip)",
-    )
-    m.add_argument(
-        "--data-root", type=Path, default=None, help="data folder (default $WEIGHTLAB_DATA or ../shared/data)"
-    )
-    m.add_argument("--eval-limit", type=int, default=None, help="evaluate on a seeded random subset of this size")
-    add_common(m)
-    add_runtime(m, precision=False)
-    pl = rc.add_parser(
-        "plan",
-        help="print the template banks RECAST (the PEFT method) would make of a model, before fitting anything",
-        description="The banks (stage, group, role, modules, shape, n), the numbers per task and the modules left "
-        "as they are, from weightlab.peft's architecture table or the options given. Only the architecture "
-        "is built (random init, nothing downloaded).",
-    )
-    src = pl.add_mutually_exclusive_group(required=True)
-    src.add_argument("--model", help="weightlab model (resnet20..56, convmixer), a timm name, or tv:NAME")
-    src.add_argument("--hf-config", type=Path, help="a folder with a Hugging Face config.json (AutoModel.from_config)")
-    pl.add_argument("--targets", default=None, help="comma-separated module-name suffixes, or one regular expression")
-    pl.add_argument("--layers-pattern", default=None, help="regex of the container holding the layers (blocks, layer)")
-    pl.add_argument("--layers-per-group", type=int, default=None, help="consecutive layers sharing a bank")
-    pl.add_argument(
-        "--templates", type=_templates_arg, default=None, help="templates per bank n, or 'auto' (= layers per group)"
-    )
-    pl.add_argument("--coef-sets", type=int, default=2, help="coefficient sets K (default 2)")
-    pl.add_argument("--out", type=Path, default=None, help="also write plan.json (the bank plan) here")
-    pl.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
-    from weightlab.cli.incremental import add_parsers
-    from weightlab.cli.know import add_parsers as add_know_parsers
+    if only in (None, "recast"):
+        from weightlab.recast.config import PRESETS, SHARING_SCHEMES
+        from weightlab.recast.mimicry import LOSSES, METHODS
 
-    add_parsers(rc)
-    add_know_parsers(sub)
+        rc = sub.add_parser(
+            "recast",
+            help=_COMMAND_HELP["recast"],
+            description="RECAST: rewrite layers as mixtures of shared template banks (plan, mimic), learn "
+            "task after task by training only the coefficients and a head (adapt, evaluate), benchmark it (bench).",
+        ).add_subparsers(dest="recast_command", required=True)
+        m = rc.add_parser(
+            "mimic",
+            help="rewrite a model as template banks and fit them to its weights (no data)",
+            description="Neural Mimicry: rewrite the target modules of a pretrained model as RECAST template "
+            "mixtures and fit templates and coefficients to the pretrained weights.",
+        )
+        m.add_argument(
+            "--model", required=True, help="weightlab model (resnet20..56, convmixer), a timm name, or tv:NAME"
+        )
+        m.add_argument("--weights", type=Path, default=None, help="local weights (.safetensors or weights-only .pt)")
+        m.add_argument("--no-pretrained", action="store_true", help="do not load pretrained weights (random init)")
+        m.add_argument(
+            "--preset", choices=sorted(PRESETS), default=None, help="RECAST preset (default: by model family)"
+        )
+        m.add_argument(
+            "--targets", default=None, help="comma-separated glob patterns of target modules (overrides preset)"
+        )
+        g = m.add_mutually_exclusive_group()
+        g.add_argument("--groups", type=int, default=None, help="number of groups G per stage")
+        g.add_argument("--layers-per-group", type=int, default=None, help="layers per group")
+        g.add_argument("--sharing", choices=sorted(SHARING_SCHEMES), default=None, help="Fig. 6a sharing scheme")
+        m.add_argument(
+            "--templates",
+            type=_templates_arg,
+            default=None,
+            help="templates per bank n, or 'auto' (= layers per group)",
+        )
+        m.add_argument("--coef-sets", type=int, default=None, help="coefficient sets K")
+        m.add_argument(
+            "--method", choices=METHODS, default="recipe", help="mimicry method (default: the authors' recipe)"
+        )
+        m.add_argument(
+            "--iterations", type=int, default=None, help="recipe iterations (default by family: 1000 / 3000)"
+        )
+        m.add_argument("--lr", type=float, default=None, help="RMSprop learning rate")
+        m.add_argument("--lr-step", type=int, default=None, help="StepLR step size")
+        m.add_argument("--loss", choices=LOSSES, default=None, help="weight loss (default smoothl1)")
+        m.add_argument("--noise", type=float, default=None, help="coefficient noise sigma during mimicry")
+        m.add_argument("--clip", type=float, default=None, help="gradient-norm clip")
+        m.add_argument("--engine", choices=("auto", "fused", "torch"), default="auto", help="recipe engine")
+        m.add_argument(
+            "--dataset",
+            default=None,
+            help="test set for top-1 and features (default: cifar10 for CIFAR "
+            "models when the data is there; 'none' to skip)",
+        )
+        m.add_argument(
+            "--data-root", type=Path, default=None, help="data folder (default $WEIGHTLAB_DATA or ../shared/data)"
+        )
+        m.add_argument("--eval-limit", type=int, default=None, help="evaluate on a seeded random subset of this size")
+        add_common(m)
+        add_runtime(m, precision=False)
+        pl = rc.add_parser(
+            "plan",
+            help="print the template banks RECAST (the PEFT method) would make of a model, before fitting anything",
+            description="The banks (stage, group, role, modules, shape, n), the numbers per task and the modules left "
+            "as they are, from weightlab.peft's architecture table or the options given. Only the architecture "
+            "is built (random init, nothing downloaded).",
+        )
+        src = pl.add_mutually_exclusive_group(required=True)
+        src.add_argument("--model", help="weightlab model (resnet20..56, convmixer), a timm name, or tv:NAME")
+        src.add_argument(
+            "--hf-config", type=Path, help="a folder with a Hugging Face config.json (AutoModel.from_config)"
+        )
+        pl.add_argument(
+            "--targets", default=None, help="comma-separated module-name suffixes, or one regular expression"
+        )
+        pl.add_argument(
+            "--layers-pattern", default=None, help="regex of the container holding the layers (blocks, layer)"
+        )
+        pl.add_argument("--layers-per-group", type=int, default=None, help="consecutive layers sharing a bank")
+        pl.add_argument(
+            "--templates",
+            type=_templates_arg,
+            default=None,
+            help="templates per bank n, or 'auto' (= layers per group)",
+        )
+        pl.add_argument("--coef-sets", type=int, default=2, help="coefficient sets K (default 2)")
+        pl.add_argument("--out", type=Path, default=None, help="also write plan.json (the bank plan) here")
+        pl.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+        from weightlab.cli.incremental import add_parsers
+
+        add_parsers(rc)
+    if only in (None, "know"):
+        from weightlab.cli.know import add_parsers as add_know_parsers
+
+        add_know_parsers(sub)
     from weightlab.cli.ranges import apply_ranges
 
     apply_ranges(parser)
@@ -280,7 +321,9 @@ def _one_line(message: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    given = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in given if not a.startswith("-")), "")
+    parser = build_parser(command if command in _COMMAND_HELP else "")
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # a bad option (one line already printed) or --help: a status, not an exception

@@ -29,7 +29,7 @@ def add_parsers(sub) -> None:
 
     kn = sub.add_parser(
         "know",
-        help="KNOW: progressive forgetting, weight prediction (KNOWN and baselines), transfer",
+        help="KNOW: progressive forgetting, weight prediction (KNOWN and baselines), transfer",  # = _COMMAND_HELP
         description="KNOW: pretrain a base (pretrain), record its progressive forgetting (forget), predict "
         "knowledge-overflowed weights from the trajectory (predict), transfer them (transfer), run whole "
         "suites (bench) and meta-train KNOWN (meta collect, meta train).",
