@@ -429,6 +429,7 @@ def run_suite(
     inputs = {"target_sha256": target.fingerprint()}
     check_resume(results_path, results, {"inputs": inputs}, "resume with the same data, or use a new output folder")
     results["inputs"] = inputs
+    results["target"] = target.summary()  # its split sizes (a test image is 100 / test points)
     results["prepare"] = prepare(suite, out, progress, data_root, device, precision)
     results["prepare_seconds"] = round(sum(results["prepare"]["seconds"].values()), 1)
     write_json(results_path, results)

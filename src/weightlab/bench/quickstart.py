@@ -197,7 +197,32 @@ def _know(out: Path, data_root: Path | None, seed: int, progress: bool, device: 
     for r in table:
         gain = "" if r["row"] == "naive" else f" ({r['gain']:+.2f})"
         print(f"  {r['row']:16s} {r['mean']:.2f}{gain}")
+    for line in _know_caveats(out, results):
+        print(f"  note: {line}")
     return {r["row"]: {"accuracy": r["mean"], "gain": r["gain"]} for r in table}
+
+
+def _know_caveats(out: Path, results: dict) -> list[str]:
+    """What the quickstart's KNOW numbers cannot show: one seed (no error bars), the resolution of its test
+    set, and whether its trajectory forgets at all (measured, from the trajectory's manifest)."""
+    from weightlab.io import read_json
+
+    lines = []
+    n = (results.get("target") or {}).get("test")
+    seeds = {r["seed"] for r in results.get("runs", [])}
+    if n:
+        lines.append(f"{n} test images: one image is {100 / n:.2f} points")
+    if len(seeds) < 2:
+        lines.append("one transfer seed: no error bars; a gain of a few images is inside the noise")
+    for manifest in sorted(out.rglob("manifest.json")):
+        check = read_json(manifest).get("forgetting") or {}
+        if check.get("forgets") is False:
+            acc = check["accuracy"]
+            lines.append(
+                f"the trajectory does not forget (D⁰ test accuracy {acc[0]:.1f} -> {acc[-1]:.1f}): it does not "
+                "test KNOW's hypothesis; 'weightlab know bench' runs suites that do"
+            )
+    return lines
 
 
 def _incremental(model, tasks, adapt: AdaptConfig, seed: int, progress: bool, device: str | None = None) -> dict:
