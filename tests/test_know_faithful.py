@@ -230,7 +230,7 @@ def test_know_pretrain_command(tmp_path, capsys):
     assert main([*forget, "--device", "cpu", "--augment", "crop"]) == 0
     assert read_json(traj / "manifest.json")["config"]["augment"] == "crop"
     assert main([*args, "--epochs", "3"]) == 2  # another configuration in the same folder
-    assert "another model or configuration" in capsys.readouterr().err
+    assert "was made with other inputs (config.epochs: 2 -> 3)" in capsys.readouterr().err
     assert main([*args, "--augment", "mixup"]) == 2
     assert (
         main(["know", "pretrain", "--model", "smallcnn", "--input-size", "1,8", "--data", "digits", "--out", str(out)])
