@@ -511,7 +511,7 @@ def _best_before_last(runs: list[dict]) -> float | None:
 def contrasts(runs: list[dict], pairs: list) -> list[dict]:
     """Per (row, reference[, the paper's figure]): the per-seed difference of average accuracy (the same
     seed, so the same head initialisations and data order), mean +- std over the seeds both have; 'beyond
-    2 std' when its mean exceeds twice its std."""
+    2 std' when its mean exceeds twice its std (None with one seed: there is no spread)."""
     by = {}
     for r in runs:
         by.setdefault(r.get("label") or r["method"], {})[r["seed"]] = r["average_accuracy"]
@@ -525,7 +525,15 @@ def contrasts(runs: list[dict], pairs: list) -> list[dict]:
         diff = [a[s] - b[s] for s in seeds]
         mean, std = metrics.mean_std(diff)
         out.append(
-            dict(row=row, reference=ref, seeds=seeds, mean=mean, std=std, beyond_2std=abs(mean) > 2 * std, paper=paper)
+            dict(
+                row=row,
+                reference=ref,
+                seeds=seeds,
+                mean=mean,
+                std=std,
+                beyond_2std=abs(mean) > 2 * std if len(seeds) > 1 else None,  # one seed: no spread to compare
+                paper=paper,
+            )
         )
     return out
 
@@ -566,7 +574,7 @@ def _selection_markdown(payload: dict) -> list[str]:
             paper = "-" if c.get("paper") is None else f"{c['paper']:+.1f}"
             lines.append(
                 f"| {c['row']} - {c['reference']} | {len(c['seeds'])} | {c['mean']:+.2f} ± {c['std']:.2f} | "
-                f"{'yes' if c['beyond_2std'] else 'no'} | {paper} |"
+                f"{ {True: 'yes', False: 'no', None: 'n/a (1 seed)'}[c['beyond_2std']] } | {paper} |"
             )
     return lines
 
