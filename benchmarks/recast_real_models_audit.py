@@ -7,14 +7,11 @@ Face BERT), recording what happened.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import subprocess
-import sys
 import tempfile
 import warnings
 from pathlib import Path
+
+from _common import before_after
 
 ROOT = Path(__file__).resolve().parents[1]
 ITEMS = {}
@@ -246,55 +243,14 @@ def compression_report_on_real_inputs() -> dict:
 
 
 def run_item(name: str) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
     try:
         return ITEMS[name]()
     except Exception as e:  # noqa: BLE001
         return dict(error=f"{type(e).__name__}: {e}"[:300])
 
 
-def audit(src: Path) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(src))
-    out = {}
-    for name in ITEMS:
-        p = subprocess.run([sys.executable, __file__, "--item", name], env=env, capture_output=True, text=True)
-        lines = [line for line in p.stdout.splitlines() if line.startswith("{")]
-        out[name] = json.loads(lines[-1]) if lines else dict(error=(p.stderr.strip().splitlines() or ["?"])[-1])
-        print(src, name, out[name], file=sys.stderr)
-    return out
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--item", choices=sorted(ITEMS))
-    ap.add_argument("--before", help="the commit to compare with (checked out into a scratch worktree)")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "recast_real_models_audit.json")
-    args = ap.parse_args()
-    if args.item:
-        import torch
-
-        torch.set_num_threads(1)
-        print(json.dumps(run_item(args.item), default=str))
-        return
-    from weightlab.io import write_json
-    from weightlab.machine import machine
-
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    result = dict(
-        machine=machine(),
-        device="cpu",
-        command="python benchmarks/recast_real_models_audit.py" + (f" --before {args.before}" if args.before else ""),
-        after=dict(commit=commit.stdout.strip(), items=audit(ROOT / "src")),
-    )
-    if args.before:
-        with tempfile.TemporaryDirectory() as d:
-            subprocess.run(["git", "worktree", "add", "--detach", d, args.before], cwd=ROOT, check=True)
-            try:
-                result["before"] = dict(commit=args.before, items=audit(Path(d) / "src"))
-            finally:
-                subprocess.run(["git", "worktree", "remove", "--force", d], cwd=ROOT, check=False)
-    write_json(args.out, result)
-    print(f"wrote {args.out}")
-
-
 if __name__ == "__main__":
-    main()
+    before_after(__file__, __doc__, ITEMS, run_item, "items", "recast_real_models_audit.json")

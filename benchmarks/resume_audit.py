@@ -10,14 +10,13 @@ and MNIST / Fashion-MNIST from ``$WEIGHTLAB_SHARED/data`` when present (the issu
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import before_after
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = {}
@@ -234,47 +233,5 @@ def run_case(name: str) -> dict:
         return result
 
 
-def audit(src: Path) -> dict:
-    """Every case in a fresh process with ``src`` first on the path."""
-    env = dict(os.environ, PYTHONPATH=str(src))
-    out = {}
-    for name in CASES:
-        p = subprocess.run([sys.executable, __file__, "--case", name], env=env, capture_output=True, text=True)
-        lines = [line for line in p.stdout.splitlines() if line.startswith("{")]
-        out[name] = json.loads(lines[-1]) if lines else dict(error=(p.stderr.strip().splitlines() or ["?"])[-1])
-        print(src, name, out[name], file=sys.stderr)
-    return out
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--case", choices=sorted(CASES))
-    ap.add_argument("--before", help="the commit to compare with (checked out into a scratch worktree)")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "resume_audit.json")
-    args = ap.parse_args()
-    if args.case:
-        print(json.dumps(run_case(args.case)))
-        return
-    from weightlab.io import write_json
-    from weightlab.machine import machine
-
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    result = dict(
-        machine=machine(),
-        device="cpu",
-        command="python benchmarks/resume_audit.py" + (f" --before {args.before}" if args.before else ""),
-        after=dict(commit=commit.stdout.strip(), cases=audit(ROOT / "src")),
-    )
-    if args.before:
-        with tempfile.TemporaryDirectory() as d:
-            subprocess.run(["git", "worktree", "add", "--detach", d, args.before], cwd=ROOT, check=True)
-            try:
-                result["before"] = dict(commit=args.before, cases=audit(Path(d) / "src"))
-            finally:
-                subprocess.run(["git", "worktree", "remove", "--force", d], cwd=ROOT, check=False)
-    write_json(args.out, result)
-    print(f"wrote {args.out}")
-
-
 if __name__ == "__main__":
-    main()
+    before_after(__file__, __doc__, CASES, run_case, "cases", "resume_audit.json")
