@@ -297,12 +297,12 @@ def finished_runs(out: Path, manifest: dict, specs: list[RunSpec]) -> set[int]:
     matches its record (size and sha256; a truncated or replaced shard is collected again). A run id
     recorded with other settings is refused: new runs get new ids (``start_id``)."""
     recorded = {r["spec"]["run_id"]: r for r in manifest["runs"]}
+    names = {f.name for f in fields(RunSpec)}  # settings added later: their defaults (earlier collections')
     done = set()
     for spec in specs:
         rec = recorded.get(spec.run_id)
         if rec is None:
             continue
-        names = {f.name for f in fields(RunSpec)}  # settings added later: their defaults (earlier collections')
         stored = asdict(RunSpec(**{k: v for k, v in rec["spec"].items() if k in names}))
         diff = differences(stored, asdict(spec))
         if diff:
