@@ -239,6 +239,62 @@ def test_every_option_has_help_and_every_command_a_description():
     assert missing == [] and undescribed == []
 
 
+def _leaves(parser, path=()):
+    """(path, parser) of every command without subcommands."""
+    import argparse
+
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield path, parser
+    for a in subs:
+        for name, sub in a.choices.items():
+            yield from _leaves(sub, (*path, name))
+
+
+def test_a_parser_built_for_one_command_has_that_command_whole():
+    """build_parser(path) stubs the commands off the path; the typed command keeps every option."""
+    from weightlab.cli import build_parser
+
+    full = dict(_leaves(build_parser()))
+    assert len(full) == 13
+    for path, leaf in full.items():
+        built = dict(_leaves(build_parser(path)))
+        assert {p[0] for p in built} == {p[0] for p in full}, path  # the other commands stay (as stubs)
+        flags = lambda p: sorted(s for a in p._actions for s in a.option_strings)  # noqa: E731
+        assert flags(built[path]) == flags(leaf), path
+        assert built[path].description == leaf.description
+
+
+# the commands whose choices come from registries (models, methods, predictors, suites) import torch
+_TORCH_COMMANDS = {("recast", "adapt"), ("recast", "bench"), ("know", "predict"), ("know", "bench")}
+
+
+@pytest.mark.parametrize(
+    "command",
+    [(), ("recast",), ("know",), ("know", "meta"), ("quickstart",), ("recast", "mimic"), ("recast", "plan")]
+    + [("recast", "evaluate"), ("know", "pretrain"), ("know", "forget"), ("know", "transfer")]
+    + [("know", "meta", "collect"), ("know", "meta", "train")],
+)
+def test_help_imports_no_torch(command):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom weightlab.cli import main\n"
+        f"assert main({[*command, '--help']!r}) == 0\nprint('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False" and "usage: weightlab" in out
+
+
+def test_every_command_is_listed_as_torch_free_or_not():
+    from weightlab.cli import build_parser
+
+    leaves = set(dict(_leaves(build_parser())))
+    assert _TORCH_COMMANDS <= leaves
+    assert len(leaves - _TORCH_COMMANDS) == 9  # the torch-free leaves test_help_imports_no_torch checks
+
+
 def test_top_level_help_imports_no_torch():
     import subprocess
     import sys

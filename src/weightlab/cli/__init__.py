@@ -13,7 +13,7 @@ import errno
 import sys
 from pathlib import Path
 
-from weightlab.cli.common import add_common, add_runtime, apply_runtime
+from weightlab.cli.common import add_common, add_runtime, apply_runtime, wants
 from weightlab.errors import WeightlabError
 
 
@@ -37,20 +37,22 @@ _COMMAND_HELP = {
 }
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The CLI parser; with ``only`` (a command name, or "" for none) the other commands get a stub with
-    their help line and no options, so that ``weightlab --help`` and one command's parsing import only
-    what that command needs (the full tree imports torch)."""
+def build_parser(only: tuple[str, ...] | str | None = None) -> argparse.ArgumentParser:
+    """The CLI parser. With ``only`` (the command path typed, e.g. ``("recast", "bench")``; a string is a
+    one-word path; ``()`` none) a command off that path is a stub with its help line and no options, so
+    that ``--help`` and parsing import only what the typed command needs (the registries import torch)."""
     from weightlab.cli.ranges import OneLineParser
 
     parser = OneLineParser(prog="weightlab", description="Decompose, adapt and predict neural-network weights.")
     parser.add_argument("--version", action="version", version=f"weightlab {__import__('weightlab').__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    if isinstance(only, str):
+        only = (only,) if only else ()
     for name, line in _COMMAND_HELP.items():
-        if only is not None and only != name:
+        if not wants(only, (name,)):
             sub.add_parser(name, help=line)
-    if only in (None, "quickstart"):
+    if wants(only, ("quickstart",)):
         q = sub.add_parser(
             "quickstart",
             help=_COMMAND_HELP["quickstart"],
@@ -65,9 +67,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         add_common(q)
         add_runtime(q, precision=False)
 
-    if only in (None, "recast"):
-        from weightlab.recast.config import PRESETS, SHARING_SCHEMES
-        from weightlab.recast.mimicry import LOSSES, METHODS
+    if wants(only, ("recast",)):
+        from weightlab.recast.config import LOSSES, METHODS, PRESETS, SHARING_SCHEMES
 
         rc = sub.add_parser(
             "recast",
@@ -157,11 +158,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         pl.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
         from weightlab.cli.incremental import add_parsers
 
-        add_parsers(rc)
-    if only in (None, "know"):
+        add_parsers(rc, only)
+    if wants(only, ("know",)):
         from weightlab.cli.know import add_parsers as add_know_parsers
 
-        add_know_parsers(sub)
+        add_know_parsers(sub, only)
     from weightlab.cli.ranges import apply_ranges
 
     apply_ranges(parser)
@@ -320,10 +321,20 @@ def _one_line(message: str) -> str:
     return last.split("WeightlabError: ", 1)[-1]
 
 
+def _command_path(given: list[str]) -> tuple[str, ...]:
+    """The command words at the start of the arguments (``recast bench --suite x`` -> ("recast", "bench"));
+    none when they do not begin with a known command."""
+    words = []
+    for a in given:
+        if a.startswith("-"):
+            break
+        words.append(a)
+    return tuple(words) if words and words[0] in _COMMAND_HELP else ()
+
+
 def main(argv: list[str] | None = None) -> int:
     given = list(sys.argv[1:] if argv is None else argv)
-    command = next((a for a in given if not a.startswith("-")), "")
-    parser = build_parser(command if command in _COMMAND_HELP else "")
+    parser = build_parser(_command_path(given))
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # a bad option (one line already printed) or --help: a status, not an exception

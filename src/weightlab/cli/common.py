@@ -12,6 +12,13 @@ DATA_ROOT_HELP = (
 )
 
 
+def wants(only: tuple[str, ...] | None, path: tuple[str, ...]) -> bool:
+    """Whether the parser of command ``path`` gets its options, when the parser is built for the command
+    path ``only`` (the words the user typed; None: the whole tree). A command off that path is a stub
+    with its help line, so ``--help`` and parsing import only what the typed command needs."""
+    return only is None or tuple(only[: len(path)]) == tuple(path)
+
+
 def add_common(p: argparse.ArgumentParser) -> None:
     """``--seed``, ``--out``, ``--no-progress`` (every subcommand takes them)."""
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

@@ -14,6 +14,7 @@ from weightlab.cli.common import (
     backend_from_args,
     command_line,
     progress,
+    wants,
 )
 from weightlab.errors import WeightlabError
 
@@ -37,11 +38,9 @@ def seed_list(text: str) -> tuple[int, ...]:
     return seeds
 
 
-def add_parsers(rc) -> None:
-    from weightlab.bench.suites import SUITES
-    from weightlab.data.tasks import SEQUENCES
-    from weightlab.incremental.methods import method_names
-
+def add_parsers(rc, only: tuple[str, ...] | None = None) -> None:
+    """``recast adapt|evaluate|bench``; with ``only`` (a command path), the options of adapt and bench
+    (whose choices import the registries, hence torch) only when the path names them."""
     a = rc.add_parser(
         "adapt",
         help="learn one task or a sequence: per-task coefficients/adapters + heads",
@@ -50,6 +49,47 @@ def add_parsers(rc) -> None:
         "as its own artifact under OUT/tasks/. Rerunning resumes at the first task "
         "not yet saved.",
     )
+    if wants(only, ("recast", "adapt")):
+        _adapt_options(a)
+
+    e = rc.add_parser(
+        "evaluate",
+        help="test saved task artifacts on their test splits",
+        description="Load a base and task artifacts, re-test every task on its test split, and "
+        "compare with the accuracy recorded when it was learnt.",
+    )
+    e.add_argument("--base", type=Path, required=True, help="the base folder (OUT/base of 'adapt')")
+    e.add_argument(
+        "--task",
+        type=Path,
+        action="append",
+        default=None,
+        help="a task folder (repeatable; default: every task beside the base)",
+    )
+    e.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help=DATA_ROOT_HELP,
+    )
+    add_common(e)
+    add_runtime(e)
+
+    b = rc.add_parser(
+        "bench",
+        help="run a benchmark suite (JSON, Markdown table, PNG plots; resumable)",
+        description="Run every (method, seed) of a task-incremental suite -- fair suites first choose each "
+        "row's learning rate on validation -- and write results.json, results.md, paper_table.md and plots to "
+        "--out. Rerunning resumes; --merge adds the runs of the same suite run elsewhere.",
+    )
+    if wants(only, ("recast", "bench")):
+        _bench_options(b)
+
+
+def _adapt_options(a) -> None:
+    from weightlab.data.tasks import SEQUENCES
+    from weightlab.incremental.methods import method_names
+
     a.add_argument(
         "--tasks",
         required=True,
@@ -106,36 +146,10 @@ def add_parsers(rc) -> None:
     add_common(a)
     add_runtime(a)
 
-    e = rc.add_parser(
-        "evaluate",
-        help="test saved task artifacts on their test splits",
-        description="Load a base and task artifacts, re-test every task on its test split, and "
-        "compare with the accuracy recorded when it was learnt.",
-    )
-    e.add_argument("--base", type=Path, required=True, help="the base folder (OUT/base of 'adapt')")
-    e.add_argument(
-        "--task",
-        type=Path,
-        action="append",
-        default=None,
-        help="a task folder (repeatable; default: every task beside the base)",
-    )
-    e.add_argument(
-        "--data-root",
-        type=Path,
-        default=None,
-        help=DATA_ROOT_HELP,
-    )
-    add_common(e)
-    add_runtime(e)
 
-    b = rc.add_parser(
-        "bench",
-        help="run a benchmark suite (JSON, Markdown table, PNG plots; resumable)",
-        description="Run every (method, seed) of a task-incremental suite -- fair suites first choose each "
-        "row's learning rate on validation -- and write results.json, results.md, paper_table.md and plots to "
-        "--out. Rerunning resumes; --merge adds the runs of the same suite run elsewhere.",
-    )
+def _bench_options(b) -> None:
+    from weightlab.bench.suites import SUITES
+
     b.add_argument("--suite", required=True, choices=sorted(SUITES), help="the suite to run (see the README's table)")
     b.add_argument("--methods", default=None, help="comma-separated subset of the suite's methods")
     b.add_argument(

@@ -14,6 +14,7 @@ from weightlab.cli.common import (
     backend_from_args,
     command_line,
     progress,
+    wants,
 )
 from weightlab.cli.common import add_common as common
 from weightlab.errors import WeightlabError
@@ -21,12 +22,9 @@ from weightlab.errors import WeightlabError
 _PREDICT_FLAGS: dict = {}  # the predictor-option flags of 'know predict', made from the options dataclasses
 
 
-def add_parsers(sub) -> None:
-    from weightlab.bench.suites import KNOW_SUITES as SUITES
-    from weightlab.know.kinds import DEFAULT_KINDS, PREDICTABLE
-    from weightlab.know.predictors import PREDICTORS
-    from weightlab.registry import add_option_flags
-
+def add_parsers(sub, only: tuple[str, ...] | None = None) -> None:
+    """``know ...``; with ``only`` (a command path), the options of predict and bench (whose choices import
+    the registries, hence torch) only when the path names them."""
     kn = sub.add_parser(
         "know",
         help="KNOW: progressive forgetting, weight prediction (KNOWN and baselines), transfer",  # = _COMMAND_HELP
@@ -120,16 +118,8 @@ def add_parsers(sub) -> None:
         "<method>_x<n>.safetensors, with <method>.json (what was touched, timings). "
         "Each predictor option has its flag (built from the predictors' options).",
     )
-    p.add_argument("--trajectory", type=Path, required=True, help="folder written by 'weightlab know forget'")
-    p.add_argument("--method", default="known", help=f"one of {', '.join(PREDICTORS)} (default known)")
-    p.add_argument("--steps", type=int, default=1, help="predict steps 1..N (default 1; 3 gives x2, x4, x8)")
-    p.add_argument(
-        "--kinds",
-        default=",".join(DEFAULT_KINDS),
-        help=f"parameter kinds to predict, from {', '.join(PREDICTABLE)} (default {','.join(DEFAULT_KINDS)})",
-    )
-    _PREDICT_FLAGS.update(add_option_flags(p, PREDICTORS.entries()))
-    common(p)
+    if wants(only, ("know", "predict")):
+        _predict_options(p)
 
     t = kn.add_parser(
         "transfer",
@@ -267,6 +257,30 @@ def add_parsers(sub) -> None:
         description="Forgetting, every predictor at x2/x4/x8, incremental pretraining, and transfer "
         "runs per seed; writes results.json, results.md and trajectory_pca.png to --out.",
     )
+    if wants(only, ("know", "bench")):
+        _bench_options(b)
+
+
+def _predict_options(p) -> None:
+    from weightlab.know.kinds import DEFAULT_KINDS, PREDICTABLE
+    from weightlab.know.predictors import PREDICTORS
+    from weightlab.registry import add_option_flags
+
+    p.add_argument("--trajectory", type=Path, required=True, help="folder written by 'weightlab know forget'")
+    p.add_argument("--method", default="known", help=f"one of {', '.join(PREDICTORS)} (default known)")
+    p.add_argument("--steps", type=int, default=1, help="predict steps 1..N (default 1; 3 gives x2, x4, x8)")
+    p.add_argument(
+        "--kinds",
+        default=",".join(DEFAULT_KINDS),
+        help=f"parameter kinds to predict, from {', '.join(PREDICTABLE)} (default {','.join(DEFAULT_KINDS)})",
+    )
+    _PREDICT_FLAGS.update(add_option_flags(p, PREDICTORS.entries()))
+    common(p)
+
+
+def _bench_options(b) -> None:
+    from weightlab.bench.suites import KNOW_SUITES as SUITES
+
     b.add_argument("--suite", required=True, choices=sorted(SUITES), help="the suite to run (see the README's table)")
     b.add_argument("--seeds", default=None, help="comma-separated seeds (default: the suite's)")
     b.add_argument(

@@ -13,48 +13,56 @@ Models move with :func:`place`, batches with :func:`to_device`; nothing else in 
 tensor's device on its own.
 """
 
-from weightlab.engine.loop import (
-    DEVICE_HELP,
-    OPTIMIZERS,
-    PRECISIONS,
-    Precision,
-    batch_to,
-    correct_count,
-    derived_seed,
-    evaluate_accuracy,
-    fit_classifier,
-    load_optimizer_tensors,
-    make_optimizer,
-    module_device,
-    optimizer_tensors,
-    place,
-    resolve_device,
-    seed_everything,
-    set_deterministic,
-    tensor_batches,
-    to_device,
-    train_epoch,
+# ruff: noqa: F401
+from typing import TYPE_CHECKING
+
+from weightlab._lazy import attach
+
+# the submodules are imported on first use: ``weightlab.engine.options`` (the CLI's choices) needs no torch
+__getattr__, __dir__, __all__ = attach(
+    __name__,
+    {
+        "options": ["DEVICE_HELP", "OPTIMIZERS", "PRECISIONS"],
+        "loop": [
+            "Precision",
+            "batch_to",
+            "correct_count",
+            "derived_seed",
+            "evaluate_accuracy",
+            "fit_classifier",
+            "load_optimizer_tensors",
+            "make_optimizer",
+            "module_device",
+            "optimizer_tensors",
+            "place",
+            "resolve_device",
+            "seed_everything",
+            "set_deterministic",
+            "tensor_batches",
+            "to_device",
+            "train_epoch",
+        ],
+    },
 )
 
-__all__ = [
-    "DEVICE_HELP",
-    "OPTIMIZERS",
-    "PRECISIONS",
-    "Precision",
-    "batch_to",
-    "correct_count",
-    "derived_seed",
-    "evaluate_accuracy",
-    "fit_classifier",
-    "load_optimizer_tensors",
-    "make_optimizer",
-    "module_device",
-    "optimizer_tensors",
-    "place",
-    "resolve_device",
-    "seed_everything",
-    "set_deterministic",
-    "tensor_batches",
-    "to_device",
-    "train_epoch",
-]
+if TYPE_CHECKING:  # for type checkers and IDEs (__all__ is built by attach, which linters cannot see)
+    from weightlab.engine.loop import (
+        Precision,
+        batch_to,
+        correct_count,
+        derived_seed,
+        evaluate_accuracy,
+        fit_classifier,
+        load_optimizer_tensors,
+        make_optimizer,
+        module_device,
+        optimizer_tensors,
+        place,
+        resolve_device,
+        seed_everything,
+        set_deterministic,
+        tensor_batches,
+        to_device,
+        train_epoch,
+    )
+    from weightlab.engine.options import DEVICE_HELP, OPTIMIZERS, PRECISIONS

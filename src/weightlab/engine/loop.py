@@ -11,11 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from weightlab.engine.options import DEVICE_HELP, OPTIMIZERS, PRECISIONS  # noqa: F401  (re-exported)
 from weightlab.errors import WeightlabError
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-PRECISIONS = ("fp32", "bf16", "fp16")
-DEVICE_HELP = "cpu, cuda, cuda:N, mps or auto (CUDA, then MPS, then CPU)"
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 

@@ -12,46 +12,46 @@
 >>> recast.save_recast(rmodel, "out/recast"); recast.load_recast("out/recast")
 """
 
-from weightlab.recast.config import PRESETS, SHARING_SCHEMES, RecastConfig, preset, preset_for_family
-from weightlab.recast.layers import RecastConv2d, RecastLayer, RecastLinear, TemplateBank
-from weightlab.recast.mimicry import METHODS, MimicryConfig, MimicryResult, reconstruct
-from weightlab.recast.planner import BankPlan, plan_banks
-from weightlab.recast.serialization import load_recast, save_recast
-from weightlab.recast.tuner import (
-    apply_recast,
-    bank_plans,
-    banks,
-    count_parameters,
-    is_recast,
-    mark_only_coefficients_trainable,
-    materialize,
-    recast_layers,
+# ruff: noqa: F401
+from typing import TYPE_CHECKING
+
+from weightlab._lazy import attach
+
+# the submodules are imported on first use: ``weightlab.recast.config`` (the CLI's choices) needs no torch
+__getattr__, __dir__, __all__ = attach(
+    __name__,
+    {
+        "config": ["PRESETS", "SHARING_SCHEMES", "METHODS", "RecastConfig", "preset", "preset_for_family"],
+        "layers": ["RecastConv2d", "RecastLayer", "RecastLinear", "TemplateBank"],
+        "mimicry": ["MimicryConfig", "MimicryResult", "reconstruct"],
+        "planner": ["BankPlan", "plan_banks"],
+        "serialization": ["load_recast", "save_recast"],
+        "tuner": [
+            "apply_recast",
+            "bank_plans",
+            "banks",
+            "count_parameters",
+            "is_recast",
+            "mark_only_coefficients_trainable",
+            "materialize",
+            "recast_layers",
+        ],
+    },
 )
 
-__all__ = [
-    "PRESETS",
-    "SHARING_SCHEMES",
-    "RecastConfig",
-    "preset",
-    "preset_for_family",
-    "RecastConv2d",
-    "RecastLayer",
-    "RecastLinear",
-    "TemplateBank",
-    "METHODS",
-    "MimicryConfig",
-    "MimicryResult",
-    "reconstruct",
-    "BankPlan",
-    "plan_banks",
-    "load_recast",
-    "save_recast",
-    "apply_recast",
-    "bank_plans",
-    "banks",
-    "count_parameters",
-    "is_recast",
-    "mark_only_coefficients_trainable",
-    "materialize",
-    "recast_layers",
-]
+if TYPE_CHECKING:  # for type checkers and IDEs (__all__ is built by attach, which linters cannot see)
+    from weightlab.recast.config import METHODS, PRESETS, SHARING_SCHEMES, RecastConfig, preset, preset_for_family
+    from weightlab.recast.layers import RecastConv2d, RecastLayer, RecastLinear, TemplateBank
+    from weightlab.recast.mimicry import MimicryConfig, MimicryResult, reconstruct
+    from weightlab.recast.planner import BankPlan, plan_banks
+    from weightlab.recast.serialization import load_recast, save_recast
+    from weightlab.recast.tuner import (
+        apply_recast,
+        bank_plans,
+        banks,
+        count_parameters,
+        is_recast,
+        mark_only_coefficients_trainable,
+        materialize,
+        recast_layers,
+    )

@@ -9,6 +9,10 @@ from typing import Any
 from weightlab.errors import WeightlabError
 
 #: Fig. 6a sharing schemes, as layers per group: Low (2), Balanced (4), Extreme (all layers of a stage).
+#: Neural Mimicry's methods and weight losses (:mod:`weightlab.recast.mimicry`)
+METHODS = ("recipe", "closed_form", "closed_form+recipe")
+LOSSES = ("smoothl1", "mse", "l1")
+
 SHARING_SCHEMES: dict[str, int | None] = {"low": 2, "balanced": 4, "extreme": None}
 
 MODULE_KINDS = ("linear", "conv2d")

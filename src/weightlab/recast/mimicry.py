@@ -28,14 +28,13 @@ from tqdm.auto import tqdm
 
 from weightlab.errors import WeightlabError
 from weightlab.recast.closed_form import closed_form
+from weightlab.recast.config import LOSSES, METHODS  # noqa: F401  (re-exported)
 from weightlab.recast.problem import BankProblem, build_problems, target_weights, write_back
 
-METHODS = ("recipe", "closed_form", "closed_form+recipe")
 # the fused engine sums each bank's partial results over this many chunks, whatever the thread count: its
 # result is then the same on every machine and thread count (on exact fits the recipe ends on a flat
 # valley of gauge directions, where rounding differences decide where it stops)
 FUSED_CHUNKS = 64
-LOSSES = ("smoothl1", "mse", "l1")
 
 
 @dataclass

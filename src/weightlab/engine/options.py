@@ -1,0 +1,5 @@
+"""The engine's option names (torch-free: the CLI lists them in ``--help`` without importing torch)."""
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+PRECISIONS = ("fp32", "bf16", "fp16")
+DEVICE_HELP = "cpu, cuda, cuda:N, mps or auto (CUDA, then MPS, then CPU)"
