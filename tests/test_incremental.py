@@ -254,3 +254,18 @@ def test_bench_suite_writes_outputs_and_resumes(tmp_path):
     assert [r["wall_s"] for r in again["runs"]] == [r["wall_s"] for r in payload["runs"]]
     with pytest.raises(WeightlabError, match="different suite configuration"):
         run_suite(replace(suite, epochs=2), tmp_path, progress=False)
+
+
+def test_budget_plot_spreads_equal_budgets_and_colours_rows_apart():
+    import math
+
+    from weightlab.bench.incremental_plots import _color, _spread
+
+    xs = [1, 48, 6288, 6336, 6960, 269072, 269072, 269072]
+    out = _spread(xs)
+    assert out[:2] == [1, 48]  # alone at their budget: not moved
+    logs = [math.log10(x) for x in out]
+    assert len({round(v, 6) for v in logs}) == len(logs)  # no point hides another
+    assert all(abs(a - math.log10(x)) <= 0.1 + 1e-9 for a, x in zip(logs, xs))  # moved a tenth of a decade at most
+    assert len({_color(k) for k in range(20)}) == 20
+    assert _color(0) != _color(1) and _color(1) != _color(2)  # neighbours are not a dark/light pair

@@ -13,7 +13,7 @@ def _save(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -24,6 +24,44 @@ def _family(name: str) -> str:
     if n.startswith("recast"):
         return "RECAST"
     return n.split(":")[0].split(" ")[0]
+
+
+#: the bar colours of average_accuracy.png, explained in its legend
+CATEGORIES = (
+    ("RECAST (coefficients per task, ± an adapter)", "tab:orange"),
+    ("per-task tensors without RECAST", "tab:blue"),
+    ("continual-learning baseline (one shared network)", "tab:gray"),
+)
+
+
+def _category(row: dict) -> int:
+    name = row["name"].lower()
+    if name.startswith("recast") or "recast+" in name:
+        return 0
+    return 1 if row.get("zero_forgetting", True) else 2
+
+
+def _color(k: int):
+    """The k-th of 20 distinct colours: tab20's ten dark shades first, then its ten light ones (tab20 in
+    order puts each dark shade next to its own light one: two neighbouring rows would look alike)."""
+    import matplotlib.pyplot as plt
+
+    return plt.get_cmap("tab20")((2 * k) % 20 + (k // 10) % 2)
+
+
+def _spread(xs: list[float], decades: float = 0.05) -> list[float]:
+    """Points at (nearly) the same budget, moved sideways by a few hundredths of a decade each, so that
+    none hides another on the log axis; the order of the input is kept."""
+    import math
+
+    out, placed = [], []
+    for x in xs:
+        lx = math.log10(max(x, 1))
+        near = sum(1 for p in placed if abs(p - lx) < 0.12)
+        placed.append(lx)
+        shift = ((near + 1) // 2) * decades * (1 if near % 2 else -1)
+        out.append(10 ** (lx + shift) if shift else max(x, 1))
+    return out
 
 
 def plot_suite(payload: dict, out: str | Path) -> list[Path]:
@@ -39,47 +77,75 @@ def plot_suite(payload: dict, out: str | Path) -> list[Path]:
     title = f"{payload['suite']['name']} ({payload['suite']['model']})"
     written = []
 
-    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(rows) + 2), 4.5))
+    width = max(6, 0.6 * len(rows) + 2)
+    fig, ax = plt.subplots(figsize=(width, 4.8))
     xs = range(len(rows))
+    cats = [_category(r) for r in rows]
     ax.bar(
         xs,
         [r["average_accuracy"] for r in rows],
         yerr=[r["average_accuracy_std"] for r in rows],
-        color=["tab:orange" if r["name"].startswith("recast") else "tab:blue" for r in rows],
+        color=[CATEGORIES[c][1] for c in cats],
         capsize=3,
     )
+    for x, r in zip(xs, rows):
+        top = r["average_accuracy"] + r["average_accuracy_std"]
+        ax.annotate(
+            f"{r['average_accuracy']:.1f}", (x, top), textcoords="offset points", xytext=(0, 2), ha="center", fontsize=7
+        )
     lo = min(r["average_accuracy"] - r["average_accuracy_std"] for r in rows)
-    ax.set_ylim(max(0, lo - 5), 100)
+    ax.set_ylim(max(0, lo - 5), 103)
     ax.set_xticks(list(xs), [r["name"] for r in rows], rotation=60, ha="right", fontsize=8)
-    ax.set(ylabel="average test accuracy (%)", title=title)
+    seeds = sorted({len(r.get("seeds") or []) for r in rows})
+    ax.set(ylabel="average test accuracy (%)", title=f"{title}: mean ± std over {'/'.join(map(str, seeds))} seeds")
+    from matplotlib.patches import Patch
+
+    ax.legend(
+        [Patch(color=CATEGORIES[c][1]) for c in sorted(set(cats))],
+        [CATEGORIES[c][0] for c in sorted(set(cats))],
+        fontsize=7,
+        loc="lower left",
+        bbox_to_anchor=(0, 1.08),
+        ncol=3 if width >= 11 else 1,
+        frameon=False,
+    )
     fig.tight_layout()
     _save(fig, out / "average_accuracy.png")
     written.append(out / "average_accuracy.png")
 
-    fig, ax = plt.subplots(figsize=(7, 4.8))
+    fig, ax = plt.subplots(figsize=(8.4, 4.8))
     families: dict[str, list[dict]] = {}
     for r in rows:
         families.setdefault(_family(r["name"]), []).append(r)
-    for fam, rs in sorted(families.items()):
+    ordered = sorted(families.items())
+    # one x per point, spread where budgets coincide (the PEFT adapters, the full-network baselines)
+    flat = [(fam, r) for fam, rs in ordered for r in sorted(rs, key=lambda r: r["trainable_per_task"])]
+    spread = iter(_spread([r["trainable_per_task"] for _, r in flat]))
+    markers = "osD^vP*Xh<>p"
+    for k, (fam, rs) in enumerate(ordered):
         rs = sorted(rs, key=lambda r: r["trainable_per_task"])
-        x = [max(r["trainable_per_task"], 1) for r in rs]
         ax.errorbar(
-            x,
+            [next(spread) for _ in rs],
             [r["average_accuracy"] for r in rs],
             yerr=[r["average_accuracy_std"] for r in rs],
-            marker="o",
+            marker=markers[k % len(markers)],
+            color=_color(k),
+            mec="black",
+            mew=0.4,
+            ms=6,
             capsize=3,
+            alpha=0.9,
             label=fam,
             linestyle="-" if len(rs) > 1 else "none",
         )
     ax.set_xscale("log")
     ax.set(
-        xlabel="trainable numbers per task, besides the head (log; head only plotted at 1)",
+        xlabel="trainable numbers per task besides the head (log; head only at 1; equal budgets spread sideways)",
         ylabel="average test accuracy (%)",
         title=f"parameter budget: {title}",
     )
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
     _save(fig, out / "budget.png")
     written.append(out / "budget.png")
@@ -146,8 +212,8 @@ def plot_forgetting(payload: dict, path: Path) -> Path:
     n = max(len(tasks) - 1, 1)
     cols = min(n, 3)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows + 0.9), squeeze=False, sharey=True)
-    cmap = plt.get_cmap("tab20")
+    width = max(4.2 * cols, 8.0)  # wide enough for the legend under one panel
+    fig, axes = plt.subplots(rows, cols, figsize=(width, 3.3 * rows + 0.9), squeeze=False, sharey=True)
     for j in range(n):
         ax = axes[j // cols][j % cols]
         for k, (name, R) in enumerate(mats.items()):
@@ -159,7 +225,7 @@ def plot_forgetting(payload: dict, path: Path) -> Path:
                 ys,
                 marker="o",
                 ms=3,
-                color=cmap(k % 20),
+                color=_color(k),
                 label=name,
                 linestyle=":" if flat else "-",
                 linewidth=1 if flat else 1.6,
@@ -174,8 +240,9 @@ def plot_forgetting(payload: dict, path: Path) -> Path:
     for j in range(n, rows * cols):
         axes[j // cols][j % cols].axis("off")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=7, frameon=False)
+    ncol = max(1, min(len(labels), int(width / 1.6)))
     fig.suptitle(f"forgetting curves: {payload['suite']['name']} (dotted: no change after learning)", fontsize=10)
-    fig.tight_layout(rect=(0, 0.1 if len(labels) > 6 else 0.06, 1, 1))
+    fig.tight_layout()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, fontsize=7, frameon=False)
     _save(fig, path)
     return path

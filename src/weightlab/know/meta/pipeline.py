@@ -348,20 +348,31 @@ def model_card(report: dict) -> str:
 
 
 def _plot(report: dict, path: Path) -> None:
+    """Per hypermodel one colour: train L1 solid, held-out-runs L1 dashed (from epoch 0, before any
+    training), a star where the kept weights were (the best held-out epoch: early stopping)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for kind, row in report["models"].items():
-        h = row["history"]
-        ax.plot(range(1, len(h["train_l1"]) + 1), h["train_l1"], "-", label=f"{kind} train")
-        ax.plot(range(1, len(h["val_l1"]) + 1), h["val_l1"], "--", label=f"{kind} held-out runs")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("L1 of the predicted weight")
+    fig, ax = plt.subplots(figsize=(7.0, 4.4))
+    for k, (kind, row) in enumerate(report["models"].items()):
+        h, color = row["history"], f"C{k}"
+        ax.plot(range(1, len(h["train_l1"]) + 1), h["train_l1"], "-", color=color, label=f"KNOWN_{kind} train")
+        val = ([h["val_l1_start"]] if "val_l1_start" in h else []) + list(h["val_l1"])
+        first = 0 if "val_l1_start" in h else 1
+        ax.plot(range(first, first + len(val)), val, "--", color=color, label=f"KNOWN_{kind} held-out runs")
+        best = min(range(len(val)), key=val.__getitem__)
+        ax.plot([first + best], [val[best]], "*", color=color, ms=11, mec="black", mew=0.6)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch (0: before training)")
+    ax.set_ylabel("mean |predicted − true| weight (L1)")
     ax.set_yscale("log")
-    ax.legend(fontsize=7)
+    ax.set_title("KNOWN meta-training (★ kept: best held-out epoch)", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
