@@ -455,3 +455,21 @@ def test_paper_scale_suites_are_complete_and_say_what_they_need(tmp_path, image_
     assert (know.source, know.target, know.model) == ("tv:CIFAR100", "tv:CIFAR10", "tv:resnet18")
     assert parse_task_spec("tv:CIFAR100:0-4") == ("tv:CIFAR100", [0, 1, 2, 3, 4])
     assert parse_task_spec("imagefolder:/a/b") == ("imagefolder:/a/b", None)
+
+
+def test_the_command_limits_openmp_spinning_unless_the_user_chose(monkeypatch):
+    import os
+
+    from weightlab.cli import GOMP_SPINCOUNT, main
+
+    for var in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY"):
+        monkeypatch.delenv(var, raising=False)
+    assert main(["--version"]) == 0
+    assert os.environ["GOMP_SPINCOUNT"] == GOMP_SPINCOUNT
+    monkeypatch.setenv("GOMP_SPINCOUNT", "50000")
+    main(["--version"])
+    assert os.environ["GOMP_SPINCOUNT"] == "50000"
+    monkeypatch.delenv("GOMP_SPINCOUNT")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    main(["--version"])
+    assert "GOMP_SPINCOUNT" not in os.environ
