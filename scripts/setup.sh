@@ -14,4 +14,16 @@ if [ -x .venv/bin/weightlab ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[dev]"
+# the cl extra (avalanche-lib, the EWC / LwF / GDumb / ER-ACE baselines) without what its GEM strategy needs and
+# weightlab does not use: avalanche-lib asks for qpsolvers[open_source_solvers], i.e. jax, jaxlib and a dozen QP
+# solvers (~400 MB); here it gets plain qpsolvers and the rest of its requirements as declared
+.venv/bin/python - <<'PY'
+import ast, re, subprocess, sys
+cl = ast.literal_eval(re.search(r"^cl = (\[.*?\])", open("pyproject.toml").read(), re.M).group(1))
+pip = [sys.executable, "-m", "pip", "install", "--quiet"]
+subprocess.run(pip + ["--no-deps", *cl], check=True)
+from importlib.metadata import requires
+reqs = [r.replace("qpsolvers[open_source_solvers]", "qpsolvers") for r in requires("avalanche-lib") if "extra ==" not in r]
+subprocess.run(pip + reqs, check=True)
+PY
 echo "$WANT" > "$STAMP"
