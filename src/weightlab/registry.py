@@ -263,37 +263,66 @@ def import_submodules(package: str) -> None:
         importlib.import_module(f"{package}.{name}")
 
 
-def add_option_flags(parser, registries_or_classes, *, skip: tuple[str, ...] = ()) -> dict[str, list[str]]:
-    """Add one ``--flag`` per option field of the given options dataclasses (deduplicated by flag),
-    with the field's help text and the methods that take it; returns ``{dest: [methods]}``.
-
-    ``registries_or_classes``: a list of :class:`Entry` (their ``options``)."""
+def option_flag_specs(entries) -> list[dict]:
+    """One JSON-able spec per ``--flag`` the options dataclasses of ``entries`` (:class:`Entry` list) give
+    (deduplicated by flag): flag, dest, kind (int / float / str / bool), choices, metavar, help, the option's
+    key and the methods that take it. :func:`add_flag_specs` turns them into argparse arguments."""
     seen: dict[str, dict] = {}
-    for entry in registries_or_classes:
+    for entry in entries:
         for f in option_fields(entry.options):
             flag = f.metadata.get("flag") or option_key(f).replace("_", "-")
-            if flag in skip:
-                continue
             slot = seen.setdefault(flag, dict(field=f, methods=[], hint=get_type_hints(entry.options)[f.name]))
             slot["methods"].append(entry.name)
-    owners = {}
+    specs = []
     for flag, slot in seen.items():
         f = slot["field"]
-        kind = value_kind(slot["hint"]) or str
-        dest = "opt_" + flag.replace("-", "_")
         text = f.metadata.get("help", "")
         default = "" if "default" in text else f"; default {_show(f)}"
-        parser.add_argument(
-            f"--{flag}",
-            dest=dest,
-            type=kind,
-            default=None,
-            choices=f.metadata.get("choices"),
-            metavar=None if f.metadata.get("choices") else flag.replace("-", "_").upper(),
-            help=f"{text} ({', '.join(slot['methods'])}{default})",
+        choices = f.metadata.get("choices")
+        specs.append(
+            dict(
+                flag=flag,
+                dest="opt_" + flag.replace("-", "_"),
+                kind=(value_kind(slot["hint"]) or str).__name__,
+                choices=list(choices) if choices else None,
+                metavar=None if choices else flag.replace("-", "_").upper(),
+                help=f"{text} ({', '.join(slot['methods'])}{default})",
+                key=option_key(f),
+                methods=slot["methods"],
+            )
         )
-        owners[dest] = (option_key(f), slot["methods"])
+    return specs
+
+
+_KINDS = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def add_flag_specs(parser, specs: list[dict], *, skip: tuple[str, ...] = ()) -> dict[str, tuple[str, list[str]]]:
+    """Add the ``--flag`` of every spec from :func:`option_flag_specs`; returns ``{dest: (key, methods)}``
+    for :func:`options_from_flags`."""
+    owners = {}
+    for spec in specs:
+        if spec["flag"] in skip:
+            continue
+        parser.add_argument(
+            f"--{spec['flag']}",
+            dest=spec["dest"],
+            type=_KINDS[spec["kind"]],
+            default=None,
+            choices=spec["choices"],
+            metavar=spec["metavar"],
+            help=spec["help"],
+        )
+        owners[spec["dest"]] = (spec["key"], list(spec["methods"]))
     return owners
+
+
+def add_option_flags(parser, registries_or_classes, *, skip: tuple[str, ...] = ()) -> dict[str, tuple[str, list[str]]]:
+    """Add one ``--flag`` per option field of the given options dataclasses (deduplicated by flag),
+    with the field's help text and the methods that take it; returns ``{dest: (key, methods)}``.
+
+    ``registries_or_classes``: a list of :class:`Entry` (their ``options``)."""
+    return add_flag_specs(parser, option_flag_specs(registries_or_classes), skip=skip)
 
 
 def options_from_flags(args, owners: dict, method: str) -> dict[str, Any]:

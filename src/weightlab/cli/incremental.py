@@ -87,17 +87,18 @@ def add_parsers(rc, only: tuple[str, ...] | None = None) -> None:
 
 
 def _adapt_options(a) -> None:
-    from weightlab.data.tasks import SEQUENCES
-    from weightlab.incremental.methods import method_names
+    from weightlab.cli.catalogue import load
+
+    names = load()
 
     a.add_argument(
         "--tasks",
         required=True,
-        help=f"a sequence ({', '.join(SEQUENCES)}) or task specs "
+        help=f"a sequence ({', '.join(names['sequences'])}) or task specs "
         "DATASET[:CLASSES], comma-separated (e.g. mnist:0-4,cifar10)",
     )
     a.add_argument(
-        "--method", default="recast", help=f"one of {', '.join(method_names())}; options as lora:r=4 (default recast)"
+        "--method", default="recast", help=f"one of {', '.join(names['methods'])}; options as lora:r=4 (default recast)"
     )
     a.add_argument("--model", default=None, help="backbone for a new base (weightlab, timm or tv: name)")
     a.add_argument("--weights", type=Path, default=None, help="local backbone weights")
@@ -148,7 +149,9 @@ def _adapt_options(a) -> None:
 
 
 def _bench_options(b) -> None:
-    from weightlab.bench.suites import SUITES
+    from weightlab.cli.catalogue import load
+
+    SUITES = load()["suites"]
 
     b.add_argument("--suite", required=True, choices=sorted(SUITES), help="the suite to run (see the README's table)")
     b.add_argument("--methods", default=None, help="comma-separated subset of the suite's methods")

@@ -262,9 +262,11 @@ def add_parsers(sub, only: tuple[str, ...] | None = None) -> None:
 
 
 def _predict_options(p) -> None:
-    from weightlab.know.kinds import DEFAULT_KINDS, PREDICTABLE
-    from weightlab.know.predictors import PREDICTORS
-    from weightlab.registry import add_option_flags
+    from weightlab.cli.catalogue import load
+    from weightlab.registry import add_flag_specs
+
+    names = load()
+    PREDICTORS, DEFAULT_KINDS, PREDICTABLE = names["predictors"], names["default_kinds"], names["predictable"]
 
     p.add_argument("--trajectory", type=Path, required=True, help="folder written by 'weightlab know forget'")
     p.add_argument("--method", default="known", help=f"one of {', '.join(PREDICTORS)} (default known)")
@@ -274,12 +276,14 @@ def _predict_options(p) -> None:
         default=",".join(DEFAULT_KINDS),
         help=f"parameter kinds to predict, from {', '.join(PREDICTABLE)} (default {','.join(DEFAULT_KINDS)})",
     )
-    _PREDICT_FLAGS.update(add_option_flags(p, PREDICTORS.entries()))
+    _PREDICT_FLAGS.update(add_flag_specs(p, names["predictor_flags"]))
     common(p)
 
 
 def _bench_options(b) -> None:
-    from weightlab.bench.suites import KNOW_SUITES as SUITES
+    from weightlab.cli.catalogue import load
+
+    SUITES = load()["know_suites"]
 
     b.add_argument("--suite", required=True, choices=sorted(SUITES), help="the suite to run (see the README's table)")
     b.add_argument("--seeds", default=None, help="comma-separated seeds (default: the suite's)")
