@@ -19,6 +19,11 @@ def wants(only: tuple[str, ...] | None, path: tuple[str, ...]) -> bool:
     return only is None or tuple(only[: len(path)]) == tuple(path)
 
 
+def add_data_root(p: argparse.ArgumentParser) -> None:
+    """``--data-root`` (every command that reads data sets)."""
+    p.add_argument("--data-root", type=Path, default=None, help=DATA_ROOT_HELP)
+
+
 def add_common(p: argparse.ArgumentParser) -> None:
     """``--seed``, ``--out``, ``--no-progress`` (every subcommand takes them)."""
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

@@ -7,9 +7,9 @@ import argparse
 from pathlib import Path
 
 from weightlab.cli.common import (
-    DATA_ROOT_HELP,
     add_backend_flags,
     add_common,
+    add_data_root,
     add_runtime,
     backend_from_args,
     command_line,
@@ -66,12 +66,7 @@ def add_parsers(rc, only: tuple[str, ...] | None = None) -> None:
         default=None,
         help="a task folder (repeatable; default: every task beside the base)",
     )
-    e.add_argument(
-        "--data-root",
-        type=Path,
-        default=None,
-        help=DATA_ROOT_HELP,
-    )
+    add_data_root(e)
     add_common(e)
     add_runtime(e)
 
@@ -138,12 +133,7 @@ def _adapt_options(a) -> None:
         help="BatchNorm statistics: updated and stored per task (default) or frozen",
     )
     _sizes(a)
-    a.add_argument(
-        "--data-root",
-        type=Path,
-        default=None,
-        help=DATA_ROOT_HELP,
-    )
+    add_data_root(a)
     add_common(a)
     add_runtime(a)
 
@@ -178,12 +168,7 @@ def _bench_options(b) -> None:
         metavar="DIR",
         help="add the runs of DIR/results.json (the same suite run by another worker) to OUT, then report",
     )
-    b.add_argument(
-        "--data-root",
-        type=Path,
-        default=None,
-        help=DATA_ROOT_HELP,
-    )
+    add_data_root(b)
     add_common(b)
     add_runtime(b)
     add_backend_flags(b)

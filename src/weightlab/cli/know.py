@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 from weightlab.cli.common import (
-    DATA_ROOT_HELP,
     add_backend_flags,
+    add_data_root,
     add_runtime,
     backend_from_args,
     command_line,
@@ -54,12 +54,7 @@ def add_parsers(sub, only: tuple[str, ...] | None = None) -> None:
     pt.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
     pt.add_argument("--augment", default=None, help="crop (digits) or crop_flip (natural images); default none")
     pt.add_argument("--input-size", default=None, help="C,H,W for models that take it (e.g. 1,28,28 for MNIST)")
-    pt.add_argument(
-        "--data-root",
-        type=Path,
-        default=None,
-        help=DATA_ROOT_HELP,
-    )
+    add_data_root(pt)
     common(pt)
     add_runtime(pt)
 
@@ -102,12 +97,7 @@ def add_parsers(sub, only: tuple[str, ...] | None = None) -> None:
     )
     f.add_argument("--augment", default=None, help="the pretraining's augmentation in every stage (crop or crop_flip)")
     f.add_argument("--input-size", default=None, help="C,H,W for models that take it (as given to 'know pretrain')")
-    f.add_argument(
-        "--data-root",
-        type=Path,
-        default=None,
-        help=DATA_ROOT_HELP,
-    )
+    add_data_root(f)
     common(f)
     add_runtime(f)
 
@@ -160,12 +150,7 @@ def add_parsers(sub, only: tuple[str, ...] | None = None) -> None:
     _lr_grid_flag(t)
     t.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
     t.add_argument("--seeds", default="42", help="comma-separated seeds (default 42)")
-    t.add_argument(
-        "--data-root",
-        type=Path,
-        default=None,
-        help=DATA_ROOT_HELP,
-    )
+    add_data_root(t)
     common(t)
     add_runtime(t)
     add_backend_flags(t)
@@ -204,12 +189,7 @@ def add_parsers(sub, only: tuple[str, ...] | None = None) -> None:
         help="start no run after this long (runs in flight finish; rerun to collect the rest)",
     )
     add_backend_flags(mc, default="auto", threads=False)  # every run uses one thread
-    mc.add_argument(
-        "--data-root",
-        type=Path,
-        default=None,
-        help=DATA_ROOT_HELP,
-    )
+    add_data_root(mc)
     common(mc)
     add_runtime(mc, precision=False)
     mt = meta.add_parser(
