@@ -40,7 +40,7 @@ _COMMAND_HELP = {
 def build_parser(only: tuple[str, ...] | str | None = None) -> argparse.ArgumentParser:
     """The CLI parser. With ``only`` (the command path typed, e.g. ``("recast", "bench")``; a string is a
     one-word path; ``()`` none) a command off that path is a stub with its help line and no options, so
-    that ``--help`` and parsing import only what the typed command needs (the registries import torch)."""
+    that ``--help`` and parsing import only what the typed command needs (no command's help imports torch)."""
     from weightlab.cli.ranges import OneLineParser
 
     parser = OneLineParser(prog="weightlab", description="Decompose, adapt and predict neural-network weights.")

@@ -40,7 +40,7 @@ def seed_list(text: str) -> tuple[int, ...]:
 
 def add_parsers(rc, only: tuple[str, ...] | None = None) -> None:
     """``recast adapt|evaluate|bench``; with ``only`` (a command path), the options of adapt and bench
-    (whose choices import the registries, hence torch) only when the path names them."""
+    (their choices read from :mod:`weightlab.cli.catalogue`) only when the path names them."""
     a = rc.add_parser(
         "adapt",
         help="learn one task or a sequence: per-task coefficients/adapters + heads",

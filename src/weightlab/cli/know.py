@@ -23,8 +23,8 @@ _PREDICT_FLAGS: dict = {}  # the predictor-option flags of 'know predict', made 
 
 
 def add_parsers(sub, only: tuple[str, ...] | None = None) -> None:
-    """``know ...``; with ``only`` (a command path), the options of predict and bench (whose choices import
-    the registries, hence torch) only when the path names them."""
+    """``know ...``; with ``only`` (a command path), the options of predict and bench (their choices read
+    from :mod:`weightlab.cli.catalogue`) only when the path names them."""
     kn = sub.add_parser(
         "know",
         help="KNOW: progressive forgetting, weight prediction (KNOWN and baselines), transfer",  # = _COMMAND_HELP
