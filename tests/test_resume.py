@@ -338,12 +338,16 @@ def test_decoded_image_folder_cache_sees_a_replaced_image(tmp_path, monkeypatch)
 
 @pytest.mark.parametrize("mask", [0o022, 0o027])
 def test_atomic_writes_respect_the_umask(tmp_path, mask):
+    from weightlab.io import save_tensors
+
     old = os.umask(mask)
     try:
         write_json(tmp_path / "x.json", {"a": 1})
+        save_tensors(tmp_path / "x.safetensors", {"a": torch.zeros(2)})  # safetensors makes its own 0600 file
     finally:
         os.umask(old)
-    assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == 0o666 & ~mask
+    for name in ("x.json", "x.safetensors"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~mask, name
 
 
 def test_an_unwritable_output_folder_is_refused_before_any_work(tmp_path, capsys):
