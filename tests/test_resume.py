@@ -224,6 +224,29 @@ def test_bench_rows_do_not_depend_on_order_subset_or_merge(tmp_path):
 # -- other inputs are refused ----------------------------------------------------------------------
 
 
+def test_bench_resumes_with_the_same_weights_moved_and_refuses_other_weights(tmp_path):
+    from weightlab.bench.incremental import get_suite, run_suite
+    from weightlab.errors import WeightlabError
+    from weightlab.io import save_tensors
+    from weightlab.models import create_model
+
+    state = create_model("resnet20", pretrained=False).state_dict()
+    save_tensors(tmp_path / "a.safetensors", state)
+    suite = replace(get_suite("smoke"), sizes=SplitSizes(24, 12, 12), methods=["head"])
+    run_suite(replace(suite, weights=str(tmp_path / "a.safetensors")), tmp_path / "out", progress=False)
+    (tmp_path / "moved").mkdir()
+    (tmp_path / "a.safetensors").rename(tmp_path / "moved" / "a.safetensors")
+    again = run_suite(
+        replace(suite, weights=str(tmp_path / "moved" / "a.safetensors")), tmp_path / "out", progress=False
+    )
+    assert len(again["runs"]) == 1  # resumed: nothing to run again
+    key = next(iter(state))
+    state[key] = state[key] + 1
+    save_tensors(tmp_path / "b.safetensors", state)
+    with pytest.raises(WeightlabError, match="weights_sha256"):
+        run_suite(replace(suite, weights=str(tmp_path / "b.safetensors")), tmp_path / "out", progress=False)
+
+
 FORGET = ["know", "forget", "--model", "smallcnn", "--no-pretrained", "--stages", "3", "--batch-size", "32"]
 
 

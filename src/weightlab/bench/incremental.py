@@ -162,14 +162,14 @@ def method_label(method: str) -> str:
     return parse_baseline(method).name if is_baseline(method) else parse_method(method).name
 
 
-# what makes two results files runs of the same suite
+# what makes two results files runs of the same suite (the weights file is compared by its bytes,
+# inputs.weights_sha256, not by its path: the same file moved elsewhere resumes)
 _FIXED = (
     "name",
     "model",
     "sequence",
     "sizes",
     "epochs",
-    "weights",
     "recast",
     "bn",
     "pretrained",
