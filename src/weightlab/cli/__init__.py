@@ -158,11 +158,11 @@ def build_parser(only: tuple[str, ...] | str | None = None) -> argparse.Argument
         pl.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
         from weightlab.cli.incremental import add_parsers
 
-        add_parsers(rc, only)
+        add_parsers(rc)
     if wants(only, ("know",)):
         from weightlab.cli.know import add_parsers as add_know_parsers
 
-        add_know_parsers(sub, only)
+        add_know_parsers(sub)
     from weightlab.cli.ranges import apply_ranges
 
     apply_ranges(parser)

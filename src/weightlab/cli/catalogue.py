@@ -11,6 +11,7 @@ predictor, suite or sequence, write it again with
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -38,7 +39,9 @@ def build() -> dict:
     }
 
 
+@functools.cache
 def load() -> dict:
+    """The catalogue as written (read once per process; treat it as read-only)."""
     return json.loads(PATH.read_text(encoding="utf-8"))
 
 

@@ -14,7 +14,6 @@ from weightlab.cli.common import (
     backend_from_args,
     command_line,
     progress,
-    wants,
 )
 from weightlab.errors import WeightlabError
 
@@ -38,9 +37,8 @@ def seed_list(text: str) -> tuple[int, ...]:
     return seeds
 
 
-def add_parsers(rc, only: tuple[str, ...] | None = None) -> None:
-    """``recast adapt|evaluate|bench``; with ``only`` (a command path), the options of adapt and bench
-    (their choices read from :mod:`weightlab.cli.catalogue`) only when the path names them."""
+def add_parsers(rc) -> None:
+    """``recast adapt|evaluate|bench`` (the choices of adapt and bench come from :mod:`weightlab.cli.catalogue`)."""
     a = rc.add_parser(
         "adapt",
         help="learn one task or a sequence: per-task coefficients/adapters + heads",
@@ -49,8 +47,7 @@ def add_parsers(rc, only: tuple[str, ...] | None = None) -> None:
         "as its own artifact under OUT/tasks/. Rerunning resumes at the first task "
         "not yet saved.",
     )
-    if wants(only, ("recast", "adapt")):
-        _adapt_options(a)
+    _adapt_options(a)
 
     e = rc.add_parser(
         "evaluate",
@@ -77,8 +74,7 @@ def add_parsers(rc, only: tuple[str, ...] | None = None) -> None:
         "row's learning rate on validation -- and write results.json, results.md, paper_table.md and plots to "
         "--out. Rerunning resumes; --merge adds the runs of the same suite run elsewhere.",
     )
-    if wants(only, ("recast", "bench")):
-        _bench_options(b)
+    _bench_options(b)
 
 
 def _adapt_options(a) -> None:

@@ -14,7 +14,6 @@ from weightlab.cli.common import (
     backend_from_args,
     command_line,
     progress,
-    wants,
 )
 from weightlab.cli.common import add_common as common
 from weightlab.errors import WeightlabError
@@ -22,9 +21,8 @@ from weightlab.errors import WeightlabError
 _PREDICT_FLAGS: dict = {}  # the predictor-option flags of 'know predict', made from the options dataclasses
 
 
-def add_parsers(sub, only: tuple[str, ...] | None = None) -> None:
-    """``know ...``; with ``only`` (a command path), the options of predict and bench (their choices read
-    from :mod:`weightlab.cli.catalogue`) only when the path names them."""
+def add_parsers(sub) -> None:
+    """``know ...`` (the choices of predict and bench come from :mod:`weightlab.cli.catalogue`)."""
     kn = sub.add_parser(
         "know",
         help="KNOW: progressive forgetting, weight prediction (KNOWN and baselines), transfer",  # = _COMMAND_HELP
@@ -108,8 +106,7 @@ def add_parsers(sub, only: tuple[str, ...] | None = None) -> None:
         "<method>_x<n>.safetensors, with <method>.json (what was touched, timings). "
         "Each predictor option has its flag (built from the predictors' options).",
     )
-    if wants(only, ("know", "predict")):
-        _predict_options(p)
+    _predict_options(p)
 
     t = kn.add_parser(
         "transfer",
@@ -237,8 +234,7 @@ def add_parsers(sub, only: tuple[str, ...] | None = None) -> None:
         description="Forgetting, every predictor at x2/x4/x8, incremental pretraining, and transfer "
         "runs per seed; writes results.json, results.md and trajectory_pca.png to --out.",
     )
-    if wants(only, ("know", "bench")):
-        _bench_options(b)
+    _bench_options(b)
 
 
 def _predict_options(p) -> None:
