@@ -173,7 +173,20 @@ def test_cli_meta_collect_then_train_writes_loadable_hypermodels(tmp_path, capsy
 
     for kind, (recorded, now) in check_mini(out, out / "mini_test.safetensors", report).items():
         assert now == pytest.approx(recorded, rel=1e-6), kind
-    KNOWN(weights=out)  # the trained files load as a KNOW predictor
+    assert KNOWN(weights=out).seq_len == 5  # the trained files load as a KNOW predictor
+    # the Table 6 ablation: the same rows, the hypermodels read the last three stages
+    short = tmp_path / "known_s3"
+    args = ["know", "meta", "train", "--data", str(data), "--epochs", "1", "--batch-size", "512"]
+    assert main(args + ["--seq-len", "3", "--out", str(short), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert KNOWN(weights=short).seq_len == 3
+    short_report = json.loads((short / "training.json").read_text())
+    assert short_report["config"]["seq_len"] == 3
+    assert "history of S=3 stages" in (short / "MODEL_CARD.md").read_text()
+    for kind, (recorded, now) in check_mini(short, short / "mini_test.safetensors", short_report).items():
+        assert now == pytest.approx(recorded, rel=1e-6), kind
+    assert main(args + ["--seq-len", "6", "--out", str(short)]) == 2
+    assert "argument --seq-len: must be an integer in [2, 5], got '6'" in capsys.readouterr().err
     assert main(["know", "meta", "train", "--data", str(tmp_path), "--out", str(out)]) == 2
     assert "not a meta-dataset folder" in capsys.readouterr().err
 

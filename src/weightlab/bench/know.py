@@ -52,8 +52,12 @@ def _suite_record(suite: KnowSuite) -> dict:
 
     d = asdict(suite)
     d.pop("description")
-    if d["known_weights"] is None:  # recorded only when set (results made before the field resume)
-        d.pop("known_weights")
+    # recorded only when set (results made before these fields resume)
+    for key, default in (("known_weights", None), ("known_variants", ()), ("half_source", False)):
+        if d[key] == default:
+            d.pop(key)
+    if suite.pretrain is not None:
+        d["pretrain"] = suite.pretrain.to_dict()
     return json.loads(json.dumps(d))
 
 
@@ -117,6 +121,24 @@ def _base_model(
             )
         save_tensors(path, model.state_dict())
     return model
+
+
+def predictor_rows(suite: KnowSuite) -> list[tuple[str, str, str, dict]]:
+    """(row name, label, registered predictor, its options) of every predictor row of the suite: its
+    ``predictors``, then its ``known_variants`` (KNOWN with other weights)."""
+    out = []
+    for name in suite.predictors:
+        options = {"weights": suite.known_weights} if name == "known" and suite.known_weights else {}
+        out.append((name, DISPLAY[name], name, options))
+    out += [(name, display, "known", {"weights": folder}) for name, display, folder in suite.known_variants]
+    return out
+
+
+def incremental_file(suite: KnowSuite, root: Path) -> Path:
+    """The incremental-pretraining baseline's weights (the faithful one: ``incremental/`` like a base)."""
+    if suite.pretrain is not None and not suite.pretrained:
+        return root / "incremental" / PRETRAINED
+    return root / "incremental.safetensors"
 
 
 def base_file(suite: KnowSuite, root: Path) -> Path:
@@ -186,7 +208,8 @@ def prepare_trajectory(
         return result
 
     # D⁰: the source data, or a seeded half of it when the real ×2 weights are trained beside
-    d0 = source.train.head(len(source.train) // 2, seed=1000 + s0) if suite.truth else source.train
+    half = suite.truth or suite.half_source
+    d0 = source.train.head(len(source.train) // 2, seed=1000 + s0) if half else source.train
     model = timed(
         "base",
         lambda: _base_model(suite, root, source, d0, progress, device, s0, precision),
@@ -227,12 +250,11 @@ def prepare_trajectory(
         }
     pred_dir = root / "predictions"
     label = lambda k: scale_label(suite.forget.ratio, k)  # noqa: E731
-    for name in suite.predictors:
+    for name, display, method, options in predictor_rows(suite):
         try:
-            options = {"weights": suite.known_weights} if name == "known" and suite.known_weights else {}
-            predictor = get_predictor(name, **options)
+            predictor = get_predictor(method, **options)
         except WeightlabError as e:  # the authors' KNOWN without its weights (no shared folder)
-            info["predictions"][name] = {"method": name, "skipped": str(e)}
+            info["predictions"][name] = {"method": method, "display": display, "skipped": str(e)}
             continue
         steps = [k for k in suite.steps if predictor.unsupported(k) is None]
         if any(not (pred_dir / f"{name}_{label(k)}.safetensors").is_file() for k in steps):
@@ -242,11 +264,38 @@ def prepare_trajectory(
         skipped = {k: predictor.unsupported(k) for k in suite.steps if predictor.unsupported(k)}
         info["predictions"][name] = {
             **predictor.describe(traj),
+            "display": display,
             "steps": steps,
             "skipped": skipped,
             "seconds": log["seconds"].get(f"predict_{name}"),
         }
-    if suite.incremental and not (root / "incremental.safetensors").is_file():
+    if suite.incremental and suite.pretrain is not None and not suite.pretrained:
+        # the faithful baseline: the base's protocol (epochs, steps, schedule, augmentation) on the nested
+        # subsets of D⁰, smallest first, from a fresh initialisation
+        def incremental_faithful():
+            fresh = _new_model(suite, model.weightlab_cfg.num_classes, s0)
+            pcfg = replace(
+                suite.pretrain,
+                seed=s0,
+                curriculum=forget_cfg.stages,
+                curriculum_ratio=forget_cfg.ratio,
+                curriculum_seed=forget_cfg.seed,
+            )
+            pretrain(
+                fresh,
+                d0,
+                root / "incremental",
+                pcfg,
+                val=source.val if suite.source_val else None,
+                data_info={**source.summary(), "train": len(d0)},
+                progress=progress,
+                device=device,
+                precision=precision,
+            )
+            log["incremental_accuracy"] = evaluate_accuracy(fresh, source.test.batches(256, fresh.weightlab_cfg))
+
+        timed("incremental_pretraining", incremental_faithful, done=(root / "incremental" / PRETRAINED).is_file())
+    elif suite.incremental and not (root / "incremental.safetensors").is_file():
 
         def incremental():
             torch.manual_seed(s0)  # a fresh initialisation, never the shared weights
@@ -309,10 +358,10 @@ def _truth(suite, root, source, traj, model, seed, timed, log, progress, device,
     keys = [k for k in theta0 if kinds.get(k) in ("conv", "fc")]
     candidates = {"Θ¹ (stage 1, half the data)": traj.stages[1]}
     step1 = scale_label(suite.forget.ratio, 1)
-    for name in suite.predictors:
+    for name, display, _, _ in predictor_rows(suite):
         f = root / "predictions" / f"{name}_{step1}.safetensors"
         if f.is_file():
-            candidates[f"{DISPLAY[name]} {step1}"] = load_weights(f)
+            candidates[f"{display} {step1}"] = load_weights(f)
     truths = {"fine-tuned on ×2": load_weights(root / "truth_ft.safetensors")}
     if (root / "truth" / PRETRAINED).is_file():
         truths["trained on ×2 from scratch"] = load_weights(root / "truth" / PRETRAINED)
@@ -371,7 +420,7 @@ def rows(suite: KnowSuite, out: Path) -> list[tuple[str, str, int, Path]]:
         prefix = "" if seed is None else f"t{seed}/"
         r.append((prefix + "naive", "Naive transfer", 0, root / "trajectory" / "stage_00.safetensors"))
         if suite.incremental:
-            r.append((prefix + "incremental", "Incremental pretraining", 0, root / "incremental.safetensors"))
+            r.append((prefix + "incremental", "Incremental pretraining", 0, incremental_file(suite, root)))
         for k in suite.steps:
             lab = scale_label(suite.forget.ratio, k)
             extra = []
@@ -382,10 +431,10 @@ def rows(suite: KnowSuite, out: Path) -> list[tuple[str, str, int, Path]]:
             for row, f in extra:
                 if f.is_file():
                     r.append((f"{prefix}{row}_{lab}", ROW_LABELS[row], k, f))
-            for name in suite.predictors:
+            for name, display, _, _ in predictor_rows(suite):
                 f = root / "predictions" / f"{name}_{lab}.safetensors"
                 if f.is_file():
-                    r.append((prefix + f.stem, DISPLAY[name], k, f))
+                    r.append((prefix + f.stem, display, k, f))
     return r
 
 
@@ -413,6 +462,11 @@ def run_suite(
         suite = replace(suite, transfer=transfer_cfg)
     if suite.known_weights is not None and not Path(suite.known_weights).is_dir():
         raise WeightlabError(f"known_weights {suite.known_weights}: not a folder of KNOWN weights")
+    for _, display, folder in suite.known_variants:
+        if not Path(folder).is_dir():
+            raise WeightlabError(
+                f"{display}: its KNOWN weights {folder} are not a folder (run the suite from the repository root)"
+            )
     out = check_writable(out_dir)
     results_path = out / "results.json"
     record = _suite_record(suite)
@@ -616,6 +670,7 @@ def write_report(results: dict, out: Path) -> None:
             + (f"{row['trajectory_std']:.2f} | " if multi else "")
             + f"{gain} | {noise} | {lr} |"
         )
+    lines += _s_table_lines(table, suite, f["ratio"])
     run_s = sum(r.get("seconds", 0.0) for r in results["runs"])
     lines += [
         "",
@@ -638,11 +693,12 @@ def write_report(results: dict, out: Path) -> None:
         if preds:
             lines += ["", "Parameters each predictor changes (by kind; everything else is copied from Θ⁰):", ""]
             for n, p in preds.items():
+                display = p.get("display") or DISPLAY.get(n, n)
                 if isinstance(p.get("skipped"), str):
-                    lines.append(f"- {DISPLAY[n]}: not run ({p['skipped']})")
+                    lines.append(f"- {display}: not run ({p['skipped']})")
                 else:
                     extra = "; ".join(f"step {k} not defined: {why}" for k, why in p.get("skipped", {}).items())
-                    lines.append(f"- {DISPLAY[n]}: {p.get('touched')}" + (f" ({extra})" if extra else ""))
+                    lines.append(f"- {display}: {p.get('touched')}" + (f" ({extra})" if extra else ""))
     write_text(out / "results.md", "\n".join(lines) + "\n")
     try:
         from weightlab.bench.know_plots import plot_trajectory_pca
@@ -651,6 +707,41 @@ def write_report(results: dict, out: Path) -> None:
         plot_trajectory_pca(root / "trajectory", root / "predictions", out / "trajectory_pca.png")
     except WeightlabError:
         pass
+
+
+def _s_table_lines(table: list[dict], suite: dict, ratio: float) -> list[str]:
+    """The paper's Table 6 layout for a suite with KNOWN variants: one line per history length S (S=2 is
+    Task Vector, as in the paper), one column per prediction step, the paired gain over naive below."""
+    variants = suite.get("known_variants") or []
+    if not variants:
+        return []
+    by_row = {r["row"]: r for r in table}
+    steps = sorted({r["step"] for r in table if r["step"]})
+    lines = [
+        "",
+        "Table 6 layout: test accuracy by history length S (mean ± std; below it the paired gain over naive "
+        "transfer, * when p < 0.05):",
+        "",
+        "| S | predictor | " + " | ".join(scale_label(ratio, k) for k in steps) + " |",
+        "|---|---|" + "---|" * len(steps),
+    ]
+    candidates = [("2", "Task Vector", "task_vector")] + [
+        (label.rsplit("S=", 1)[-1] if "S=" in label else "?", label, name) for name, label, _ in variants
+    ]
+    for s_len, label, name in candidates:
+        cells = []
+        for k in steps:
+            r = by_row.get(f"{name}_{scale_label(ratio, k)}")
+            if r is None:
+                cells.append("")
+                continue
+            cell = f"{r['mean']:.2f} ± {r['std']:.2f}"
+            if r.get("paired"):
+                cell += f" ({r['paired']['mean']:+.2f}{'*' if r['paired']['significant'] else ''})"
+            cells.append(cell)
+        if any(cells):
+            lines.append(f"| {s_len} | {label} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _trajectory_lines(seed, info: dict, multi: bool) -> list[str]:

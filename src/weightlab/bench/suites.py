@@ -346,10 +346,16 @@ class KnowSuite:
     # trained from scratch on all of it (same protocol and initialisation), and Θ⁰ fine-tuned on all of it
     # with the stage recipe; the weight-space comparison of every ×2 prediction with them
     truth: bool = False
+    # D⁰ is the seeded half of the source data that ``truth`` trains Θ⁰ on, without the ×2 weights (a suite
+    # on the trajectories of a truth suite)
+    half_source: bool = False
     # the shrink control: Θ⁰ rescaled (same function) by each step's KNOWN shrink factor
     controls: bool = False
     # a folder of KNOWN weights for the ``known`` row (None: the shipped ones), e.g. a candidate KNOWN
     known_weights: str | None = None
+    # more KNOWN rows, each ``(row name, label, folder of KNOWN weights)``: e.g. hypermodels meta-trained with
+    # other history lengths S (the paper's Table 6); folders relative to the working directory
+    known_variants: tuple[tuple[str, str, str], ...] = ()
 
 
 KNOW_SUITES: Registry[KnowSuite] = Registry("KNOW suite")
@@ -437,6 +443,29 @@ for _k in [
         truth=True,
         controls=True,
         incremental=False,
+    ),
+    KnowSuite(
+        "cifar5-smallcnn-ablation",
+        "the paper's Table 6 (the history length S) and the faithful incremental-pretraining baseline, on the "
+        "trajectories of cifar5-smallcnn-faithful (same bases, forgetting, transfer and seeds): S=2 is Task "
+        "Vector, S=3, 4, 5 are KNOWN hypermodels meta-trained on one meta-dataset that differ only in S "
+        "(benchmarks/weights/known_s<S>; run from the repository root); incremental pretraining has the base's "
+        "epochs, steps and schedule on the nested subsets, smallest first",
+        model="smallcnn",
+        source="cifar10:0-4",
+        target="cifar10:5-9",
+        source_train=10000,
+        source_val=1000,
+        eval_size=2000,
+        pretrain=PretrainConfig(epochs=30, lr=3e-3, augment="crop_flip"),
+        forget=ForgetConfig(stages=5, epochs=3, augment="crop_flip"),
+        target_train=500,
+        target_test=2000,
+        transfer=TransferConfig(warmup_epochs=2, epochs=8, lr=1e-3, batch_size=64, lr_grid=(3e-4, 1e-3, 3e-3)),
+        trajectory_seeds=(0, 1, 2),
+        half_source=True,
+        predictors=("task_vector",),
+        known_variants=tuple((f"known_s{n}", f"KNOWN S={n}", f"benchmarks/weights/known_s{n}") for n in (3, 4, 5)),
     ),
     KnowSuite(
         "paper-table1-resnet18",

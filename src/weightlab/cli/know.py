@@ -225,6 +225,13 @@ def add_parsers(sub) -> None:
         help="normalized (default): each sequence shifted by its first value and scaled by its range, "
         "the residual scaled back; raw: the values as they are",
     )
+    mt.add_argument(
+        "--seq-len",
+        type=int,
+        default=5,
+        help="history length S the hypermodels read, the last S of the rows' five stages (default 5, the "
+        "paper's; fewer: the Table 6 ablation)",
+    )
     common(mt)
     add_runtime(mt, precision=False)
 
@@ -646,6 +653,7 @@ def cmd_meta(args: argparse.Namespace) -> int:
         patience=args.patience,
         seed=args.seed,
         input_convention=args.input_convention,
+        seq_len=args.seq_len,
     )
     report = meta_train(
         args.data,

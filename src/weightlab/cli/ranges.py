@@ -104,6 +104,7 @@ RANGES: dict[str, Range] = {
     "--ratio": FRACTION,
     "--val-fraction": FRACTION,
     "--keep": Range(float, 0, 1, lo_open=True),
+    "--seq-len": Range(int, 2, 5),  # KNOWN's history length S: the meta rows hold five stages
     "--lam": Range(float),  # any finite value; a negative one is warned about where it is used
 }
 

@@ -3,10 +3,11 @@ authors' Keras weights.
 
 Every scalar parameter is predicted independently from its sequence of S=5 values, ordered
 oldest-forgetting-stage first ``[θ^{S-1}, …, θ^1, θ^0]``. Stream 1 reads the 5 values, stream 2
-the 4 consecutive differences; each stream is Dense(64, linear) → exp block → Dense(32) →
-LeakyReLU(0.3), with the exp block ``h = ReLU(Dense8(x)); Dense64_a(h) + Dense64_b(h) ⊙
-exp(Dense64_c(h) ⊙ x)``. The two 32-wide outputs are concatenated → Dense(1) → tanh: a residual
-added to the last value, ``θ̂^{-1} = θ^0 + residual``.
+the 4 consecutive differences (``seq_len`` S sets another history length, for the paper's Table 6
+ablation; the authors' weights and weightlab's shipped ones take S=5); each stream is
+Dense(64, linear) → exp block → Dense(32) → LeakyReLU(0.3), with the exp block
+``h = ReLU(Dense8(x)); Dense64_a(h) + Dense64_b(h) ⊙ exp(Dense64_c(h) ⊙ x)``. The two 32-wide
+outputs are concatenated → Dense(1) → tanh: a residual added to the last value, ``θ̂^{-1} = θ^0 + residual``.
 
 :class:`KNOWNNet` is the plain module (the reference, used for the golden-file test and for
 training); :meth:`KNOWNNet.fused` gives an algebraically folded inference kernel that evaluates
@@ -25,7 +26,8 @@ from torch import nn
 
 from weightlab.errors import WeightlabError
 
-SEQ_LEN = 5
+SEQ_LEN = 5  # the paper's S, the history length of the authors' and the shipped hypermodels
+MIN_SEQ_LEN = 2  # one difference at least (S=2 reads θ¹, θ⁰ and their difference)
 INPUT_CONVENTIONS = ("raw", "normalized")
 KINDS = ("conv", "fc", "bias")
 # Keras layer names of one stream, in the roles of the reference notes.
@@ -53,22 +55,25 @@ class KNOWNStream(nn.Module):
 
 
 class KNOWNNet(nn.Module):
-    """The KNOWN hypermodel: ``(N, 5)`` sequences → ``(N,)`` residuals.
+    """The KNOWN hypermodel: ``(N, seq_len)`` sequences (default 5) → ``(N,)`` residuals.
 
     ``input_convention="raw"`` feeds the values as they are (the authors' current code);
     ``"normalized"`` (their earlier version, as in WNN) subtracts ``w[0]``, divides by
     ``2·(range + 1e-5)``, predicts, and maps the residual back to weight units.
     """
 
-    def __init__(self, input_convention: str = "raw") -> None:
+    def __init__(self, input_convention: str = "raw", seq_len: int = SEQ_LEN) -> None:
         super().__init__()
         if input_convention not in INPUT_CONVENTIONS:
             raise WeightlabError(
                 f"unknown KNOWN input convention '{input_convention}' (use one of {', '.join(INPUT_CONVENTIONS)})"
             )
+        if not isinstance(seq_len, int) or isinstance(seq_len, bool) or seq_len < MIN_SEQ_LEN:
+            raise WeightlabError(f"KNOWN's history length must be an integer >= {MIN_SEQ_LEN}, got {seq_len!r}")
         self.input_convention = input_convention
-        self.values = KNOWNStream(SEQ_LEN)
-        self.diffs = KNOWNStream(SEQ_LEN - 1)
+        self.seq_len = seq_len
+        self.values = KNOWNStream(seq_len)
+        self.diffs = KNOWNStream(seq_len - 1)
         self.head = nn.Linear(64, 1)
 
     def core(self, seq: torch.Tensor) -> torch.Tensor:
@@ -78,22 +83,30 @@ class KNOWNNet(nn.Module):
         return torch.tanh(self.head(z)).squeeze(1)
 
     def forward(self, seq: torch.Tensor) -> torch.Tensor:
-        _check_seq(seq)
+        _check_seq(seq, self.seq_len)
         if self.input_convention == "raw":
             return self.core(seq)
         shift, scale = _norm_stats(seq)
         return self.core((seq - shift) / scale) * scale.squeeze(1)
 
     def extra_repr(self) -> str:
-        return f"input_convention={self.input_convention!r}"
+        return f"input_convention={self.input_convention!r}, seq_len={self.seq_len}"
 
     def fused(self) -> FusedKNOWN:
         return FusedKNOWN(self)
 
 
-def _check_seq(seq: torch.Tensor) -> None:
-    if seq.ndim != 2 or seq.shape[1] != SEQ_LEN:
-        raise WeightlabError(f"KNOWN takes (N, {SEQ_LEN}) sequences, got shape {tuple(seq.shape)}")
+def _check_seq(seq: torch.Tensor, seq_len: int = SEQ_LEN) -> None:
+    if seq.ndim != 2 or seq.shape[1] != seq_len:
+        raise WeightlabError(f"KNOWN takes (N, {seq_len}) sequences, got shape {tuple(seq.shape)}")
+
+
+def seq_len_of(state: dict[str, torch.Tensor]) -> int:
+    """The history length a KNOWNNet state dict was made for (its value stream's input width)."""
+    w = state.get("values.inp.weight")
+    if w is None or w.ndim != 2:
+        raise WeightlabError("not a KNOWN state dict (no 2-D values.inp.weight)")
+    return int(w.shape[1])
 
 
 def _norm_stats(seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,22 +119,23 @@ class FusedKNOWN:
     """Inference-only KNOWN with the linear layers folded together (same function, fewer FLOPs).
 
     The differences are a linear map of the values, and the first Dense(64) is linear, so both
-    streams' first layers and both Dense8 gates become one (5 → 144) matmul; the additive branch
+    streams' first layers and both Dense8 gates become one (S → 144) matmul; the additive branch
     ``Dense64_a`` folds into ``Dense(32)``. What is left per scalar is two (8 → 128) matmuls, 128
     exponentials, two (64 → 32) matmuls and the head. Evaluated in chunks that stay in cache.
     """
 
     def __init__(self, net: KNOWNNet) -> None:
         self.input_convention = net.input_convention
+        self.seq_len = n = net.seq_len
         with torch.no_grad():
             dt = torch.float64
-            eye = torch.eye(SEQ_LEN, dtype=dt)
-            diff = eye[:, 1:] - eye[:, :-1]  # (5, 4): seq @ diff = consecutive differences
+            eye = torch.eye(n, dtype=dt)
+            diff = eye[:, 1:] - eye[:, :-1]  # (S, S-1): seq @ diff = consecutive differences
             first_w, first_b, gate_w, gate_b, bc_w, bc_b, out_w, out_b, h_w = [], [], [], [], [], [], [], [], []
             for stream, a in ((net.values, eye), (net.diffs, diff)):
-                w_in = a @ stream.inp.weight.to(dt).T  # (5, 64)
+                w_in = a @ stream.inp.weight.to(dt).T  # (S, 64)
                 b_in = stream.inp.bias.to(dt)
-                g_w = w_in @ stream.gate.weight.to(dt).T  # (5, 8)
+                g_w = w_in @ stream.gate.weight.to(dt).T  # (S, 8)
                 g_b = b_in @ stream.gate.weight.to(dt).T + stream.gate.bias.to(dt)
                 first_w.append(w_in)
                 first_b.append(b_in)
@@ -134,7 +148,7 @@ class FusedKNOWN:
                 h_w.append(stream.add.weight.to(dt).T @ w_out)  # (8, 32)
                 out_b.append(stream.add.bias.to(dt) @ w_out + stream.out.bias.to(dt))
             f32 = torch.float32
-            self.w1 = torch.cat(first_w + gate_w, dim=1).to(f32).contiguous()  # (5, 144)
+            self.w1 = torch.cat(first_w + gate_w, dim=1).to(f32).contiguous()  # (S, 144)
             self.b1 = torch.cat(first_b + gate_b).to(f32).contiguous()
             self.factor_w = [w[0].to(f32).contiguous() for w in bc_w]
             self.rate_w = [w[1].to(f32).contiguous() for w in bc_w]
@@ -165,11 +179,11 @@ class FusedKNOWN:
     def __call__(
         self, seq: torch.Tensor, chunk: int = 4096, threads: int | None = None, device: str | None = None
     ) -> torch.Tensor:
-        """Residuals for ``(N, 5)`` sequences (on the CPU). On the CPU, chunks are spread over ``threads``
+        """Residuals for ``(N, S)`` sequences (on the CPU). On the CPU, chunks are spread over ``threads``
         worker threads (default: torch's thread count), each running single-threaded kernels on
         cache-sized blocks, which is much faster than torch's intra-op threading for these thin
         matmuls. On a GPU (``device``), the sequences are evaluated in large batches of ``chunk * 256``."""
-        _check_seq(seq)
+        _check_seq(seq, self.seq_len)
         from weightlab.engine import resolve_device
 
         dev = resolve_device(device)
@@ -210,7 +224,7 @@ class FusedKNOWN:
         w = self._on(dev)
         out = torch.empty(seq.shape[0], dtype=torch.float32)
         for start in range(0, seq.shape[0], batch):
-            s = torch.empty((min(batch, seq.shape[0] - start), SEQ_LEN), dtype=torch.float32, device=dev)
+            s = torch.empty((min(batch, seq.shape[0] - start), self.seq_len), dtype=torch.float32, device=dev)
             s.copy_(seq[start : start + batch].detach())
             if self.input_convention == "normalized":
                 shift, scale = _norm_stats(s)

@@ -8,6 +8,12 @@ decaying rate (cosine to zero over ``epochs``) and train-time augmentation, reco
 accuracy after every epoch and states whether the curve has flattened (the trend over its last
 ``flat_window`` epochs within ``flat_tolerance`` points, see :func:`converged`).
 
+With ``curriculum`` S > 1 the same run is the faithful *incremental pretraining* baseline (the paper's
+Table 1: "progressive training from 6.25% to 100% of the data"): the epochs are split evenly over the
+nested subsets ``D^{S-1}, …, D¹, D⁰`` of the forgetting protocol (smallest first), and every epoch is
+``|D⁰|`` samples drawn by cycling its subset, so the run has exactly the base's optimiser steps, rate
+schedule and augmentation; only the data it sees grows.
+
 ``out_dir`` holds ``pretrain.json`` (config, model, history), ``checkpoint.safetensors`` (weights,
 optimiser state and the epoch counter, one file written atomically after every epoch) and, at the end,
 ``base.safetensors``. A killed run resumes at the next epoch and reproduces the uninterrupted run exactly
@@ -70,6 +76,25 @@ class PretrainConfig:
     seed: int = 0
     flat_window: int = 5
     flat_tolerance: float = 1.0
+    # incremental pretraining: epochs split over this many nested subsets of ratio ``curriculum_ratio``
+    # (smallest first, drawn with ``curriculum_seed``); 0 or 1: plain pretraining on all of D⁰
+    curriculum: int = 0
+    curriculum_ratio: float = 0.5
+    curriculum_seed: int = 0
+
+    def to_dict(self) -> dict:
+        """As stored in manifests (the curriculum only when set, so bases made before it resume)."""
+        d = asdict(self)
+        if self.curriculum <= 1:
+            for k in ("curriculum", "curriculum_ratio", "curriculum_seed"):
+                d.pop(k)
+        return d
+
+    def stage_of_epoch(self, epoch: int) -> int:
+        """The nested subset (0 = all of D⁰) that ``epoch`` (0-based) trains on under the curriculum."""
+        if self.curriculum <= 1:
+            return 0
+        return self.curriculum - 1 - min(self.curriculum - 1, epoch * self.curriculum // self.epochs)
 
     def validate(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
@@ -81,6 +106,12 @@ class PretrainConfig:
         check_augment(self.augment)
         if self.flat_window < 2:
             raise WeightlabError(f"flat_window must be at least 2 epochs, got {self.flat_window}")
+        if self.curriculum < 0 or self.curriculum > self.epochs:
+            raise WeightlabError(
+                f"the curriculum needs 0 to {self.epochs} (epochs) nested subsets, got {self.curriculum}"
+            )
+        if self.curriculum > 1 and not 0 < self.curriculum_ratio < 1:
+            raise WeightlabError(f"the curriculum's subset ratio must be in (0, 1), got {self.curriculum_ratio}")
 
 
 class _Schedule:
@@ -137,7 +168,7 @@ def pretrain(
     cfg.validate()
     out_dir = Path(out_dir)
     model_cfg = get_model_cfg(model, "pretrain")
-    config = asdict(cfg)
+    config = cfg.to_dict()
     manifest_path = out_dir / MANIFEST
     data = data_info or {"size": len(train)}
     # the data the run reads: a rerun with other data is refused, never mixed in (the initialisation is
@@ -182,13 +213,15 @@ def pretrain(
     meta["history"] = meta["history"][:done]  # the checkpoint is the truth if the manifest lags behind
     sched = _Schedule(opt, cfg.lr, cfg.epochs * n_batches, cfg.schedule, step=done * n_batches)
     data = train.with_options(augment=cfg.augment)
+    stages = _curriculum(train, cfg) if cfg.curriculum > 1 else None
     last = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
     bar = tqdm(total=cfg.epochs, initial=done, desc="pretraining", disable=not progress)
     for epoch in range(done, last):
         torch.manual_seed(cfg.seed * 1000 + epoch)
+        seen = data if stages is None else data.subset(stages[cfg.stage_of_epoch(epoch)])
         loss = train_epoch(
             model,
-            data.batches(cfg.batch_size, model_cfg, shuffle=True, seed=cfg.seed * 1000 + epoch, device=dev),
+            seen.batches(cfg.batch_size, model_cfg, shuffle=True, seed=cfg.seed * 1000 + epoch, device=dev),
             opt,
             scheduler=sched,
             total=n_batches,
@@ -197,6 +230,9 @@ def pretrain(
         )
         model.eval()
         record = {"epoch": epoch + 1, "train_loss": loss, "lr_end": opt.param_groups[0]["lr"]}
+        if stages is not None:
+            s = cfg.stage_of_epoch(epoch)
+            record["subset"] = {"stage": s, "samples": int(stages[s].unique().numel())}
         if val is not None:
             record["val_accuracy"] = evaluate_accuracy(
                 model, val.batches(256, model_cfg, device=module_device(model)), precision=prec
@@ -218,6 +254,18 @@ def pretrain(
         meta["finished"] = True
         write_json(manifest_path, meta)
     return meta
+
+
+def _curriculum(train, cfg: PretrainConfig) -> list[torch.Tensor]:
+    """Per nested subset ``D^s`` (as in progressive forgetting, ``D⁰`` first), ``|D⁰|`` indices that
+    cycle through it: every epoch has the base's number of samples and optimiser steps."""
+    from weightlab.know.forgetting import nested_subsets
+
+    n = len(train)
+    out = []
+    for idx in nested_subsets(train.labels, cfg.curriculum_ratio, cfg.curriculum, cfg.curriculum_seed):
+        out.append(idx.repeat((n + len(idx) - 1) // len(idx))[:n])
+    return out
 
 
 __all__ = ["PretrainConfig", "pretrain", "converged", "MANIFEST", "CHECKPOINT", "WEIGHTS", "SCHEDULES"]

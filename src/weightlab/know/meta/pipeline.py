@@ -24,9 +24,9 @@ import torch
 
 from weightlab.errors import WeightlabError
 from weightlab.io import atomic_path, load_weights, read_json, save_tensors, write_json, write_text
-from weightlab.know.hypermodel import KNOWNNet
+from weightlab.know.hypermodel import SEQ_LEN, KNOWNNet, count_parameters
 from weightlab.know.meta.collect import MANIFEST, load_rows
-from weightlab.know.meta.train import MetaTrainConfig, baseline_l1, l1_error, train_known
+from weightlab.know.meta.train import MetaTrainConfig, baseline_l1, l1_error, last_stages, train_known
 
 HYPERMODELS = ("Conv", "FC", "Bias")
 MINI_ROWS = 2048  # rows per hypermodel in mini_test.safetensors
@@ -129,12 +129,14 @@ def meta_train(
     try:
         from weightlab.know.predictors.known import load_known_set
 
-        authors = {conv: load_known_set("authors", conv) for conv in ("raw", "normalized")}
+        if cfg.seq_len == SEQ_LEN:  # the authors' read five stages: no reference for another S
+            authors = {conv: load_known_set("authors", conv) for conv in ("raw", "normalized")}
     except WeightlabError:
         pass
 
     def rows(ids, seed, limit=max_rows):
-        return _subsample(load_rows(data_dir, kind, ids, per_run=max_rows_per_run, seed=seed), limit, seed)
+        loaded = load_rows(data_dir, kind, ids, per_run=max_rows_per_run, seed=seed)
+        return last_stages(_subsample(loaded, limit, seed), cfg.seq_len)
 
     mini = {}
     for kind in kinds:
@@ -145,7 +147,11 @@ def meta_train(
         save_tensors(
             out / f"KNOWN_{kind}.safetensors",
             net.state_dict(),
-            metadata={"format": "weightlab.know.KNOWNNet", "input_convention": cfg.input_convention},
+            metadata={
+                "format": "weightlab.know.KNOWNNet",
+                "input_convention": cfg.input_convention,
+                "seq_len": str(cfg.seq_len),
+            },
         )
         nets = {"ours": net} | {AUTHORS[conv]: per_kind[kind] for conv, per_kind in authors.items()}
         row = {
@@ -273,12 +279,17 @@ def _protocol_text(r: dict) -> str:
 def model_card(report: dict) -> str:
     c, cfg, split = report["collection"], report["config"], report["split"]
     r = c["ranges"]
+    n = cfg.get("seq_len", SEQ_LEN)
+    size = count_parameters(KNOWNNet(cfg["input_convention"], n))
+    words = {2: "two", 3: "three", 4: "four", 5: "five"}
+    sup = "⁰¹²³⁴"
     lines = [
         "# weightlab KNOWN: model card",
         "",
-        "Three KNOWN hypermodels (Conv, FC, Bias; 9,425 weights each, the architecture of the KNOW paper) "
-        "meta-trained by weightlab on its own progressive-forgetting trajectories. Input: the last five "
-        "weights of a parameter, oldest forgetting first `[θ⁴, …, θ⁰]`; output: the residual added to θ⁰ "
+        f"Three KNOWN hypermodels (Conv, FC, Bias; {size:,} weights each, the architecture of the KNOW paper"
+        + (")" if n == SEQ_LEN else f" with a history of S={n} stages instead of 5, the paper's Table 6 ablation)")
+        + f" meta-trained by weightlab on its own progressive-forgetting trajectories. Input: the last {words[n]} "
+        f"weights of a parameter, oldest forgetting first `[θ{sup[n - 1]}, …, θ⁰]`; output: the residual added to θ⁰ "
         f"to predict the weight trained on more data (input convention `{cfg['input_convention']}`).",
         "",
         "## Data",
@@ -289,7 +300,8 @@ def model_card(report: dict) -> str:
         f"settings, drawn per run: sampling rate r in [{r['ratio'][0]}, {r['ratio'][1]}] (uniform), "
         f"learning rate in [{r['lr'][0]:.2g}, {r['lr'][1]:.2g}] (log-uniform), batch size "
         f"{_join(r['batch_sizes'])}, optimiser {_join(r['optimizers'])}. Rows: each scalar weight's five "
-        "stages before a target stage, and the target (Conv: >2-D weights; FC: 2-D weights; Bias: vectors).",
+        "stages before a target stage, and the target (Conv: >2-D weights; FC: 2-D weights; Bias: vectors)"
+        + ("." if n == SEQ_LEN else f"; the hypermodels read the last {words[n]} of the five."),
         "",
     ]
     f = c.get("forgetting", {})

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from weightlab.engine import batch_to, make_optimizer, module_device, place, tensor_batches, to_device, train_epoch
 from weightlab.errors import WeightlabError
-from weightlab.know.hypermodel import KNOWNNet
+from weightlab.know.hypermodel import MIN_SEQ_LEN, SEQ_LEN, KNOWNNet
 
 
 @dataclass
@@ -23,8 +23,16 @@ class MetaTrainConfig:
     patience: int = 3  # epochs without a better validation L1 before stopping
     seed: int = 0
     input_convention: str = "normalized"  # raw inputs train unstably and do not beat "no change" on convs
+    # the history length S the hypermodels read (the paper's Table 6 ablation); the meta rows hold the
+    # five stages before their target, and a shorter S reads the last S of them: same rows, same targets
+    seq_len: int = SEQ_LEN
 
     def __post_init__(self) -> None:
+        if not MIN_SEQ_LEN <= self.seq_len <= SEQ_LEN:
+            raise WeightlabError(
+                f"KNOWN's history length must be in [{MIN_SEQ_LEN}, {SEQ_LEN}] (the meta rows hold {SEQ_LEN} "
+                f"stages before their target), got {self.seq_len}"
+            )
         # epochs = 0 is the untrained initialisation (a reference point in Python; the CLI asks for >= 1)
         if self.lr <= 0 or self.batch_size < 1 or self.epochs < 0 or self.patience < 1:
             raise WeightlabError(
@@ -41,6 +49,12 @@ def l1_error(net: KNOWNNet, seq: torch.Tensor, target: torch.Tensor, batch_size:
     for s, t in to_device(tensor_batches(seq, target, batch_size), module_device(net)):
         total += float((s[:, -1] + net(s) - t).abs().sum())
     return total / max(seq.shape[0], 1)
+
+
+def last_stages(rows: tuple[torch.Tensor, torch.Tensor], seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows cut to the last ``seq_len`` stages before the target (the newest, Θ⁰'s column, stays last)."""
+    seq, target = rows
+    return seq[:, seq.shape[1] - seq_len :].contiguous(), target
 
 
 def baseline_l1(seq: torch.Tensor, target: torch.Tensor, method: str, lam: float = 0.2) -> float:
@@ -64,16 +78,17 @@ def train_known(
     device: str | None = None,
 ) -> tuple[KNOWNNet, dict]:
     """Train a KNOWN on ``(sequences, targets)`` rows on ``device`` (default CPU); returns the
-    best-on-validation model (on the CPU) and the history."""
+    best-on-validation model (on the CPU) and the history. The rows are ``(N, cfg.seq_len)``
+    (:func:`last_stages` cuts the collected five-stage rows to a shorter S)."""
     cfg = cfg or MetaTrainConfig()
     seq, target = train
-    if seq.ndim != 2 or seq.shape[1] != 5 or target.shape != seq.shape[:1]:
+    if seq.ndim != 2 or seq.shape[1] != cfg.seq_len or target.shape != seq.shape[:1]:
         raise WeightlabError(
-            f"meta-training rows must be (N, 5) sequences and (N,) targets, got "
+            f"meta-training rows must be (N, {cfg.seq_len}) sequences and (N,) targets, got "
             f"{tuple(seq.shape)} and {tuple(target.shape)}"
         )
     torch.manual_seed(cfg.seed)
-    net = KNOWNNet(cfg.input_convention)
+    net = KNOWNNet(cfg.input_convention, cfg.seq_len)
     with torch.no_grad():  # start as the "no change" predictor: a zero residual, then learn corrections
         net.head.weight.zero_()
         net.head.bias.zero_()

@@ -1,6 +1,8 @@
 """KNOWN as a predictor: every scalar's sequence of 5 values ``[θ^4, θ^3, θ^2, θ^1, θ^0]`` goes
 through the hypermodel of its kind (Conv for >2-D weights, FC for 2-D weights, Bias for biases),
 ``θ̂^{-1} = θ^0 + KNOWN(·)``. Further steps slide the window: ``[θ^3, …, θ^0, θ̂^{-1}] → θ̂^{-2}``.
+A set meta-trained with another history length S (``know meta train --seq-len``) reads the last S
+stages ``[θ^{S-1}, …, θ^0]`` instead (the paper's Table 6 ablation).
 
 Kinds map to the three hypermodels as: conv → Conv; fc → FC; bias, norm → Bias; head and other
 by shape (more than 2 dims → Conv, 2-D → FC, vectors → Bias: the head's bias is a bias).
@@ -16,7 +18,7 @@ import torch
 
 from weightlab import paths
 from weightlab.errors import WeightlabError
-from weightlab.know.hypermodel import SEQ_LEN, KNOWNNet, load_keras_known
+from weightlab.know.hypermodel import KNOWNNet, load_keras_known, seq_len_of
 from weightlab.know.predictors.base import PREDICTORS, Predictor, flat_sequences, unflatten
 from weightlab.know.trajectory import Trajectory
 from weightlab.registry import option
@@ -85,11 +87,15 @@ def load_known_set(weights: str | Path | None = None, input_convention: str | No
                     f"{st} was trained with the '{trained}' input convention, not "
                     f"'{input_convention}' (leave the input convention unset)"
                 )
-            net = KNOWNNet(trained)
-            load_state_dict_strict(net, load_weights(st), source=str(st))
+            state = load_weights(st)
+            net = KNOWNNet(trained, seq_len_of(state))
+            load_state_dict_strict(net, state, source=str(st))
             nets[kind] = net.eval()
         else:
             raise WeightlabError(f"{folder}: no {h5} or KNOWN_{kind}.safetensors")
+    lengths = {k: n.seq_len for k, n in nets.items()}
+    if len(set(lengths.values())) > 1:
+        raise WeightlabError(f"{folder}: its hypermodels read different history lengths {lengths} (one set, one S)")
     return nets
 
 
@@ -136,14 +142,18 @@ class KNOWN(Predictor):
         self.weights_source = None if isinstance(weights, dict) else str(known_weights_dir(weights))
         self.nets = weights if isinstance(weights, dict) else load_known_set(self.weights_source, input_convention)
         self.input_convention = ",".join(sorted({net.input_convention for net in self.nets.values()}))
+        lengths = {net.seq_len for net in self.nets.values()}
+        if len(lengths) != 1:
+            raise WeightlabError(f"KNOWN hypermodels of one set must read one history length, got {sorted(lengths)}")
+        self.seq_len = lengths.pop()
         self.chunk = chunk
         self._fused = {k: net.fused() for k, net in self.nets.items()}
 
     def options(self) -> dict:
-        return {"input_convention": self.input_convention, "weights": self.weights_source}
+        return {"input_convention": self.input_convention, "weights": self.weights_source, "seq_len": self.seq_len}
 
     def min_stages(self, step: int) -> int:
-        return SEQ_LEN
+        return self.seq_len
 
     def residuals(self, seq_by_model: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {m: self._fused[m](seq, chunk=self.chunk, device=self.device) for m, seq in seq_by_model.items()}
@@ -152,9 +162,9 @@ class KNOWN(Predictor):
         groups: dict[str, list[str]] = {}
         for k in keys:
             groups.setdefault(hypermodel_for(trajectory.kinds[k], trajectory.stages[0][k].ndim), []).append(k)
-        # window per model: (N, 5) float32, oldest-forgetting first, the last column is Θ⁰
+        # window per model: (N, S) float32, oldest-forgetting first, the last column is Θ⁰
         windows = {
-            m: flat_sequences(trajectory, ks, list(range(SEQ_LEN - 1, -1, -1)), torch.float32, dim=1)
+            m: flat_sequences(trajectory, ks, list(range(self.seq_len - 1, -1, -1)), torch.float32, dim=1)
             for m, ks in groups.items()
         }
         out = {}
