@@ -7,14 +7,16 @@ transfer schedule, the predictors and the seeds. ``run_suite`` does, resumably, 
    the suite's ``pretrain`` protocol, ``base/`` from :func:`weightlab.know.pretrain.pretrain`);
 2. ``trajectory/``: progressive forgetting (:func:`run_forgetting`);
 3. ``predictions/<method>_x<n>.safetensors``: every predictor at every step (timed);
-4. ``incremental.safetensors``: the incremental-pretraining baseline;
+4. ``incremental.safetensors``: the incremental-pretraining baseline (with the suite's ``pretrain``
+   protocol ``incremental/``: the base's epochs, steps and schedule on the nested subsets, smallest first);
 5. with ``truth``: ``truth/`` (trained from scratch on twice D⁰) and ``truth_ft.safetensors`` (Θ⁰
    fine-tuned on it), the real ×2 weights, and the weight-space comparison of every ×2 prediction;
    with ``controls``: ``controls/shrink_x<n>.safetensors`` (Θ⁰ rescaled, the same function);
 6. ``results.json``: one transfer run per (row, seed), appended atomically after each run;
 7. ``results.md`` (Table 1 layout: mean ± std, the gain over naive transfer and whether it is beyond
    the noise, the chosen learning rates; the time cost of Table 7; the weight-space table) and
-   ``trajectory_pca.png`` (trajectory and predictions on the first two principal components, Fig. 3).
+   ``trajectory_pca.png`` (trajectory and predictions on the first two principal components, Fig. 3);
+   with ``known_variants`` (KNOWN sets of other history lengths S) also the paper's Table 6 layout.
 
 Steps 1-5 run once per trajectory seed (``traj_<seed>/``) when the suite has ``trajectory_seeds``.
 """
@@ -719,7 +721,7 @@ def _s_table_lines(table: list[dict], suite: dict, ratio: float) -> list[str]:
     steps = sorted({r["step"] for r in table if r["step"]})
     lines = [
         "",
-        "Table 6 layout: test accuracy by history length S (mean ± std; below it the paired gain over naive "
+        "Table 6 layout: test accuracy by history length S (mean ± std; in brackets the paired gain over naive "
         "transfer, * when p < 0.05):",
         "",
         "| S | predictor | " + " | ".join(scale_label(ratio, k) for k in steps) + " |",
@@ -761,6 +763,8 @@ def _trajectory_lines(seed, info: dict, multi: bool) -> list[str]:
         f"| {s['stage']} | {s['subset_size']} | {s.get('eval_accuracy', float('nan')):.2f} |"
         for s in info.get("stages", [])
     ]
+    if info.get("incremental_accuracy") is not None:
+        lines += ["", f"Incremental pretraining on the source test split: {info['incremental_accuracy']:.2f}."]
     truth = info.get("truth")
     if truth:
         parts = [f"Θ⁰ fine-tuned on all {truth['d_size']} samples: {truth.get('truth_ft_accuracy', float('nan')):.2f}"]
