@@ -150,3 +150,55 @@ def test_ablation_suite_rows_reuse_the_faithful_trajectories():
         ("known_s5", "known"),
     ]
     assert "known_variants" not in a and "half_source" not in a  # old records resume unchanged
+
+
+def test_a_suite_with_known_variants_and_the_faithful_incremental_baseline(tmp_path):
+    from dataclasses import replace
+
+    from weightlab.bench.know import run_suite, summarize
+    from weightlab.bench.suites import KnowSuite
+    from weightlab.know.forgetting import ForgetConfig
+    from weightlab.know.transfer import TransferConfig
+
+    _save_set(tmp_path / "s3", {"Conv": 3, "FC": 3, "Bias": 3})
+    suite = KnowSuite(
+        "tiny-ablation",
+        "test",
+        model="smallcnn",
+        source="digits:0-4",
+        target="digits:5-9",
+        model_kwargs={"input_size": (1, 8, 8)},
+        source_train=200,
+        source_val=40,
+        target_train=100,
+        target_test=None,
+        eval_size=None,
+        pretrain=PretrainConfig(epochs=4, batch_size=32),
+        forget=ForgetConfig(stages=4, batch_size=32),
+        transfer=TransferConfig(warmup_epochs=1, epochs=1, batch_size=32),
+        predictors=("task_vector",),
+        known_variants=(("known_s3", "KNOWN S=3", str(tmp_path / "s3")),),
+        steps=(1, 2),
+        seeds=(0,),
+        trajectory_seeds=(0,),
+        half_source=True,
+        needs_shared=False,
+    )
+    res = run_suite(suite, tmp_path / "out", progress=False)
+    info = res["prepare"]["trajectories"]["0"]
+    assert info["d0_size"] == 100 and "truth" not in info  # half of the data, no ×2 weights trained
+    assert info["predictions"]["known_s3"]["options"]["seq_len"] == 3
+    inc = read_json(tmp_path / "out" / "traj_0" / "incremental" / "pretrain.json")
+    assert [h["subset"]["stage"] for h in inc["history"]] == [3, 2, 1, 0]  # one epoch per subset, smallest first
+    assert info["incremental_accuracy"] is not None
+    rows = {r["row"]: r for r in summarize(res)}
+    assert {"naive", "incremental", "task_vector_x2", "task_vector_x4", "known_s3_x2", "known_s3_x4"} == set(rows)
+    assert rows["known_s3_x2"]["label"] == "KNOWN S=3"
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "Table 6 layout" in md and "| 3 | KNOWN S=3 |" in md and "| 2 | Task Vector |" in md
+    with pytest.raises(WeightlabError, match="KNOWN S=4: its KNOWN weights .* are not a folder"):
+        run_suite(
+            replace(suite, known_variants=(("known_s4", "KNOWN S=4", str(tmp_path / "none")),)),
+            tmp_path / "bad",
+            progress=False,
+        )
