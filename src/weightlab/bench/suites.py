@@ -358,6 +358,31 @@ class KnowSuite:
     known_variants: tuple[tuple[str, str, str], ...] = ()
 
 
+# the faithful protocol (issue 16); the ablation suite reuses its trajectories
+FAITHFUL = KnowSuite(
+    "cifar5-smallcnn-faithful",
+    "the faithful protocol on two cores: small CNN pretrained to convergence (30 epochs, Adam 3e-3 with "
+    "cosine decay, crop + flip) on a half (5,000) of 10,000 CIFAR-10 images of classes 0-4, forgotten on "
+    "nested subsets (r=0.5, S=5, 3 augmented epochs per stage), transferred to 500 images of classes 5-9 "
+    "with the learning rate chosen on validation; 3 trajectory seeds x 3 transfer seeds; the real x2 "
+    "weights (all 10,000 images) and the shrink control beside every prediction",
+    model="smallcnn",
+    source="cifar10:0-4",
+    target="cifar10:5-9",
+    source_train=10000,
+    source_val=1000,
+    eval_size=2000,
+    pretrain=PretrainConfig(epochs=30, lr=3e-3, augment="crop_flip"),
+    forget=ForgetConfig(stages=5, epochs=3, augment="crop_flip"),
+    target_train=500,
+    target_test=2000,
+    transfer=TransferConfig(warmup_epochs=2, epochs=8, lr=1e-3, batch_size=64, lr_grid=(3e-4, 1e-3, 3e-3)),
+    trajectory_seeds=(0, 1, 2),
+    truth=True,
+    controls=True,
+    incremental=False,
+)
+
 KNOW_SUITES: Registry[KnowSuite] = Registry("KNOW suite")
 for _k in [
     KnowSuite(
@@ -421,49 +446,19 @@ for _k in [
         target_test=2000,
         transfer=TransferConfig(warmup_epochs=2, epochs=10, lr=1e-3),
     ),
-    KnowSuite(
-        "cifar5-smallcnn-faithful",
-        "the faithful protocol on two cores: small CNN pretrained to convergence (30 epochs, Adam 3e-3 with "
-        "cosine decay, crop + flip) on a half (5,000) of 10,000 CIFAR-10 images of classes 0-4, forgotten on "
-        "nested subsets (r=0.5, S=5, 3 augmented epochs per stage), transferred to 500 images of classes 5-9 "
-        "with the learning rate chosen on validation; 3 trajectory seeds x 3 transfer seeds; the real x2 "
-        "weights (all 10,000 images) and the shrink control beside every prediction",
-        model="smallcnn",
-        source="cifar10:0-4",
-        target="cifar10:5-9",
-        source_train=10000,
-        source_val=1000,
-        eval_size=2000,
-        pretrain=PretrainConfig(epochs=30, lr=3e-3, augment="crop_flip"),
-        forget=ForgetConfig(stages=5, epochs=3, augment="crop_flip"),
-        target_train=500,
-        target_test=2000,
-        transfer=TransferConfig(warmup_epochs=2, epochs=8, lr=1e-3, batch_size=64, lr_grid=(3e-4, 1e-3, 3e-3)),
-        trajectory_seeds=(0, 1, 2),
-        truth=True,
-        controls=True,
-        incremental=False,
-    ),
-    KnowSuite(
-        "cifar5-smallcnn-ablation",
-        "the paper's Table 6 (the history length S) and the faithful incremental-pretraining baseline, on the "
-        "trajectories of cifar5-smallcnn-faithful (same bases, forgetting, transfer and seeds): S=2 is Task "
+    FAITHFUL,
+    replace(
+        FAITHFUL,
+        name="cifar5-smallcnn-ablation",
+        description="the paper's Table 6 (the history length S) and the faithful incremental-pretraining baseline, "
+        "on the trajectories of cifar5-smallcnn-faithful (same bases, forgetting, transfer and seeds): S=2 is Task "
         "Vector, S=3, 4, 5 are KNOWN hypermodels meta-trained on one meta-dataset that differ only in S "
         "(benchmarks/weights/known_s<S>; run from the repository root); incremental pretraining has the base's "
         "epochs, steps and schedule on the nested subsets, smallest first",
-        model="smallcnn",
-        source="cifar10:0-4",
-        target="cifar10:5-9",
-        source_train=10000,
-        source_val=1000,
-        eval_size=2000,
-        pretrain=PretrainConfig(epochs=30, lr=3e-3, augment="crop_flip"),
-        forget=ForgetConfig(stages=5, epochs=3, augment="crop_flip"),
-        target_train=500,
-        target_test=2000,
-        transfer=TransferConfig(warmup_epochs=2, epochs=8, lr=1e-3, batch_size=64, lr_grid=(3e-4, 1e-3, 3e-3)),
-        trajectory_seeds=(0, 1, 2),
+        truth=False,
+        controls=False,
         half_source=True,
+        incremental=True,
         predictors=("task_vector",),
         known_variants=tuple((f"known_s{n}", f"KNOWN S={n}", f"benchmarks/weights/known_s{n}") for n in (3, 4, 5)),
     ),
