@@ -79,6 +79,10 @@ def test_a_known_set_with_s3_reads_only_the_last_three_stages(tmp_path):
     assert known.predict_steps(short, [1])[1].keys() == pred[1].keys()
     with pytest.raises(WeightlabError, match="5"):
         get_predictor("known").predict_steps(short, [1])
+    _save_set(tmp_path / "odd", {"Conv": 3, "FC": 3, "Bias": 3})
+    save_tensors(tmp_path / "odd" / "KNOWN_FC.safetensors", {"w": torch.zeros(2)})
+    with pytest.raises(WeightlabError, match=r"KNOWN_FC.safetensors: not a KNOWN state dict"):
+        load_known_set(tmp_path / "odd")
     _save_set(tmp_path / "mixed", {"Conv": 3, "FC": 4, "Bias": 3})
     with pytest.raises(WeightlabError, match="different history lengths"):
         load_known_set(tmp_path / "mixed")

@@ -88,7 +88,10 @@ def load_known_set(weights: str | Path | None = None, input_convention: str | No
                     f"'{input_convention}' (leave the input convention unset)"
                 )
             state = load_weights(st)
-            net = KNOWNNet(trained, seq_len_of(state))
+            try:
+                net = KNOWNNet(trained, seq_len_of(state))
+            except WeightlabError as e:
+                raise WeightlabError(f"{st}: {e}") from None
             load_state_dict_strict(net, state, source=str(st))
             nets[kind] = net.eval()
         else:
