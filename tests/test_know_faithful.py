@@ -237,6 +237,13 @@ def test_know_pretrain_command(tmp_path, capsys):
         == 2
     )
     assert "C,H,W" in capsys.readouterr().err
+    # incremental pretraining: the same command with a curriculum of nested subsets, smallest first
+    inc = tmp_path / "incremental"
+    i = args.index("--out")
+    assert main([*args[:i], "--out", str(inc), *args[i + 2 :], "--curriculum", "2"]) == 0
+    assert [h["subset"]["stage"] for h in read_json(inc / "pretrain.json")["history"]] == [1, 0]
+    assert main([*args, "--curriculum", "3"]) == 2  # more subsets than the 2 epochs
+    assert "the curriculum needs 0 to 2 (epochs) nested subsets, got 3" in capsys.readouterr().err
 
 
 def test_summary_pairs_each_row_with_naive_on_the_same_trajectory_and_seed():

@@ -52,6 +52,15 @@ def add_parsers(sub) -> None:
     pt.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
     pt.add_argument("--augment", default=None, help="crop (digits) or crop_flip (natural images); default none")
     pt.add_argument("--input-size", default=None, help="C,H,W for models that take it (e.g. 1,28,28 for MNIST)")
+    pt.add_argument(
+        "--curriculum",
+        type=int,
+        default=0,
+        help="incremental pretraining: split the epochs over this many nested subsets of D⁰ (ratio --ratio, "
+        "smallest first), each epoch |D⁰| samples, so the run keeps the plain base's steps and schedule "
+        "(default 0: plain pretraining)",
+    )
+    pt.add_argument("--ratio", type=float, default=0.5, help="the curriculum's subset ratio r (default 0.5)")
     add_data_root(pt)
     common(pt)
     add_runtime(pt)
@@ -333,6 +342,9 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         augment=args.augment,
         seed=args.seed,
+        curriculum=args.curriculum,
+        curriculum_ratio=args.ratio,
+        curriculum_seed=args.seed,
     )
     cfg.validate()
     task = build_task(

@@ -66,6 +66,7 @@ SEED = Range(int, 0, 2**32 - 1)
 RANGES: dict[str, Range] = {
     "--seed": SEED,
     "--start-id": NONNEG_INT,
+    "--curriculum": NONNEG_INT,  # 0: plain pretraining
     "--val": NONNEG_INT,  # 0: nothing held out
     "--lr-step": NONNEG_INT,  # 0: a third of the epochs
     "--warmup-epochs": NONNEG_INT,
