@@ -200,6 +200,7 @@ def test_a_suite_with_known_variants_and_the_faithful_incremental_baseline(tmp_p
     assert rows["known_s3_x2"]["label"] == "KNOWN S=3"
     md = (tmp_path / "out" / "results.md").read_text()
     assert "Table 6 layout" in md and "| 3 | KNOWN S=3 |" in md and "| 2 | Task Vector |" in md
+    assert (tmp_path / "out" / "s_ablation.png").stat().st_size > 1000
     with pytest.raises(WeightlabError, match="KNOWN S=4: its KNOWN weights .* are not a folder"):
         run_suite(
             replace(suite, known_variants=(("known_s4", "KNOWN S=4", str(tmp_path / "none")),)),

@@ -16,7 +16,8 @@ transfer schedule, the predictors and the seeds. ``run_suite`` does, resumably, 
 7. ``results.md`` (Table 1 layout: mean ± std, the gain over naive transfer and whether it is beyond
    the noise, the chosen learning rates; the time cost of Table 7; the weight-space table) and
    ``trajectory_pca.png`` (trajectory and predictions on the first two principal components, Fig. 3);
-   with ``known_variants`` (KNOWN sets of other history lengths S) also the paper's Table 6 layout.
+   with ``known_variants`` (KNOWN sets of other history lengths S) also the paper's Table 6 layout and
+   ``s_ablation.png`` (each S's paired gains over naive transfer).
 
 Steps 1-5 run once per trajectory seed (``traj_<seed>/``) when the suite has ``trajectory_seeds``.
 """
@@ -702,13 +703,17 @@ def write_report(results: dict, out: Path) -> None:
                     extra = "; ".join(f"step {k} not defined: {why}" for k, why in p.get("skipped", {}).items())
                     lines.append(f"- {display}: {p.get('touched')}" + (f" ({extra})" if extra else ""))
     write_text(out / "results.md", "\n".join(lines) + "\n")
+    variants = suite.get("known_variants") or []
     try:
         from weightlab.bench.know_plots import plot_trajectory_pca
 
         root = out if not multi else out / f"traj_{infos[0][0]}"
-        plot_trajectory_pca(root / "trajectory", root / "predictions", out / "trajectory_pca.png")
+        labels = {name: label for name, label, _ in variants}
+        plot_trajectory_pca(root / "trajectory", root / "predictions", out / "trajectory_pca.png", labels)
     except WeightlabError:
         pass
+    if variants:
+        _plot_s_ablation(results, variants, f["ratio"], out / "s_ablation.png")
 
 
 def _s_table_lines(table: list[dict], suite: dict, ratio: float) -> list[str]:
@@ -744,6 +749,25 @@ def _s_table_lines(table: list[dict], suite: dict, ratio: float) -> list[str]:
         if any(cells):
             lines.append(f"| {s_len} | {label} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _plot_s_ablation(results: dict, variants, ratio: float, path: Path) -> None:
+    """The Table 6 rows as paired differences with naive transfer, one panel per step."""
+    from weightlab.bench.know_plots import plot_paired_gains
+
+    naive = {(r.get("trajectory"), r["seed"]): r["accuracy"] for r in results["runs"] if _row_name(r["row"]) == "naive"}
+    rows = []
+    for name, label in [("task_vector", "S=2 (Task Vector)")] + [(n, lab) for n, lab, _ in variants]:
+        diffs: dict[str, list[float]] = {}
+        for r in results["runs"]:
+            row = _row_name(r["row"])
+            base, _, step = row.rpartition("_")
+            if base == name and (r.get("trajectory"), r["seed"]) in naive:
+                diffs.setdefault(step, []).append(r["accuracy"] - naive[(r.get("trajectory"), r["seed"])])
+        if diffs:
+            rows.append((label, diffs))
+    if rows:
+        plot_paired_gains(rows, path, "History length S (Table 6): paired gain over naive transfer, mean ± std")
 
 
 def _trajectory_lines(seed, info: dict, multi: bool) -> list[str]:

@@ -26,8 +26,14 @@ def _sup(n: int) -> str:
     return str(n).translate(_SUP)
 
 
-def plot_trajectory_pca(trajectory_dir: str | Path, predictions_dir: str | Path | None, out: str | Path) -> Path:
-    """Project Θ⁰…Θ^{S-1} and every ``<method>_x<n>.safetensors`` onto the trajectory's first two PCs."""
+def plot_trajectory_pca(
+    trajectory_dir: str | Path,
+    predictions_dir: str | Path | None,
+    out: str | Path,
+    labels: dict[str, str] | None = None,
+) -> Path:
+    """Project Θ⁰…Θ^{S-1} and every ``<method>_x<n>.safetensors`` onto the trajectory's first two PCs
+    (``labels``: legend names of rows that are not registered predictors, e.g. KNOWN variants)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -69,7 +75,7 @@ def plot_trajectory_pca(trajectory_dir: str | Path, predictions_dir: str | Path 
             "--",
             color=color,
             linewidth=1.1,
-            label=DISPLAY.get(method, method) + (" (partly off-scale)" if far else ""),
+            label=(labels or {}).get(method, DISPLAY.get(method, method)) + (" (partly off-scale)" if far else ""),
         )
         for step, (n, _) in enumerate(items):
             marker = markers[scales.index(n) % len(markers)]
@@ -106,6 +112,42 @@ def plot_trajectory_pca(trajectory_dir: str | Path, predictions_dir: str | Path 
             frameon=False,
             title="predicted",
         )
+    fig.tight_layout()
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return out
+
+
+def plot_paired_gains(rows: list[tuple[str, dict[str, list[float]]]], out: str | Path, title: str) -> Path:
+    """One panel per prediction step: each row's paired differences with naive transfer (same trajectory,
+    same seed) as dots, their mean ± std as a bar; zero is naive. ``rows``: ``(label, {step: diffs})``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = sorted({k for _, d in rows for k in d}, key=lambda k: int(k.lstrip("x")))
+    if not rows or not steps:
+        raise WeightlabError("no paired differences to plot")
+    fig, axes = plt.subplots(1, len(steps), figsize=(3.2 * len(steps), 3.4), sharey=True, squeeze=False)
+    for ax, step in zip(axes[0], steps):
+        for i, (_, diffs) in enumerate(rows):
+            d = diffs.get(step)
+            if not d:
+                continue
+            t = torch.tensor(d, dtype=torch.float64)
+            mean, std = float(t.mean()), float(t.std()) if len(d) > 1 else 0.0
+            jitter = torch.linspace(-0.12, 0.12, len(d)).tolist()
+            ax.plot([i + j for j in jitter], d, "o", color="grey", ms=3, alpha=0.6)
+            ax.errorbar(i, mean, yerr=std, fmt="s", color=plt.get_cmap("tab10")(i % 10), capsize=4, ms=6)
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        ax.set_xticks(range(len(rows)), [label for label, _ in rows], rotation=30, ha="right", fontsize=8)
+        ax.set_title(f"{step.replace('x', '×')} the data", fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("test accuracy − naive transfer (points)")
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     out = Path(out)
     with atomic_path(out) as tmp:
