@@ -9,7 +9,8 @@ from pathlib import Path
 from weightlab.io import atomic_path
 
 
-def _save(fig, path: Path) -> None:
+def save_png(fig, path: Path) -> None:
+    """Write ``fig`` as a PNG atomically (110 dpi, tight bounding box) and close it."""
     import matplotlib.pyplot as plt
 
     with atomic_path(path) as tmp:
@@ -110,7 +111,7 @@ def plot_suite(payload: dict, out: str | Path) -> list[Path]:
         frameon=False,
     )
     fig.tight_layout()
-    _save(fig, out / "average_accuracy.png")
+    save_png(fig, out / "average_accuracy.png")
     written.append(out / "average_accuracy.png")
 
     fig, ax = plt.subplots(figsize=(8.4, 4.8))
@@ -147,7 +148,7 @@ def plot_suite(payload: dict, out: str | Path) -> list[Path]:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
-    _save(fig, out / "budget.png")
+    save_png(fig, out / "budget.png")
     written.append(out / "budget.png")
     if any(r.get("accuracy_matrix") for r in payload.get("runs", [])) and not payload["suite"].get("points"):
         written.append(plot_forgetting(payload, out / "forgetting_curves.png"))
@@ -187,7 +188,7 @@ def plot_val_curves(payload: dict, path: Path) -> Path:
     axes[0][0].legend(fontsize=6)
     fig.suptitle(f"validation curves: {payload['suite']['name']}")
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
     return path
 
 
@@ -244,5 +245,5 @@ def plot_forgetting(payload: dict, path: Path) -> Path:
     fig.suptitle(f"forgetting curves: {payload['suite']['name']} (dotted: no change after learning)", fontsize=10)
     fig.tight_layout()
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, fontsize=7, frameon=False)
-    _save(fig, path)
+    save_png(fig, path)
     return path

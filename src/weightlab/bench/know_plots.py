@@ -7,8 +7,9 @@ from pathlib import Path
 
 import torch
 
+from weightlab.bench.incremental_plots import save_png
 from weightlab.errors import WeightlabError
-from weightlab.io import atomic_path, load_weights
+from weightlab.io import load_weights
 from weightlab.know.kinds import DEFAULT_KINDS
 from weightlab.know.predictors import DISPLAY
 from weightlab.know.trajectory import Trajectory
@@ -113,11 +114,8 @@ def plot_trajectory_pca(
             title="predicted",
         )
     fig.tight_layout()
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return out
+    save_png(fig, Path(out))
+    return Path(out)
 
 
 def plot_paired_gains(rows: list[tuple[str, dict[str, list[float]]]], out: str | Path, title: str) -> Path:
@@ -149,8 +147,5 @@ def plot_paired_gains(rows: list[tuple[str, dict[str, list[float]]]], out: str |
     axes[0][0].set_ylabel("test accuracy − naive transfer (points)")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return out
+    save_png(fig, Path(out))
+    return Path(out)
