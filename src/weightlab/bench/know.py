@@ -673,7 +673,7 @@ def write_report(results: dict, out: Path) -> None:
             + (f"{row['trajectory_std']:.2f} | " if multi else "")
             + f"{gain} | {noise} | {lr} |"
         )
-    lines += _s_table_lines(table, suite, f["ratio"])
+    lines += _s_table_lines(table, suite, f["ratio"], infos)
     run_s = sum(r.get("seconds", 0.0) for r in results["runs"])
     lines += [
         "",
@@ -716,7 +716,7 @@ def write_report(results: dict, out: Path) -> None:
         _plot_s_ablation(results, variants, f["ratio"], out / "s_ablation.png")
 
 
-def _s_table_lines(table: list[dict], suite: dict, ratio: float) -> list[str]:
+def _s_table_lines(table: list[dict], suite: dict, ratio: float, infos) -> list[str]:
     """The paper's Table 6 layout for a suite with KNOWN variants: one line per history length S (S=2 is
     Task Vector, as in the paper), one column per prediction step, the paired gain over naive below."""
     variants = suite.get("known_variants") or []
@@ -732,9 +732,9 @@ def _s_table_lines(table: list[dict], suite: dict, ratio: float) -> list[str]:
         "| S | predictor | " + " | ".join(scale_label(ratio, k) for k in steps) + " |",
         "|---|---|" + "---|" * len(steps),
     ]
-    candidates = [("2", "Task Vector", "task_vector")] + [
-        (label.rsplit("S=", 1)[-1] if "S=" in label else "?", label, name) for name, label, _ in variants
-    ]
+    preds = infos[0][1].get("predictions", {}) if infos else {}
+    seq_len = lambda name: (preds.get(name, {}).get("options") or {}).get("seq_len", "?")  # noqa: E731
+    candidates = [("2", "Task Vector", "task_vector")] + [(seq_len(name), label, name) for name, label, _ in variants]
     for s_len, label, name in candidates:
         cells = []
         for k in steps:

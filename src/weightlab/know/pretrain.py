@@ -213,7 +213,7 @@ def pretrain(
     meta["history"] = meta["history"][:done]  # the checkpoint is the truth if the manifest lags behind
     sched = _Schedule(opt, cfg.lr, cfg.epochs * n_batches, cfg.schedule, step=done * n_batches)
     data = train.with_options(augment=cfg.augment)
-    stages = _curriculum(train, cfg) if cfg.curriculum > 1 else None
+    stages, sizes = _curriculum(train, cfg) if cfg.curriculum > 1 else (None, None)
     last = cfg.epochs if stop_after is None else min(cfg.epochs, stop_after)
     bar = tqdm(total=cfg.epochs, initial=done, desc="pretraining", disable=not progress)
     for epoch in range(done, last):
@@ -232,7 +232,7 @@ def pretrain(
         record = {"epoch": epoch + 1, "train_loss": loss, "lr_end": opt.param_groups[0]["lr"]}
         if stages is not None:
             s = cfg.stage_of_epoch(epoch)
-            record["subset"] = {"stage": s, "samples": int(stages[s].unique().numel())}
+            record["subset"] = {"stage": s, "samples": sizes[s]}
         if val is not None:
             record["val_accuracy"] = evaluate_accuracy(
                 model, val.batches(256, model_cfg, device=module_device(model)), precision=prec
@@ -256,16 +256,14 @@ def pretrain(
     return meta
 
 
-def _curriculum(train, cfg: PretrainConfig) -> list[torch.Tensor]:
+def _curriculum(train, cfg: PretrainConfig) -> tuple[list[torch.Tensor], list[int]]:
     """Per nested subset ``D^s`` (as in progressive forgetting, ``D⁰`` first), ``|D⁰|`` indices that
-    cycle through it: every epoch has the base's number of samples and optimiser steps."""
+    cycle through it (every epoch has the base's number of samples and optimiser steps), and its size."""
     from weightlab.know.forgetting import nested_subsets
 
     n = len(train)
-    out = []
-    for idx in nested_subsets(train.labels, cfg.curriculum_ratio, cfg.curriculum, cfg.curriculum_seed):
-        out.append(idx.repeat((n + len(idx) - 1) // len(idx))[:n])
-    return out
+    subsets = nested_subsets(train.labels, cfg.curriculum_ratio, cfg.curriculum, cfg.curriculum_seed)
+    return [idx.repeat((n + len(idx) - 1) // len(idx))[:n] for idx in subsets], [len(idx) for idx in subsets]
 
 
 __all__ = ["PretrainConfig", "pretrain", "converged", "MANIFEST", "CHECKPOINT", "WEIGHTS", "SCHEDULES"]

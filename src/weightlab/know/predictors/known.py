@@ -96,10 +96,16 @@ def load_known_set(weights: str | Path | None = None, input_convention: str | No
             nets[kind] = net.eval()
         else:
             raise WeightlabError(f"{folder}: no {h5} or KNOWN_{kind}.safetensors")
-    lengths = {k: n.seq_len for k, n in nets.items()}
-    if len(set(lengths.values())) > 1:
-        raise WeightlabError(f"{folder}: its hypermodels read different history lengths {lengths} (one set, one S)")
+    set_seq_len(nets, str(folder))
     return nets
+
+
+def set_seq_len(nets: dict[str, KNOWNNet], where: str) -> int:
+    """The one history length S the hypermodels of a set read; a set mixing lengths is refused."""
+    lengths = {k: n.seq_len for k, n in nets.items()}
+    if len(set(lengths.values())) != 1:
+        raise WeightlabError(f"{where}: its hypermodels read different history lengths {lengths} (one set, one S)")
+    return next(iter(lengths.values()))
 
 
 @dataclass
@@ -145,10 +151,7 @@ class KNOWN(Predictor):
         self.weights_source = None if isinstance(weights, dict) else str(known_weights_dir(weights))
         self.nets = weights if isinstance(weights, dict) else load_known_set(self.weights_source, input_convention)
         self.input_convention = ",".join(sorted({net.input_convention for net in self.nets.values()}))
-        lengths = {net.seq_len for net in self.nets.values()}
-        if len(lengths) != 1:
-            raise WeightlabError(f"KNOWN hypermodels of one set must read one history length, got {sorted(lengths)}")
-        self.seq_len = lengths.pop()
+        self.seq_len = set_seq_len(self.nets, self.weights_source or "KNOWN hypermodels")
         self.chunk = chunk
         self._fused = {k: net.fused() for k, net in self.nets.items()}
 
