@@ -184,6 +184,14 @@ def test_fair_protocol_selects_on_validation_on_the_first_seed_and_reuses_that_r
     # a different grid is a different suite
     with pytest.raises(WeightlabError, match="lr_grid"):
         inc.run_suite(replace(suite, lr_grid=(1e-3,)), tmp_path, progress=False)
+    # a row kept under one definition is not resumed under another (old and new runs would make one row);
+    # a row with no runs yet may change
+    moved = [Point("head", "head"), Point("recast", "recast", dict(base="recipe"))]
+    with pytest.raises(WeightlabError, match="row 'recast' was run as recast"):
+        inc.run_suite(replace(suite, points=moved), tmp_path, progress=False)
+    new_row = replace(suite, points=[*suite.points, Point("new", "recast", dict(base="recipe"))])
+    jobs = [(p.label, p.method, p.recast) for p in new_row.points]
+    inc._refuse_redefined(tmp_path / "results.json", again, new_row, jobs)
 
 
 def test_a_grid_is_extended_past_the_edge_a_row_scores_best_at():
@@ -246,3 +254,19 @@ def test_fair_suites_have_a_full_size_definition_and_others_refuse_it(capsys):
         get_suite("smoke").at_scale("full")
     assert main(["recast", "bench", "--suite", "smoke", "--scale", "full", "--out", "/nonexistent/x"]) != 0
     assert "no full-size definition" in capsys.readouterr().err
+
+
+def test_the_paper_table_says_which_base_and_variant_each_recast_row_is():
+    from weightlab.bench.suites import get_suite
+    from weightlab.bench.tables import provenance
+
+    assert "as the paper" in provenance("recast (recipe base)", dict(base="recipe"))
+    assert "adapts the paper's fit" in provenance("recast", {})  # the default base is the closed form
+    assert "re-gauged" in provenance("recast (re-gauged base)", dict(base="regauged"))
+    vit = {p.label: p.recast for p in get_suite("vit-fair").points}
+    assert "RECAST-Att (the paper's Table 2 row)" in provenance("recast", vit["recast"])
+    assert "RECAST-MLP" in provenance("recast-mlp", vit["recast-mlp"])
+    assert "Fig. 6a" in provenance("recast sharing=balanced", vit["recast sharing=balanced"])
+    # the ViT's RECAST + LoRA row is the authors' combination: RECAST-MLP under LoRA on the attention
+    assert "RECAST + MeLo" in provenance("recast+lora", vit["recast+lora"])
+    assert provenance("hat").startswith("reproduces HAT")

@@ -187,6 +187,34 @@ def _changed(a: dict, b: dict) -> list[str]:
     return [k for k in _FIXED if norm(a, k) != norm(b, k)]
 
 
+def _row_definition(suite: Suite, method: str, overrides: dict) -> tuple:
+    """What a row's records say it ran: the method (as a record names it) and its RECAST settings."""
+    if is_baseline(method):
+        return method, None
+    spec = parse_method(method)
+    return spec.name, ({**suite.recast, **overrides} if spec.recast else None)
+
+
+def _refuse_redefined(path: Path, payload: dict, suite: Suite, jobs: list[tuple]) -> None:
+    """Refuse to resume when a row (a label) kept in ``path`` ran another method or other RECAST
+    settings than the suite now defines for it: its old and new runs would be averaged as one row. A
+    row with no runs yet may change."""
+    import json
+
+    rows = {label: _row_definition(suite, method, ov) for label, method, ov in jobs if label}
+    for r in payload.get("runs", []) + payload.get("selection", []):
+        name = r.get("label")  # an unlabelled row is named by its method: it cannot change under its name
+        if name not in rows:
+            continue
+        kept = (r["method"], r.get("recast_overrides"))
+        want = rows[name]
+        if json.dumps(kept, sort_keys=True) != json.dumps(want, sort_keys=True):
+            raise WeightlabError(
+                f"{path}: row '{name}' was run as {kept[0]} with RECAST settings {kept[1]}, the suite now "
+                f"defines it as {want[0]} with {want[1]}: resume only the same rows, or use another --out"
+            )
+
+
 def _run_key(r: dict) -> tuple:
     return (r.get("label") or r["method"], r["seed"])
 
@@ -242,6 +270,7 @@ def run_suite(
     cfg = suite.adapt_config(device, precision)
     payload["adapt_config"] = cfg.to_dict()
     jobs = [(p.label, p.method, p.recast) for p in suite.points] or [(None, m, {}) for m in suite.methods]
+    _refuse_redefined(path, payload, suite, jobs)
     order = {((j[0] or method_label(j[1])), s): n for n, (j, s) in enumerate((j, s) for j in jobs for s in suite.seeds)}
     backend = (backend or Backend()).resolved()
     payload.setdefault("backends", []).append(dict(backend.to_dict(), device=cfg.device, precision=cfg.precision))

@@ -62,15 +62,41 @@ PROVENANCE = {
 }
 
 
-def provenance(name: str) -> str:
+# how a RECAST row's base relates to the paper's (which fits every base by its Neural Mimicry recipe)
+_BASE_PROVENANCE = {
+    "closed_form": "base: the closed form (the recipe's weights, templates ~3x smaller), adapts the paper's fit",
+    "recipe": "base: the authors' Neural Mimicry recipe, as the paper",
+    "regauged": "base: the closed form re-gauged to the recipe's template scale (identical weights), adapts the fit",
+}
+# the paper's Table 4 variants by the modules a ViT row templates
+_VIT_VARIANTS = {
+    ("blocks.*.attn.qkv",): "RECAST-Att (the paper's Table 2 row)",
+    ("blocks.*.mlp.fc1", "blocks.*.mlp.fc2"): "RECAST-MLP (Table 4)",
+    ("blocks.*.attn.qkv", "blocks.*.mlp.fc1", "blocks.*.mlp.fc2"): "RECAST-Att+MLP (Table 4)",
+}
+
+
+def provenance(name: str, recast: dict | None = None) -> str:
     """How the row ``name`` (a method, a label such as 'recast (recipe base)', or 'recast+lora') relates
-    to the paper's."""
+    to the paper's; ``recast``: the row's RECAST settings (its base, templated modules, sharing scheme),
+    when the suite defines them."""
     key = name.split(":")[0].split(" ")[0].lower()
-    if key.startswith("recast+"):
-        return "reproduces the combination (RECAST layers under the adapter); base as for RECAST"
-    if key.startswith("recast"):
-        key = "recast"
-    return PROVENANCE.get(key, "not in the paper")
+    if not key.startswith("recast"):
+        return PROVENANCE.get(key, "not in the paper")
+    ov = recast or {}
+    parts = [
+        "reproduces the combination (RECAST layers under the adapter)"
+        if key.startswith("recast+")
+        else "reproduces the method (Eq. 1-2, n, K, groups as the paper)"
+    ]
+    variant = _VIT_VARIANTS.get(tuple(ov.get("target_modules") or ()))
+    if variant:
+        melo = key == "recast+lora" and variant.startswith("RECAST-MLP")
+        parts.append("the authors' RECAST + MeLo (RECAST-MLP, LoRA on the attention)" if melo else variant)
+    if ov.get("sharing"):
+        parts.append(f"the Fig. 6a sharing scheme '{ov['sharing']}'")
+    parts.append(_BASE_PROVENANCE.get(ov.get("base") or "closed_form", "base: " + str(ov.get("base"))))
+    return "; ".join(parts)
 
 
 def paper_rows(table: int) -> list[tuple[str, str, str]]:
@@ -85,6 +111,8 @@ def _kib(n: float) -> str:
 def paper_table(payload: dict, number: int) -> str:
     """Markdown: the suite's summary rows in the order and grouping of the paper's Table ``number``."""
     rows = {r["name"]: r for r in payload.get("summary", [])}
+    common = payload["suite"].get("recast") or {}
+    settings = {p["label"]: {**common, **(p.get("recast") or {})} for p in payload["suite"].get("points") or []}
     spec = paper_rows(number)
     listed = {name for name, _, _ in spec}
     suite = payload["suite"]
@@ -113,7 +141,7 @@ def paper_table(payload: dict, number: int) -> str:
             f"| {label} | {group} | {r['trainable_per_task']:,} | {_kib(r['bytes_per_task'])} | "
             f"{_kib(r['storage_bytes'])} | **{r['average_accuracy']:.2f} ± {r['average_accuracy_std']:.2f}** | "
             f"{r['backward_transfer']:.2f} | {r['forgetting']:.2f} | {len(r['seeds'])} | {r['wall_s']:.0f} | "
-            f"{provenance(name)} |"
+            f"{provenance(name, settings.get(name))} |"
         )
     if missing:
         lines += ["", "Not run in this suite: " + ", ".join(missing) + "."]
