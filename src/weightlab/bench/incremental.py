@@ -10,6 +10,7 @@ LoRA's rank/placement on one task and plot accuracy against trainable numbers pe
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -199,8 +200,6 @@ def _refuse_redefined(path: Path, payload: dict, suite: Suite, jobs: list[tuple]
     """Refuse to resume when a row (a label) kept in ``path`` ran another method or other RECAST
     settings than the suite now defines for it: its old and new runs would be averaged as one row. A
     row with no runs yet may change."""
-    import json
-
     rows = {label: _row_definition(suite, method, ov) for label, method, ov in jobs if label}
     for r in payload.get("runs", []) + payload.get("selection", []):
         name = r.get("label")  # an unlabelled row is named by its method: it cannot change under its name
