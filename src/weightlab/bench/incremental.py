@@ -123,7 +123,7 @@ def _suite_run(suite, label, method, overrides, seed, data_root, device, precisi
     cfg = suite.adapt_config(device, precision, lr=lr, coef_lr=coef_lr)
     baseline = is_baseline(method)
     spec = None if baseline else parse_method(method)
-    rover = {**suite.recast, **overrides}
+    rover = suite.row_recast(overrides)
     recast = spec is not None and spec.recast
     key = (
         "base",
@@ -193,7 +193,7 @@ def _row_definition(suite: Suite, method: str, overrides: dict) -> tuple:
     if is_baseline(method):
         return method, None
     spec = parse_method(method)
-    return spec.name, ({**suite.recast, **overrides} if spec.recast else None)
+    return spec.name, (suite.row_recast(overrides) if spec.recast else None)
 
 
 def _refuse_redefined(path: Path, payload: dict, suite: Suite, jobs: list[tuple]) -> None:

@@ -75,6 +75,10 @@ class Suite:
             raise WeightlabError(f"suite '{self.name}' has no full-size definition (only --scale cpu)")
         return replace(self, **self.full)
 
+    def row_recast(self, overrides: dict) -> dict:
+        """A row's RECAST settings: the suite's, with the row's overrides on top."""
+        return {**self.recast, **overrides}
+
     def adapt_config(
         self, device: str | None = None, precision: str = "fp32", lr: float | None = None, coef_lr: float | None = None
     ) -> AdaptConfig:
