@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from weightlab.engine.loop import module_device
 from weightlab.errors import WeightlabError
 from weightlab.recast.tuner import bank_plans, banks, recast_layers
 
@@ -20,7 +21,7 @@ def weight_report(original: nn.Module, recast_model: nn.Module) -> list[dict]:
     rows = []
     for name, layer in recast_layers(recast_model).items():
         w = originals[name].weight.detach().double().flatten()
-        g = layer.generate_weight().detach().double().flatten()
+        g = layer.generate_weight().detach().to(w.device).double().flatten()
         rows.append(
             dict(
                 module=name,
@@ -50,6 +51,14 @@ def output_tensor(out) -> torch.Tensor:
     raise WeightlabError(f"cannot compare a model output of type {type(out).__name__}: no tensor in it")
 
 
+def _on(model: nn.Module, x):
+    """``x`` (a tensor, or a dict of tensors for a Hugging Face model) on ``model``'s device."""
+    dev = module_device(model)
+    if isinstance(x, dict) and not hasattr(x, "to"):
+        return {k: v.to(dev) if isinstance(v, torch.Tensor) else v for k, v in x.items()}
+    return x.to(dev)
+
+
 @torch.no_grad()
 def feature_cosine(original: nn.Module, recast_model: nn.Module, x: torch.Tensor) -> list[dict]:
     """Layer-wise feature cosine on a batch: the output of every templated module and the logits,
@@ -67,8 +76,8 @@ def feature_cosine(original: nn.Module, recast_model: nn.Module, x: torch.Tensor
     was = (original.training, recast_model.training)
     original.eval(), recast_model.eval()
     try:
-        feats["orig"]["logits"] = output_tensor(original(x))
-        feats["recon"]["logits"] = output_tensor(recast_model(x))
+        feats["orig"]["logits"] = output_tensor(original(_on(original, x)))
+        feats["recon"]["logits"] = output_tensor(recast_model(_on(recast_model, x)))
     finally:
         for h in handles:
             h.remove()
@@ -99,7 +108,8 @@ def output_fidelity(original: nn.Module, recast_model: nn.Module, inputs) -> dic
     try:
         for batch in inputs:
             x = batch[0] if isinstance(batch, (tuple, list)) else batch
-            a, b = output_tensor(original(x)).double(), output_tensor(recast_model(x)).double()
+            a = output_tensor(original(_on(original, x))).double()
+            b = output_tensor(recast_model(_on(recast_model, x))).to(a.device).double()
             classes = classes and a.dim() == 2
             agree += int((a.argmax(-1) == b.argmax(-1)).sum()) if classes else 0
             cos += float(F.cosine_similarity(a.flatten(1), b.flatten(1), dim=1).sum())

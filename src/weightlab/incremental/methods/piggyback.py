@@ -76,7 +76,7 @@ class PiggybackAdapter(Adapter):
         for k, v in state.items():
             if k.endswith(".piggyback_mask"):
                 t = state[k[: -len("mask")] + "threshold"]
-                bits = np.packbits((v > t).flatten().numpy().astype(np.uint8))
+                bits = np.packbits((v > t).flatten().cpu().numpy().astype(np.uint8))
                 out[k + "_bits"] = torch.from_numpy(bits)
             elif not k.endswith(".piggyback_threshold"):
                 out[k] = v
@@ -89,9 +89,9 @@ class PiggybackAdapter(Adapter):
             if k.endswith(".piggyback_mask_bits"):
                 key = k[: -len("_bits")]
                 ref = like[key]
-                bits = np.unpackbits(v.numpy())[: ref.numel()].reshape(tuple(ref.shape))
-                out[key] = torch.from_numpy(bits.astype(np.float32)).to(ref.dtype) * MASK_INIT
-                out[key[: -len("mask")] + "threshold"] = torch.tensor(THRESHOLD_INIT, dtype=ref.dtype)
+                bits = np.unpackbits(v.cpu().numpy())[: ref.numel()].reshape(tuple(ref.shape))
+                out[key] = torch.from_numpy(bits.astype(np.float32)).to(ref.device, ref.dtype) * MASK_INIT
+                out[key[: -len("mask")] + "threshold"] = torch.tensor(THRESHOLD_INIT, dtype=ref.dtype).to(ref.device)
             else:
                 out[k] = v
         return out

@@ -1,0 +1,155 @@
+"""Every CLI command and public entry point keeps data on its model's device, checked on this CPU machine.
+
+Each command runs at tiny size with ``--device auto`` inside :func:`standin_device`, where ``auto``
+resolves to a second device that computes on the CPU but raises CUDA's error wherever a tensor on it meets
+a CPU tensor (see ``tests/standin_device.py``). This is the class of bug that crashed ``recast mimic``
+on an H200 (issue 34: the reconstruction report fed CPU batches to a CUDA model); d279cb9 fails here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+from standin_device import DEVICE, StandIn, standin_device
+from torch import nn
+
+from weightlab.cli import main
+
+TINY_ADAPT = ["--epochs", "1", "--train-size", "24", "--val-size", "12", "--test-size", "12", "--no-progress"]
+FORGET = [
+    "know", "forget", "--model", "smallcnn", "--no-pretrained", "--data", "digits:0-4", "--limit", "80",
+    "--eval-limit", "30", "--stages", "5", "--batch-size", "32", "--no-progress",
+]  # fmt: skip
+
+
+def _run(monkeypatch, capsys, argv: list[str], device: bool = True) -> str:
+    with standin_device(monkeypatch):
+        rc = main([*argv, "--device", "auto"] if device else argv)
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    return out.out
+
+
+# -- the guard itself ----------------------------------------------------------------------------------
+
+
+def test_the_standin_device_raises_cudas_errors_and_keeps_values(monkeypatch):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    x, y = torch.randn(5, 1, 8, 8), torch.tensor([0, 1, 2, 0, 1])
+    ref = model(x)
+    with standin_device(monkeypatch) as dev:
+        from weightlab.engine import evaluate_accuracy, place, resolve_device
+
+        assert resolve_device("auto") == resolve_device("cuda") == dev == DEVICE
+        place(model, "auto")
+        assert isinstance(model[0].weight, StandIn) and isinstance(model[0].weight, nn.Parameter)
+        with pytest.raises(RuntimeError, match="same device"):
+            model(x)  # the CPU batch meets the moved model: CUDA's error
+        out = model(x.to(dev))
+        assert out.device == dev and torch.equal(out.cpu(), ref)  # exact values
+        with pytest.raises(TypeError, match="numpy"):
+            out.detach().numpy()
+        assert out.argmax(1).tolist() == ref.argmax(1).tolist()
+        loss = nn.functional.cross_entropy(out, y.to(dev))
+        loss.backward()
+        assert model[0].weight.grad.device == dev and float(loss.detach()) > 0
+        assert out.detach()[torch.tensor([0, 1])].shape == (2, 3)  # CPU indices are fine, as on CUDA
+        cpu = torch.zeros(5, 3)
+        cpu.copy_(out.detach())  # and so is a copy across devices
+        assert torch.equal(cpu, ref.detach())
+        with pytest.raises(RuntimeError, match="generator"):
+            torch.randn(3, device=dev, generator=torch.Generator().manual_seed(0))
+        assert evaluate_accuracy(model, [(x, y)]) >= 0  # the engine moves batches to the model
+    assert isinstance(model[0].weight, StandIn)
+
+
+# -- RECAST commands -----------------------------------------------------------------------------------
+
+
+def test_recast_mimic_on_another_device(monkeypatch, capsys, tmp_path):
+    for method in ("closed_form", "closed_form+recipe"):
+        _run(
+            monkeypatch,
+            capsys,
+            ["recast", "mimic", "--model", "resnet20", "--no-pretrained", "--method", method, "--iterations", "3",
+             "--templates", "2", "--layers-per-group", "2", "--dataset", "digits", "--out", str(tmp_path / method),
+             "--no-progress"],
+        )  # fmt: skip
+        report = json.loads((tmp_path / method / "report.json").read_text())
+        assert report["output_fidelity"]["n"] > 0
+
+
+def test_recast_adapt_and_evaluate_on_another_device(monkeypatch, capsys, tmp_path):
+    for method in ("recast", "recast+lora", "piggyback"):
+        out = tmp_path / method
+        _run(
+            monkeypatch,
+            capsys,
+            ["recast", "adapt", "--model", "resnet20", "--no-pretrained", "--tasks", "digits:0-2,digits:3-5",
+             "--method", method, *TINY_ADAPT, "--out", str(out)],
+        )  # fmt: skip
+        _run(monkeypatch, capsys, ["recast", "evaluate", "--base", str(out / "base"), "--out", str(out / "eval")])
+
+
+def test_recast_bench_smoke_on_another_device(monkeypatch, tmp_path):
+    from weightlab.bench.incremental import _CACHE, get_suite, run_suite
+    from weightlab.data.tasks import SplitSizes
+
+    suite = replace(get_suite("smoke"), sizes=SplitSizes(24, 12, 12))
+    _CACHE.clear()
+    with standin_device(monkeypatch):
+        payload = run_suite(suite, tmp_path, progress=False, device="auto")
+    _CACHE.clear()
+    assert {r["method"] for r in payload["runs"]} == set(suite.methods)
+
+
+# -- KNOW commands -------------------------------------------------------------------------------------
+
+
+def test_know_forget_predict_transfer_on_another_device(monkeypatch, capsys, tmp_path):
+    traj, pred = tmp_path / "traj", tmp_path / "pred"
+    _run(monkeypatch, capsys, [*FORGET, "--out", str(traj)])
+    for method in ("known", "log_fit", "task_vector", "magmax", "tsv"):
+        _run(
+            monkeypatch,
+            capsys,
+            ["know", "predict", "--trajectory", str(traj), "--method", method, "--steps", "2", "--out", str(pred),
+             "--no-progress"],
+            device=method == "known",  # the other predictors have no device option
+        )  # fmt: skip
+    _run(
+        monkeypatch,
+        capsys,
+        ["know", "transfer", "--trajectory", str(traj), "--predictions", str(pred / "known_x2.safetensors"),
+         "--task", "digits:5-9", "--train-limit", "40", "--test-limit", "30", "--warmup-epochs", "1", "--epochs", "1",
+         "--out", str(tmp_path / "transfer"), "--no-progress"],
+    )  # fmt: skip
+
+
+def test_know_pretrain_on_another_device(monkeypatch, capsys, tmp_path):
+    _run(
+        monkeypatch,
+        capsys,
+        ["know", "pretrain", "--model", "smallcnn", "--input-size", "1,8,8", "--data", "digits", "--limit", "60",
+         "--epochs", "1", "--out", str(tmp_path), "--no-progress"],
+    )  # fmt: skip
+
+
+def test_know_meta_collect_and_train_on_another_device(monkeypatch, capsys, tmp_path):
+    data = tmp_path / "meta"
+    _run(
+        monkeypatch,
+        capsys,
+        ["know", "meta", "collect", "--runs", "3", "--archs", "smallcnn-narrow", "--train-size", "48",
+         "--pretrain-epochs", "1", "--backend", "serial", "--out", str(data), "--no-progress"],
+    )  # fmt: skip
+    _run(
+        monkeypatch,
+        capsys,
+        ["know", "meta", "train", "--data", str(data), "--epochs", "1", "--batch-size", "512", "--val-fraction",
+         "0.5", "--out", str(tmp_path / "known"), "--no-progress"],
+    )  # fmt: skip
