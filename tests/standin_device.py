@@ -65,12 +65,24 @@ class StandIn(torch.Tensor):
                 f"can't convert {DEVICE} device type tensor to numpy. Use Tensor.cpu() to copy the tensor to host "
                 "memory first. (stand-in device: this is CUDA's error)"
             )
+        if func in (torch.Tensor.__getitem__, torch.Tensor.__setitem__) and len(args) > 1:
+            # indexing with a Python list makes its index tensor below the dispatcher: make it on the CPU
+            # here (CUDA takes CPU index tensors)
+            args = (args[0], _list_indices(args[1]), *args[2:])
         with torch._C.DisableTorchFunctionSubclass():
             return func(*args, **kwargs)
 
     @classmethod
     def __torch_dispatch__(cls, func, types, args=(), kwargs=None):  # pragma: no cover - the mode handles all
         raise RuntimeError("StandIn tensors are only usable inside standin_device()")
+
+
+def _list_indices(index):
+    if isinstance(index, list):
+        return torch.tensor(index)
+    if isinstance(index, tuple):
+        return tuple(torch.tensor(i) if isinstance(i, list) else i for i in index)
+    return index
 
 
 def _is_standin_device(device) -> bool:

@@ -153,3 +153,117 @@ def test_know_meta_collect_and_train_on_another_device(monkeypatch, capsys, tmp_
         ["know", "meta", "train", "--data", str(data), "--epochs", "1", "--batch-size", "512", "--val-fraction",
          "0.5", "--out", str(tmp_path / "known"), "--no-progress"],
     )  # fmt: skip
+
+
+# -- every method and baseline, the KNOW suite, PEFT -------------------------------------------------
+
+
+def _digits(train=24):
+    from weightlab.data.tasks import SplitSizes, build_sequence
+
+    return build_sequence("digits:0-2,digits:3-5", None, SplitSizes(train, 12, 12))
+
+
+@pytest.mark.parametrize(
+    "method",
+    ["head", "full", "lora", "dora", "rosa", "clr", "recast+dora", "recast+rosa", "recast+piggyback", "recast+clr"],
+)  # fmt: skip
+def test_every_method_learns_on_another_device(monkeypatch, method):
+    """(recast, recast+lora and piggyback run through the CLI above)"""
+    from weightlab.data.arrays import ModelInput
+    from weightlab.incremental import AdaptConfig, TaskModel, learn_sequence, parse_method
+    from weightlab.models import create_model
+    from weightlab.recast.pipeline import recast_base
+
+    torch.manual_seed(0)
+    plain = create_model("resnet20", num_classes=3)
+    with standin_device(monkeypatch) as dev:
+        spec = parse_method(method)
+        base = recast_base(plain, {}, device=dev) if spec.recast else plain
+        tm = TaskModel.from_base(base, spec)
+        tasks = _digits()
+        result = learn_sequence(tm, tasks, AdaptConfig(epochs=1, batch_size=16, device="auto"), progress=False)
+        assert len(result.accuracy_matrix) == 2
+        plain_task = tm.materialize(tasks[0].name)
+        x = ModelInput.from_cfg(tm.model_cfg)(tasks[0].test.images[:4]).to(dev)
+        assert plain_task(x).device == dev
+
+
+@pytest.mark.parametrize("method", ["derpp:per_class=2", "hat", "ewc", "lwf", "gdumb:mem_size=20", "er_ace:per_class=2"])
+def test_every_cnn_baseline_learns_on_another_device(monkeypatch, method):
+    from weightlab.incremental import AdaptConfig
+    from weightlab.incremental.baselines import BASELINES, AvalancheBaseline, parse_baseline, run_baseline
+    from weightlab.models import create_model
+
+    if issubclass(BASELINES.get(parse_baseline(method).method), AvalancheBaseline):
+        pytest.importorskip("avalanche")
+    torch.manual_seed(0)
+    base = create_model("smallcnn", num_classes=10, input_size=(1, 16, 16), widths=(4, 8, 8, 8), hidden=16)
+    with standin_device(monkeypatch):
+        r = run_baseline(base, method, _digits(), AdaptConfig(epochs=1, batch_size=16, device="auto"), seed=0,
+                         progress=False)  # fmt: skip
+    assert len(r["accuracy_matrix"]) == 2
+
+
+@pytest.mark.parametrize("method", ["inflora:rank=2", "l2p:pool_size=4,top_k=2,length=2"])
+def test_vit_baselines_learn_on_another_device(monkeypatch, method):
+    from weightlab.incremental import AdaptConfig
+    from weightlab.incremental.baselines import run_baseline
+    from weightlab.models import create_model
+
+    torch.manual_seed(0)
+    vit = create_model(
+        "timm:vit_tiny_patch16_224", pretrained=False, img_size=16, patch_size=4, embed_dim=24, depth=2, num_heads=2,
+        num_classes=10, in_chans=1,
+    )  # fmt: skip
+    with standin_device(monkeypatch):
+        r = run_baseline(vit, method, _digits(), AdaptConfig(epochs=1, batch_size=16, device="auto"), seed=0,
+                         progress=False)  # fmt: skip
+    assert len(r["accuracy_matrix"]) == 2
+
+
+def test_know_suite_with_controls_on_another_device(monkeypatch, tmp_path):
+    from weightlab.bench.know import run_suite
+    from weightlab.bench.suites import KnowSuite
+    from weightlab.know.forgetting import ForgetConfig
+    from weightlab.know.pretrain import PretrainConfig
+    from weightlab.know.transfer import TransferConfig
+
+    suite = KnowSuite(
+        "tiny-faithful", "test", model="smallcnn", source="digits:0-4", target="digits:5-9",
+        model_kwargs={"input_size": (1, 8, 8)}, source_train=120, source_val=30, target_train=40, target_test=None,
+        eval_size=None, pretrain=PretrainConfig(epochs=5, batch_size=32), forget=ForgetConfig(stages=5, batch_size=32),
+        transfer=TransferConfig(warmup_epochs=1, epochs=1, batch_size=32, lr_grid=(1e-3, 3e-3)),
+        predictors=("task_vector", "known", "tsv"), steps=(1,), seeds=(0,), truth=True, controls=True,
+        incremental=True, needs_shared=False,
+    )  # fmt: skip
+    with standin_device(monkeypatch):
+        results = run_suite(suite, tmp_path, progress=False, device="auto")
+    assert results["runs"]
+
+
+def test_peft_recast_on_another_device(monkeypatch):
+    from peft import get_peft_model
+    from transformers import BertConfig, BertForSequenceClassification
+
+    import weightlab.peft  # noqa: F401
+    from weightlab.peft import RecastConfig
+
+    torch.manual_seed(0)
+    base = BertForSequenceClassification(
+        BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=50)
+    ).eval()
+    ids = torch.randint(0, 50, (3, 7))
+    ref = base(input_ids=ids).logits
+    with standin_device(monkeypatch) as dev:
+        model = get_peft_model(base.to(dev), RecastConfig(task_type="SEQ_CLS"))
+        out = model(input_ids=ids.to(dev)).logits
+        assert out.device == dev
+        torch.testing.assert_close(out.cpu(), ref.detach(), rtol=1e-4, atol=1e-5)
+        model.add_adapter("task2", RecastConfig(task_type="SEQ_CLS"))
+        model.set_adapter("task2")
+        model.train()
+        loss = model(input_ids=ids.to(dev), labels=torch.tensor([0, 1, 0]).to(dev)).loss
+        loss.backward()
+        merged = model.merge_and_unload()
+        assert merged(input_ids=ids.to(dev)).logits.device == dev

@@ -61,8 +61,10 @@ class ReservoirBuffer:
                 self.logits[slot, : logits.shape[1]] = logits[i]
 
     def sample(self, n: int) -> torch.Tensor:
-        """Indices of ``n`` distinct stored samples (all of them when fewer are stored)."""
-        return torch.randperm(len(self), generator=self.gen)[:n]
+        """Indices of ``n`` distinct stored samples (all of them when fewer are stored), drawn on the CPU (the
+        same draw on every device) and put where the buffer is."""
+        idx = torch.randperm(len(self), generator=self.gen)[:n]
+        return idx if self.x is None else idx.to(self.x.device)
 
     def nbytes(self) -> int:
         """The stored inputs as float32 model inputs, as for the Avalanche buffers (logits and labels aside)."""
