@@ -98,7 +98,7 @@ class _StandInMode(TorchDispatchMode):
             if isinstance(t, StandIn):
                 there.append(t)
             elif isinstance(t, torch.Tensor) and t.device.type == DEVICE.type:
-                raise AssertionError(f"stand-in guard: a data-less {DEVICE} tensor reached {func}; teach the guard its maker")
+                raise AssertionError(f"stand-in guard: a data-less {DEVICE} tensor reached {func}; teach it its maker")
             elif isinstance(t, torch.Tensor) and not (t.dim() == 0 and t.device.type == "cpu"):
                 here.append(t)
 

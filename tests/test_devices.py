@@ -13,9 +13,9 @@ from dataclasses import replace
 
 import pytest
 import torch
-from standin_device import DEVICE, StandIn, standin_device
 from torch import nn
 
+from standin_device import DEVICE, StandIn, standin_device
 from weightlab.cli import main
 
 TINY_ADAPT = ["--epochs", "1", "--train-size", "24", "--val-size", "12", "--test-size", "12", "--no-progress"]
@@ -189,7 +189,9 @@ def test_every_method_learns_on_another_device(monkeypatch, method):
         assert plain_task(x).device == dev
 
 
-@pytest.mark.parametrize("method", ["derpp:per_class=2", "hat", "ewc", "lwf", "gdumb:mem_size=20", "er_ace:per_class=2"])
+@pytest.mark.parametrize(
+    "method", ["derpp:per_class=2", "hat", "ewc", "lwf", "gdumb:mem_size=20", "er_ace:per_class=2"]
+)
 def test_every_cnn_baseline_learns_on_another_device(monkeypatch, method):
     from weightlab.incremental import AdaptConfig
     from weightlab.incremental.baselines import BASELINES, AvalancheBaseline, parse_baseline, run_baseline

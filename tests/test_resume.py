@@ -3,11 +3,16 @@
 The crash-point tests run each long job in a forked process that dies (``os._exit``) right after its
 k-th file is renamed into place, for k = 1, 2, ... until the job finishes before its k-th commit;
 each killed folder is then resumed in a fresh fork and compared, file by file, with an uninterrupted
-run (JSON without its timings, every other file byte for byte).
+run (JSON without its timings, every other file byte for byte). The forks come from a *driver*: a
+process spawned per test with no GPU visible and one torch thread, which runs the uninterrupted job
+itself (its children then start with everything imported) and forks the others. This process is never
+forked: on a GPU machine it runs CUDA and autograd threads, which a fork cannot take along. Jobs are
+module-level functions (they travel to the driver by pickle) and run on the CPU.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import os
@@ -50,13 +55,53 @@ def _child_main(fn, kill_at, counts):
     os._exit(0)
 
 
-def _in_child(fn, kill_at: int | None = None, counts=lambda dst: True) -> int:
-    """Run ``fn()`` in a forked process; with ``kill_at`` it dies right after its kill_at-th rename (of
+def _every(dst: Path) -> bool:
+    return True
+
+
+_DRIVER = "WEIGHTLAB_TEST_RESUME_DRIVER"
+
+
+def _in_child(fn, kill_at: int | None = None, counts=_every) -> int:
+    """Run ``fn()`` in a fork of the driver; with ``kill_at`` it dies right after its kill_at-th rename (of
     those ``counts(destination)`` counts)."""
+    assert os.environ.get(_DRIVER) == "1", "forks are made by the driver only (see the module's text)"
     p = multiprocessing.get_context("fork").Process(target=_child_main, args=(fn, kill_at, counts))
     p.start()
     p.join(300)
     return p.exitcode
+
+
+def _driver_main(conn, fn, args):
+    torch.set_num_threads(1)  # one thread: nothing runs beside the main thread when it forks
+    try:
+        conn.send(("ok", fn(*args)))
+    except BaseException:
+        conn.send(("error", traceback.format_exc()))
+
+
+def in_driver(fn, *args):
+    """``fn(*args)`` (picklable) in a spawned driver process with no GPU visible; returns its result and
+    fails the test with the driver's traceback."""
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    saved = {k: os.environ.get(k) for k in ("CUDA_VISIBLE_DEVICES", _DRIVER)}
+    os.environ.update({"CUDA_VISIBLE_DEVICES": "", _DRIVER: "1"})  # what the spawned driver inherits
+    try:
+        p = ctx.Process(target=_driver_main, args=(child, fn, args))
+        p.start()
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    child.close()
+    try:
+        status, value = parent.recv() if parent.poll(900) else ("error", "the driver sent nothing in 900 s")
+    except EOFError:
+        status, value = "error", "the driver died without a result"
+    p.join(60)
+    if status != "ok":
+        pytest.fail(f"in the driver:\n{value}", pytrace=False)
+    return value
 
 
 def _strip(obj):
@@ -84,26 +129,26 @@ def _same_tree(ref: Path, other: Path, skip: tuple[str, ...] = ()) -> None:
             assert p.read_bytes() == b[name].read_bytes(), (other, name)
 
 
-def crash_everywhere(job, tmp_path: Path, skip: tuple[str, ...] = (), counts=lambda dst: True) -> int:
-    """Kill ``job(folder)`` after each of its commits (the renames ``counts`` counts), resume, compare with
-    an uninterrupted run (files ending in ``skip`` only exist); returns the number of boundaries tried."""
+def _crash_everywhere(job, tmp_path: Path, skip: tuple[str, ...] = (), counts=_every) -> int:
     ref = tmp_path / "ref"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as in the forks (the thread count changes float sums)
-    try:
-        job(ref)  # here: the forks then start with everything imported
-    finally:
-        torch.set_num_threads(threads)
+    job(ref)  # here, in the driver: the forks then start with everything imported
     k = 1
     while True:
         folder = tmp_path / f"killed_at_{k}"
-        code = _in_child(lambda f=folder: job(f), kill_at=k, counts=counts)
+        code = _in_child(functools.partial(job, folder), kill_at=k, counts=counts)
         if code == 0:  # the job made fewer than k commits: every boundary was tried
             return k - 1
         assert code == KILLED, f"the job failed (exit {code}) before its commit {k}"
-        assert _in_child(lambda f=folder: job(f)) == 0, f"the resume after commit {k} failed"
+        assert _in_child(functools.partial(job, folder)) == 0, f"the resume after commit {k} failed"
         _same_tree(ref, folder, skip)
         k += 1
+
+
+def crash_everywhere(job, tmp_path: Path, skip: tuple[str, ...] = (), counts=_every) -> int:
+    """Kill ``job(folder)`` (a picklable callable) after each of its commits (the renames ``counts``
+    counts), resume, compare with an uninterrupted run (files ending in ``skip`` only exist); returns the
+    number of boundaries tried. Runs in a driver (see the module's text)."""
+    return in_driver(_crash_everywhere, job, tmp_path, skip, counts)
 
 
 # -- crash points --------------------------------------------------------------------------------
@@ -114,18 +159,19 @@ def digits():
     return build_task("digits:0-4", sizes=SplitSizes(train=64, val=0, test=40))
 
 
-def test_forgetting_resumes_bit_for_bit_after_a_kill_at_every_write(tmp_path, digits):
+def _forgetting_job(digits, folder):
     from weightlab.know.forgetting import ForgetConfig, run_forgetting
     from weightlab.models import create_model
 
-    def job(folder):
-        torch.manual_seed(0)
-        model = create_model("smallcnn", num_classes=5, widths=(4, 8, 8, 8), hidden=16)
-        cfg = ForgetConfig(stages=3, batch_size=16, seed=1)
-        run_forgetting(model, digits.train, folder, cfg, eval_data=digits.test, progress=False)
+    torch.manual_seed(0)
+    model = create_model("smallcnn", num_classes=5, widths=(4, 8, 8, 8), hidden=16)
+    cfg = ForgetConfig(stages=3, batch_size=16, seed=1)
+    run_forgetting(model, digits.train, folder, cfg, eval_data=digits.test, progress=False, device="cpu")
 
+
+def test_forgetting_resumes_bit_for_bit_after_a_kill_at_every_write(tmp_path, digits):
     # subsets, then per stage: its weights, its optimiser state, the manifest that commits both
-    assert crash_everywhere(job, tmp_path) == 1 + 3 * 3
+    assert crash_everywhere(functools.partial(_forgetting_job, digits), tmp_path) == 1 + 3 * 3
     assert sorted(p.name for p in (tmp_path / "ref").iterdir()) == [
         "manifest.json",
         "optimizer_02.safetensors",
@@ -156,45 +202,57 @@ ADAPT = [
 ]
 
 
-def test_sequence_loop_resumes_bit_for_bit_after_a_kill_at_every_write(tmp_path):
-    def job(folder):
-        assert main([*ADAPT, "--method", "recast", "--out", str(folder)]) == 0
+def _adapt_job(folder):
+    assert main([*ADAPT, "--method", "recast", "--device", "cpu", "--out", str(folder)]) == 0
 
+
+def test_sequence_loop_resumes_bit_for_bit_after_a_kill_at_every_write(tmp_path):
     # the base (RECAST model files, base.json), each task (tensors, task.json), the run summary
-    assert crash_everywhere(job, tmp_path) >= 2 + 2 * 2 + 1
+    assert crash_everywhere(_adapt_job, tmp_path) >= 2 + 2 * 2 + 1
+
+
+def _bench_job(folder):
+    from weightlab.bench.incremental import get_suite, run_suite
+
+    suite = replace(get_suite("smoke"), sizes=SplitSizes(24, 12, 12), methods=["head", "recast"])
+    run_suite(suite, folder, progress=False, device="cpu")
 
 
 def test_bench_runner_resumes_bit_for_bit_after_a_kill_at_every_write(tmp_path):
-    from weightlab.bench.incremental import _CACHE, get_suite, run_suite
-
-    suite = replace(get_suite("smoke"), sizes=SplitSizes(24, 12, 12), methods=["head", "recast"])
-
-    def job(folder):
-        _CACHE.clear()  # a new process has no bases or tasks cached
-        run_suite(suite, folder, progress=False)
-
     # the Markdown tables hold each run's wall time: they are rebuilt from results.json, which is compared
-    assert crash_everywhere(job, tmp_path, skip=(".md",)) >= 2 + 3
+    assert crash_everywhere(_bench_job, tmp_path, skip=(".md",)) >= 2 + 3
+
+
+def _collect_job(folder):
+    from weightlab.know.meta.collect import Ranges, collect, sample_specs
+
+    specs = sample_specs(2, seed=3, archs=["smallcnn-narrow"], ranges=Ranges(train_size=48, pretrain_epochs=1))
+    collect(folder, specs, backend="serial", progress=False, device="cpu")
+
+
+def _outside_scratch(dst: Path) -> bool:
+    from weightlab.know.meta.collect import PARTIAL
+
+    return PARTIAL not in dst.parts
+
+
+def _inside_scratch(dst: Path) -> bool:
+    return not _outside_scratch(dst)
+
+
+def _kill_inside_a_trajectory(tmp_path: Path) -> None:
+    inside = tmp_path / "killed_in_trajectory"
+    assert _in_child(functools.partial(_collect_job, inside), kill_at=7, counts=_inside_scratch) == KILLED
+    assert _in_child(functools.partial(_collect_job, inside)) == 0
+    _same_tree(tmp_path / "ref", inside)
 
 
 def test_meta_collection_resumes_bit_for_bit_after_a_kill_at_every_write(tmp_path):
-    from weightlab.know.meta.collect import PARTIAL, Ranges, collect, sample_specs
-
-    ranges = Ranges(train_size=48, pretrain_epochs=1)
-    specs = sample_specs(2, seed=3, archs=["smallcnn-narrow"], ranges=ranges)
-
-    def job(folder):
-        collect(folder, specs, backend="serial", progress=False)
-
     # the collector's commits: per run its shard and the manifest, then the call's log. A run's trajectory
     # is recorded in a scratch folder that an interrupted collection discards (its own write boundaries
     # are the forgetting test's); one kill inside it is tried as well
-    outside = lambda dst: PARTIAL not in dst.parts  # noqa: E731
-    assert crash_everywhere(job, tmp_path, counts=outside) == 2 * 2 + 1
-    inside = tmp_path / "killed_in_trajectory"
-    assert _in_child(lambda: job(inside), kill_at=7, counts=lambda dst: PARTIAL in dst.parts) == KILLED
-    assert _in_child(lambda: job(inside)) == 0
-    _same_tree(tmp_path / "ref", inside)
+    assert crash_everywhere(_collect_job, tmp_path, counts=_outside_scratch) == 2 * 2 + 1
+    in_driver(_kill_inside_a_trajectory, tmp_path)
 
 
 # -- order independence --------------------------------------------------------------------------

@@ -263,7 +263,10 @@ def test_cli_trains_in_bf16(tmp_path):
     )  # fmt: skip
     assert rc == 0
     meta = read_json(tmp_path / "tasks" / "digits_0-4" / "task.json")
-    assert meta["metrics"]["adapt"]["precision"] == "bf16" and meta["metrics"]["adapt"]["device"] == "cpu"
+    # auto is the GPU where there is one
+    assert meta["metrics"]["adapt"]["precision"] == "bf16" and meta["metrics"]["adapt"]["device"] == str(
+        resolve_device("auto")
+    )
 
 
 # -- parallel backends --------------------------------------------------------------------------------

@@ -246,12 +246,21 @@ class StreamingImages:
             pin_memory=pin,
             persistent_workers=False,
             collate_fn=_collate,
+            # workers start from a fresh interpreter, never from a fork of a process whose torch already runs
+            # threads or CUDA
+            multiprocessing_context=_worker_context() if self.workers else None,
         )
         for x, y in loader:
             if dev.type != "cpu":
                 x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
             x = transform(x) if transform is not None else x.float() / 255.0
             yield x, y
+
+
+def _worker_context() -> str:
+    import multiprocessing
+
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
 def _collate(items):
