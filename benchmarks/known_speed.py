@@ -57,23 +57,38 @@ def main() -> int:
     from weightlab.engine import resolve_device
 
     device = resolve_device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    clock = [time.perf_counter()]
+
+    def phase(text: str) -> None:  # each phase as it ends, with its time (a hang shows where it is)
+        sync()
+        now = time.perf_counter()
+        print(f"[{now - clock[0]:8.3f} s] {text}", flush=True)
+        clock[0] = now
+
+    phase(f"start on {device}")
     traj, n_params = _trajectory()
+    phase(f"trajectory: 5 stages of torchvision resnet18 ({n_params:,} parameters)")
     folder = official_known_dir()
     nets = load_known_set(folder) if folder is not None else {k: KNOWNNet().eval() for k in ("Conv", "FC", "Bias")}
     predictor = KNOWN(weights=nets, device=str(device))
     touched = sum(predictor.describe(traj)["touched"].values())
+    phase(f"hypermodels loaded ({'official' if folder is not None else 'random'}), {touched:,} parameters to predict")
     predictor.predict(traj, 1)  # warm-up
+    phase("warm-up predict step")
     times = []
     for _ in range(args.repeats):
         t = time.perf_counter()
         predictor.predict(traj, 1)
         times.append(time.perf_counter() - t)
+    phase(f"{args.repeats} predict steps, median {statistics.median(times):.3f} s")
     # the kernel alone and the plain module on the same (N, 5) sequences
     keys = traj.keys_of(predictor.kinds)
     seq = flat_sequences(traj, keys, list(range(4, -1, -1)), torch.float32, dim=1)
+    phase(f"sequences gathered: {tuple(seq.shape)}")
     fused = nets["Conv"].fused()
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     fused(seq, device=str(device))  # warm-up (and the weights' copy on a GPU)
+    phase("kernel warm-up")
     kernel = []
     for _ in range(args.repeats):
         sync()
@@ -81,11 +96,24 @@ def main() -> int:
         fused(seq, device=str(device))  # on a GPU: the sequences go there and the residuals come back
         sync()
         kernel.append(time.perf_counter() - t)
+    phase(f"kernel (host sequences), median {statistics.median(kernel):.4f} s")
+    resident = []
+    if device.type != "cpu":
+        on_device = seq.to(device)
+        fused(on_device)
+        for _ in range(args.repeats):
+            sync()
+            t = time.perf_counter()
+            fused(on_device)  # sequences kept on the device: no transfer
+            sync()
+            resident.append(time.perf_counter() - t)
+        phase(f"kernel (sequences on the device), median {statistics.median(resident):.4f} s")
     t = time.perf_counter()
     with torch.inference_mode():
         for i in range(0, seq.shape[0], 65536):
             nets["Conv"](seq[i : i + 65536])
     plain = time.perf_counter() - t
+    phase("plain nn.Module on the CPU")
     result = {
         "command": command(),
         "machine": machine(),
@@ -100,6 +128,7 @@ def main() -> int:
         "predict_step_seconds": {"median": statistics.median(times), "all": times},
         "predict_step_seconds_per_parameter": statistics.median(times) / touched,
         "kernel_seconds_per_parameter": statistics.median(kernel) / seq.shape[0],
+        "kernel_on_device_seconds_per_parameter": statistics.median(resident) / seq.shape[0] if resident else None,
         "plain_module_seconds_per_parameter": plain / seq.shape[0],
         "target_seconds_per_parameter": 2e-7,
     }

@@ -39,16 +39,19 @@ class StandIn(torch.Tensor):
 
     @staticmethod
     def __new__(cls, inner: torch.Tensor):
-        t = torch.Tensor._make_wrapper_subclass(
-            cls,
-            inner.shape,
-            strides=inner.stride(),
-            storage_offset=inner.storage_offset(),
-            dtype=inner.dtype,
-            layout=inner.layout,
-            device=DEVICE,
-            requires_grad=inner.requires_grad,
-        )
+        # the wrapper is an ordinary tensor even in inference mode (the inner tensor is what the mode made):
+        # autograd then gives a view of it its base's version counter, as it does for a view of a real tensor
+        with torch.inference_mode(False):
+            t = torch.Tensor._make_wrapper_subclass(
+                cls,
+                inner.shape,
+                strides=inner.stride(),
+                storage_offset=inner.storage_offset(),
+                dtype=inner.dtype,
+                layout=inner.layout,
+                device=DEVICE,
+                requires_grad=inner.requires_grad,
+            )
         t.inner = inner
         return t
 
@@ -108,6 +111,28 @@ class _StandInMode(TorchDispatchMode):
         if func in _CROSS_COPY:  # the destination keeps its device
             func(*tree_map(unwrap, args), **tree_map(unwrap, kwargs))
             return args[0]
+        if func is aten.to.other:  # x.to(other): other's device and dtype
+            moved = unwrap(args[0]).to(dtype=args[1].dtype, copy=len(args) > 3 and bool(args[3]))
+            return StandIn(moved) if isinstance(args[1], StandIn) else moved
+        # the device an operation makes its result on: device= or a positional one (aten.to.device)
+        target = kwargs.get("device")
+        pos = next((i for i, a in enumerate(args) if isinstance(a, torch.device)), None)
+        if target is None and pos is not None:
+            target = args[pos]
+        on_device = _is_standin_device(target) if target is not None else bool(there)
+        if target is not None and on_device:
+            gen = kwargs.get("generator")
+            if gen is not None and gen.device.type == "cpu":
+                raise RuntimeError(
+                    f"Expected a '{DEVICE.type}' device type for generator but found 'cpu' "
+                    "(stand-in device: CUDA raises this)"
+                )
+            if "device" in kwargs:
+                kwargs["device"] = torch.device("cpu")
+            else:
+                args = tuple(torch.device("cpu") if i == pos else a for i, a in enumerate(args))
+        if target is not None:  # a move: the tensor moved is not a second device
+            here, there = [], []
         if func in _CPU_INDICES_OK and isinstance(args[0], StandIn):
             here = [t for t in here if t.dtype not in (torch.long, torch.int, torch.bool, torch.uint8)]
         if here and there:
@@ -115,19 +140,6 @@ class _StandInMode(TorchDispatchMode):
                 "Expected all tensors to be on the same device, but found at least two devices, "
                 f"{DEVICE} and cpu! (stand-in device: CUDA raises this in {func})"
             )
-        target = kwargs.get("device")
-        if target is not None:
-            on_device = _is_standin_device(target)
-            gen = kwargs.get("generator")
-            if on_device and gen is not None and gen.device.type == "cpu":
-                raise RuntimeError(
-                    f"Expected a '{DEVICE.type}' device type for generator but found 'cpu' "
-                    "(stand-in device: CUDA raises this)"
-                )
-            if on_device:
-                kwargs["device"] = torch.device("cpu")
-        else:
-            on_device = bool(there)
         out = func(*tree_map(unwrap, args), **tree_map(unwrap, kwargs))
         if not on_device:
             return out

@@ -269,3 +269,22 @@ def test_peft_recast_on_another_device(monkeypatch):
         loss.backward()
         merged = model.merge_and_unload()
         assert merged(input_ids=ids.to(dev)).logits.device == dev
+
+
+def test_known_keeps_its_windows_on_the_device_and_returns_to_the_trajectory(monkeypatch):
+    from weightlab.know import Trajectory
+    from weightlab.know.predictors import KNOWN
+    from weightlab.models import create_model
+
+    torch.manual_seed(0)
+    theta = create_model("smallcnn", num_classes=5, input_size=(1, 8, 8)).state_dict()
+    stages = [{k: v + 1e-3 * s * torch.randn_like(v) if v.is_floating_point() else v for k, v in theta.items()}
+              for s in range(5)]  # fmt: skip
+    traj = Trajectory(stages)
+    cpu = KNOWN().predict_steps(traj, [1, 2])
+    with standin_device(monkeypatch):
+        on_device = KNOWN(device="auto").predict_steps(traj, [1, 2])
+    for k in (1, 2):
+        for name, v in cpu[k].items():
+            assert on_device[k][name].device.type == "cpu", name  # predictions come back where Θ⁰ is
+            torch.testing.assert_close(on_device[k][name], v, rtol=0, atol=1e-6)

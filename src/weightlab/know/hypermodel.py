@@ -179,14 +179,15 @@ class FusedKNOWN:
     def __call__(
         self, seq: torch.Tensor, chunk: int = 4096, threads: int | None = None, device: str | None = None
     ) -> torch.Tensor:
-        """Residuals for ``(N, S)`` sequences (on the CPU). On the CPU, chunks are spread over ``threads``
-        worker threads (default: torch's thread count), each running single-threaded kernels on
-        cache-sized blocks, which is much faster than torch's intra-op threading for these thin
-        matmuls. On a GPU (``device``), the sequences are evaluated in large batches of ``chunk * 256``."""
+        """Residuals for ``(N, S)`` sequences, computed on ``device`` (default: where ``seq`` is). On the CPU,
+        chunks are spread over ``threads`` worker threads (default: torch's thread count), each running
+        single-threaded kernels on cache-sized blocks, which is much faster than torch's intra-op threading
+        for these thin matmuls. On a GPU, the sequences are evaluated in large batches of ``chunk * 256``
+        and the residuals returned where ``seq`` is."""
         _check_seq(seq, self.seq_len)
         from weightlab.engine import resolve_device
 
-        dev = resolve_device(device)
+        dev = resolve_device(device) if device is not None else seq.device
         if dev.type != "cpu":
             return self._call_on_device(seq, dev, chunk * 256)
         seq = seq.detach().to(torch.float32).contiguous()
@@ -221,11 +222,12 @@ class FusedKNOWN:
 
     @torch.inference_mode()
     def _call_on_device(self, seq: torch.Tensor, dev: torch.device, batch: int) -> torch.Tensor:
+        """Residuals on ``dev`` in batches of ``batch`` rows; they are returned where ``seq`` is (sequences
+        kept on the device stay there, with no copy)."""
         w = self._on(dev)
-        out = torch.empty(seq.shape[0], dtype=torch.float32)
+        out = torch.empty(seq.shape[0], dtype=torch.float32, device=seq.device)
         for start in range(0, seq.shape[0], batch):
-            s = torch.empty((min(batch, seq.shape[0] - start), self.seq_len), dtype=torch.float32, device=dev)
-            s.copy_(seq[start : start + batch].detach())
+            s = seq[start : start + batch].detach().to(dev, torch.float32)  # no copy when already there
             if self.input_convention == "normalized":
                 shift, scale = _norm_stats(s)
                 r = self._core((s - shift) / scale, w, torch.exp_) * scale.squeeze(1)

@@ -20,34 +20,55 @@ from weightlab.recast.problem import BankProblem
 
 
 @torch.no_grad()
-def closed_form_bank(problem: BankProblem, generator: torch.Generator | None = None) -> None:
-    """Fill ``problem.templates`` and ``problem.coefficients`` with the optimal rank-n solution."""
-    W = problem.targets.double()
+def _fill(problem: BankProblem, W: torch.Tensor, evals: torch.Tensor, evecs: torch.Tensor, rho: float, generator):
+    """Templates and coefficients of one bank from its targets ``W`` (L, D, float64, on the bank's device)
+    and the eigen-decomposition of its Gram matrix (on the CPU, ascending)."""
     L, K, n, D = problem.shape
-    gram = W @ W.T
-    evals, evecs = torch.linalg.eigh(gram)  # ascending
     evals, evecs = evals.flip(0).clamp_min(0), evecs.flip(1)
     r = min(n, L)
-    rho = (gram.trace() / L).sqrt().clamp_min(1e-30)  # RMS Frobenius norm of one layer
-    A = torch.zeros(L, n, dtype=torch.float64, device=W.device)
+    A = torch.zeros(L, n, dtype=torch.float64)
     T = torch.zeros(n, D, dtype=torch.float64, device=W.device)
+    vecs = evecs.to(W.device)
+    filled = [False] * n
     for i in range(r):
-        s = evals[i].sqrt()
+        s = float(evals[i].sqrt())
         if s <= 1e-12 * rho:
             continue  # rank-deficient: leave for random fill below
-        T[i] = (evecs[:, i] @ W) / s * rho  # unit right singular vector, scaled to rho
+        T[i] = (vecs[:, i] @ W) / s * rho  # unit right singular vector, scaled to rho
         A[:, i] = evecs[:, i] * s / rho
+        filled[i] = bool(A[:, i].abs().sum() != 0)
     # Templates with no share of the spectrum (n > rank): random directions of the same norm with
     # zero mixing, so reconstruction stays exact and adaptation can still use them.
     for i in range(n):
-        if A[:, i].abs().sum() == 0:
+        if not filled[i]:
             v = torch.randn(D, dtype=torch.float64, generator=generator)  # on the CPU: the same on every device
-            T[i] = v / v.norm() * float(rho)
+            T[i] = (v / v.norm() * rho).to(W.device)
     problem.templates.copy_(T.float())
-    problem.coefficients.copy_(A.float().unsqueeze(1).expand(L, K, n))
+    problem.coefficients.copy_(A.float().to(W.device).unsqueeze(1).expand(L, K, n))
 
 
-def closed_form(problems: list[BankProblem], seed: int = 0) -> None:
-    g = torch.Generator().manual_seed(seed)
-    for p in problems:
-        closed_form_bank(p, g)
+@torch.no_grad()
+def closed_form_bank(problem: BankProblem, generator: torch.Generator | None = None) -> None:
+    """Fill ``problem.templates`` and ``problem.coefficients`` with the optimal rank-n solution."""
+    closed_form([problem], generator=generator)
+
+
+@torch.no_grad()
+def closed_form(problems: list[BankProblem], seed: int = 0, generator: torch.Generator | None = None) -> None:
+    """Every bank's closed form. Banks of one shape share one batched Gram product in float64 on their
+    device; the small L x L eigen-problems are solved on the CPU (no synchronisation per bank, the same
+    decomposition on every device); random fill draws from one CPU generator in bank order."""
+    g = generator if generator is not None else torch.Generator().manual_seed(seed)
+    groups: dict[tuple, list[int]] = {}
+    for i, p in enumerate(problems):
+        groups.setdefault((tuple(p.targets.shape), p.targets.device), []).append(i)
+    solved: dict[int, tuple] = {}
+    for idx in groups.values():
+        W = torch.stack([problems[i].targets for i in idx]).double()  # (B, L, D)
+        gram = torch.matmul(W, W.transpose(1, 2)).cpu()  # (B, L, L)
+        evals, evecs = torch.linalg.eigh(gram)
+        rho = (gram.diagonal(dim1=1, dim2=2).sum(-1) / gram.shape[-1]).sqrt().clamp_min(1e-30)
+        for j, i in enumerate(idx):
+            solved[i] = (W[j], evals[j], evecs[j], float(rho[j]))
+    for i, p in enumerate(problems):  # bank order: the random fill's draws do not depend on the grouping
+        _fill(p, *solved[i], g)

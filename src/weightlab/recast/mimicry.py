@@ -171,34 +171,75 @@ def _scales(p: BankProblem) -> np.ndarray:
 
 
 def _torch_loss(gen_w: torch.Tensor, target: torch.Tensor, config: MimicryConfig) -> torch.Tensor:
-    """Per-layer mean loss (L,)."""
+    """Per-layer mean loss: (L,) for one bank's (L, D), (B, L) for a stack of banks."""
     if config.loss == "smoothl1":
-        return F.smooth_l1_loss(gen_w, target, reduction="none", beta=config.beta).mean(1)
+        return F.smooth_l1_loss(gen_w, target, reduction="none", beta=config.beta).mean(-1)
     if config.loss == "mse":
-        return F.mse_loss(gen_w, target, reduction="none").mean(1)
-    return F.l1_loss(gen_w, target, reduction="none").mean(1)
+        return F.mse_loss(gen_w, target, reduction="none").mean(-1)
+    return F.l1_loss(gen_w, target, reduction="none").mean(-1)
+
+
+def _shape_groups(problems: list[BankProblem]) -> list[list[int]]:
+    """Indices of the banks that share a shape (L, K, n, D), a dtype and a device, in bank order: each
+    group is one stacked tensor, so an iteration costs a few kernels per group instead of per bank."""
+    groups: dict[tuple, list[int]] = {}
+    for i, p in enumerate(problems):
+        groups.setdefault((p.shape, p.targets.dtype, p.targets.device), []).append(i)
+    return list(groups.values())
+
+
+def _all_noise(problems, config, gen, groups) -> list[torch.Tensor] | None:
+    """Every iteration's coefficient noise, drawn up front in the engines' shared order (per iteration,
+    per bank in bank order, on the CPU), stacked per group: (iterations + 1, B, L, K, n) on the device."""
+    if config.noise_std == 0:
+        return None
+    per_it = [
+        [torch.randn(p.coefficients.shape, generator=gen) * config.noise_std for p in problems]
+        for _ in range(config.iterations + 1)
+    ]
+    return [
+        torch.stack([torch.stack([draw[i] for i in idx]) for draw in per_it]).to(
+            problems[idx[0]].coefficients.device, non_blocking=True
+        )
+        for idx in groups
+    ]
 
 
 def _run_torch(problems, config, gen, progress):
-    T = [p.templates.clone().requires_grad_(True) for p in problems]
-    C = [p.coefficients.clone().requires_grad_(True) for p in problems]
+    """The recipe with autograd and ``torch.optim.RMSprop`` on every device. Banks of one shape are
+    stacked; noise is drawn up front; the loss history and the best snapshot stay on the device (no
+    synchronisation per iteration, only for the progress bar every 50)."""
+    groups = _shape_groups(problems)
+    dev = problems[0].targets.device
+    T = [torch.stack([problems[i].templates for i in idx]).requires_grad_(True) for idx in groups]  # (B, n, D)
+    C = [torch.stack([problems[i].coefficients for i in idx]).requires_grad_(True) for idx in groups]  # (B,L,K,n)
+    W = [torch.stack([problems[i].targets for i in idx]) for idx in groups]  # (B, L, D)
+    weights = [
+        torch.tensor([problems[i].loss_weight for i in idx], dtype=W[g].dtype, device=dev)[:, None]
+        for g, idx in enumerate(groups)
+    ]
+    noise = _all_noise(problems, config, gen, groups)
     params = T + C
     opt = torch.optim.RMSprop(params, lr=config.lr, alpha=config.rms_alpha, eps=config.rms_eps)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=config.lr_step, gamma=config.lr_gamma)
-    best, best_it, best_state, losses = math.inf, None, None, []
+    losses = torch.empty(config.iterations + 1, dtype=torch.float32, device=dev)
+    best = torch.tensor(math.inf, device=dev)
+    best_it = torch.tensor(-1, device=dev)
+    best_state = [x.detach().clone() for x in params] if config.keep_best else None
     bar = tqdm(range(config.iterations + 1), desc="neural mimicry [torch]", disable=not progress, leave=False)
     for it in bar:
-        noise = _noise(problems, config, gen)
         loss = sum(
-            (_torch_loss((c + e).mean(1) @ t, p.targets, config) * p.loss_weight).sum()
-            for p, t, c, e in zip(problems, T, C, noise)
+            (_torch_loss(torch.matmul(c.mean(2) if e is None else (c + e[it]).mean(2), t), w, config) * lw).sum()
+            for t, c, w, lw, e in zip(T, C, W, weights, noise or [None] * len(groups))
         )
-        value = float(loss.detach())
-        losses.append(value)
-        if value < best:
-            best, best_it = value, it
-            if config.keep_best:
-                best_state = [x.detach().clone() for x in params]
+        value = loss.detach()
+        losses[it] = value
+        if config.keep_best:
+            better = value < best
+            best = torch.where(better, value, best)
+            best_it = torch.where(better, it, best_it)
+            for b, x in zip(best_state, params):
+                b.copy_(torch.where(better, x.detach(), b))
         if it == config.iterations:
             break
         opt.zero_grad(set_to_none=True)
@@ -207,13 +248,17 @@ def _run_torch(problems, config, gen, progress):
             nn.utils.clip_grad_norm_(params, config.clip_norm)
         opt.step()
         sched.step()
-        if it % 50 == 0:
-            bar.set_postfix(loss=f"{value:.3e}")
-    final = best_state if (config.keep_best and best_state is not None) else [x.detach() for x in params]
-    for p, t, c in zip(problems, final[: len(problems)], final[len(problems) :]):
-        p.templates.copy_(t)
-        p.coefficients.copy_(c)
-    return losses, best_it if config.keep_best else config.iterations
+        if progress and it % 50 == 0:
+            bar.set_postfix(loss=f"{float(value):.3e}")
+    final = best_state if config.keep_best and int(best_it) >= 0 else [x.detach() for x in params]
+    for g, idx in enumerate(groups):
+        for j, i in enumerate(idx):
+            problems[i].templates.copy_(final[g][j])
+            problems[i].coefficients.copy_(final[len(groups) + g][j])
+    history = losses.tolist()
+    if not config.keep_best:
+        return history, config.iterations
+    return history, (int(best_it) if int(best_it) >= 0 else None)
 
 
 def _run_fused(problems, config, gen, progress):

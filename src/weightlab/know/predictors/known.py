@@ -168,9 +168,13 @@ class KNOWN(Predictor):
         groups: dict[str, list[str]] = {}
         for k in keys:
             groups.setdefault(hypermodel_for(trajectory.kinds[k], trajectory.stages[0][k].ndim), []).append(k)
-        # window per model: (N, S) float32, oldest-forgetting first, the last column is Θ⁰
+        # window per model: (N, S) float32, oldest-forgetting first, the last column is Θ⁰; on the predictor's
+        # device for every step (one copy there, one copy of each predicted step back)
+        home = trajectory.stages[0][keys[0]].device
         windows = {
-            m: flat_sequences(trajectory, ks, list(range(self.seq_len - 1, -1, -1)), torch.float32, dim=1)
+            m: flat_sequences(trajectory, ks, list(range(self.seq_len - 1, -1, -1)), torch.float32, dim=1).to(
+                self.device
+            )
             for m, ks in groups.items()
         }
         out = {}
@@ -182,7 +186,7 @@ class KNOWN(Predictor):
             if k in steps:
                 out[k] = {}
                 for m, ks in groups.items():
-                    out[k].update(unflatten(windows[m][:, -1], trajectory, ks))
+                    out[k].update(unflatten(windows[m][:, -1].to(home), trajectory, ks))
         return out
 
 
