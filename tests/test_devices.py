@@ -288,3 +288,23 @@ def test_known_keeps_its_windows_on_the_device_and_returns_to_the_trajectory(mon
         for name, v in cpu[k].items():
             assert on_device[k][name].device.type == "cpu", name  # predictions come back where Θ⁰ is
             torch.testing.assert_close(on_device[k][name], v, rtol=0, atol=1e-6)
+
+
+def test_the_engine_reads_the_loss_on_a_device_in_blocks_and_still_stops_on_nan(monkeypatch):
+    from weightlab.engine import SYNC_EVERY, make_optimizer, tensor_batches, train_epoch
+    from weightlab.errors import WeightlabError
+
+    torch.manual_seed(0)
+    x, y = torch.randn(256, 8), torch.randint(0, 2, (256,))
+    ref_model = nn.Linear(8, 2)
+    model = nn.Linear(8, 2)
+    model.load_state_dict(ref_model.state_dict())
+    ref = train_epoch(ref_model, tensor_batches(x, y, 16), make_optimizer("sgd", ref_model.parameters(), lr=0.1))
+    with standin_device(monkeypatch) as dev:
+        model.to(dev)
+        loss = train_epoch(model, tensor_batches(x, y, 16), make_optimizer("sgd", model.parameters(), lr=0.1))
+        assert loss == pytest.approx(ref, rel=1e-12)  # the same mean loss, summed on the device
+        bad = torch.full((8 * SYNC_EVERY, 8), float("nan"))
+        with pytest.raises(WeightlabError, match="the loss became nan"):
+            train_epoch(model, tensor_batches(bad, torch.zeros(len(bad), dtype=torch.long), 8),
+                        make_optimizer("sgd", model.parameters(), lr=0.1))  # fmt: skip

@@ -24,6 +24,7 @@ __getattr__, __dir__, __all__ = attach(
     {
         "options": ["DEVICE_HELP", "OPTIMIZERS", "PRECISIONS"],
         "loop": [
+            "SYNC_EVERY",
             "Precision",
             "batch_to",
             "correct_count",
@@ -47,6 +48,7 @@ __getattr__, __dir__, __all__ = attach(
 
 if TYPE_CHECKING:  # for type checkers and IDEs (__all__ is built by attach, which linters cannot see)
     from weightlab.engine.loop import (
+        SYNC_EVERY,
         Precision,
         batch_to,
         correct_count,

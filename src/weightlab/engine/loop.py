@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator
 
@@ -15,6 +16,9 @@ from weightlab.engine.options import DEVICE_HELP, OPTIMIZERS, PRECISIONS  # noqa
 from weightlab.errors import WeightlabError
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+
+#: on an accelerator, :func:`train_epoch` reads the loss (and checks it is finite) every this many steps
+SYNC_EVERY = 32
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -205,20 +209,29 @@ def train_epoch(
     ``loss_fn(batch_index, x, y)`` defaults to the cross-entropy of ``model(x)``; ``train_mode``
     defaults to ``model.train()``. Batches go to ``device`` (default: where the model is); the forward
     pass runs in ``precision`` (pass one :class:`Precision` for every epoch of a run so that the fp16
-    gradient scale carries over). A non-finite loss stops with one :class:`WeightlabError` line
-    (unless ``check_finite`` is False; fp16 steps whose gradients overflow are skipped by the scaler)."""
+    gradient scale carries over). A non-finite loss stops with one :class:`WeightlabError` line, on an
+    accelerator within :data:`SYNC_EVERY` steps (the loss is read there only then), unless
+    ``check_finite`` is False; fp16 steps whose gradients overflow are skipped by the scaler."""
     device = device if device is not None else module_device(model)
     prec = Precision.of(precision, device)
     (train_mode or model.train)()
     params = clip_params if clip_params is not None else [p for g in opt.param_groups for p in g["params"]]
-    total_loss, count = 0.0, 0
+    # on the CPU every step's loss is read at once; on an accelerator the losses are summed where they are
+    # and read every SYNC_EVERY steps, so that the host keeps queueing work instead of waiting for each step
+    host = resolve_device(device).type == "cpu"
+    total_loss, count, running = 0.0, 0, None
     for b, (x, y) in enumerate(
         tqdm(to_device(batches, device), total=total, desc=desc, disable=not progress, leave=False)
     ):
         with prec.autocast():
             loss = loss_fn(b, x, y) if loss_fn is not None else F.cross_entropy(model(x), y)
-        if check_finite and not torch.isfinite(loss):
+        if host and check_finite and not torch.isfinite(loss):
             raise WeightlabError(f"{desc}: the loss became {float(loss)}; lower the learning rate")
+        if not host:
+            step = loss.detach().double() * len(y)
+            running = step if running is None else running + step
+            if check_finite and (b + 1) % SYNC_EVERY == 0 and not torch.isfinite(running):
+                raise WeightlabError(f"{desc}: the loss became {float(loss)}; lower the learning rate")
         opt.zero_grad(set_to_none=True)
         prec.backward(loss)
         prec.unscale(opt)
@@ -231,8 +244,13 @@ def train_epoch(
             after_step()
         if scheduler is not None:
             scheduler.step()
-        total_loss += float(loss.detach()) * len(y)
+        if host:
+            total_loss += float(loss.detach()) * len(y)
         count += len(y)
+    if running is not None:
+        total_loss = float(running)
+        if check_finite and not math.isfinite(total_loss):
+            raise WeightlabError(f"{desc}: the loss became {total_loss}; lower the learning rate")
     return total_loss / max(count, 1)
 
 
