@@ -33,7 +33,11 @@ def run_quickstart(
     seed: int = 0,
     progress: bool = True,
     device: str | None = None,
+    smoke: bool = False,
 ) -> int:
+    """The quickstart (see the module's text). ``smoke``: the same flow at toy sizes, in seconds (1 training
+    epoch, 20 mimicry iterations, 1-2 epochs per task and transfer): a check of an install or a device whose
+    numbers mean nothing."""
     out = Path(out or "runs/quickstart")
     t0 = time.perf_counter()
     if data_root is not None:
@@ -48,12 +52,12 @@ def run_quickstart(
     else:
         model = create_model("resnet20")
         train, test = load_dataset("digits", "train"), load_dataset("digits", "test")
-        print(f"[1/5] training ResNet-20 on scikit-learn digits ({len(train)} images, 6 epochs)")
+        print(f"[1/5] training ResNet-20 on scikit-learn digits ({len(train)} images, {1 if smoke else 6} epochs)")
         fit_classifier(
             model,
             train,
             model.weightlab_cfg,
-            epochs=6,
+            epochs=1 if smoke else 6,
             lr=2e-3,
             batch_size=64,
             seed=seed,
@@ -63,12 +67,12 @@ def run_quickstart(
         source = "ResNet-20 trained here on scikit-learn digits (1,437 train / 360 test)"
         tasks = build_sequence("digits:0-4,digits:5-9", None, SplitSizes(None, 100, None))
     config = preset("cifar-resnet", templates=2, layers_per_group=2, coef_sets=2)
-    adapt = AdaptConfig(epochs=8, device=device or "cpu")
+    adapt = AdaptConfig(epochs=1 if smoke else 8, device=device or "cpu")
     runs = {}
     for step, (method, mcfg) in enumerate(
         (
             ("closed_form", MimicryConfig.for_family(get_family(model))),
-            ("recipe", MimicryConfig.for_family(get_family(model), iterations=1000, lr_step=200)),
+            ("recipe", MimicryConfig.for_family(get_family(model), iterations=20 if smoke else 1000, lr_step=200)),
         ),
         start=2,
     ):
@@ -147,7 +151,7 @@ def run_quickstart(
             + f"; zero forgetting: "
             f"{'yes' if r['zero_forgetting'] else 'NO'}"
         )
-    summary["know"] = _know(out / "know", data_root, seed, progress, device)
+    summary["know"] = _know(out / "know", data_root, seed, progress, device, smoke)
     summary["seconds"] = time.perf_counter() - t0
     write_json(out / "quickstart.json", summary)
     lines += [
@@ -161,7 +165,9 @@ def run_quickstart(
     return 0
 
 
-def _know(out: Path, data_root: Path | None, seed: int, progress: bool, device: str | None = None) -> dict:
+def _know(
+    out: Path, data_root: Path | None, seed: int, progress: bool, device: str | None = None, smoke: bool = False
+) -> dict:
     """KNOW end to end on a small CNN: pretrain, forget (r=0.5, S=5), predict x2 and x8, transfer."""
     from dataclasses import replace
 
@@ -178,8 +184,10 @@ def _know(out: Path, data_root: Path | None, seed: int, progress: bool, device: 
         steps=(1, 3),
         incremental=False,
         seeds=(seed,),
-        transfer=TransferConfig(warmup_epochs=2, epochs=6, lr=1e-3, batch_size=64),
+        transfer=TransferConfig(warmup_epochs=1 if smoke else 2, epochs=1 if smoke else 6, lr=1e-3, batch_size=64),
     )
+    if smoke:
+        suite = replace(suite, pretrain_epochs=2, source_train=300, target_train=200, eval_size=100)
     known = (
         "weightlab's shipped KNOWN and the authors' weights"
         if authors

@@ -64,6 +64,12 @@ def build_parser(only: tuple[str, ...] | str | None = None) -> argparse.Argument
             "to a new task against naive transfer. Everything offline, a few minutes on 2 cores.",
         )
         q.add_argument("--data-root", type=Path, default=None, help="shared data folder (MNIST, CIFAR-10 JPEG ...)")
+        q.add_argument(
+            "--smoke",
+            action="store_true",
+            help="the same flow at toy sizes (1-2 epochs, 20 mimicry iterations), seconds long: checks an install "
+            "or a device; its numbers mean nothing",
+        )
         add_common(q)
         add_runtime(q, precision=False)
 
@@ -370,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
                 seed=args.seed,
                 progress=not args.no_progress,
                 device=args.device,
+                smoke=args.smoke,
             )
         if args.command == "recast" and args.recast_command == "mimic":
             return cmd_recast_mimic(args)
