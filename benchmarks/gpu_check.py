@@ -402,14 +402,7 @@ def figure_known(dev, dry: bool) -> dict:
 def figure_steps(dev, dry: bool) -> dict:
     """Training step time of head only, RECAST, LoRA on RECAST's layers and full fine-tuning (engine steps,
     AdamW, clipping; bf16 on a GPU), as benchmarks/train_throughput.py measures them."""
-    import torch
-
-    from train_throughput import MODELS, _regex, _time
-    from weightlab.engine import place
-    from weightlab.incremental import TaskModel, parse_method
-    from weightlab.models import create_model, get_family
-    from weightlab.recast.pipeline import recast_base
-    from weightlab.recast.tuner import recast_layers
+    from train_throughput import MODELS, measure
 
     models = dict(MODELS)
     if not dry:
@@ -417,33 +410,15 @@ def figure_steps(dev, dry: bool) -> dict:
     precision, steps = ("fp32", 2) if dry else ("bf16", 20)
     out = {}
     for key, (name, kwargs) in models.items():
-        torch.manual_seed(0)
-        plain = create_model(name, pretrained=False, **kwargs)
-        cfg = plain.weightlab_cfg
-        rbase = recast_base(plain, {}, device=dev)
-        targets = sorted(recast_layers(rbase))
-        bs = 8 if dry else get_family(cfg).batch_size
-        batch = (torch.randn(bs, *cfg.input_size, device=dev), torch.randint(0, 10, (bs,), device=dev))
-        rows = {}
-        for label, method, base in (
-            ("head", "head", plain),
-            ("recast", "recast", rbase),
-            ("lora_same_layers", f"lora:targets={_regex(targets)}", plain),
-            ("full", "full", plain),
-        ):
-            tm = TaskModel.from_base(base, parse_method(method))
-            tm.new_task("t", [str(i) for i in range(10)], seed=0)
-            tm.commit_task("t")
-            place(tm, dev)
-            rows[label] = statistics.median(_time(tm, batch, steps, dev, precision))
+        rows, bs, _, _ = measure(name, kwargs, dev, precision, steps, batch_size=8 if dry else None)
+        step = {label: r["step_seconds_median"] for label, r in rows.items()}
         out[key] = {
             "batch_size": bs,
             "precision": precision,
-            "step_seconds": rows,
-            "recast_over_lora": rows["recast"] / rows["lora_same_layers"],
-            "recast_over_head": rows["recast"] / rows["head"],
+            "step_seconds": step,
+            "recast_over_lora": step["RECAST"] / step["LoRA (RECAST's layers)"],
+            "recast_over_head": step["RECAST"] / step["head only"],
         }
-        print(key, out[key], flush=True)
     return out
 
 

@@ -60,6 +60,45 @@ def _time(tm: TaskModel, batch, steps: int, device, precision: str) -> list[floa
     return times
 
 
+def measure(name: str, kwargs: dict, device, precision: str, steps: int, batch_size: int | None = None):
+    """Step times of head only, RECAST, LoRA (the suite's placement and RECAST's layers) and full fine-tuning
+    on one model: ``(rows, batch size, input size, RECAST's layers)``."""
+    torch.manual_seed(0)
+    plain = create_model(name, pretrained=False, **kwargs)
+    cfg = plain.weightlab_cfg
+    rbase = recast_base(plain, {}, device=device)
+    targets = sorted(recast_layers(rbase))
+    bs = batch_size or get_family(cfg).batch_size
+    batch = (torch.randn(bs, *cfg.input_size, device=device), torch.randint(0, 10, (bs,), device=device))
+    rows = {}
+    for label, method, base in (
+        ("head only", "head", plain),
+        ("RECAST", "recast", rbase),
+        ("LoRA (suite placement)", "lora", plain),
+        ("LoRA (RECAST's layers)", f"lora:targets={_regex(targets)}", plain),
+        ("full fine-tuning", "full", plain),
+    ):
+        tm = TaskModel.from_base(base, parse_method(method))
+        tm.new_task("t", [str(i) for i in range(10)], seed=0)
+        tm.commit_task("t")
+        place(tm, device)
+        times = _time(tm, batch, steps, device, precision)
+        step = statistics.median(times)
+        adapted = [
+            n for n, m in tm.backbone.named_modules() if any(p.requires_grad for p in m.parameters(recurse=False))
+        ]
+        rows[label] = {
+            "method": method,
+            "step_seconds_median": step,
+            "step_seconds_all": times,
+            "images_per_second": bs / step,
+            "trainable_per_task": sum(p.numel() for p in tm.trainable_parameters().values()),
+            "modules_with_trainable_tensors": len(adapted),
+        }
+        print(f"{name:28s} {label:24s} {bs / step:9.1f} img/s  step {1000 * step:7.1f} ms", flush=True)
+    return rows, bs, list(cfg.input_size), targets
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cpu")
@@ -71,47 +110,13 @@ def main() -> int:
     results = {}
     for key in args.models.split(","):
         name, kwargs = MODELS[key]
-        torch.manual_seed(0)
-        plain = create_model(name, pretrained=False, **kwargs)
-        cfg = plain.weightlab_cfg
-        rbase = recast_base(plain, {}, device=device)
-        targets = sorted(recast_layers(rbase))
-        bs = get_family(cfg).batch_size
-        x = torch.randn(bs, *cfg.input_size)
-        y = torch.randint(0, 10, (bs,))
-        rows = {}
-        for label, method, base in (
-            ("head only", "head", plain),
-            ("RECAST", "recast", rbase),
-            ("LoRA (suite placement)", "lora", plain),
-            ("LoRA (RECAST's layers)", f"lora:targets={_regex(targets)}", plain),
-            ("full fine-tuning", "full", plain),
-        ):
-            tm = TaskModel.from_base(base, parse_method(method))
-            tm.new_task("t", [str(i) for i in range(10)], seed=0)
-            tm.commit_task("t")
-            place(tm, device)
-            batch = (x.to(device), y.to(device))
-            times = _time(tm, batch, args.steps, device, args.precision)
-            step = statistics.median(times)
-            adapted = [
-                n for n, m in tm.backbone.named_modules() if any(p.requires_grad for p in m.parameters(recurse=False))
-            ]
-            rows[label] = {
-                "method": method,
-                "step_seconds_median": step,
-                "step_seconds_all": times,
-                "images_per_second": bs / step,
-                "trainable_per_task": sum(p.numel() for p in tm.trainable_parameters().values()),
-                "modules_with_trainable_tensors": len(adapted),
-            }
-            print(f"{key:10s} {label:24s} {bs / step:9.1f} img/s  step {1000 * step:7.1f} ms", flush=True)
+        rows, bs, input_size, targets = measure(name, kwargs, device, args.precision, args.steps)
         r = rows["RECAST"]["step_seconds_median"]
         results[key] = {
             "model": name,
             "model_kwargs": kwargs,
             "batch_size": bs,
-            "input_size": list(cfg.input_size),
+            "input_size": input_size,
             "recast_targets": targets,
             "methods": rows,
             "recast_over_lora_same_placement": r / rows["LoRA (RECAST's layers)"]["step_seconds_median"],

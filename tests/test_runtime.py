@@ -476,3 +476,26 @@ def test_the_command_limits_openmp_spinning_unless_the_user_chose(monkeypatch):
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     main(["--version"])
     assert "GOMP_SPINCOUNT" not in os.environ
+
+
+def test_learning_through_torch_compile_equals_eager(monkeypatch):
+    """``AdaptConfig(compile=True)`` trains through ``torch.compile(model)`` (here with dynamo's eager backend,
+    which traces the model without generating code): the same task as without it."""
+    from weightlab.incremental import AdaptConfig, TaskModel, learn_task, parse_method
+    from weightlab.recast.pipeline import recast_base
+
+    task = build_sequence("digits", None, SplitSizes(40, 20, 20))[0]
+    compiled = []
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda m, **kw: compiled.append(m) or real(m, backend="eager"))
+    base = recast_base(create_model("resnet20"), {})
+    heads = []
+    for on in (False, True):
+        tm = TaskModel.from_base(base, parse_method("recast"))
+        cfg = AdaptConfig(epochs=2, batch_size=16, compile=on)
+        learn_task(tm, task, cfg, progress=False)
+        heads.append(tm.heads[task.name].state_dict())
+        assert ("compile" in cfg.to_dict()) is on  # recorded only when on
+    assert len(compiled) == 1
+    for k, v in heads[0].items():
+        torch.testing.assert_close(heads[1][k], v, rtol=1e-5, atol=1e-6)

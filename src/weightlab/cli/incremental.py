@@ -123,6 +123,9 @@ def _adapt_options(a) -> None:
     a.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping (default 1.0; 0: off)")
     a.add_argument("--select", choices=("val", "last"), default="val", help="epoch selection (default val)")
     a.add_argument(
+        "--compile", action="store_true", help="train through torch.compile(model) (the first epoch compiles)"
+    )
+    a.add_argument(
         "--bn",
         choices=("task", "frozen"),
         default="task",
@@ -203,6 +206,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         select=args.select,
         device=args.device,
         precision=args.precision,
+        compile=args.compile,
     )
     sizes = SplitSizes(args.train_size, args.val_size, args.test_size)
     tasks = build_sequence(args.tasks, args.data_root, sizes)

@@ -46,6 +46,7 @@ class AdaptConfig:
     eval_batch_size: int = 256
     device: str = "cpu"  # cpu | cuda | cuda:N | mps | auto
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 with a gradient scaler)
+    compile: bool = False  # train through torch.compile(model) (opt-in: the first epoch pays the compilation)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -77,7 +78,10 @@ class AdaptConfig:
         return self.lr_step if self.lr_step is not None else max(1, round(self.epochs / 3))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not d["compile"]:  # recorded only when on: the records of earlier runs stay what they were
+            d.pop("compile")
+        return d
 
 
 @dataclass
@@ -140,12 +144,14 @@ def learn_task(
     opt = _optimizer(model, cfg)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size(), gamma=cfg.lr_gamma)
     params = [p for g in opt.param_groups for p in g["params"]]
+    # the compiled module shares the model's tensors: what it trains is what is committed and evaluated
+    trained = torch.compile(model) if cfg.compile else model
     best = (-1.0, -1, None)
     history = []
     bar = tqdm(range(cfg.epochs), desc=f"{model.method.name} {task.name}", disable=not progress, leave=False)
     for epoch in bar:
         loss = train_epoch(
-            model,
+            trained,
             task.train.batches(bs, transform, shuffle=True, seed=seed * 1000 + epoch, device=dev),
             opt,
             clip_params=params,
