@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -90,9 +91,10 @@ def checks(dry: bool, dev: str, work: Path) -> dict[str, tuple[list[str], int]]:
     tests = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
     if dry:  # CI runs the suite itself: here only the device guard's own test
         tests += ["tests/test_devices.py::test_the_standin_device_raises_cudas_errors_and_keeps_values"]
-    else:
+    else:  # the dry run's own test is CI's business
         import importlib.util
 
+        tests += ["--deselect", "tests/test_gpu_check.py"]
         if importlib.util.find_spec("xdist") is not None:
             tests += ["-n", "8"]
     know_bench = (
@@ -111,7 +113,7 @@ def checks(dry: bool, dev: str, work: Path) -> dict[str, tuple[list[str], int]]:
         ]
     )
     return {
-        "tests": (tests, 300),
+        "tests": (tests, 360),
         "quickstart": (_cli("quickstart", "--no-progress", "--out", w("quickstart"), *d, *(["--smoke"] * dry)), 240),
         "recast mimic": (
             _cli(
@@ -304,11 +306,14 @@ def checks(dry: bool, dev: str, work: Path) -> dict[str, tuple[list[str], int]]:
     }
 
 
-def run_command(cmd: list[str], limit: int, env: dict) -> dict:
+def run_command(cmd: list[str], limit: int, env: dict, cwd: Path = ROOT) -> dict:
+    """``cmd`` in its own process within ``limit`` seconds: passed, seconds, detail (its last line, or its
+    error) and its standard output."""
     t0 = time.perf_counter()
+    stdout = ""
     try:
-        p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=limit)
-        seconds = time.perf_counter() - t0
+        p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=limit)
+        seconds, stdout = time.perf_counter() - t0, p.stdout
         lines = [line for line in (p.stdout + "\n" + p.stderr).splitlines() if line.strip()]
         passed = p.returncode == 0
         detail = lines[-1] if lines else ""
@@ -317,7 +322,17 @@ def run_command(cmd: list[str], limit: int, env: dict) -> dict:
             detail = f"exit {p.returncode}: {(errors or lines or ['?'])[-1]}"
     except subprocess.TimeoutExpired:
         seconds, passed, detail = time.perf_counter() - t0, False, f"did not finish in {limit} s"
-    return {"passed": passed, "seconds": round(seconds, 2), "detail": detail[-500:]}
+    return {"passed": passed, "seconds": round(seconds, 2), "detail": detail[-500:], "stdout": stdout}
+
+
+#: a check that reads what another writes, and the one it follows
+CHAINED = {
+    "recast evaluate": "recast adapt",
+    "know predict (KNOWN on the device)": "know forget",
+    "know predict (TSV)": "know predict (KNOWN on the device)",
+    "know transfer": "know predict (TSV)",
+    "know meta train": "know meta collect",
+}
 
 
 # -- the figures (each in its own process: ``--figure NAME``) -----------------------------------------
@@ -585,6 +600,15 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=None, help="the JSON record (default benchmarks/results/...)")
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     ap.add_argument("--only", default=None, help="comma-separated checks / figures to run (default all)")
+    ap.add_argument(
+        "--budget",
+        type=float,
+        default=480.0,
+        help="seconds for the whole run; what is left then is recorded as not run",
+    )
+    ap.add_argument(
+        "--jobs", type=int, default=None, help="steps run side by side (default: 1 on a GPU, 2 in a dry run)"
+    )
     ap.add_argument("--figure", default=None, help=argparse.SUPPRESS)  # internal: one figure in this process
     ap.add_argument("--device", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -620,33 +644,63 @@ def main() -> int:
 
     record["machine"] = machine()
     t_all = time.perf_counter()
-    for name, (cmd, limit) in checks(args.dry_run, dev, work).items():
-        if only and name not in only:
-            continue
-        record["checks"][name] = r = run_command(cmd, limit, env)
-        print(f"{'ok  ' if r['passed'] else 'FAIL'} {name:40s} {r['seconds']:7.1f} s  {r['detail'][:90]}", flush=True)
-        write_json(out, record)
-    for name, (_, limit) in FIGURES.items():
-        if only and name not in only:
-            continue
-        cmd = [sys.executable, str(Path(__file__)), "--figure", name, "--device", dev, *(["--dry-run"] * args.dry_run)]
-        t0 = time.perf_counter()
-        try:
-            p = subprocess.run(cmd, cwd=HERE, env=env, capture_output=True, text=True, timeout=limit)
-            lines = [line for line in p.stdout.splitlines() if line.startswith("FIGURE ")]
-            if p.returncode == 0 and lines:
-                record["figures"][name] = json.loads(lines[-1][len("FIGURE ") :])
-                passed, detail = True, "measured"
-            else:
-                passed, detail = False, (p.stderr.strip().splitlines() or ["?"])[-1]
-        except subprocess.TimeoutExpired:
-            passed, detail = False, f"did not finish in {limit} s"
-        record["checks"][f"figure: {name}"] = dict(
-            passed=passed, seconds=round(time.perf_counter() - t0, 2), detail=detail[-500:]
-        )
-        print(f"{'ok  ' if passed else 'FAIL'} figure {name:33s} {time.perf_counter() - t0:7.1f} s  {detail[:90]}")
-        record["verdicts"] = verdicts(record["figures"])
-        write_json(out, record)
+    steps = dict(checks(args.dry_run, dev, work))
+    tests = steps.pop("tests")  # last: the CLI checks and the figures matter most when time runs short
+    plan = [(name, "check", step) for name, step in steps.items()]
+    plan += [(name, "figure", (None, limit)) for name, (_, limit) in FIGURES.items()]
+    plan.append(("tests", "check", tests))
+    plan = [p for p in plan if not only or p[0] in only]
+    lock = threading.Lock()
+
+    def run_step(name: str, kind: str, cmd, limit: int) -> None:
+        key = name if kind == "check" else f"figure: {name}"
+        left = args.budget - (time.perf_counter() - t_all)
+        if left < 10:
+            r = dict(passed=False, seconds=0.0, detail=f"not run: the {args.budget} s budget is spent")
+        elif kind == "check":
+            r = run_command(cmd, int(min(limit, left)), env)
+        else:
+            cmd = [sys.executable, str(Path(__file__)), "--figure", name, "--device", dev]
+            r = run_command(cmd + ["--dry-run"] * args.dry_run, int(min(limit, left)), env, cwd=HERE)
+            lines = [line for line in r["stdout"].splitlines() if line.startswith("FIGURE ")]
+            if r["passed"] and lines:
+                with lock:
+                    record["figures"][name] = json.loads(lines[-1][len("FIGURE ") :])
+                r["detail"] = "measured"
+            elif r["passed"]:
+                r.update(passed=False, detail="the figure printed no result")
+        r.pop("stdout", None)
+        with lock:
+            record["checks"][key] = r
+            record["verdicts"] = verdicts(record["figures"])
+            print(
+                f"{'ok  ' if r['passed'] else 'FAIL'} {key:42s} {r['seconds']:7.1f} s  {r['detail'][:90]}", flush=True
+            )
+            write_json(out, record)
+
+    def run_chain(chain: list) -> None:
+        for step in chain:
+            run_step(step[0], step[1], *step[2])
+
+    # chains: a step that reads what another writes runs after it, in one chain
+    chains, seen = [], {}
+    for step in plan:
+        after = CHAINED.get(step[0])
+        if after in seen:
+            seen[after].append(step)
+            seen[step[0]] = seen[after]
+        else:
+            seen[step[0]] = [step]
+            chains.append(seen[step[0]])
+    jobs = args.jobs or (2 if args.dry_run else 1)  # on the GPU one at a time: the figures are timings
+    if jobs == 1:
+        for chain in chains:
+            run_chain(chain)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(jobs) as pool:
+            list(pool.map(run_chain, chains))
     record["seconds"] = round(time.perf_counter() - t_all, 1)
     record["verdicts"] = verdicts(record["figures"])
     write_json(out, record)
