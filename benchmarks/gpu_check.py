@@ -398,7 +398,8 @@ def figure_known(dev, dry: bool) -> dict:
         {k: v + 1e-3 * s * torch.randn_like(v) if v.is_floating_point() else v for k, v in theta.items()}
         for s in range(1, 5)
     ]
-    traj = Trajectory(stages, param_kinds(model))
+    # the trajectory kept on the device (the setting): the windows are gathered there
+    traj = Trajectory([{k: v.to(dev) for k, v in st.items()} for st in stages], param_kinds(model))
     predictor = KNOWN(device=str(dev))
     n = sum(predictor.describe(traj)["touched"].values())
     predictor.predict(traj, 1)

@@ -68,7 +68,9 @@ def main() -> int:
 
     phase(f"start on {device}")
     traj, n_params = _trajectory()
-    phase(f"trajectory: 5 stages of torchvision resnet18 ({n_params:,} parameters)")
+    if device.type != "cpu":  # the trajectory kept on the device: gathering the windows costs no host work
+        traj = Trajectory([{k: v.to(device) for k, v in st.items()} for st in traj.stages], traj.kinds)
+    phase(f"trajectory: 5 stages of torchvision resnet18 ({n_params:,} parameters) on {device}")
     folder = official_known_dir()
     nets = load_known_set(folder) if folder is not None else {k: KNOWNNet().eval() for k in ("Conv", "FC", "Bias")}
     predictor = KNOWN(weights=nets, device=str(device))
@@ -84,7 +86,7 @@ def main() -> int:
     phase(f"{args.repeats} predict steps, median {statistics.median(times):.3f} s")
     # the kernel alone and the plain module on the same (N, 5) sequences
     keys = traj.keys_of(predictor.kinds)
-    seq = flat_sequences(traj, keys, list(range(4, -1, -1)), torch.float32, dim=1)
+    seq = flat_sequences(traj, keys, list(range(4, -1, -1)), torch.float32, dim=1).cpu()  # on the host
     phase(f"sequences gathered: {tuple(seq.shape)}")
     fused = nets["Conv"].fused()
     fused(seq, device=str(device))  # warm-up (and the weights' copy on a GPU)
@@ -108,12 +110,15 @@ def main() -> int:
             sync()
             resident.append(time.perf_counter() - t)
         phase(f"kernel (sequences on the device), median {statistics.median(resident):.4f} s")
+    net = nets["Conv"].to(device)  # the plain module on the same device, for reference
+    sync()
     t = time.perf_counter()
     with torch.inference_mode():
         for i in range(0, seq.shape[0], 65536):
-            nets["Conv"](seq[i : i + 65536])
+            net(seq[i : i + 65536])
+    sync()
     plain = time.perf_counter() - t
-    phase("plain nn.Module on the CPU")
+    phase(f"plain nn.Module on {device}")
     result = {
         "command": command(),
         "machine": machine(),
@@ -149,7 +154,7 @@ def main() -> int:
                 check=True,
             )
             keras = json.loads(out.stdout.strip().splitlines()[-1])
-            ours = nets["Conv"].fused()(seq[:4096]).numpy()
+            ours = nets["Conv"].fused()(seq[:4096].cpu()).numpy()
             result["keras"] = keras
             result["keras_seconds_per_parameter"] = keras["median_seconds"] / seq.shape[0]
             result["speedup_over_keras"] = keras["median_seconds"] / statistics.median(kernel)

@@ -282,12 +282,19 @@ def test_known_keeps_its_windows_on_the_device_and_returns_to_the_trajectory(mon
               for s in range(5)]  # fmt: skip
     traj = Trajectory(stages)
     cpu = KNOWN().predict_steps(traj, [1, 2])
-    with standin_device(monkeypatch):
+    with standin_device(monkeypatch) as dev:
         on_device = KNOWN(device="auto").predict_steps(traj, [1, 2])
+        # the trajectory itself on the device (the GPU setting): gathered, predicted and returned there
+        resident = Trajectory([{k: v.to(dev) for k, v in st.items()} for st in stages], traj.kinds)
+        there = KNOWN(device="auto").predict_steps(resident, [2])[2]
+        assert all(v.device == dev for v in there.values())
+        there = {k: v.cpu() for k, v in there.items()}
     for k in (1, 2):
         for name, v in cpu[k].items():
             assert on_device[k][name].device.type == "cpu", name  # predictions come back where Θ⁰ is
             torch.testing.assert_close(on_device[k][name], v, rtol=0, atol=1e-6)
+    for name, v in cpu[2].items():
+        torch.testing.assert_close(there[name], v, rtol=0, atol=1e-6)
 
 
 def test_the_engine_reads_the_loss_on_a_device_in_blocks_and_still_stops_on_nan(monkeypatch):
