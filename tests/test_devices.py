@@ -315,3 +315,24 @@ def test_the_engine_reads_the_loss_on_a_device_in_blocks_and_still_stops_on_nan(
         with pytest.raises(WeightlabError, match="the loss became nan"):
             train_epoch(model, tensor_batches(bad, torch.zeros(len(bad), dtype=torch.long), 8),
                         make_optimizer("sgd", model.parameters(), lr=0.1))  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["linear_fit", "log_fit", "exp_fit", "task_vector", "magmax", "consensus_ta", "tsv"])
+def test_every_predictor_works_on_a_trajectory_kept_on_a_device(monkeypatch, method):
+    from weightlab.know import Trajectory, get_predictor
+    from weightlab.models import create_model
+
+    torch.manual_seed(0)
+    theta = create_model("smallcnn", num_classes=5, input_size=(1, 8, 8)).state_dict()
+    stages = [{k: v + 1e-3 * s * torch.randn_like(v) if v.is_floating_point() else v for k, v in theta.items()}
+              for s in range(5)]  # fmt: skip
+    steps = [3] if method == "consensus_ta" else [1, 2]  # consensus needs 3 task vectors
+    cpu = get_predictor(method).predict_steps(Trajectory(stages), steps)
+    with standin_device(monkeypatch) as dev:
+        resident = Trajectory([{k: v.to(dev) for k, v in st.items()} for st in stages])
+        there = get_predictor(method).predict_steps(resident, steps)
+        assert all(v.device == dev for step in there.values() for v in step.values())
+        there = {k: {n: v.cpu() for n, v in step.items()} for k, step in there.items()}
+    for k in steps:
+        for name, v in cpu[k].items():
+            torch.testing.assert_close(there[k][name], v, rtol=1e-5, atol=1e-6)

@@ -45,11 +45,12 @@ class CurveFit(Predictor):
         y = flat_sequences(trajectory, keys, order)  # (s, N)
         t = torch.arange(1, s + 1, dtype=torch.float64)
         design = torch.stack([torch.ones_like(t), self.phi(t, s)], dim=1)
-        coef = torch.linalg.pinv(design) @ y  # (2, N)
+        # the tiny design matrix is solved on the CPU and applied where the trajectory is
+        coef = torch.linalg.pinv(design).to(y.device) @ y  # (2, N)
         out = {}
         for k in steps:
             tk = torch.tensor([float(s + k)], dtype=torch.float64)
-            row = torch.stack([torch.ones_like(tk), self.phi(tk, s)], dim=1)  # (1, 2)
+            row = torch.stack([torch.ones_like(tk), self.phi(tk, s)], dim=1).to(y.device)  # (1, 2)
             out[k] = unflatten((row @ coef)[0], trajectory, keys)
         return out
 
