@@ -42,27 +42,40 @@ def _regex(names: list[str]) -> str:
     return "(" + "|".join(re.escape(n) for n in names) + ")"
 
 
-def _time(tm: TaskModel, batch, steps: int, device, precision: str) -> list[float]:
+def _time(tm: TaskModel, batch, steps: int, device, precision: str, compile_backend: str | None = None) -> list[float]:
+    """Engine step times of ``tm`` on one batch (after 3 warm-up steps); with ``compile_backend``, of
+    ``torch.compile(tm, backend=...)`` (the warm-up compiles)."""
+    runner = torch.compile(tm, backend=compile_backend) if compile_backend else tm
     named = tm.trainable_parameters()
     head = list(tm.heads[tm.current].parameters())
     opt = make_optimizer("adamw", list(named.values()) + head, lr=1e-3, weight_decay=1e-6)
     params = [p for g in opt.param_groups for p in g["params"]]
     prec = Precision(precision, device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    train_epoch(tm, [batch] * 3, opt, clip_params=params, clip_norm=1.0, precision=prec)  # warm-up
+    train_epoch(runner, [batch] * 3, opt, clip_params=params, clip_norm=1.0, precision=prec)  # warm-up
     times = []
     for _ in range(steps):
         sync()
         t = time.perf_counter()
-        train_epoch(tm, [batch], opt, clip_params=params, clip_norm=1.0, precision=prec)
+        train_epoch(runner, [batch], opt, clip_params=params, clip_norm=1.0, precision=prec)
         sync()
         times.append(time.perf_counter() - t)
     return times
 
 
-def measure(name: str, kwargs: dict, device, precision: str, steps: int, batch_size: int | None = None):
+def measure(
+    name: str,
+    kwargs: dict,
+    device,
+    precision: str,
+    steps: int,
+    batch_size: int | None = None,
+    compiled: tuple[str, ...] = (),
+    compile_backend: str = "inductor",
+):
     """Step times of head only, RECAST, LoRA (the suite's placement and RECAST's layers) and full fine-tuning
-    on one model: ``(rows, batch size, input size, RECAST's layers)``."""
+    on one model: ``(rows, batch size, input size, RECAST's layers)``; the rows named in ``compiled`` are
+    also timed through ``torch.compile`` (as ``"<row> (compiled)"``)."""
     torch.manual_seed(0)
     plain = create_model(name, pretrained=False, **kwargs)
     cfg = plain.weightlab_cfg
@@ -96,6 +109,9 @@ def measure(name: str, kwargs: dict, device, precision: str, steps: int, batch_s
             "modules_with_trainable_tensors": len(adapted),
         }
         print(f"{name:28s} {label:24s} {bs / step:9.1f} img/s  step {1000 * step:7.1f} ms", flush=True)
+        if label in compiled:
+            times = _time(tm, batch, steps, device, precision, compile_backend)
+            rows[f"{label} (compiled)"] = {"method": method, "step_seconds_median": statistics.median(times)}
     return rows, bs, list(cfg.input_size), targets
 
 
