@@ -384,22 +384,14 @@ def figure_mimicry(dev, dry: bool) -> dict:
 def figure_known(dev, dry: bool) -> dict:
     """One KNOW prediction step with KNOWN (the shipped hypermodels) on a 5-stage trajectory of torchvision
     resnet18 (11.7M parameters; dry run: the small CNN), the windows kept on the device."""
-    import torch
-
+    from known_speed import _trajectory
     from weightlab.know import Trajectory
-    from weightlab.know.kinds import param_kinds
     from weightlab.know.predictors import KNOWN
     from weightlab.models import create_model
 
-    torch.manual_seed(0)
-    model = create_model("smallcnn", num_classes=10) if dry else create_model("tv:resnet18")
-    theta = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    stages = [theta] + [
-        {k: v + 1e-3 * s * torch.randn_like(v) if v.is_floating_point() else v for k, v in theta.items()}
-        for s in range(1, 5)
-    ]
+    traj, _ = _trajectory(0, create_model("smallcnn", num_classes=10) if dry else None)
     # the trajectory kept on the device (the issue's setting): the windows are gathered there
-    traj = Trajectory([{k: v.to(dev) for k, v in st.items()} for st in stages], param_kinds(model))
+    traj = Trajectory([{k: v.to(dev) for k, v in st.items()} for st in traj.stages], traj.kinds)
     predictor = KNOWN(device=str(dev))
     n = sum(predictor.describe(traj)["touched"].values())
     predictor.predict(traj, 1)

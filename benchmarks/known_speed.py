@@ -32,11 +32,13 @@ from weightlab.know.predictors import KNOWN, load_known_set, official_known_dir
 from weightlab.know.predictors.base import flat_sequences
 
 
-def _trajectory(seed: int = 0) -> tuple[Trajectory, int]:
+def _trajectory(seed: int = 0, model=None) -> tuple[Trajectory, int]:
+    """A 5-stage trajectory of ``model`` (default: torchvision resnet18), Θ^s = Θ⁰ + s·small noise, and its
+    parameter count."""
     import torchvision
 
     torch.manual_seed(seed)
-    model = torchvision.models.resnet18()
+    model = model if model is not None else torchvision.models.resnet18()
     kinds = param_kinds(model)
     theta0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
     stages = [theta0] + [

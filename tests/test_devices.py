@@ -271,15 +271,21 @@ def test_peft_recast_on_another_device(monkeypatch):
         assert merged(input_ids=ids.to(dev)).logits.device == dev
 
 
-def test_known_keeps_its_windows_on_the_device_and_returns_to_the_trajectory(monkeypatch):
-    from weightlab.know import Trajectory
-    from weightlab.know.predictors import KNOWN
+def _toy_stages() -> list[dict[str, torch.Tensor]]:
+    """Five stages of a small CNN's state dict, Θ^s = Θ⁰ + s·small noise."""
     from weightlab.models import create_model
 
     torch.manual_seed(0)
     theta = create_model("smallcnn", num_classes=5, input_size=(1, 8, 8)).state_dict()
-    stages = [{k: v + 1e-3 * s * torch.randn_like(v) if v.is_floating_point() else v for k, v in theta.items()}
-              for s in range(5)]  # fmt: skip
+    return [{k: v + 1e-3 * s * torch.randn_like(v) if v.is_floating_point() else v for k, v in theta.items()}
+            for s in range(5)]  # fmt: skip
+
+
+def test_known_keeps_its_windows_on_the_device_and_returns_to_the_trajectory(monkeypatch):
+    from weightlab.know import Trajectory
+    from weightlab.know.predictors import KNOWN
+
+    stages = _toy_stages()
     traj = Trajectory(stages)
     cpu = KNOWN().predict_steps(traj, [1, 2])
     with standin_device(monkeypatch) as dev:
@@ -320,12 +326,8 @@ def test_the_engine_reads_the_loss_on_a_device_in_blocks_and_still_stops_on_nan(
 @pytest.mark.parametrize("method", ["linear_fit", "log_fit", "exp_fit", "task_vector", "magmax", "consensus_ta", "tsv"])
 def test_every_predictor_works_on_a_trajectory_kept_on_a_device(monkeypatch, method):
     from weightlab.know import Trajectory, get_predictor
-    from weightlab.models import create_model
 
-    torch.manual_seed(0)
-    theta = create_model("smallcnn", num_classes=5, input_size=(1, 8, 8)).state_dict()
-    stages = [{k: v + 1e-3 * s * torch.randn_like(v) if v.is_floating_point() else v for k, v in theta.items()}
-              for s in range(5)]  # fmt: skip
+    stages = _toy_stages()
     steps = [3] if method == "consensus_ta" else [1, 2]  # consensus needs 3 task vectors
     cpu = get_predictor(method).predict_steps(Trajectory(stages), steps)
     with standin_device(monkeypatch) as dev:

@@ -48,17 +48,12 @@ def _fill(problem: BankProblem, W: torch.Tensor, evals: torch.Tensor, evecs: tor
 
 
 @torch.no_grad()
-def closed_form_bank(problem: BankProblem, generator: torch.Generator | None = None) -> None:
-    """Fill ``problem.templates`` and ``problem.coefficients`` with the optimal rank-n solution."""
-    closed_form([problem], generator=generator)
-
-
-@torch.no_grad()
-def closed_form(problems: list[BankProblem], seed: int = 0, generator: torch.Generator | None = None) -> None:
-    """Every bank's closed form. Banks of one shape share one batched Gram product in float64 on their
-    device; the small L x L eigen-problems are solved on the CPU (no synchronisation per bank, the same
-    decomposition on every device); random fill draws from one CPU generator in bank order."""
-    g = generator if generator is not None else torch.Generator().manual_seed(seed)
+def closed_form(problems: list[BankProblem], seed: int = 0) -> None:
+    """Every bank's closed form: templates and coefficients of the optimal rank-n solution. Banks of one
+    shape share one batched Gram product in float64 on their device; the small L x L eigen-problems are
+    solved on the CPU (no synchronisation per bank, the same decomposition on every device); random fill
+    draws from one CPU generator in bank order."""
+    g = torch.Generator().manual_seed(seed)
     groups: dict[tuple, list[int]] = {}
     for i, p in enumerate(problems):
         groups.setdefault((tuple(p.targets.shape), p.targets.device), []).append(i)

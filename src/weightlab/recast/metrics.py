@@ -51,12 +51,9 @@ def output_tensor(out) -> torch.Tensor:
     raise WeightlabError(f"cannot compare a model output of type {type(out).__name__}: no tensor in it")
 
 
-def _on(model: nn.Module, x):
-    """``x`` (a tensor, or a dict of tensors for a Hugging Face model) on ``model``'s device."""
-    dev = module_device(model)
-    if isinstance(x, dict) and not hasattr(x, "to"):
-        return {k: v.to(dev) if isinstance(v, torch.Tensor) else v for k, v in x.items()}
-    return x.to(dev)
+def _on(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``x`` on ``model``'s device."""
+    return x.to(module_device(model))
 
 
 @torch.no_grad()

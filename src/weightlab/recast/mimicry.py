@@ -155,14 +155,11 @@ def run_recipe(
 
 
 def _noise(problems: list[BankProblem], config: MimicryConfig, gen: torch.Generator) -> list[torch.Tensor]:
-    """One draw of coefficient noise per bank, in bank order (shared by both engines)."""
+    """One draw of coefficient noise per bank, in bank order, on the CPU (the same stream on every device;
+    shared by both engines)."""
     if config.noise_std == 0:
-        return [torch.zeros_like(p.coefficients) for p in problems]
-    # drawn on the CPU (the same stream on every device), then put beside the coefficients
-    return [
-        torch.empty_like(p.coefficients).copy_(torch.randn(p.coefficients.shape, generator=gen) * config.noise_std)
-        for p in problems
-    ]
+        return [torch.zeros(p.coefficients.shape, dtype=p.coefficients.dtype) for p in problems]
+    return [torch.randn(p.coefficients.shape, generator=gen) * config.noise_std for p in problems]
 
 
 def _scales(p: BankProblem) -> np.ndarray:
@@ -193,10 +190,7 @@ def _all_noise(problems, config, gen, groups) -> list[torch.Tensor] | None:
     per bank in bank order, on the CPU), stacked per group: (iterations + 1, B, L, K, n) on the device."""
     if config.noise_std == 0:
         return None
-    per_it = [
-        [torch.randn(p.coefficients.shape, generator=gen) * config.noise_std for p in problems]
-        for _ in range(config.iterations + 1)
-    ]
+    per_it = [_noise(problems, config, gen) for _ in range(config.iterations + 1)]
     return [
         torch.stack([torch.stack([draw[i] for i in idx]) for draw in per_it]).to(
             problems[idx[0]].coefficients.device, non_blocking=True
