@@ -165,12 +165,24 @@ class Registry(Generic[T]):
 
     ``register(name, ...)`` is a decorator for classes (and functions); ``add(name, obj, ...)``
     registers a value (a suite definition, a family). The metadata is also set on a registered
-    class as ``cls.registry_entry``."""
+    class as ``cls.registry_entry``. A registry made with ``package=`` discovers its entries: the first
+    lookup imports every module of that package and the installed plugins. The order of entries carries
+    no meaning (files alphabetically, then definition order): whatever is published names its rows."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, *, package: str | None = None) -> None:
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
         self._aliases: dict[str, str] = {}
+        # discovery: the first lookup imports every module of ``package`` (each registers what it defines)
+        # and the installed plugins (see :func:`load_plugins`); nothing else lists an entry
+        self._package = package
+        self._discovered = package is None
+
+    def _discover(self) -> None:
+        if not self._discovered:
+            self._discovered = True  # first: a module read during discovery sees what is registered so far
+            import_submodules(self._package)
+            load_plugins()
 
     def add(
         self,
@@ -211,14 +223,9 @@ class Registry(Generic[T]):
 
         return deco
 
-    def pin_order(self, first: tuple[str, ...]) -> None:
-        """Put the entries named in ``first`` first, in that order (the order results were published
-        in); every other entry follows in registration order."""
-        rest = [n for n in self._entries if n not in first]
-        self._entries = {n: self._entries[n] for n in [*[n for n in first if n in self._entries], *rest]}
-
     def resolve(self, name: str) -> str | None:
         """The registered name for ``name`` (itself, or what it is an alias of), or None."""
+        self._discover()
         key = name.strip()
         key = self._aliases.get(key, key)
         return key if key in self._entries else None
@@ -227,6 +234,7 @@ class Registry(Generic[T]):
         return isinstance(name, str) and self.resolve(name) is not None
 
     def entry(self, name: str) -> Entry[T]:
+        self._discover()
         key = self.resolve(name)
         if key is None:
             hint = did_you_mean(name, self._entries)
@@ -240,19 +248,46 @@ class Registry(Generic[T]):
         return self.get(name)
 
     def names(self, family: str | None = None) -> list[str]:
+        self._discover()
         return [n for n, e in self._entries.items() if family is None or e.applies_to(family)]
 
     def entries(self) -> list[Entry[T]]:
+        self._discover()
         return list(self._entries.values())
 
     def __iter__(self) -> Iterator[str]:
+        self._discover()
         return iter(self._entries)
 
     def __len__(self) -> int:
+        self._discover()
         return len(self._entries)
 
     def items(self):
+        self._discover()
         return [(n, e.obj) for n, e in self._entries.items()]
+
+
+PLUGIN_GROUP = "weightlab.plugins"
+_plugins_loaded = False
+
+
+def load_plugins() -> None:
+    """Import, once per process, every module installed under the ``weightlab.plugins`` entry-point group
+    (a package outside weightlab that registers methods, predictors, baselines or models, e.g.
+    ``[project.entry-points."weightlab.plugins"] mine = "mypkg.methods"``). A plugin that fails to
+    import is an error naming it."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=PLUGIN_GROUP):
+        try:
+            ep.load()
+        except Exception as e:  # noqa: BLE001 - one line naming the plugin, whatever it raised
+            raise WeightlabError(f"weightlab plugin '{ep.name}' ({ep.value}) failed to import: {e}") from e
 
 
 def import_submodules(package: str) -> None:
@@ -345,6 +380,7 @@ __all__ = [
     "Registry",
     "Entry",
     "import_submodules",
+    "load_plugins",
     "option",
     "option_key",
     "option_fields",

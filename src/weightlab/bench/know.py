@@ -37,7 +37,7 @@ from weightlab.errors import WeightlabError
 from weightlab.io import check_resume, check_writable, load_weights, read_json, save_tensors, write_json, write_text
 from weightlab.know.controls import rescale_control, shrink_factor, weight_space_comparison
 from weightlab.know.forgetting import fine_tune_stage, forgetting_check, incremental_pretraining, run_forgetting
-from weightlab.know.predictors import DISPLAY, get_predictor
+from weightlab.know.predictors import display_name, get_predictor
 from weightlab.know.pretrain import WEIGHTS as PRETRAINED
 from weightlab.know.pretrain import converged, pretrain
 from weightlab.know.trajectory import MANIFEST, scale_label
@@ -132,7 +132,7 @@ def predictor_rows(suite: KnowSuite) -> list[tuple[str, str, str, dict]]:
     out = []
     for name in suite.predictors:
         options = {"weights": suite.known_weights} if name == "known" and suite.known_weights else {}
-        out.append((name, DISPLAY[name], name, options))
+        out.append((name, display_name(name), name, options))
     out += [(name, display, "known", {"weights": folder}) for name, display, folder in suite.known_variants]
     return out
 
@@ -696,7 +696,7 @@ def write_report(results: dict, out: Path) -> None:
         if preds:
             lines += ["", "Parameters each predictor changes (by kind; everything else is copied from Θ⁰):", ""]
             for n, p in preds.items():
-                display = p.get("display") or DISPLAY.get(n, n)
+                display = p.get("display") or display_name(n)
                 if isinstance(p.get("skipped"), str):
                     lines.append(f"- {display}: not run ({p['skipped']})")
                 else:
@@ -800,7 +800,7 @@ def _trajectory_lines(seed, info: dict, multi: bool) -> list[str]:
         lines += [
             "",
             "Shrink control factors (least-squares c with prediction ≈ c·Θ⁰ over the BatchNorm-fed weights): "
-            + ", ".join(f"{k} {v['factor']:.3f} ({DISPLAY.get(v['reference'])})" for k, v in controls.items())
+            + ", ".join(f"{k} {v['factor']:.3f} ({display_name(v['reference'])})" for k, v in controls.items())
             + ".",
         ]
     return lines

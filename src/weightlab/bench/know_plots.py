@@ -11,7 +11,7 @@ from weightlab.bench.incremental_plots import save_png
 from weightlab.errors import WeightlabError
 from weightlab.io import load_weights
 from weightlab.know.kinds import DEFAULT_KINDS
-from weightlab.know.predictors import DISPLAY
+from weightlab.know.predictors import display_name
 from weightlab.know.trajectory import Trajectory
 
 
@@ -76,7 +76,7 @@ def plot_trajectory_pca(
             "--",
             color=color,
             linewidth=1.1,
-            label=(labels or {}).get(method, DISPLAY.get(method, method)) + (" (partly off-scale)" if far else ""),
+            label=(labels or {}).get(method, display_name(method)) + (" (partly off-scale)" if far else ""),
         )
         for step, (n, _) in enumerate(items):
             marker = markers[scales.index(n) % len(markers)]

@@ -13,21 +13,8 @@ import errno
 import sys
 from pathlib import Path
 
-from weightlab.cli.common import add_common, add_runtime, apply_runtime, wants
+from weightlab.cli.common import add_common, add_runtime, apply_runtime, templates_arg, wants
 from weightlab.errors import WeightlabError
-
-
-def _templates_arg(v: str):
-    if v == "auto":
-        return "auto"
-    try:
-        n = int(v)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer or 'auto', got {v!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer or 'auto', got {v!r}")
-    return n
-
 
 #: the commands and their one-line help (the stubs of a parser built for one command)
 _COMMAND_HELP = {
@@ -105,7 +92,7 @@ def build_parser(only: tuple[str, ...] | str | None = None) -> argparse.Argument
         g.add_argument("--sharing", choices=sorted(SHARING_SCHEMES), default=None, help="Fig. 6a sharing scheme")
         m.add_argument(
             "--templates",
-            type=_templates_arg,
+            type=templates_arg,
             default=None,
             help="templates per bank n, or 'auto' (= layers per group)",
         )
@@ -155,7 +142,7 @@ def build_parser(only: tuple[str, ...] | str | None = None) -> argparse.Argument
         pl.add_argument("--layers-per-group", type=int, default=None, help="consecutive layers sharing a bank")
         pl.add_argument(
             "--templates",
-            type=_templates_arg,
+            type=templates_arg,
             default=None,
             help="templates per bank n, or 'auto' (= layers per group)",
         )

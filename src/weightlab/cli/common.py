@@ -103,3 +103,16 @@ def command_line(args: argparse.Namespace) -> str:
     import shlex
 
     return "weightlab " + " ".join(shlex.quote(a) for a in args.argv)
+
+
+def templates_arg(v: str):
+    """``--templates``: a positive integer or ``auto``."""
+    if v == "auto":
+        return "auto"
+    try:
+        n = int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or 'auto', got {v!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or 'auto', got {v!r}")
+    return n

@@ -14,14 +14,9 @@ from weightlab.cli.common import (
     backend_from_args,
     command_line,
     progress,
+    templates_arg,
 )
 from weightlab.errors import WeightlabError
-
-
-def _templates(text: str):
-    from weightlab.cli import _templates_arg
-
-    return _templates_arg(text)
 
 
 def seed_list(text: str) -> tuple[int, ...]:
@@ -96,7 +91,7 @@ def _adapt_options(a) -> None:
     a.add_argument("--no-pretrained", action="store_true", help="random-init backbone (tests)")
     a.add_argument("--base", type=Path, default=None, help="an existing base folder (OUT/base of an earlier run)")
     a.add_argument(
-        "--templates", type=_templates, default="auto", help="RECAST templates per bank n, or 'auto' (default auto)"
+        "--templates", type=templates_arg, default="auto", help="RECAST templates per bank n, or 'auto' (default auto)"
     )
     a.add_argument("--coef-sets", type=int, default=None, help="RECAST coefficient sets K")
     a.add_argument("--layers-per-group", type=int, default=2, help="RECAST layers per group (default 2)")

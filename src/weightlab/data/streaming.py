@@ -26,6 +26,7 @@ import torch
 
 from weightlab.data.arrays import ModelInput, head_index
 from weightlab.data.augment import BATCH_AUGMENTATIONS, augment_batch, check_augment
+from weightlab.data.images import decode_image, list_image_folder
 from weightlab.errors import WeightlabError
 
 AUGMENTATIONS = (None, "crop", "crop_flip", "resized_crop")
@@ -49,8 +50,6 @@ class _FolderSource(_Source):
         return len(self.files)
 
     def image(self, i: int) -> torch.Tensor:
-        from weightlab.data.sources import decode_image  # the in-memory path's decoding
-
         return torch.from_numpy(decode_image(self.files[i], self.size))
 
 
@@ -172,8 +171,6 @@ class StreamingImages:
     def image_folder(cls, folder: str | Path, name: str | None = None, size: int | None = None, **kw):
         """An ImageFolder tree (``<folder>/<class>/<image>``), classes and files in sorted order (as
         :func:`weightlab.data.sources.load_image_folder` reads them)."""
-        from weightlab.data.sources import list_image_folder
-
         folder = Path(folder)
         classes, files = list_image_folder(folder)
         labels = torch.tensor([ci for _, ci in files], dtype=torch.long)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from weightlab.data import ImageArrays, load_dataset
+from weightlab.data.arrays import ImageArrays
+from weightlab.data.sources import load_dataset
 from weightlab.errors import WeightlabError
 
 # name -> task specs. "multi": several data sets, each split into class groups (paper Sec. 3 spirit);

@@ -19,10 +19,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import weightlab.incremental.metrics as metrics
 from weightlab.data.tasks import SplitSizes, Task
 from weightlab.engine import place
 from weightlab.errors import WeightlabError
-from weightlab.incremental import metrics
 from weightlab.incremental.artifact import load_task, read_task_meta, save_task
 from weightlab.incremental.learner import AdaptConfig, TaskResult, accuracy, learn_task
 from weightlab.incremental.model import TaskModel

@@ -9,7 +9,7 @@
 from weightlab.know.forgetting import ForgetConfig, incremental_pretraining, nested_subsets, run_forgetting
 from weightlab.know.hypermodel import FusedKNOWN, KNOWNNet, load_keras_known, load_official_known
 from weightlab.know.kinds import DEFAULT_KINDS, param_kinds
-from weightlab.know.predictors import DISPLAY, PREDICTORS, Predictor, get_predictor
+from weightlab.know.predictors import PREDICTORS, Predictor, get_predictor
 from weightlab.know.trajectory import Trajectory
 from weightlab.know.transfer import TransferConfig, transfer
 
@@ -26,7 +26,6 @@ __all__ = [
     "param_kinds",
     "Predictor",
     "PREDICTORS",
-    "DISPLAY",
     "get_predictor",
     "Trajectory",
     "TransferConfig",

@@ -19,7 +19,6 @@ from torch import nn
 from weightlab import paths
 from weightlab.errors import WeightlabError, did_you_mean
 from weightlab.io import load_weights
-from weightlab.models import cifar_resnet, convmixer, mlp, small_cnn, tiny_nets  # noqa: F401  (registers the families)
 from weightlab.models.config import ModelCfg, attach_cfg, model_cfg
 from weightlab.models.families import FAMILIES, Family, get_family
 from weightlab.models.registry import get_entry, list_registered, register_model

@@ -24,7 +24,7 @@ class ModelEntry:
     aliases: tuple[str, ...] = field(default=())
 
 
-MODELS: Registry[ModelEntry] = Registry("weightlab model")
+MODELS: Registry[ModelEntry] = Registry("weightlab model", package="weightlab.models")
 
 
 def register_model(

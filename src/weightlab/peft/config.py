@@ -10,7 +10,7 @@ from typing import Any
 from peft.config import PeftConfig
 
 from weightlab.errors import WeightlabError
-from weightlab.peft.registration import recast_peft_type
+from weightlab.peft.peft_type import recast_peft_type
 from weightlab.recast.config import RecastConfig as PlanConfig
 
 INITS = ("closed_form", "recipe")

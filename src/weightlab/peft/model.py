@@ -25,7 +25,7 @@ from weightlab.errors import WeightlabError
 from weightlab.io import load_weights, save_tensors
 from weightlab.peft.config import RecastConfig
 from weightlab.peft.layer import SUPPORTED_TYPES, RecastPeftLayer
-from weightlab.peft.registration import PREFIX
+from weightlab.peft.peft_type import PREFIX
 from weightlab.recast.architectures import resolve_plan_options
 from weightlab.recast.planner import BankPlan, plan_banks
 from weightlab.recast.problem import BankProblem

@@ -256,7 +256,7 @@ def _run_torch(problems, config, gen, progress):
 
 
 def _run_fused(problems, config, gen, progress):
-    from weightlab.recast import fused
+    import weightlab.recast.fused as fused
 
     kind = fused.LOSS_KINDS[config.loss]
     nchunks = FUSED_CHUNKS

@@ -16,12 +16,6 @@ Options as for the other methods: ``ewc:lambda=100``, ``er_ace:per_class=120``, 
 from weightlab.incremental.baselines.avalanche_cl import AvalancheBaseline, run_avalanche
 from weightlab.incremental.baselines.harness import ContinualMethod, run_own
 from weightlab.incremental.baselines.spec import BASELINES, BaselineSpec, is_baseline, parse_baseline
-from weightlab.registry import import_submodules
-
-# every module here registers what it defines (a new baseline file is picked up as it is);
-# the order of the published suites and tables is pinned
-import_submodules(__name__)
-BASELINES.pin_order(("ewc", "lwf", "gdumb", "er_ace", "derpp", "hat", "inflora", "l2p"))
 
 
 def run_baseline(base, method: str, tasks, cfg, *, seed: int, progress: bool = True) -> dict:

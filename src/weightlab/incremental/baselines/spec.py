@@ -15,7 +15,7 @@ from typing import Any
 from weightlab.errors import WeightlabError
 from weightlab.registry import Registry, options_dict, parse_spec
 
-BASELINES: Registry[type] = Registry("continual-learning baseline")
+BASELINES: Registry[type] = Registry("continual-learning baseline", package="weightlab.incremental.baselines")
 
 
 @dataclass
@@ -36,18 +36,11 @@ class BaselineSpec:
         return {"name": self.name, "method": self.method, "options": dict(self.options)}
 
 
-def _registered() -> None:
-    """Import the baseline modules (each registers itself)."""
-    import weightlab.incremental.baselines  # noqa: F401
-
-
 def is_baseline(text: str) -> bool:
-    _registered()
     return parse_spec(text)[0].lower() in BASELINES
 
 
 def parse_baseline(text: str) -> BaselineSpec:
-    _registered()
     head, given = parse_spec(text)
     method = BASELINES.resolve(head.lower())
     if method is None:

@@ -13,12 +13,9 @@ from typing import Any
 
 from weightlab.errors import WeightlabError
 from weightlab.incremental.methods.base import ADAPTERS, Adapter
-from weightlab.registry import import_submodules, parse_spec
+from weightlab.registry import parse_spec
 
-# every module here registers what it defines (a new adapter file is picked up as it is);
-# the order of the published suites and tables is pinned
-import_submodules(__name__)
-ADAPTERS.pin_order(("full", "lora", "dora", "rosa", "adaptformer", "piggyback", "clr"))
+# ADAPTERS finds every module here on its first lookup (a new adapter file is picked up as it is)
 
 _OPTION_ALIASES = {"r": "rank"}
 

@@ -30,7 +30,7 @@ from weightlab.models import set_submodule
 from weightlab.models.families import Family
 from weightlab.registry import Registry, build_options, options_dict
 
-ADAPTERS: Registry[type[Adapter]] = Registry("adapter")
+ADAPTERS: Registry[type[Adapter]] = Registry("adapter", package="weightlab.incremental.methods")
 
 
 def plain_layer(layer: nn.Module) -> nn.Module:

@@ -1,8 +1,8 @@
 """KNOW predictors, one class each behind :class:`Predictor`, registered in :data:`PREDICTORS`.
 
-Adding one: a file here with ``@PREDICTORS.register(name, display=..., options=OptionsDataclass)`` on
-the class and its import below; the CLI (``know predict --method``, one flag per option), the suites
-and the contract tests pick it up.
+Adding one is one file here with ``@PREDICTORS.register(name, display=..., options=OptionsDataclass)`` on
+the class: the registry discovers it, the CLI (``know predict --method``, one flag per option) and the
+contract tests pick it up; a suite runs it once its definition names it.
 """
 
 from __future__ import annotations
@@ -15,16 +15,14 @@ from weightlab.know.predictors.known import KNOWN, MODEL_FOR_KIND, KNOWNAuthors,
 from weightlab.know.predictors.magmax import MagMax
 from weightlab.know.predictors.task_vector import TaskVector
 from weightlab.know.predictors.tsv import TSV
-from weightlab.registry import build_options, import_submodules
+from weightlab.registry import build_options
 
-# every module here registers what it defines (a new predictor file is picked up as it is);
-# the order of the published suites' rows and tables is pinned
-import_submodules(__name__)
-PREDICTORS.pin_order(
-    ("linear_fit", "log_fit", "exp_fit", "task_vector", "consensus_ta", "magmax", "tsv", "known", "known_authors")
-)
+# PREDICTORS finds every module here on its first lookup (a new predictor file is picked up as it is)
 
-DISPLAY = {e.name: e.display for e in PREDICTORS.entries()}
+
+def display_name(name: str) -> str:
+    """How tables and plots name a predictor (its registered display name; ``name`` itself otherwise)."""
+    return PREDICTORS.entry(name).display if name in PREDICTORS else name
 
 
 def resolve_predictor(name: str) -> str:
@@ -50,7 +48,7 @@ def get_predictor(name: str, **kwargs) -> Predictor:
 __all__ = [
     "Predictor",
     "PREDICTORS",
-    "DISPLAY",
+    "display_name",
     "get_predictor",
     "resolve_predictor",
     "LinearFit",

@@ -20,7 +20,7 @@ from weightlab.registry import Registry, option
 
 #: every KNOW predictor, registered with ``@PREDICTORS.register(name, display=..., paper=..., options=...)``;
 #: the options dataclass lists the keyword arguments its constructor takes besides ``kinds``.
-PREDICTORS: Registry[type[Predictor]] = Registry("KNOW predictor")
+PREDICTORS: Registry[type[Predictor]] = Registry("KNOW predictor", package="weightlab.know.predictors")
 
 
 @dataclass
