@@ -20,8 +20,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from _common import command, machine
-from weightlab.bench.know import _row_name, _suite_record, get_suite, run_suite, summarize
+from weightlab.bench.know import get_suite, run_suite
+from weightlab.bench.reports.know import row_name as _row_name
+from weightlab.bench.reports.know import summarize
 from weightlab.io import read_json, write_json
+from weightlab.know.protocol import suite_record as _suite_record
 from weightlab.parallel import Backend
 
 

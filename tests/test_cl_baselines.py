@@ -307,7 +307,7 @@ def test_vit_only_baselines_refuse_a_cnn_with_a_clear_error(tiny):
 
 
 def test_forgetting_curves_average_each_methods_matrices_over_seeds():
-    from weightlab.bench.incremental_plots import mean_accuracy_matrices
+    from weightlab.bench.reports.incremental_plots import mean_accuracy_matrices
 
     runs = [
         dict(method="ewc", seed=0, accuracy_matrix=[[90.0], [70.0, 80.0]]),

@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 
 from weightlab import recast
-from weightlab.bench.incremental import build_bases, run_sequence
 from weightlab.cli import main
 from weightlab.data.tasks import SplitSizes, build_sequence, parse_task_spec
 from weightlab.errors import WeightlabError
@@ -24,7 +23,9 @@ from weightlab.incremental import (
     save_base,
     save_task,
 )
+from weightlab.incremental.sequence import run_sequence
 from weightlab.models import create_model
+from weightlab.recast.pipeline import build_bases
 
 CFG = AdaptConfig(epochs=1, lr=5e-2)
 
@@ -259,7 +260,7 @@ def test_bench_suite_writes_outputs_and_resumes(tmp_path):
 def test_budget_plot_spreads_equal_budgets_and_colours_rows_apart():
     import math
 
-    from weightlab.bench.incremental_plots import _color, _spread
+    from weightlab.bench.reports.incremental_plots import _color, _spread
 
     xs = [1, 48, 6288, 6336, 6960, 269072, 269072, 269072]
     out = _spread(xs)

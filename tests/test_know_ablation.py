@@ -138,8 +138,9 @@ def test_incremental_pretraining_has_the_base_steps_on_growing_nested_subsets(tm
 
 
 def test_ablation_suite_rows_reuse_the_faithful_trajectories():
-    from weightlab.bench.know import _suite_record, predictor_rows
     from weightlab.bench.suites import get_know_suite
+    from weightlab.know.protocol import predictor_rows
+    from weightlab.know.protocol import suite_record as _suite_record
 
     faithful, ablation = get_know_suite("cifar5-smallcnn-faithful"), get_know_suite("cifar5-smallcnn-ablation")
     a, b = _suite_record(faithful), _suite_record(ablation)
@@ -159,7 +160,8 @@ def test_ablation_suite_rows_reuse_the_faithful_trajectories():
 def test_a_suite_with_known_variants_and_the_faithful_incremental_baseline(tmp_path):
     from dataclasses import replace
 
-    from weightlab.bench.know import run_suite, summarize
+    from weightlab.bench.know import run_suite
+    from weightlab.bench.reports.know import summarize
     from weightlab.bench.suites import KnowSuite
     from weightlab.know.forgetting import ForgetConfig
     from weightlab.know.transfer import TransferConfig

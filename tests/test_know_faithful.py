@@ -103,7 +103,8 @@ def test_weight_space_comparison():
 
 
 def test_a_faithful_suite_end_to_end(tmp_path):
-    from weightlab.bench.know import run_suite, summarize
+    from weightlab.bench.know import run_suite
+    from weightlab.bench.reports.know import summarize
     from weightlab.bench.suites import KnowSuite
     from weightlab.know.transfer import TransferConfig
 
@@ -247,7 +248,7 @@ def test_know_pretrain_command(tmp_path, capsys):
 
 
 def test_summary_pairs_each_row_with_naive_on_the_same_trajectory_and_seed():
-    from weightlab.bench.know import summarize
+    from weightlab.bench.reports.know import summarize
 
     base = {(t, s): 60.0 + 5 * t + s for t in (0, 1, 2) for s in (0, 1)}  # large between-trajectory spread
     noise = [0.1, -0.1, 0.05, -0.05, 0.0, 0.02]

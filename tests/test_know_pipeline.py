@@ -309,7 +309,7 @@ def test_cli_predict_known_with_own_weights_and_too_few_stages(tmp_path, capsys)
 
 
 def _tiny_suite():
-    from weightlab.bench.know import KnowSuite
+    from weightlab.know.protocol import KnowSuite
 
     return KnowSuite(
         "tiny",

@@ -380,3 +380,29 @@ def test_per_task_norms_through_modules_to_save(tmp_path):
     loaded = PeftModel.from_pretrained(fresh, tmp_path).eval()
     with torch.no_grad():
         assert torch.equal(_out(loaded, x), want)
+
+
+def test_the_recast_peft_type_is_a_member_in_every_way_peft_uses_one():
+    """weightlab adds ``RECAST`` to ``peft.PeftType`` (PEFT has no public way; see
+    :mod:`weightlab.peft.peft_type`). This fails loudly when a PEFT or Python change breaks the member."""
+    import json
+
+    from peft import PeftConfig
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING, PEFT_TYPE_TO_PREFIX_MAPPING, PEFT_TYPE_TO_TUNER_MAPPING
+    from peft.utils.peft_types import PeftType
+
+    import weightlab.peft as wp
+    from weightlab.peft.peft_type import recast_peft_type
+
+    wp.register()
+    member = recast_peft_type()
+    assert recast_peft_type() is member and PeftType.RECAST is member  # idempotent, an attribute
+    assert PeftType("RECAST") is member and PeftType["RECAST"] is member  # by value and by name
+    assert member in list(PeftType) and member == "RECAST" and isinstance(member, str)
+    assert json.dumps({"peft_type": member}) == '{"peft_type": "RECAST"}'
+    assert hash(member) == hash("RECAST") and {member: 1}["RECAST"] == 1  # dict lookups by the string
+    assert PEFT_TYPE_TO_CONFIG_MAPPING[member] is wp.RecastConfig
+    assert PEFT_TYPE_TO_TUNER_MAPPING[member] is wp.RecastModel
+    assert PEFT_TYPE_TO_PREFIX_MAPPING[member] == "recast_"
+    cfg = PeftConfig.from_peft_type(peft_type="RECAST", target_modules=["fc"])  # PEFT's own factory
+    assert type(cfg) is wp.RecastConfig and cfg.peft_type is member

@@ -16,6 +16,7 @@ from weightlab.bench import incremental as inc
 from weightlab.bench.suites import Point, Suite
 from weightlab.data.tasks import SplitSizes
 from weightlab.errors import WeightlabError
+from weightlab.incremental.selection import extend_grid, selection_score
 from weightlab.models import create_model
 from weightlab.recast.gauge import match_template_scale, regauge, template_scale
 from weightlab.recast.pipeline import recast_base
@@ -154,14 +155,14 @@ def test_fair_protocol_selects_on_validation_on_the_first_seed_and_reuses_that_r
         assert set(chosen[name]["lr_grid"]) >= {1e-4, 1e-1}
         recs = [r for r in sel if r["label"] == name and r["coef_lr"] is None]
         assert {r["lr"] for r in recs} == set(chosen[name]["lr_grid"])
-        best = max(recs, key=inc.selection_score)
-        assert inc.selection_score(best) == chosen[name]["val_score"] or chosen[name]["coef_lr"] is not None
-        assert chosen[name]["lr"] == max(sorted(recs, key=lambda r: r["lr"]), key=inc.selection_score)["lr"]
+        best = max(recs, key=selection_score)
+        assert selection_score(best) == chosen[name]["val_score"] or chosen[name]["coef_lr"] is not None
+        assert chosen[name]["lr"] == max(sorted(recs, key=lambda r: r["lr"]), key=selection_score)["lr"]
     rec_lr = chosen["recast"]["lr"]
     cands = sorted(
         (r for r in sel if r["label"] == "recast" and r["lr"] == rec_lr), key=lambda r: r["coef_lr"] or r["lr"]
     )
-    assert chosen["recast"]["coef_lr"] == max(cands, key=inc.selection_score)["coef_lr"]
+    assert chosen["recast"]["coef_lr"] == max(cands, key=selection_score)["coef_lr"]
     assert chosen["head"]["coef_lr"] is None
     runs = {(r["label"], r["seed"]): r for r in res["runs"]}
     assert set(runs) == {("head", 3), ("head", 4), ("recast", 3), ("recast", 4)}
@@ -195,10 +196,10 @@ def test_fair_protocol_selects_on_validation_on_the_first_seed_and_reuses_that_r
 
 
 def test_a_grid_is_extended_past_the_edge_a_row_scores_best_at():
-    assert inc._extend([1e-3, 3e-3, 1e-2, 3e-2], 3e-2) == 0.09
-    assert inc._extend([1e-3, 3e-3, 1e-2, 3e-2], 1e-3) == 0.000333
-    assert inc._extend([1e-3, 3e-3, 1e-2, 3e-2], 3e-3) is None
-    assert inc._extend([1e-3], 1e-3) is None
+    assert extend_grid([1e-3, 3e-3, 1e-2, 3e-2], 3e-2) == 0.09
+    assert extend_grid([1e-3, 3e-3, 1e-2, 3e-2], 1e-3) == 0.000333
+    assert extend_grid([1e-3, 3e-3, 1e-2, 3e-2], 3e-3) is None
+    assert extend_grid([1e-3], 1e-3) is None
 
 
 def test_rate_selection_never_reads_the_test_split(tmp_path, monkeypatch):
@@ -216,7 +217,7 @@ def test_rate_selection_never_reads_the_test_split(tmp_path, monkeypatch):
     second = inc.run_suite(suite, tmp_path / "b", progress=False)
     inc._CACHE.clear()
     assert first["chosen"] == second["chosen"]
-    assert [inc.selection_score(r) for r in first["selection"]] == [inc.selection_score(r) for r in second["selection"]]
+    assert [selection_score(r) for r in first["selection"]] == [selection_score(r) for r in second["selection"]]
     assert [r["accuracy_matrix"] for r in first["selection"]] != [r["accuracy_matrix"] for r in second["selection"]]
 
 
@@ -257,8 +258,8 @@ def test_fair_suites_have_a_full_size_definition_and_others_refuse_it(capsys):
 
 
 def test_the_paper_table_says_which_base_and_variant_each_recast_row_is():
+    from weightlab.bench.reports.tables import provenance
     from weightlab.bench.suites import get_suite
-    from weightlab.bench.tables import provenance
 
     assert "as the paper" in provenance("recast (recipe base)", dict(base="recipe"))
     assert "adapts the paper's fit" in provenance("recast", {})  # the default base is the closed form

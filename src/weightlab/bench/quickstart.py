@@ -171,7 +171,8 @@ def _know(
     """KNOW end to end on a small CNN: pretrain, forget (r=0.5, S=5), predict x2 and x8, transfer."""
     from dataclasses import replace
 
-    from weightlab.bench.know import SUITES, run_suite, summarize
+    from weightlab.bench.know import SUITES, run_suite
+    from weightlab.bench.reports.know import summarize
     from weightlab.know.predictors import official_known_dir
     from weightlab.know.transfer import TransferConfig
 
@@ -234,7 +235,7 @@ def _know_caveats(out: Path, results: dict) -> list[str]:
 
 
 def _incremental(model, tasks, adapt: AdaptConfig, seed: int, progress: bool, device: str | None = None) -> dict:
-    from weightlab.bench.incremental import run_sequence
+    from weightlab.incremental.sequence import run_sequence
 
     bases = {
         "head": model,

@@ -1,106 +1,22 @@
 """Every benchmark suite, as data: the RECAST task-incremental suites (paper Tables 1, 2, Fig. 3) and
-the KNOW transfer suites (paper Table 1). Adding a suite is one entry here; its runner
+the KNOW transfer suites (paper Table 1), each naming its rows. What a suite fixes is defined in the library
+(:class:`weightlab.incremental.protocol.Suite`, :class:`weightlab.know.protocol.KnowSuite`). Adding a suite is one
+entry here; its runner
 (:mod:`weightlab.bench.incremental` / :mod:`weightlab.bench.know`), tables and plots come with it.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 
 from weightlab.data.tasks import SplitSizes
-from weightlab.errors import WeightlabError
-from weightlab.incremental.learner import AdaptConfig
+from weightlab.engine.options import SEEDS
+from weightlab.incremental.protocol import Point, Suite
 from weightlab.know.forgetting import ForgetConfig
 from weightlab.know.pretrain import PretrainConfig
+from weightlab.know.protocol import ALL_PREDICTORS, KnowSuite
 from weightlab.know.transfer import TransferConfig
 from weightlab.registry import Registry
-
-SEEDS = (42, 1998, 3142592)  # the authors' seeds
-
-
-# -- RECAST: task-incremental suites --------------------------------------------------------------
-@dataclass
-class Point:
-    """One configuration of a budget suite: a method on a RECAST base built with ``recast`` overrides."""
-
-    label: str
-    method: str
-    recast: dict = field(default_factory=dict)
-
-
-@dataclass
-class Suite:
-    name: str
-    model: str
-    sequence: str
-    methods: list[str] = field(default_factory=list)
-    seeds: tuple[int, ...] = SEEDS
-    sizes: SplitSizes = field(default_factory=SplitSizes)
-    epochs: int = 4
-    weights: str | None = None  # local weights instead of the registry's pretrained ones
-    recast: dict = field(default_factory=lambda: dict(templates="auto", layers_per_group=2))
-    points: list[Point] = field(default_factory=list)  # budget suites
-    bn: str = "task"
-    pretrained: bool = True  # False: random init (smoke tests without the shared models)
-    model_kwargs: dict = field(default_factory=dict)  # e.g. a timm ViT's img_size / patch_size / depth
-    description: str = ""
-    # paper scale: read the tasks from disk (dict(workers=, size=, augment=), see weightlab.data.streaming);
-    # "{data}" in the sequence is the data root; needs_weights: the weights file is an argument
-    stream: dict | None = None
-    needs_weights: bool = False
-    # the fair protocol (issue 17): each per-task row's learning rate is chosen on validation from
-    # ``lr_grid`` on the first seed; then, for rows with RECAST coefficients, the coefficients' rate from
-    # ``coef_lr_grid`` at that rate; both are then fixed for every seed (the first seed's run at the chosen
-    # rates is its result). Empty grid: the authors' lr 2e-3. Continual-learning baselines keep their recipes.
-    lr_grid: tuple[float, ...] = ()
-    coef_lr_grid: tuple[float, ...] = ()
-    # StepLR(x0.1) step in epochs: 33 is the authors' (of 100 epochs); None scales it to a third of ``epochs``
-    lr_step: int | None = 33
-    # (row, reference row): the paired per-seed difference reported under the table (RECAST - head ...)
-    contrasts: list[tuple] = field(default_factory=list)
-    budget: bool | None = None  # the budget figure instead of the paper's table (None: when points are given)
-    # the same suite at full size (``--scale full``): field overrides, e.g. whole data sets and 100 epochs
-    full: dict = field(default_factory=dict)
-
-    def at_scale(self, scale: str = "cpu") -> Suite:
-        """The suite as defined (``cpu``) or at its full size (``full``: ``self.full`` applied)."""
-        if scale == "cpu":
-            return self
-        if scale != "full":
-            raise WeightlabError(f"unknown suite scale '{scale}' (cpu or full)")
-        if not self.full:
-            raise WeightlabError(f"suite '{self.name}' has no full-size definition (only --scale cpu)")
-        return replace(self, **self.full)
-
-    def row_recast(self, overrides: dict) -> dict:
-        """A row's RECAST settings: the suite's, with the row's overrides on top."""
-        return {**self.recast, **overrides}
-
-    def adapt_config(
-        self, device: str | None = None, precision: str = "fp32", lr: float | None = None, coef_lr: float | None = None
-    ) -> AdaptConfig:
-        """The authors' recipe truncated to ``epochs`` (with the default ``lr_step`` its first 33 epochs
-        run at the full rate, so a budget of a few epochs never reaches the first decay), at ``lr`` /
-        ``coef_lr`` when given. Runs on ``device`` (default CPU)."""
-        rates = dict(lr=lr) if lr is not None else {}
-        return AdaptConfig(
-            epochs=self.epochs,
-            lr_step=self.lr_step,
-            coef_lr=coef_lr,
-            device=device or "cpu",
-            precision=precision,
-            **rates,
-        )
-
-    @property
-    def is_budget(self) -> bool:
-        return bool(self.points) if self.budget is None else self.budget
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["sizes"] = asdict(self.sizes)
-        return d
-
 
 VIT_CIFAR = dict(img_size=32, patch_size=4, embed_dim=96, depth=6, num_heads=3, num_classes=10)
 # RECAST paper, Sec. 4 / Table 3: six ImageFolder trees under the data root, each with train/ and test/
@@ -339,68 +255,6 @@ for _s in [
     ),
 ]:
     SUITES.add(_s.name, _s, display=_s.name, summary=_s.description)
-
-
-# -- KNOW: transfer suites ------------------------------------------------------------------------
-# every predictor row of the published KNOW suites, in their tables' order (named: a newly registered
-# predictor joins a suite when it is written here)
-ALL_PREDICTORS = (
-    "linear_fit",
-    "log_fit",
-    "exp_fit",
-    "task_vector",
-    "consensus_ta",
-    "magmax",
-    "tsv",
-    "known",
-    "known_authors",
-)
-
-
-@dataclass
-class KnowSuite:
-    name: str
-    description: str
-    model: str
-    source: str  # task spec of D⁰, e.g. "cifar10" or "digits:0-4"
-    target: str  # downstream task spec
-    pretrained: bool = False  # load the shared weights instead of pretraining here
-    model_kwargs: dict = field(default_factory=dict)
-    pretrain_epochs: int = 0
-    pretrain_lr: float = 1e-3
-    source_train: int | None = None  # samples of D⁰ (None: the whole train split)
-    target_train: int | None = 1000
-    target_test: int | None = 2000
-    eval_size: int | None = 2000  # source test samples to track forgetting
-    forget: ForgetConfig = field(default_factory=ForgetConfig)
-    transfer: TransferConfig = field(default_factory=TransferConfig)
-    predictors: tuple[str, ...] = ALL_PREDICTORS
-    steps: tuple[int, ...] = (1, 2, 3)
-    seeds: tuple[int, ...] = SEEDS
-    incremental: bool = True
-    needs_shared: bool = True
-    stream: dict | None = None  # read source and target from disk (see weightlab.data.streaming)
-    # the faithful protocol (issue 16): Θ⁰ pretrained to convergence with augmentation and cosine decay
-    # (replaces pretrain_epochs / pretrain_lr), its validation curve on source_val held-out samples
-    pretrain: PretrainConfig | None = None
-    source_val: int | None = None
-    # several trajectories, each with its own base initialisation, data order and forgetting subsets
-    # (folders traj_<seed>/); None: one trajectory in the suite's folder
-    trajectory_seeds: tuple[int, ...] | None = None
-    # Θ⁰ trained on a seeded half of the source data, and the real ×2 weights beside the predictions:
-    # trained from scratch on all of it (same protocol and initialisation), and Θ⁰ fine-tuned on all of it
-    # with the stage recipe; the weight-space comparison of every ×2 prediction with them
-    truth: bool = False
-    # D⁰ is the seeded half of the source data that ``truth`` trains Θ⁰ on, without the ×2 weights (a suite
-    # on the trajectories of a truth suite)
-    half_source: bool = False
-    # the shrink control: Θ⁰ rescaled (same function) by each step's KNOWN shrink factor
-    controls: bool = False
-    # a folder of KNOWN weights for the ``known`` row (None: the shipped ones), e.g. a candidate KNOWN
-    known_weights: str | None = None
-    # more KNOWN rows, each ``(row name, label, folder of KNOWN weights)``: e.g. hypermodels meta-trained with
-    # other history lengths S (the paper's Table 6); folders relative to the working directory
-    known_variants: tuple[tuple[str, str, str], ...] = ()
 
 
 # the faithful protocol (issue 16); the ablation suite reuses its trajectories

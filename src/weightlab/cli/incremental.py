@@ -180,12 +180,12 @@ def _sizes(p) -> None:
 
 
 def cmd_adapt(args: argparse.Namespace) -> int:
-    from weightlab.bench.incremental import build_bases
     from weightlab.data.tasks import SplitSizes, build_sequence
     from weightlab.incremental import AdaptConfig, TaskModel, parse_method, save_base
     from weightlab.incremental.artifact import load_base
     from weightlab.incremental.sequence import learn_sequence
     from weightlab.io import check_writable, file_sha256, read_json, refuse_changed, write_json
+    from weightlab.recast.pipeline import build_bases
 
     if args.out is None:
         raise WeightlabError("--out DIR is required (the base and task artifacts are written there)")

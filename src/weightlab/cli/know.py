@@ -12,17 +12,19 @@ from weightlab.cli.common import (
     add_data_root,
     add_runtime,
     backend_from_args,
-    command_line,
     progress,
 )
 from weightlab.cli.common import add_common as common
+from weightlab.cli.know_meta import cmd_meta, meta_parser
+from weightlab.cli.know_trajectory import cmd_forget, cmd_pretrain, forget_parser, pretrain_parser
 from weightlab.errors import WeightlabError
 
 _PREDICT_FLAGS: dict = {}  # the predictor-option flags of 'know predict', made from the options dataclasses
 
 
 def add_parsers(sub) -> None:
-    """``know ...`` (the choices of predict and bench come from :mod:`weightlab.cli.catalogue`)."""
+    """``know ...``: one parser per command, each built by its own function (the choices of predict and
+    bench come from :mod:`weightlab.cli.catalogue`)."""
     kn = sub.add_parser(
         "know",
         help="KNOW: progressive forgetting, weight prediction (KNOWN and baselines), transfer",  # = _COMMAND_HELP
@@ -30,84 +32,16 @@ def add_parsers(sub) -> None:
         "knowledge-overflowed weights from the trajectory (predict), transfer them (transfer), run whole "
         "suites (bench) and meta-train KNOWN (meta collect, meta train).",
     ).add_subparsers(dest="know_command", required=True)
-    pt = kn.add_parser(
-        "pretrain",
-        help="train Θ⁰ on D⁰ to convergence (cosine decay, augmentation), resumably",
-        description="The base a forgetting trajectory needs: train a fresh model on D⁰ with a learning "
-        "rate decaying to zero (cosine) and train-time augmentation, evaluating a held-out validation "
-        "split after every epoch. Writes base.safetensors, pretrain.json (history, whether the validation "
-        "curve flattened) and a per-epoch checkpoint to --out; rerunning the same command resumes.",
-    )
-    pt.add_argument("--model", required=True, help="weightlab model (smallcnn, resnet20, ...), timm name or tv:NAME")
-    pt.add_argument(
-        "--data", required=True, help="D⁰ as DATASET[:CLASSES] (digits, mnist, fashion_mnist, cifar10, ...)"
-    )
-    pt.add_argument("--limit", type=int, default=None, help="training samples of D⁰ (default: all)")
-    pt.add_argument("--val", type=int, default=1000, help="validation samples held out of the training split")
-    pt.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
-    pt.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
-    pt.add_argument("--optimizer", default="adam", help="adam, adamw or sgd (default adam)")
-    pt.add_argument("--weight-decay", type=float, default=0.0, help="weight decay (default 0)")
-    pt.add_argument("--schedule", default="cosine", help="cosine (to zero) or constant (default cosine)")
-    pt.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
-    pt.add_argument("--augment", default=None, help="crop (digits) or crop_flip (natural images); default none")
-    pt.add_argument("--input-size", default=None, help="C,H,W for models that take it (e.g. 1,28,28 for MNIST)")
-    pt.add_argument(
-        "--curriculum",
-        type=int,
-        default=0,
-        help="incremental pretraining: split the epochs over this many nested subsets of D⁰ (ratio --ratio, "
-        "smallest first), each epoch |D⁰| samples, so the run keeps the plain base's steps and schedule "
-        "(default 0: plain pretraining)",
-    )
-    pt.add_argument("--ratio", type=float, default=0.5, help="the curriculum's subset ratio r (default 0.5)")
-    add_data_root(pt)
-    common(pt)
-    add_runtime(pt)
+    pretrain_parser(kn)
+    forget_parser(kn)
+    _predict_parser(kn)
+    _transfer_parser(kn)
+    _bench_parser(kn)
+    meta_parser(kn)
 
-    f = kn.add_parser(
-        "forget",
-        help="fine-tune on nested, ever smaller subsets and record the trajectory",
-        description="Progressive forgetting: fine-tune the model on D^1 ⊂ D^0, D^2 ⊂ D^1, ... "
-        "(ratio r) and save every stage (safetensors) and a manifest to --out. "
-        "Rerunning the same command resumes at the next stage.",
-    )
-    f.add_argument("--model", required=True, help="weightlab model (resnet20, smallcnn, ...), timm name or tv:NAME")
-    f.add_argument("--weights", type=Path, default=None, help="Θ⁰ weights (.safetensors or weights-only .pt)")
-    f.add_argument("--no-pretrained", action="store_true", help="start from a random init (tests only)")
-    f.add_argument(
-        "--data",
-        required=True,
-        help="D⁰ as DATASET[:CLASSES] (digits, mnist, fashion_mnist, cifar10, imagefolder:PATH)",
-    )
-    f.add_argument("--limit", type=int, default=None, help="use a seeded random subset of D⁰ of this size")
-    f.add_argument(
-        "--val",
-        type=int,
-        default=0,
-        help="samples held out of the training split first (give 'know pretrain''s --val, --limit and --seed: "
-        "the same D⁰)",
-    )
-    f.add_argument("--eval-limit", type=int, default=2000, help="test samples to track accuracy per stage")
-    f.add_argument("--ratio", type=float, default=0.5, help="subset ratio r (default 0.5)")
-    f.add_argument("--stages", type=int, default=5, help="stages S including Θ⁰ (default 5)")
-    f.add_argument("--epochs", type=int, default=1, help="epochs per stage (default 1)")
-    f.add_argument("--optimizer", default="adam", help="adam, adamw or sgd (default adam)")
-    f.add_argument("--lr", type=float, default=1e-3, help="learning rate of every stage (default 1e-3, the authors')")
-    f.add_argument("--weight-decay", type=float, default=0.0, help="weight decay (default 0)")
-    f.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
-    f.add_argument("--class-balanced", action="store_true", help="keep the same fraction of every class")
-    f.add_argument(
-        "--full-data-pass",
-        action="store_true",
-        help="first fine-tune one pass on all of D⁰ (the authors' script), so Θ⁰ shares the optimiser",
-    )
-    f.add_argument("--augment", default=None, help="the pretraining's augmentation in every stage (crop or crop_flip)")
-    f.add_argument("--input-size", default=None, help="C,H,W for models that take it (as given to 'know pretrain')")
-    add_data_root(f)
-    common(f)
-    add_runtime(f)
 
+def _predict_parser(kn) -> None:
+    """``know predict``."""
     p = kn.add_parser(
         "predict",
         help="predict knowledge-overflowed weights from a trajectory",
@@ -117,6 +51,9 @@ def add_parsers(sub) -> None:
     )
     _predict_options(p)
 
+
+def _transfer_parser(kn) -> None:
+    """``know transfer``."""
     t = kn.add_parser(
         "transfer",
         help="fine-tune Θ⁰ and predicted weights on a downstream task (two phases)",
@@ -161,89 +98,9 @@ def add_parsers(sub) -> None:
     add_runtime(t)
     add_backend_flags(t)
 
-    meta = kn.add_parser(
-        "meta",
-        help="KNOWN meta-training: collect trajectories, train the hypermodels",
-        description="Collect progressive-forgetting runs of small networks as meta rows (collect), then "
-        "train KNOWN_{Conv,FC,Bias} on them with whole runs held out (train).",
-    ).add_subparsers(dest="meta_command", required=True)
-    mc = meta.add_parser(
-        "collect",
-        help="progressive-forgetting runs of small networks -> sharded meta rows",
-        description="Draw run settings (architecture, data set, r, lr, batch size, optimiser) from "
-        "the stated ranges, run them in parallel (a local Ray runtime, or worker "
-        "processes) and append their rows to --out. Rerunning resumes.",
-    )
-    mc.add_argument("--runs", type=int, required=True, help="number of runs to draw")
-    mc.add_argument("--start-id", type=int, default=0, help="first run id (append with a new range)")
-    mc.add_argument("--archs", default=None, help="comma-separated architectures (default: all)")
-    mc.add_argument("--datasets", default="digits", help="comma-separated data sets (default digits)")
-    mc.add_argument(
-        "--protocol",
-        default="v1",
-        choices=("v1", "faithful"),
-        help="v1: a 3-epoch base, 6 stages; faithful: a converged, augmented base, 7 stages, D⁰ accuracy per stage",
-    )
-    mc.add_argument("--train-size", type=int, default=None, help="D⁰ samples per run (default: the protocol's)")
-    mc.add_argument("--pretrain-epochs", type=int, default=None, help="base training epochs (default: the protocol's)")
-    mc.add_argument("--eval-size", type=int, default=None, help="D⁰ test samples for the per-stage accuracy (faithful)")
-    mc.add_argument(
-        "--time-budget",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="start no run after this long (runs in flight finish; rerun to collect the rest)",
-    )
-    add_backend_flags(mc, default="auto", threads=False)  # every run uses one thread
-    add_data_root(mc)
-    common(mc)
-    add_runtime(mc, precision=False)
-    mt = meta.add_parser(
-        "train",
-        help="train KNOWN_{Conv,FC,Bias} on a meta-dataset, whole runs held out",
-        description="Train the three KNOWN hypermodels on the rows of 'know meta collect' (whole runs held out "
-        "for validation and test, early stopping on validation L1) and write them as safetensors with a model "
-        "card and the L1 table against the baselines.",
-    )
-    mt.add_argument("--data", type=Path, required=True, help="folder written by 'know meta collect'")
-    mt.add_argument("--epochs", type=int, default=20, help="meta-training epochs (default 20)")
-    mt.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    mt.add_argument("--batch-size", type=int, default=4096, help="meta rows per batch (default 4096)")
-    mt.add_argument(
-        "--patience", type=int, default=3, help="stop after this many epochs without a better validation L1 (default 3)"
-    )
-    mt.add_argument(
-        "--val-fraction",
-        type=float,
-        default=0.2,
-        help="fraction of the training-distribution runs held out for early stopping (default 0.2)",
-    )
-    mt.add_argument("--test-archs", default="", help="comma-separated architectures held out for testing")
-    mt.add_argument("--test-datasets", default="", help="comma-separated data sets held out for testing")
-    mt.add_argument("--max-rows", type=int, default=2_000_000, help="rows per hypermodel and split (subsampled)")
-    mt.add_argument(
-        "--max-rows-per-run",
-        type=int,
-        default=20_000,
-        help="rows sampled from each run, so that large networks do not dominate (default 20000)",
-    )
-    mt.add_argument(
-        "--input-convention",
-        choices=("raw", "normalized"),
-        default="normalized",
-        help="normalized (default): each sequence shifted by its first value and scaled by its range, "
-        "the residual scaled back; raw: the values as they are",
-    )
-    mt.add_argument(
-        "--seq-len",
-        type=int,
-        default=5,
-        help="history length S the hypermodels read, the last S of the rows' five stages (default 5, the "
-        "paper's; fewer: the Table 6 ablation)",
-    )
-    common(mt)
-    add_runtime(mt, precision=False)
 
+def _bench_parser(kn) -> None:
+    """``know bench``."""
     b = kn.add_parser(
         "bench",
         help="run a KNOW transfer suite (Table 1 layout), resumable",
@@ -310,129 +167,6 @@ def _lr_grid(args) -> tuple[float, ...] | None:
         return tuple(float(v) for v in args.lr_grid.split(",") if v.strip())
     except ValueError:
         raise WeightlabError(f"--lr-grid must be comma-separated numbers, got '{args.lr_grid}'") from None
-
-
-def _model_kwargs(args: argparse.Namespace) -> dict:
-    """``--input-size C,H,W`` as a model keyword (for the models that take it)."""
-    if not getattr(args, "input_size", None):
-        return {}
-    try:
-        size = tuple(int(v) for v in args.input_size.split(","))
-    except ValueError:
-        size = ()
-    if len(size) != 3 or min(size) < 1:
-        raise WeightlabError(f"--input-size must be C,H,W (e.g. 1,28,28), got '{args.input_size}'")
-    return {"input_size": size}
-
-
-def cmd_pretrain(args: argparse.Namespace) -> int:
-    from weightlab.data.tasks import SplitSizes, build_task
-    from weightlab.know.pretrain import WEIGHTS, PretrainConfig, pretrain
-    from weightlab.models import create_model
-
-    if args.out is None:
-        raise WeightlabError("know pretrain needs --out FOLDER for the weights")
-    kwargs = _model_kwargs(args)
-    cfg = PretrainConfig(
-        epochs=args.epochs,
-        lr=args.lr,
-        optimizer=args.optimizer,
-        weight_decay=args.weight_decay,
-        schedule=args.schedule,
-        batch_size=args.batch_size,
-        augment=args.augment,
-        seed=args.seed,
-        curriculum=args.curriculum,
-        curriculum_ratio=args.ratio,
-        curriculum_seed=args.seed,
-    )
-    cfg.validate()
-    task = build_task(
-        args.data, args.data_root, SplitSizes(train=args.limit, val=args.val, test=0), data_seed=args.seed
-    )
-    import torch
-
-    torch.manual_seed(args.seed)
-    model = create_model(args.model, num_classes=task.num_classes, **kwargs)
-    meta = pretrain(
-        model,
-        task.train,
-        args.out,
-        cfg,
-        val=task.val if len(task.val) else None,
-        data_info=task.summary(),
-        progress=progress(args),
-        device=args.device,
-        precision=args.precision,
-    )
-    print("| epoch | train loss | val accuracy |\n|---|---|---|")
-    for h in meta["history"]:
-        print(f"| {h['epoch']} | {h['train_loss']:.4f} | {h.get('val_accuracy', float('nan')):.2f} |")
-    state = {True: "flattened", False: "still changing", None: "unknown (too few epochs or no validation)"}
-    print(f"\nvalidation curve: {state[meta.get('converged')]}")
-    print(f"wrote {Path(args.out) / WEIGHTS} and pretrain.json")
-    return 0
-
-
-def cmd_forget(args: argparse.Namespace) -> int:
-    from weightlab.data.tasks import SplitSizes, build_task
-    from weightlab.know.forgetting import ForgetConfig, run_forgetting
-    from weightlab.models import create_model
-
-    if args.out is None:
-        raise WeightlabError("know forget needs --out FOLDER for the trajectory")
-    task = build_task(
-        args.data, args.data_root, SplitSizes(train=args.limit, val=args.val, test=args.eval_limit), data_seed=args.seed
-    )
-    model = create_model(
-        args.model,
-        pretrained=not args.no_pretrained and args.weights is None,
-        weights=args.weights,
-        # weights of D⁰ have D⁰'s classes (a mismatch is a shape error naming the head); the registry's
-        # pretrained weights bring their own
-        num_classes=task.num_classes if args.weights or args.no_pretrained else None,
-        **_model_kwargs(args),
-    )
-    if model.weightlab_cfg.num_classes != task.num_classes:
-        raise WeightlabError(
-            f"the model has {model.weightlab_cfg.num_classes} classes but {args.data} has "
-            f"{task.num_classes}: Θ⁰ must be a model trained on D⁰"
-        )
-    cfg = ForgetConfig(
-        ratio=args.ratio,
-        stages=args.stages,
-        epochs=args.epochs,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        class_balanced=args.class_balanced,
-        full_data_pass=args.full_data_pass,
-        augment=args.augment,
-    )
-    traj = run_forgetting(
-        model,
-        task.train,
-        args.out,
-        cfg,
-        eval_data=task.test,
-        data_info=task.summary(),
-        progress=progress(args),
-        device=args.device,
-        precision=args.precision,
-    )
-    print("| stage | samples | test accuracy |\n|---|---|---|")
-    for s in traj.meta["stages"]:
-        print(f"| {s['stage']} | {s['subset_size']} | {s.get('eval_accuracy', float('nan')):.2f} |")
-    check = traj.meta.get("forgetting") or {}
-    if check.get("forgets") is False:
-        print(
-            f"\nforgetting: no -- D⁰ test accuracy does not fall along this trajectory "
-            f"({check['accuracy'][0]:.2f} -> {check['accuracy'][-1]:.2f}); it does not test KNOW's hypothesis"
-        )
-    print(f"\nwrote {traj.num_stages} stages and manifest.json to {args.out}")
-    return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -518,7 +252,7 @@ def _weight_files(items: list[Path]) -> list[Path]:
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
-    from weightlab.bench.know import summarize
+    from weightlab.bench.reports.know import summarize
     from weightlab.data.tasks import SplitSizes, build_task
     from weightlab.io import write_json, write_text
     from weightlab.know.trajectory import Trajectory, stage_file
@@ -605,91 +339,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
         data_root=args.data_root,
     )
     print((out / "results.md").read_text())
-    return 0
-
-
-def cmd_meta(args: argparse.Namespace) -> int:
-    if args.out is None:
-        raise WeightlabError(f"know meta {args.meta_command} needs --out FOLDER")
-    if args.meta_command == "collect":
-        from dataclasses import replace
-
-        from weightlab.know.meta.collect import PROTOCOLS, collect, sample_specs
-
-        ranges = PROTOCOLS[args.protocol]
-        for field, value in (
-            ("train_size", args.train_size),
-            ("pretrain_epochs", args.pretrain_epochs),
-            ("eval_size", args.eval_size),
-        ):
-            if value is not None:
-                ranges = replace(ranges, **{field: value})
-
-        specs = sample_specs(
-            args.runs,
-            seed=args.seed,
-            start_id=args.start_id,
-            archs=args.archs.split(",") if args.archs else None,
-            datasets=args.datasets.split(","),
-            ranges=ranges,
-        )
-        m = collect(
-            args.out,
-            specs,
-            backend=args.backend,
-            workers=args.workers,
-            address=args.address,
-            data_root=str(args.data_root) if args.data_root else None,
-            command=command_line(args),
-            progress=progress(args),
-            device=args.device,
-            gpus_per_job=args.gpus_per_run,
-            time_budget=args.time_budget,
-        )
-        rows = sum(sum(r["rows"].values()) for r in m["runs"])
-        size = sum(r["bytes"] for r in m["runs"])
-        last = m["last_collection"]
-        print(
-            f"{len(m['runs'])} runs, {rows:,} rows, {size / 2**20:.1f} MiB in {args.out}; this call: "
-            f"{last['runs']} runs, {last['rows']:,} rows in {last['seconds']:.1f} s "
-            f"({last['rows'] / max(last['seconds'], 1e-9):,.0f} rows/s, {last['backend']}, {last['workers']} workers)"
-        )
-        return 0
-    from weightlab.know.meta.pipeline import l1_table, meta_train
-    from weightlab.know.meta.train import MetaTrainConfig
-
-    cfg = MetaTrainConfig(
-        lr=args.lr,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        patience=args.patience,
-        seed=args.seed,
-        input_convention=args.input_convention,
-        seq_len=args.seq_len,
-    )
-    report = meta_train(
-        args.data,
-        args.out,
-        cfg,
-        val_fraction=args.val_fraction,
-        test_archs=[a for a in args.test_archs.split(",") if a],
-        test_datasets=[d for d in args.test_datasets.split(",") if d],
-        max_rows=args.max_rows,
-        max_rows_per_run=args.max_rows_per_run,
-        command=command_line(args),
-        progress=progress(args),
-        device=args.device,
-    )
-    for key, title in (
-        ("val_l1", "held-out runs of the training distribution"),
-        ("test_l1", "held-out architectures and data sets"),
-    ):
-        if any(key in row for row in report["models"].values()):
-            print(f"L1 of the predicted weight, {title}:\n" + "\n".join(l1_table(report, key)) + "\n")
-    print(
-        f"wrote KNOWN_{{Conv,FC,Bias}}.safetensors, training.json, MODEL_CARD.md, mini_test.safetensors and "
-        f"loss.png to {args.out}"
-    )
     return 0
 
 

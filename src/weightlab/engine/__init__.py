@@ -22,7 +22,7 @@ from weightlab._lazy import attach
 __getattr__, __dir__, __all__ = attach(
     __name__,
     {
-        "options": ["DEVICE_HELP", "OPTIMIZERS", "PRECISIONS"],
+        "options": ["DEVICE_HELP", "OPTIMIZERS", "PRECISIONS", "SEEDS"],
         "loop": [
             "SYNC_EVERY",
             "Precision",
@@ -67,4 +67,4 @@ if TYPE_CHECKING:  # for type checkers and IDEs (__all__ is built by attach, whi
         to_device,
         train_epoch,
     )
-    from weightlab.engine.options import DEVICE_HELP, OPTIMIZERS, PRECISIONS
+    from weightlab.engine.options import DEVICE_HELP, OPTIMIZERS, PRECISIONS, SEEDS

@@ -25,6 +25,7 @@ from weightlab.engine import place
 from weightlab.errors import WeightlabError
 from weightlab.incremental.artifact import load_task, read_task_meta, save_task
 from weightlab.incremental.learner import AdaptConfig, TaskResult, accuracy, learn_task
+from weightlab.incremental.methods import parse_method
 from weightlab.incremental.model import TaskModel
 from weightlab.io import file_matches, refuse_changed
 
@@ -163,3 +164,16 @@ def _committed(tdir: Path, inputs: dict) -> bool:
 
 
 __all__ = ["SequenceResult", "learn_sequence", "task_inputs"]
+
+
+def run_sequence(
+    base, method: str, tasks, cfg: AdaptConfig, *, seed: int, bn: str = "task", progress: bool = True
+) -> tuple[dict, TaskModel]:
+    """Learn ``tasks`` in order with one method; returns the run record and the model."""
+    spec = parse_method(method)
+    start = time.perf_counter()
+    tm = TaskModel.from_base(base, spec, bn=bn, seed=seed)
+    record = learn_sequence(tm, tasks, cfg, seed=seed, progress=progress).record(spec.name, seed)
+    record["wall_s"] = time.perf_counter() - start
+    record["base_hash"] = tm.base_hash  # the base it started from: every seed of a row must share it
+    return record, tm

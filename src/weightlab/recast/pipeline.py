@@ -9,7 +9,7 @@ from torch import nn
 
 from weightlab.data import ImageArrays
 from weightlab.errors import WeightlabError
-from weightlab.models import get_family, model_cfg
+from weightlab.models import create_model, get_family, model_cfg
 from weightlab.recast.architectures import config_for_model
 from weightlab.recast.config import RecastConfig
 from weightlab.recast.gauge import match_template_scale
@@ -94,3 +94,28 @@ def recast_base(
     reconstruct(plain, rmodel, method="closed_form", progress=False, device=device)
     match_template_scale(rmodel, reference)
     return rmodel
+
+
+def build_bases(
+    model_name: str,
+    weights: str | None,
+    recast_overrides: dict,
+    *,
+    need_recast: bool,
+    seed: int = 0,
+    pretrained: bool = True,
+    model_kwargs: dict | None = None,
+    device: str | None = None,
+):
+    """(plain pretrained model, RECAST base reconstructed in closed form (on ``device``) or None); both
+    on the CPU, where a task model copies them from. The model is created under ``seed``."""
+    import torch
+
+    # seeded here: a model that is not pretrained (or keeps a fresh head) is the same in every process and
+    # on every resume, whatever ran before
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        plain = create_model(
+            model_name, pretrained=pretrained and weights is None, weights=weights, **(model_kwargs or {})
+        )
+    return plain, (recast_base(plain, recast_overrides, seed=seed, device=device) if need_recast else None)

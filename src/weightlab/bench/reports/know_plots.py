@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from weightlab.bench.incremental_plots import save_png
+from weightlab.bench.reports.incremental_plots import save_png
 from weightlab.errors import WeightlabError
 from weightlab.io import load_weights
 from weightlab.know.kinds import DEFAULT_KINDS

@@ -1,0 +1,488 @@
+"""The KNOW protocol (paper Sec. 4, the faithful protocol of issue 16): what a KNOW suite fixes, and for
+each of its trajectories, resumably, in its folder:
+
+1. ``base.safetensors``: Θ before forgetting (the shared pretrained weights, or pretrained here; with
+   the suite's ``pretrain`` protocol, ``base/`` from :func:`weightlab.know.pretrain.pretrain`);
+2. ``trajectory/``: progressive forgetting (:func:`~weightlab.know.forgetting.run_forgetting`);
+3. ``predictions/<method>_x<n>.safetensors``: every predictor at every step (timed);
+4. ``incremental.safetensors``: the incremental-pretraining baseline (with the suite's ``pretrain``
+   protocol ``incremental/``: the base's epochs, steps and schedule on the nested subsets, smallest first);
+5. with ``truth``: ``truth/`` (trained from scratch on twice D⁰) and ``truth_ft.safetensors`` (Θ⁰
+   fine-tuned on it), the real ×2 weights, and the weight-space comparison of every ×2 prediction;
+   with ``controls``: ``controls/shrink_x<n>.safetensors`` (Θ⁰ rescaled, the same function);
+
+and the transfer rows (:func:`rows`) the suite runner (:mod:`weightlab.bench.know`) transfers and reports.
+Steps 1-5 run once per trajectory seed (``traj_<seed>/``) when the suite has ``trajectory_seeds``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from weightlab.data.tasks import SplitSizes, build_task
+from weightlab.engine import evaluate_accuracy, fit_classifier
+from weightlab.engine.options import SEEDS
+from weightlab.errors import WeightlabError
+from weightlab.io import load_weights, read_json, save_tensors, write_json
+from weightlab.know.controls import rescale_control, shrink_factor, weight_space_comparison
+from weightlab.know.forgetting import (
+    ForgetConfig,
+    fine_tune_stage,
+    forgetting_check,
+    incremental_pretraining,
+    run_forgetting,
+)
+from weightlab.know.predictors import display_name, get_predictor
+from weightlab.know.pretrain import WEIGHTS as PRETRAINED
+from weightlab.know.pretrain import PretrainConfig, converged, pretrain
+from weightlab.know.trajectory import MANIFEST, scale_label
+from weightlab.know.transfer import TransferConfig
+from weightlab.models import create_model, load_state_dict_strict
+
+# -- KNOW: transfer suites ------------------------------------------------------------------------
+# every predictor row of the published KNOW suites, in their tables' order (named: a newly registered
+# predictor joins a suite when it is written here)
+ALL_PREDICTORS = (
+    "linear_fit",
+    "log_fit",
+    "exp_fit",
+    "task_vector",
+    "consensus_ta",
+    "magmax",
+    "tsv",
+    "known",
+    "known_authors",
+)
+
+
+@dataclass
+class KnowSuite:
+    name: str
+    description: str
+    model: str
+    source: str  # task spec of D⁰, e.g. "cifar10" or "digits:0-4"
+    target: str  # downstream task spec
+    pretrained: bool = False  # load the shared weights instead of pretraining here
+    model_kwargs: dict = field(default_factory=dict)
+    pretrain_epochs: int = 0
+    pretrain_lr: float = 1e-3
+    source_train: int | None = None  # samples of D⁰ (None: the whole train split)
+    target_train: int | None = 1000
+    target_test: int | None = 2000
+    eval_size: int | None = 2000  # source test samples to track forgetting
+    forget: ForgetConfig = field(default_factory=ForgetConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
+    predictors: tuple[str, ...] = ALL_PREDICTORS
+    steps: tuple[int, ...] = (1, 2, 3)
+    seeds: tuple[int, ...] = SEEDS
+    incremental: bool = True
+    needs_shared: bool = True
+    stream: dict | None = None  # read source and target from disk (see weightlab.data.streaming)
+    # the faithful protocol (issue 16): Θ⁰ pretrained to convergence with augmentation and cosine decay
+    # (replaces pretrain_epochs / pretrain_lr), its validation curve on source_val held-out samples
+    pretrain: PretrainConfig | None = None
+    source_val: int | None = None
+    # several trajectories, each with its own base initialisation, data order and forgetting subsets
+    # (folders traj_<seed>/); None: one trajectory in the suite's folder
+    trajectory_seeds: tuple[int, ...] | None = None
+    # Θ⁰ trained on a seeded half of the source data, and the real ×2 weights beside the predictions:
+    # trained from scratch on all of it (same protocol and initialisation), and Θ⁰ fine-tuned on all of it
+    # with the stage recipe; the weight-space comparison of every ×2 prediction with them
+    truth: bool = False
+    # D⁰ is the seeded half of the source data that ``truth`` trains Θ⁰ on, without the ×2 weights (a suite
+    # on the trajectories of a truth suite)
+    half_source: bool = False
+    # the shrink control: Θ⁰ rescaled (same function) by each step's KNOWN shrink factor
+    controls: bool = False
+    # a folder of KNOWN weights for the ``known`` row (None: the shipped ones), e.g. a candidate KNOWN
+    known_weights: str | None = None
+    # more KNOWN rows, each ``(row name, label, folder of KNOWN weights)``: e.g. hypermodels meta-trained with
+    # other history lengths S (the paper's Table 6); folders relative to the working directory
+    known_variants: tuple[tuple[str, str, str], ...] = ()
+
+
+def suite_record(suite: KnowSuite) -> dict:
+    """The suite as plain JSON values (tuples become lists), as it is stored in results.json."""
+    import json
+
+    d = asdict(suite)
+    d.pop("description")
+    # recorded only when set (results made before these fields resume)
+    for key, default in (("known_weights", None), ("known_variants", ()), ("half_source", False)):
+        if d[key] == default:
+            d.pop(key)
+    if suite.pretrain is not None:
+        d["pretrain"] = suite.pretrain.to_dict()
+    return json.loads(json.dumps(d))
+
+
+def split_sizes(train, test) -> SplitSizes:
+    return SplitSizes(train=train, val=0, test=test)
+
+
+def trajectories(suite: KnowSuite, out: Path) -> list[tuple[int | None, Path]]:
+    """(trajectory seed, folder) of every trajectory of the suite."""
+    if suite.trajectory_seeds is None:
+        return [(None, out)]
+    return [(s, out / f"traj_{s}") for s in suite.trajectory_seeds]
+
+
+def _new_model(suite: KnowSuite, num_classes: int, seed: int):
+    torch.manual_seed(seed)  # the initialisation does not depend on earlier work
+    return create_model(
+        suite.model,
+        pretrained=suite.pretrained,
+        num_classes=None if suite.pretrained else num_classes,
+        **suite.model_kwargs,
+    )
+
+
+def _base_model(
+    suite: KnowSuite, root: Path, source, d0, progress: bool, device: str | None, seed: int, precision: str = "fp32"
+):
+    """Θ⁰: the shared pretrained weights, or pretrained here on ``d0`` (the converged protocol when the
+    suite has ``pretrain``, into ``root/base/``), initialised with ``seed``."""
+    model = _new_model(suite, source.num_classes, seed)
+    if suite.pretrain is not None and not suite.pretrained:
+        pretrain(
+            model,
+            d0,
+            root / "base",
+            replace(suite.pretrain, seed=seed),
+            val=source.val if suite.source_val else None,
+            data_info={**source.summary(), "train": len(d0)},
+            progress=progress,
+            device=device,
+            precision=precision,
+        )
+        return model
+    cfg = model.weightlab_cfg
+    path = root / "base.safetensors"
+    if path.is_file():
+        load_state_dict_strict(model, load_weights(path), source=str(path))
+    else:
+        if not suite.pretrained:
+            torch.manual_seed(seed)
+            fit_classifier(
+                model,
+                d0,
+                cfg,
+                epochs=suite.pretrain_epochs,
+                lr=suite.pretrain_lr,
+                batch_size=64,
+                seed=seed,
+                progress=progress,
+                device=device,
+            )
+        save_tensors(path, model.state_dict())
+    return model
+
+
+def predictor_rows(suite: KnowSuite) -> list[tuple[str, str, str, dict]]:
+    """(row name, label, registered predictor, its options) of every predictor row of the suite: its
+    ``predictors``, then its ``known_variants`` (KNOWN with other weights)."""
+    out = []
+    for name in suite.predictors:
+        options = {"weights": suite.known_weights} if name == "known" and suite.known_weights else {}
+        out.append((name, display_name(name), name, options))
+    out += [(name, display, "known", {"weights": folder}) for name, display, folder in suite.known_variants]
+    return out
+
+
+def incremental_file(suite: KnowSuite, root: Path) -> Path:
+    """The incremental-pretraining baseline's weights (the faithful one: ``incremental/`` like a base)."""
+    if suite.pretrain is not None and not suite.pretrained:
+        return root / "incremental" / PRETRAINED
+    return root / "incremental.safetensors"
+
+
+def base_file(suite: KnowSuite, root: Path) -> Path:
+    return (
+        root / "base" / PRETRAINED if suite.pretrain is not None and not suite.pretrained else root / "base.safetensors"
+    )
+
+
+def source_task(suite: KnowSuite, data_root: Path | None):
+    return build_task(
+        suite.source,
+        data_root,
+        sizes=SplitSizes(train=suite.source_train, val=suite.source_val or 0, test=suite.eval_size),
+        stream=suite.stream,
+    )
+
+
+def prepare(
+    suite: KnowSuite,
+    out: Path,
+    progress: bool = True,
+    data_root: Path | None = None,
+    device: str | None = None,
+    precision: str = "fp32",
+) -> dict:
+    """Steps 1-4 for every trajectory of the suite (see :func:`prepare_trajectory`). One trajectory: its
+    record; several: ``{"trajectories": {seed: record}, "seconds": {step: total}}``."""
+    source = source_task(suite, data_root)
+    trajs = trajectories(suite, out)
+    infos = {seed: prepare_trajectory(suite, root, source, seed, progress, device, precision) for seed, root in trajs}
+    if suite.trajectory_seeds is None:
+        return infos[None]
+    seconds: dict[str, float] = {}
+    for info in infos.values():
+        for k, v in info["seconds"].items():
+            seconds[k] = round(seconds.get(k, 0.0) + v, 2)
+    return {"trajectories": {str(k): v for k, v in infos.items()}, "seconds": seconds}
+
+
+def prepare_trajectory(
+    suite: KnowSuite,
+    root: Path,
+    source,
+    seed: int | None = None,
+    progress: bool = True,
+    device: str | None = None,
+    precision: str = "fp32",
+) -> dict:
+    """Base, trajectory, predictions, incremental baseline, the real ×2 weights and the controls of one
+    trajectory in ``root`` (each skipped when present); the training steps run on ``device`` (default
+    CPU) in ``precision``. ``seed`` (a trajectory seed) sets the base's initialisation and data order and
+    the forgetting subsets; None is the single-trajectory suites' seed 0.
+
+    ``prepare.json`` in ``root`` keeps what each step measured when it actually ran (wall seconds,
+    accuracies), so a resumed suite still reports the cost of the work done before the interruption."""
+    log_path = root / "prepare.json"
+    log = read_json(log_path) if log_path.is_file() else {"seconds": {}}
+    s0 = 0 if seed is None else seed
+
+    def timed(step: str, fn, done: bool = False):
+        if done or step in log["seconds"]:  # done before (an interruption): its cost is already recorded
+            return fn()
+        t = time.perf_counter()
+        result = fn()
+        log["seconds"][step] = round(time.perf_counter() - t, 2)
+        write_json(log_path, log)
+        return result
+
+    # D⁰: the source data, or a seeded half of it when the real ×2 weights are trained beside
+    half = suite.truth or suite.half_source
+    d0 = source.train.head(len(source.train) // 2, seed=1000 + s0) if half else source.train
+    model = timed(
+        "base",
+        lambda: _base_model(suite, root, source, d0, progress, device, s0, precision),
+        done=base_file(suite, root).is_file(),
+    )
+    base_acc = evaluate_accuracy(model, source.test.batches(256, model.weightlab_cfg))
+    forget_cfg = suite.forget if seed is None else replace(suite.forget, seed=seed)
+    manifest = root / "trajectory" / MANIFEST
+    traj = timed(
+        "forgetting",
+        lambda: run_forgetting(
+            model,
+            d0,
+            root / "trajectory",
+            forget_cfg,
+            eval_data=source.test,
+            data_info={**source.summary(), "train": len(d0)},
+            progress=progress,
+            device=device,
+            precision=precision,
+        ),
+        done=manifest.is_file() and read_json(manifest).get("completed_stages", 0) == forget_cfg.stages,
+    )
+    info = {
+        "trajectory_seed": seed,
+        "base_accuracy": base_acc,
+        "d0_size": len(d0),
+        "model": traj.meta["model"],
+        "stages": traj.meta["stages"],
+        "forgetting": forgetting_check(traj.meta["stages"]),
+        "predictions": {},
+    }
+    if suite.pretrain is not None and (root / "base" / "pretrain.json").is_file():
+        pre = read_json(root / "base" / "pretrain.json")
+        info["pretraining"] = {
+            "converged": converged(pre["history"], suite.pretrain.flat_window, suite.pretrain.flat_tolerance),
+            "val_accuracy": [h.get("val_accuracy") for h in pre["history"]],
+        }
+    pred_dir = root / "predictions"
+    label = lambda k: scale_label(suite.forget.ratio, k)  # noqa: E731
+    for name, display, method, options in predictor_rows(suite):
+        try:
+            predictor = get_predictor(method, **options)
+        except WeightlabError as e:  # the authors' KNOWN without its weights (no shared folder)
+            info["predictions"][name] = {"method": method, "display": display, "skipped": str(e)}
+            continue
+        steps = [k for k in suite.steps if predictor.unsupported(k) is None]
+        if any(not (pred_dir / f"{name}_{label(k)}.safetensors").is_file() for k in steps):
+            states = timed(f"predict_{name}", lambda p=predictor, st=steps: p.predict_steps(traj, st))
+            for k, state in states.items():
+                save_tensors(pred_dir / f"{name}_{label(k)}.safetensors", state)
+        skipped = {k: predictor.unsupported(k) for k in suite.steps if predictor.unsupported(k)}
+        info["predictions"][name] = {
+            **predictor.describe(traj),
+            "display": display,
+            "steps": steps,
+            "skipped": skipped,
+            "seconds": log["seconds"].get(f"predict_{name}"),
+        }
+    if suite.incremental and suite.pretrain is not None and not suite.pretrained:
+        # the faithful baseline: the base's protocol (epochs, steps, schedule, augmentation) on the nested
+        # subsets of D⁰, smallest first, from a fresh initialisation
+        def incremental_faithful():
+            fresh = _new_model(suite, model.weightlab_cfg.num_classes, s0)
+            pcfg = replace(
+                suite.pretrain,
+                seed=s0,
+                curriculum=forget_cfg.stages,
+                curriculum_ratio=forget_cfg.ratio,
+                curriculum_seed=forget_cfg.seed,
+            )
+            pretrain(
+                fresh,
+                d0,
+                root / "incremental",
+                pcfg,
+                val=source.val if suite.source_val else None,
+                data_info={**source.summary(), "train": len(d0)},
+                progress=progress,
+                device=device,
+                precision=precision,
+            )
+            log["incremental_accuracy"] = evaluate_accuracy(fresh, source.test.batches(256, fresh.weightlab_cfg))
+
+        timed("incremental_pretraining", incremental_faithful, done=(root / "incremental" / PRETRAINED).is_file())
+    elif suite.incremental and not (root / "incremental.safetensors").is_file():
+
+        def incremental():
+            torch.manual_seed(s0)  # a fresh initialisation, never the shared weights
+            fresh = create_model(suite.model, num_classes=model.weightlab_cfg.num_classes, **suite.model_kwargs)
+            state = incremental_pretraining(
+                fresh, d0, forget_cfg, progress=progress, device=device, precision=precision
+            )
+            save_tensors(root / "incremental.safetensors", state)
+            log["incremental_accuracy"] = evaluate_accuracy(fresh, source.test.batches(256, fresh.weightlab_cfg))
+
+        timed("incremental_pretraining", incremental)
+    info["incremental_accuracy"] = log.get("incremental_accuracy")
+    theta0 = traj.stages[0]
+    if suite.truth:
+        info["truth"] = _truth(suite, root, source, traj, model, s0, timed, log, progress, device, precision)
+    if suite.controls:
+        info["controls"] = _shrink_controls(suite, root, model, theta0)
+    info["seconds"] = dict(log["seconds"])
+    return info
+
+
+def _truth(suite, root, source, traj, model, seed, timed, log, progress, device, precision) -> dict:
+    """The real ×2 weights of one trajectory and how close every ×2 prediction comes to them."""
+    theta0 = traj.stages[0]
+    if not (root / "truth_ft.safetensors").is_file():
+
+        def finetune():
+            m = _new_model(suite, model.weightlab_cfg.num_classes, seed)
+            load_state_dict_strict(m, theta0, source="Θ⁰")
+            cfg = replace(suite.forget, seed=seed)
+            state = fine_tune_stage(
+                m, source.train, cfg, seed=seed, progress=progress, device=device, precision=precision
+            )
+            save_tensors(root / "truth_ft.safetensors", state)
+            log["truth_ft_accuracy"] = evaluate_accuracy(m, source.test.batches(256, m.weightlab_cfg))
+
+        timed("truth_finetune", finetune)
+    if suite.pretrain is not None and not suite.pretrained:
+
+        def scratch():
+            m = _new_model(suite, model.weightlab_cfg.num_classes, seed)
+            pretrain(
+                m,
+                source.train,
+                root / "truth",
+                replace(suite.pretrain, seed=seed),
+                val=source.val if suite.source_val else None,
+                data_info=source.summary(),
+                progress=progress,
+                device=device,
+                precision=precision,
+            )
+            log["truth_accuracy"] = evaluate_accuracy(m, source.test.batches(256, m.weightlab_cfg))
+
+        timed("truth_pretraining", scratch)
+    out = {"d_size": len(source.train), "truth_ft_accuracy": log.get("truth_ft_accuracy"), "weight_space": {}}
+    if "truth_accuracy" in log:
+        out["truth_accuracy"] = log["truth_accuracy"]
+    kinds = traj.kinds
+    keys = [k for k in theta0 if kinds.get(k) in ("conv", "fc")]
+    candidates = {"Θ¹ (stage 1, half the data)": traj.stages[1]}
+    step1 = scale_label(suite.forget.ratio, 1)
+    for name, display, _, _ in predictor_rows(suite):
+        f = root / "predictions" / f"{name}_{step1}.safetensors"
+        if f.is_file():
+            candidates[f"{display} {step1}"] = load_weights(f)
+    truths = {"fine-tuned on ×2": load_weights(root / "truth_ft.safetensors")}
+    if (root / "truth" / PRETRAINED).is_file():
+        truths["trained on ×2 from scratch"] = load_weights(root / "truth" / PRETRAINED)
+        candidates_scratch = {**candidates, "Θ⁰ fine-tuned on ×2": truths["fine-tuned on ×2"]}
+    for tname, truth in truths.items():
+        cands = candidates_scratch if tname.endswith("scratch") else candidates
+        out["weight_space"][tname] = weight_space_comparison(theta0, cands, truth, keys)
+    return out
+
+
+def _shrink_controls(suite, root: Path, model, theta0) -> dict:
+    """Θ⁰ rescaled (the same function) by the shrink factor of each step's KNOWN prediction (the
+    authors' when present, else weightlab's): ``controls/shrink_x<n>.safetensors``."""
+    _, keys = rescale_control(model, theta0, 1.0)
+    out = {}
+    for k in suite.steps:
+        lab = scale_label(suite.forget.ratio, k)
+        for ref in ("known_authors", "known"):
+            f = root / "predictions" / f"{ref}_{lab}.safetensors"
+            if f.is_file():
+                break
+        else:
+            continue
+        c = shrink_factor(theta0, load_weights(f), keys)
+        path = root / "controls" / f"shrink_{lab}.safetensors"
+        if not path.is_file():
+            save_tensors(path, rescale_control(model, theta0, c)[0])
+        out[lab] = {"factor": c, "reference": ref, "weights": len(keys)}
+    return out
+
+
+CONTROL_ROWS = ("naive", "incremental", "truth", "truth_ft", "shrink")
+
+
+ROW_LABELS = {
+    "truth": "Real ×2 data, trained from scratch",
+    "truth_ft": "Real ×2 data, Θ⁰ fine-tuned on it",
+    "shrink": "Shrink control (Θ⁰ rescaled by KNOWN's factor)",
+}
+
+
+def rows(suite: KnowSuite, out: Path) -> list[tuple[str, str, int, Path]]:
+    """(row id, label, step, weights file) for every transfer row of the table, of every trajectory
+    (ids ``t<seed>/<row>`` when the suite has trajectory seeds)."""
+    r = []
+    for seed, root in trajectories(suite, out):
+        prefix = "" if seed is None else f"t{seed}/"
+        r.append((prefix + "naive", "Naive transfer", 0, root / "trajectory" / "stage_00.safetensors"))
+        if suite.incremental:
+            r.append((prefix + "incremental", "Incremental pretraining", 0, incremental_file(suite, root)))
+        for k in suite.steps:
+            lab = scale_label(suite.forget.ratio, k)
+            extra = []
+            if suite.truth and k == 1:
+                extra += [("truth", root / "truth" / PRETRAINED), ("truth_ft", root / "truth_ft.safetensors")]
+            if suite.controls:
+                extra.append(("shrink", root / "controls" / f"shrink_{lab}.safetensors"))
+            for row, f in extra:
+                if f.is_file():
+                    r.append((f"{prefix}{row}_{lab}", ROW_LABELS[row], k, f))
+            for name, display, _, _ in predictor_rows(suite):
+                f = root / "predictions" / f"{name}_{lab}.safetensors"
+                if f.is_file():
+                    r.append((prefix + f.stem, display, k, f))
+    return r
