@@ -203,6 +203,8 @@ def test_every_family_row_is_complete_and_every_model_has_one():
     for entry in FAMILIES.entries():
         fam = entry.obj
         assert fam.recast_preset is None or fam.recast_preset in PRESETS
+        for p in fam.presets.values():  # one pattern syntax: every table pattern is a regular expression
+            re.compile(p.targets)
         assert set(fam.mimicry) <= fields
         MimicryConfig.for_family(fam)
         for rx in fam.placements.values():
@@ -210,6 +212,27 @@ def test_every_family_row_is_complete_and_every_model_has_one():
         assert fam.batch_size >= 1 and fam.paper_table in (1, 2)
     for entry in MODELS.entries():
         assert entry.obj.family in FAMILIES
+    from weightlab.models.families import ARCHITECTURES
+
+    for entry in ARCHITECTURES.entries():
+        assert entry.obj.family in FAMILIES
+        re.compile(entry.obj.target_modules)
+        re.compile(entry.obj.layers_pattern)
+
+
+def test_a_library_model_s_family_is_its_class_row_never_an_attribute_guess():
+    import timm
+
+    from weightlab.models import create_model
+
+    assert create_model("timm:vit_tiny_patch16_224", img_size=32, patch_size=4).weightlab_cfg.family == "vit"
+    distilled = timm.create_model("deit_tiny_distilled_patch16_224", pretrained=False, img_size=32, patch_size=4)
+    from weightlab.models.families import architecture_row
+
+    assert architecture_row(distilled).name == "timm:VisionTransformer"  # a subclass finds its base's row
+    assert create_model("tv:resnet18").weightlab_cfg.family == "resnet"
+    # torchvision's ViT names its layers encoder.layers.encoder_layer_N: not the vit family's placements
+    assert create_model("tv:vit_b_16").weightlab_cfg.family == "generic"
 
 
 def test_published_suites_name_their_rows_and_every_row_is_registered():

@@ -51,20 +51,13 @@ class MeanStepOptions:
 class MeanStep(Predictor):
     """Θ̂ = Θ⁰ + k·λ·mean over stages of (Θ^{j-1} − Θ^j)."""
 
-    def __init__(self, kinds=None, lam=0.5):
-        super().__init__(kinds)
-        self.lam = float(lam)
-
-    def options(self):
-        return {"lam": self.lam}
-
     def _predict_keys(self, trajectory, keys, steps):
         s = trajectory.stages
         n = len(s) - 1
         return {
             k: {
                 key: s[0][key].double()
-                + k * self.lam * sum(s[j - 1][key].double() - s[j][key].double() for j in range(1, n + 1)) / n
+                + k * self.opts.lam * sum(s[j - 1][key].double() - s[j][key].double() for j in range(1, n + 1)) / n
                 for key in keys
             }
             for k in steps
@@ -92,7 +85,7 @@ class LinearProbe(ContinualMethod):
         return list(self.heads[t].parameters())
 
     def logits(self, t, x):
-        return self.heads[t](self.options["gain"] * self.backbone(x))
+        return self.heads[t](self.opts.gain * self.backbone(x))
 
     def learnt_per_task(self):
         return 0

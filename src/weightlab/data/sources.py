@@ -19,6 +19,7 @@ from weightlab import paths
 from weightlab.data.arrays import ImageArrays
 from weightlab.data.images import IMAGE_SUFFIXES, decode_image, list_image_folder  # noqa: F401  (re-exported)
 from weightlab.errors import WeightlabError
+from weightlab.registry import Registry
 
 SPLITS = ("train", "test")
 
@@ -177,12 +178,15 @@ def load_cifar10(split: str, root=None) -> ImageArrays:
     return load_image_folder(_cifar10_folder(root) / split, f"cifar10-{split}")
 
 
-DATASETS: dict[str, Callable[..., ImageArrays]] = {
+#: the built-in data sets by name: ``DATASETS[name](split, root)`` loads one split
+DATASETS: Registry[Callable[..., ImageArrays]] = Registry("data set")
+for _name, _loader in {
     "digits": load_digits,
     "mnist": _idx_set("MNIST", [str(i) for i in range(10)]),
     "fashion_mnist": _idx_set("FashionMNIST", FASHION_CLASSES),
     "cifar10": load_cifar10,
-}
+}.items():
+    DATASETS.add(_name, _loader, summary=f"the {_name} data set")
 
 
 def load_dataset(

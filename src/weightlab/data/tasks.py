@@ -18,10 +18,11 @@ import torch
 from weightlab.data.arrays import ImageArrays
 from weightlab.data.sources import load_dataset
 from weightlab.errors import WeightlabError
+from weightlab.registry import Registry
 
 # name -> task specs. "multi": several data sets, each split into class groups (paper Sec. 3 spirit);
 # "split-*": one data set cut into class-disjoint tasks.
-SEQUENCES: dict[str, list[str]] = {
+_SEQUENCES = {
     "multi": ["mnist:0-4", "mnist:5-9", "fashion_mnist:0-4", "fashion_mnist:5-9", "cifar10:0-4", "cifar10:5-9"],
     "split-fmnist": [
         "fashion_mnist:0-1",
@@ -33,6 +34,9 @@ SEQUENCES: dict[str, list[str]] = {
     "split-cifar10": ["cifar10:0-1", "cifar10:2-3", "cifar10:4-5", "cifar10:6-7", "cifar10:8-9"],
     "digits": ["digits:0-4", "digits:5-9"],
 }
+SEQUENCES: Registry[list[str]] = Registry("task sequence")
+for _name, _specs in _SEQUENCES.items():
+    SEQUENCES.add(_name, _specs, summary=", ".join(_specs))
 
 
 @dataclass(frozen=True)
@@ -182,7 +186,7 @@ def build_sequence(
 ) -> list[Task]:
     """A named sequence (see :data:`SEQUENCES`) or a comma-separated list / list of task specs."""
     if isinstance(name_or_specs, str):
-        specs = SEQUENCES.get(name_or_specs) or _split_specs(name_or_specs)
+        specs = SEQUENCES.get(name_or_specs) if name_or_specs in SEQUENCES else _split_specs(name_or_specs)
     else:
         specs = list(name_or_specs)
     if not specs:

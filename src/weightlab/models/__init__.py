@@ -207,8 +207,7 @@ def _create_timm(name: str, pretrained: bool, num_classes: int | None, kwargs: d
             ) from None
         raise
     pc = getattr(model, "pretrained_cfg", {}) or {}
-    # a ViT has a patch embedding; EfficientNet / MobileNetV3 also keep their blocks in ``.blocks``
-    family = "vit" if hasattr(model, "patch_embed") else ("resnet" if hasattr(model, "layer1") else "generic")
+    family = _family_of(model)
     input_size = list(pc.get("input_size", (3, 224, 224)))
     img_size = getattr(getattr(model, "patch_embed", None), "img_size", None)
     if img_size:  # a ViT built at another resolution (img_size=32, ...) expects that size
@@ -245,7 +244,7 @@ def _create_torchvision(
                 "without a network pass local weights (weights=PATH)"
             ) from None
         raise
-    family = "resnet" if hasattr(model, "layer1") else ("vit" if hasattr(model, "encoder") else "generic")
+    family = _family_of(model)
     n_out = num_classes or 1000
     cfg = ModelCfg(
         name=f"tv:{name}",
@@ -258,6 +257,14 @@ def _create_torchvision(
         kwargs=dict(kwargs),
     )
     return model, cfg
+
+
+def _family_of(model: nn.Module) -> str:
+    """A library model's family: its class's row of the architecture table (``generic`` without one)."""
+    from weightlab.models.families import architecture_row
+
+    row = architecture_row(model)
+    return row.family if row is not None else "generic"
 
 
 def rebuild_model(cfg: ModelCfg | dict) -> nn.Module:

@@ -1,20 +1,13 @@
-"""Which modules RECAST templates, per architecture: one table, as PEFT keeps target modules per model type.
-
-A row gives the target modules (a regular expression, matched in full against module names), the
-container that holds the layers (``layers_pattern``: the number after it is the layer index, the part
-before it the stage, the rest the role), how many consecutive layers share a bank, and whether the
-first layer of each stage stays as it is (it changes the width). Modules of one (stage, group, role)
-with different shapes form one bank per run of equal shapes; a module alone in its bank is left as it is.
-
-Rows follow the paper where it has one: transformers template the attention projections (q, k, v) and the
-MLP in groups of 2 blocks (RECAST-Att+MLP, Sec. 4 / Table 2), ResNets every conv of a residual block but
-the first block of a stage, one bank per stage and conv (Table 1). The others (EfficientNet, MobileNet,
-ConvNeXt) are weightlab's, by the same rule: the repeated blocks of a stage share banks.
+"""Which modules RECAST templates on a model: its row of the architecture table
+(:data:`~weightlab.models.families.ARCHITECTURES` for models from timm, torchvision and Hugging Face
+transformers; the family's preset for weightlab's own models), turned into the planning options of a
+:class:`~weightlab.peft.RecastConfig` (:func:`resolve_plan_options`) or a
+:class:`~weightlab.recast.config.RecastConfig` (:func:`config_for_model`). The rows themselves live in
+:mod:`weightlab.models.families`, with the families, in one pattern syntax (regular expressions).
 """
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -22,80 +15,30 @@ from typing import Any
 from torch import nn
 
 from weightlab.errors import WeightlabError
-
-_HF_ENCODER = (
-    r"(?:.*\.)?layers?\.\d+\.(?:attention\.(?:self|attention)\.(?:query|key|value)"
-    r"|attention\.(?:q_proj|k_proj|v_proj)|intermediate\.dense|output\.dense|mlp\.fc1|mlp\.fc2)"
-)
-_EFFICIENT = r"(?:.*\.)?blocks\.\d+\.\d+\.(?:conv_pw|conv_dw|conv_pwl)"
-
-
-@dataclass(frozen=True)
-class Architecture:
-    name: str
-    target_modules: str
-    layers_pattern: str
-    layers_per_group: int | None = None
-    skip_first_per_stage: bool = False
-
-
-ARCHITECTURES: dict[str, Architecture] = {
-    a.name: a
-    for a in [
-        # Hugging Face transformers: separate q, k, v (v4 BERT/RoBERTa/ViT/DeiT names and v5 ViT names)
-        Architecture("hf:bert", _HF_ENCODER, r"layers?", 2),
-        Architecture("hf:roberta", _HF_ENCODER, r"layers?", 2),
-        Architecture("hf:vit", _HF_ENCODER, r"layers?", 2),
-        Architecture("hf:deit", _HF_ENCODER, r"layers?", 2),
-        # timm: fused qkv
-        Architecture("timm:VisionTransformer", r"(?:.*\.)?blocks\.\d+\.(?:attn\.qkv|mlp\.fc1|mlp\.fc2)", "blocks", 2),
-        Architecture("timm:ResNet", r"(?:.*\.)?layer\d+\.\d+\.conv[123]", r"layer\d+", None, True),
-        Architecture("timm:EfficientNet", _EFFICIENT, r"blocks\.\d+", None, True),
-        Architecture("timm:MobileNetV3", _EFFICIENT, r"blocks\.\d+", None, True),
-        Architecture(
-            "timm:ConvNeXt", r"(?:.*\.)?stages\.\d+\.blocks\.\d+\.(?:conv_dw|mlp\.fc1|mlp\.fc2)", r"stages\.\d+\.blocks"
-        ),
-        # torchvision
-        Architecture("torchvision:ResNet", r"(?:.*\.)?layer\d+\.\d+\.conv[123]", r"layer\d+", None, True),
-        Architecture("torchvision:MobileNetV2", r"(?:.*\.)?features\.\d+\.conv\.(?:\d+\.0|\d+)", "features"),
-        Architecture("torchvision:MobileNetV3", r"(?:.*\.)?features\.\d+\.block\.\d+\.0", "features"),
-    ]
-}
+from weightlab.models.families import ARCHITECTURES, Architecture, architecture_row, get_family
 
 
 def detect(model: nn.Module) -> str | None:
-    """The table row of ``model``: ``hf:<model_type>``, ``timm:<class>``, ``torchvision:<class>``, the zoo's
-    ``weightlab:<family>``; ``None`` when there is none."""
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
-    if isinstance(model_type, str) and f"hf:{model_type}" in ARCHITECTURES:
-        return f"hf:{model_type}"
-    module = type(model).__module__.split(".")[0]
-    key = f"{module}:{type(model).__name__}"
-    if key in ARCHITECTURES:
-        return key
+    """The table row of ``model``: ``hf:<model_type>``, ``timm:<class>``, ``torchvision:<class>`` (its class or
+    a base class), the zoo's ``weightlab:<family>``; ``None`` when there is none."""
+    row = architecture_row(model)
+    if row is not None:
+        return row.name
     cfg = getattr(model, "weightlab_cfg", None)
-    if cfg is not None and getattr(cfg, "family", None):
-        from weightlab.models.families import get_family
-
-        if get_family(cfg).recast_preset is not None:
-            return f"weightlab:{cfg.family}"
+    if cfg is not None and getattr(cfg, "family", None) and get_family(cfg).recast_preset is not None:
+        return f"weightlab:{cfg.family}"
     return None
 
 
 def architecture(name: str) -> Architecture:
+    """The row called ``name``; ``weightlab:<family>`` is the family's default preset as a row."""
     if name.startswith("weightlab:"):
-        from weightlab.models.families import get_family
-        from weightlab.recast.config import PRESETS
-
         family = get_family(name.split(":", 1)[1])
-        preset = PRESETS[family.recast_preset]
-        pattern = "|".join(fnmatch.translate(p) for p in preset["target_modules"])
+        preset = family.presets[family.recast_preset]
         return Architecture(
-            name, pattern, "", preset.get("layers_per_group"), preset.get("skip_first_per_stage", False)
+            name, preset.targets, "", preset.layers_per_group, preset.skip_first_per_stage, family=family.name
         )
-    if name not in ARCHITECTURES:
-        raise WeightlabError(f"no RECAST architecture row '{name}' (known: {', '.join(ARCHITECTURES)})")
-    return ARCHITECTURES[name]
+    return ARCHITECTURES.get(name)
 
 
 @dataclass(frozen=True)
@@ -134,9 +77,9 @@ def resolve_plan_options(model: nn.Module, config) -> PlanOptions:
 def config_for_model(model: nn.Module, preset_name: str | None = None, **overrides) -> tuple[Any, str]:
     """The :class:`~weightlab.recast.config.RecastConfig` weightlab's own pipeline applies to ``model``,
     and where it came from: ``preset_name``; else the preset of the model's family (the zoo, timm ViTs and
-    ResNets); else the model's row in :data:`ARCHITECTURES` (its target modules, found by name, with the
+    ResNets); else the model's row in :data:`~weightlab.models.families.ARCHITECTURES` (its target modules,
+    found by name, with the
     row's ``layers_pattern``, grouping and first-layer rule). ``overrides`` (None ignored) apply last."""
-    from weightlab.models.families import get_family
     from weightlab.recast.config import preset
 
     cfg = getattr(model, "weightlab_cfg", None)

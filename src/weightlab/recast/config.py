@@ -1,8 +1,11 @@
-"""RECAST configuration (PEFT-style dataclass) and the presets from the paper and the authors' code."""
+"""RECAST configuration (PEFT-style dataclass) and the presets (rows of the architecture table,
+:mod:`weightlab.models.families`)."""
 
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +30,9 @@ class RecastConfig:
     layers; one bank of ``templates`` full-shape templates is shared per (stage, group, role).
 
     Attributes:
-        target_modules: glob patterns matched against full module names (``blocks.*.mlp.fc1``).
+        target_modules: a regular expression matched in full against module names (the architecture
+            table's syntax and PEFT's, ``blocks\\.\\d+\\.mlp\\.fc[12]``), or a list of glob patterns
+            (``["blocks.*.mlp.fc1"]``; the published suites' rows and earlier configs are written so).
         templates: templates per bank ``n``; ``None`` means as many as layers in the group.
         coef_sets: coefficient sets ``K`` per module; the weight is the mean of the K mixtures.
         num_groups: split each stage into this many groups of consecutive layers (``G``).
@@ -44,7 +49,7 @@ class RecastConfig:
             run of consecutive equal shapes (else: an error).
     """
 
-    target_modules: list[str] = field(default_factory=list)
+    target_modules: str | list[str] = field(default_factory=list)
     templates: int | None = 2
     coef_sets: int = 2
     num_groups: int | None = None
@@ -57,10 +62,18 @@ class RecastConfig:
     split_by_shape: bool = False
 
     def __post_init__(self) -> None:
-        self.target_modules = list(self.target_modules)
+        if not isinstance(self.target_modules, str):
+            self.target_modules = list(self.target_modules)
         self.module_kinds = tuple(self.module_kinds)
         if not self.target_modules:
             raise WeightlabError("RecastConfig.target_modules is empty: name the modules to template")
+        if isinstance(self.target_modules, str):
+            try:
+                re.compile(self.target_modules)
+            except re.error as e:
+                raise WeightlabError(
+                    f"target_modules {self.target_modules!r}: not a regular expression ({e})"
+                ) from None
         if self.templates is not None and self.templates < 1:
             raise WeightlabError(f"templates must be >= 1, got {self.templates}")
         if self.coef_sets < 1:
@@ -79,6 +92,12 @@ class RecastConfig:
             raise WeightlabError(f"unknown module kind(s) {bad} (use {', '.join(MODULE_KINDS)})")
         if self.coef_init not in ("orthogonal", "group_orthogonal"):
             raise WeightlabError(f"unknown coef_init '{self.coef_init}' (use orthogonal or group_orthogonal)")
+
+    def targets(self, name: str) -> bool:
+        """Whether the module ``name`` is one of the target modules."""
+        if isinstance(self.target_modules, str):
+            return re.fullmatch(self.target_modules, name) is not None
+        return any(fnmatch.fnmatchcase(name, p) for p in self.target_modules)
 
     def group_size(self) -> int | None:
         """Layers per group implied by ``layers_per_group`` / ``sharing`` (None: whole stage or num_groups)."""
@@ -105,30 +124,15 @@ class RecastConfig:
         return dataclasses.replace(self, **changes)
 
 
-_VIT_TARGETS = {"att": ["blocks.*.attn.qkv"], "mlp": ["blocks.*.mlp.fc1", "blocks.*.mlp.fc2"]}
+def _presets() -> dict[str, dict[str, Any]]:
+    from weightlab.models.families import presets
 
-PRESETS: dict[str, dict[str, Any]] = {
-    # ViT (timm): 6 groups of 2 consecutive blocks, n=2, K=2; qkv / fc1 / fc2 banks separate.
-    "vit-att": dict(target_modules=_VIT_TARGETS["att"], templates=2, coef_sets=2, sharing="low"),
-    "vit-mlp": dict(target_modules=_VIT_TARGETS["mlp"], templates=2, coef_sets=2, sharing="low"),
-    "vit-att-mlp": dict(
-        target_modules=_VIT_TARGETS["att"] + _VIT_TARGETS["mlp"], templates=2, coef_sets=2, sharing="low"
-    ),
-    # ResNet (torchvision/timm, BasicBlock or Bottleneck): one bank per stage and conv role,
-    # first block of each stage untouched, n = blocks - 1 of the stage.
-    "resnet": dict(
-        target_modules=["layer*.*.conv1", "layer*.*.conv2", "layer*.*.conv3"],
-        templates=None,
-        coef_sets=2,
-        skip_first_per_stage=True,
-    ),
-    # CIFAR ResNet-20..56: the same scheme on the shared pretrained models.
-    "cifar-resnet": dict(
-        target_modules=["layer*.*.conv1", "layer*.*.conv2"], templates=None, coef_sets=2, skip_first_per_stage=True
-    ),
-    # ConvMixer: depthwise and pointwise convs of every block, groups of 2 blocks, n=2.
-    "convmixer": dict(target_modules=["*.0.fn.0", "*.1"], templates=2, coef_sets=2, layers_per_group=2),
-}
+    return {name: p.config_fields() for name, p in presets().items()}
+
+
+#: every family's presets (``vit-att``, ``vit-mlp``, ``vit-att-mlp``, ``resnet``, ``cifar-resnet``,
+#: ``convmixer``) as RecastConfig fields; their rows are in :mod:`weightlab.models.families`
+PRESETS: dict[str, dict[str, Any]] = _presets()
 
 
 def preset(name: str, **overrides: Any) -> RecastConfig:

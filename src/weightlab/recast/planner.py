@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import re
 import warnings
 from dataclasses import dataclass
@@ -97,7 +96,7 @@ def find_targets(model: nn.Module, config: RecastConfig) -> list[str]:
     kinds = tuple(_KIND_TYPES[k] for k in config.module_kinds)
     names, skipped = [], []
     for n, m in model.named_modules():
-        if not n or not isinstance(m, kinds) or not any(fnmatch.fnmatchcase(n, p) for p in config.target_modules):
+        if not n or not isinstance(m, kinds) or not config.targets(n):
             continue
         base = next(k for k in kinds if isinstance(m, k))
         if type(m).forward is base.forward:

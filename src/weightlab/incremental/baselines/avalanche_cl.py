@@ -40,7 +40,8 @@ class AvalancheBaseline:
     """A continual-learning strategy from Avalanche: subclasses build it with :meth:`strategy`."""
 
     @staticmethod
-    def strategy(options: dict, common: dict, total_classes: int, batch_size: int):
+    def strategy(options, common: dict, total_classes: int, batch_size: int):
+        """The Avalanche strategy; ``options`` is the registered options dataclass, typed."""
         raise NotImplementedError
 
 
@@ -57,7 +58,7 @@ class EWC(AvalancheBaseline):
     def strategy(options, common, total_classes, batch_size):
         from avalanche.training import EWC as Strategy
 
-        return Strategy(ewc_lambda=float(options["lambda"]), mode="separate", **common)
+        return Strategy(ewc_lambda=options.lam, mode="separate", **common)
 
 
 @dataclass
@@ -74,7 +75,7 @@ class LwF(AvalancheBaseline):
     def strategy(options, common, total_classes, batch_size):
         from avalanche.training import LwF as Strategy
 
-        return Strategy(alpha=float(options["alpha"]), temperature=float(options["temperature"]), **common)
+        return Strategy(alpha=options.alpha, temperature=options.temperature, **common)
 
 
 @dataclass
@@ -90,7 +91,7 @@ class GDumb(AvalancheBaseline):
     def strategy(options, common, total_classes, batch_size):
         from avalanche.training import GDumb as Strategy
 
-        return Strategy(mem_size=int(options["mem_size"]), **common)
+        return Strategy(mem_size=options.mem_size, **common)
 
 
 @dataclass
@@ -108,7 +109,7 @@ class ERACE(AvalancheBaseline):
     def strategy(options, common, total_classes, batch_size):
         from avalanche.training import ER_ACE as Strategy
 
-        return Strategy(mem_size=int(options["per_class"]) * total_classes, batch_size_mem=batch_size, **common)
+        return Strategy(mem_size=options.per_class * total_classes, batch_size_mem=batch_size, **common)
 
 
 def _avalanche():
@@ -209,7 +210,9 @@ def _run(
         device=dev,
         evaluator=EvaluationPlugin(loggers=[]),
     )
-    strategy = cls.strategy(spec.options, common, sum(t.num_classes for t in tasks), batch)
+    strategy = cls.strategy(
+        BASELINES.entry(spec.method).build_options(spec.options), common, sum(t.num_classes for t in tasks), batch
+    )
     from tqdm.auto import tqdm
 
     R: list[list[float]] = []

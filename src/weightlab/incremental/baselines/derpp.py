@@ -90,12 +90,12 @@ class DERpp(ContinualMethod):
     def __init__(self, backbone, feature_dim, classes_per_task, options, cfg, model_cfg, seed: int = 0) -> None:
         super().__init__(backbone, feature_dim, classes_per_task, options, cfg, model_cfg, seed)
         self.classes = list(classes_per_task)
-        self.alpha, self.beta = float(options["alpha"]), float(options["beta"])
-        self.memory = ReservoirBuffer(int(options["per_class"]) * sum(classes_per_task), seed=seed)
+        self.alpha, self.beta = self.opts.alpha, self.opts.beta
+        self.memory = ReservoirBuffer(self.opts.per_class * sum(classes_per_task), seed=seed)
         self.batch = cfg.batch_for(model_cfg)
 
     def optimizer(self, t: int) -> torch.optim.Optimizer:
-        lr = float(self.options["sgd_lr"])
+        lr = self.opts.sgd_lr
         if lr == 0:
             return super().optimizer(t)
         from weightlab.engine import make_optimizer

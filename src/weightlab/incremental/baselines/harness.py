@@ -29,6 +29,7 @@ from weightlab.data.arrays import ModelInput
 from weightlab.engine import Precision, batch_to, correct_count, make_optimizer, place, tensor_batches, train_epoch
 from weightlab.errors import WeightlabError
 from weightlab.incremental import metrics
+from weightlab.registry import build_options
 
 
 def task_tensors(data, transform: ModelInput, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
@@ -133,7 +134,8 @@ class ContinualMethod(nn.Module):
     """Base of the baselines implemented here: ``backbone`` (features) + one head per task.
 
     Subclasses override the hooks they need; the defaults train backbone and current head with
-    cross-entropy and AdamW (the suite's lr and weight decay)."""
+    cross-entropy and AdamW (the suite's lr and weight decay). Options (``options``, ``{key: value}``)
+    are kept typed as ``self.opts``, an instance of the registered options dataclass."""
 
     clip_norm: float | None = None  # None: the suite's (AdaptConfig.clip_norm)
     needs_tokens = False  # True: runs on transformer families only (weightlab.models.families: tokens)
@@ -152,7 +154,11 @@ class ContinualMethod(nn.Module):
         self.seed = seed
         self.backbone = backbone
         self.heads = nn.ModuleList(nn.Linear(feature_dim, n) for n in classes_per_task)
-        self.options, self.cfg, self.model_cfg = dict(options), cfg, model_cfg
+        entry = getattr(type(self), "registry_entry", None)
+        where = entry.name if entry is not None else type(self).__name__
+        # the options typed and checked (their dataclass), as every registered kind keeps them
+        self.opts = build_options(entry.options if entry is not None else None, dict(options), where)
+        self.cfg, self.model_cfg = cfg, model_cfg
         self.feature_dim = feature_dim
 
     # -- hooks ----------------------------------------------------------------------------------

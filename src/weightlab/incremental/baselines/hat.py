@@ -73,7 +73,7 @@ class HAT(ContinualMethod):
 
     def __init__(self, backbone, feature_dim, classes_per_task, options, cfg, model_cfg, seed: int = 0) -> None:
         super().__init__(backbone, feature_dim, classes_per_task, options, cfg, model_cfg, seed)
-        self.s_max, self.c = float(options["s_max"]), float(options["c"])
+        self.s_max, self.c = self.opts.s_max, self.opts.c
         pairs = gated_units(backbone)
         if not pairs:
             raise WeightlabError("HAT found no Conv2d or Linear layer to gate in this backbone")
@@ -132,7 +132,7 @@ class HAT(ContinualMethod):
         return [*self.backbone.parameters(), *self.emb[t], *self.heads[t].parameters()]
 
     def optimizer(self, t):
-        return make_optimizer("sgd", self.trainable(t), lr=float(self.options["lr"]), momentum=0.0)
+        return make_optimizer("sgd", self.trainable(t), lr=self.opts.lr, momentum=0.0)
 
     def loss(self, t, x, y, batch, n_batches):
         self._s = 1 / self.s_max + (self.s_max - 1 / self.s_max) * batch / max(n_batches - 1, 1)

@@ -85,7 +85,7 @@ class InfLoRA(ContinualMethod):
                 "InfLoRA is implemented for timm ViT backbones (the key and value projections "
                 "of each attention block), as in Liang & Li (2024)"
             )
-        self.rank, self.threshold = int(options["rank"]), float(options["threshold"])
+        self.rank, self.threshold = self.opts.rank, self.opts.threshold
         if not 0 < self.threshold <= 1:
             raise WeightlabError(f"InfLoRA threshold must be in (0, 1], got {self.threshold}")
         for p in backbone.parameters():

@@ -56,8 +56,8 @@ class L2P(ContinualMethod):
             raise WeightlabError(
                 "L2P is implemented for timm ViT backbones (prompts are tokens), as in Wang et al. (2022)"
             )
-        self.pool_size, self.length = int(options["pool_size"]), int(options["length"])
-        self.top_k, self.sim_coefficient = int(options["top_k"]), float(options["sim_coefficient"])
+        self.pool_size, self.length = self.opts.pool_size, self.opts.length
+        self.top_k, self.sim_coefficient = self.opts.top_k, self.opts.sim_coefficient
         if not 1 <= self.top_k <= self.pool_size:
             raise WeightlabError(f"L2P top_k must be between 1 and pool_size ({self.pool_size}), got {self.top_k}")
         for p in backbone.parameters():
@@ -70,7 +70,7 @@ class L2P(ContinualMethod):
         return [self.prompts, self.keys, *self.heads[t].parameters()]
 
     def optimizer(self, t):
-        return make_optimizer("adam", self.trainable(t), lr=float(self.options["lr"]))
+        return make_optimizer("adam", self.trainable(t), lr=self.opts.lr)
 
     def set_train_mode(self, t):
         self.train()

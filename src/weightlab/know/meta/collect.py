@@ -48,7 +48,7 @@ from weightlab.parallel import Backend, run_jobs
 MANIFEST = "manifest.json"
 PARTIAL = ".partial"  # trajectories of runs in progress; left over only by an interrupted collection
 # architecture -> (registered model, create_model kwargs); all run at the data set's resolution and channels
-ARCHITECTURES = {
+META_ARCHS = {
     "smallcnn": ("smallcnn", {}),
     "mobilenet-tiny": ("mobilenet_tiny", {"width": 0.5}),
     "densenet-tiny": ("densenet_tiny", {"growth": 8, "layers": (2, 2, 2)}),
@@ -58,7 +58,7 @@ ARCHITECTURES = {
     "mlp": ("mlp", {"hidden": (128, 64)}),
     "convmixer-tiny": ("convmixer64_d4_k5_p4", {}),
 }
-DATASETS = {"digits": (1, 16, 16), "mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+INPUT_SIZES = {"digits": (1, 16, 16), "mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
 
 @dataclass
@@ -113,13 +113,13 @@ def sample_specs(
     ranges = ranges or Ranges()
     if ranges.protocol not in PROTOCOLS:
         raise WeightlabError(f"unknown collection protocol '{ranges.protocol}' (use one of {', '.join(PROTOCOLS)})")
-    archs = list(archs or ARCHITECTURES)
+    archs = list(archs or META_ARCHS)
     datasets = list(datasets or ["digits"])
-    bad = [a for a in archs if a not in ARCHITECTURES] + [d for d in datasets if d not in DATASETS]
+    bad = [a for a in archs if a not in META_ARCHS] + [d for d in datasets if d not in INPUT_SIZES]
     if bad:
         raise WeightlabError(
             f"unknown architecture/data set {', '.join(bad)} (architectures: "
-            f"{', '.join(ARCHITECTURES)}; data sets: {', '.join(DATASETS)})"
+            f"{', '.join(META_ARCHS)}; data sets: {', '.join(INPUT_SIZES)})"
         )
     rng = random.Random(seed)
     specs = []
@@ -171,8 +171,8 @@ def collect_run(spec: RunSpec, out_dir: str | Path, data_root: str | None = None
         load_dataset(spec.dataset, "test", data_root, limit=spec.eval_size, seed=spec.seed) if spec.eval_size else None
     )
     torch.manual_seed(spec.seed)
-    name, kwargs = ARCHITECTURES[spec.arch]
-    model = create_model(name, num_classes=len(train.classes), input_size=DATASETS[spec.dataset], **kwargs)
+    name, kwargs = META_ARCHS[spec.arch]
+    model = create_model(name, num_classes=len(train.classes), input_size=INPUT_SIZES[spec.dataset], **kwargs)
     augment = AUGMENT[spec.dataset] if spec.protocol == "faithful" else None
     (out / PARTIAL).mkdir(parents=True, exist_ok=True)
     record: dict = {}

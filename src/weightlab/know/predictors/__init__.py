@@ -15,7 +15,6 @@ from weightlab.know.predictors.known import KNOWN, MODEL_FOR_KIND, KNOWNAuthors,
 from weightlab.know.predictors.magmax import MagMax
 from weightlab.know.predictors.task_vector import TaskVector
 from weightlab.know.predictors.tsv import TSV
-from weightlab.registry import build_options
 
 # PREDICTORS finds every module here on its first lookup (a new predictor file is picked up as it is)
 
@@ -38,11 +37,7 @@ def resolve_predictor(name: str) -> str:
 def get_predictor(name: str, **kwargs) -> Predictor:
     """Build a predictor by name (``known``, ``task_vector``/``TaskVector``, ``log_fit``, …); ``kwargs``
     are ``kinds`` and the predictor's options (checked: name, type, range)."""
-    entry = PREDICTORS.entry(resolve_predictor(name))
-    options = {k: v for k, v in kwargs.items() if k != "kinds"}
-    if not isinstance(options.get("weights"), dict):  # a dict of loaded hypermodels is passed as it is
-        build_options(entry.options, options, entry.name)
-    return entry.obj(**kwargs)
+    return PREDICTORS.get(resolve_predictor(name))(**kwargs)
 
 
 __all__ = [

@@ -16,10 +16,11 @@ import torch
 from weightlab.errors import WeightlabError
 from weightlab.know.kinds import parse_kinds
 from weightlab.know.trajectory import Trajectory
-from weightlab.registry import Registry, option
+from weightlab.registry import Registry, build_options, option, options_dict
 
 #: every KNOW predictor, registered with ``@PREDICTORS.register(name, display=..., paper=..., options=...)``;
-#: the options dataclass lists the keyword arguments its constructor takes besides ``kinds``.
+#: the options dataclass lists the keyword arguments its constructor takes besides ``kinds`` (checked by
+#: name, type and range, then kept typed as ``self.opts``: the one options style of every registered kind).
 PREDICTORS: Registry[type[Predictor]] = Registry("KNOW predictor", package="weightlab.know.predictors")
 
 
@@ -35,8 +36,11 @@ class Predictor(ABC):
     def name(self) -> str:
         return type(self).registry_entry.name
 
-    def __init__(self, kinds: str | Iterable[str] | None = None) -> None:
+    def __init__(self, kinds: str | Iterable[str] | None = None, **options) -> None:
         self.kinds = parse_kinds(kinds if kinds is None or isinstance(kinds, str) else list(kinds))
+        entry = getattr(type(self), "registry_entry", None)
+        where = entry.name if entry is not None else type(self).__name__
+        self.opts = build_options(entry.options if entry is not None else None, options, where)
 
     # -- what a predictor needs and supports -------------------------------------------------
     def min_stages(self, step: int) -> int:
@@ -48,7 +52,8 @@ class Predictor(ABC):
         return None
 
     def options(self) -> dict:
-        return {}
+        """The options as the prediction's record keeps them (default: every option, defaults included)."""
+        return options_dict(self.opts)
 
     def describe(self, trajectory: Trajectory | None = None) -> dict:
         d = {"method": self.name, "options": self.options(), "kinds": list(self.kinds)}
@@ -99,12 +104,9 @@ class TaskVectorMethod(Predictor):
     """Methods built on the task vectors ``τ_j = Θ⁰ − Θ^j``: step k uses ``τ_1 … τ_k`` (or τ_k alone)
     and scales the resulting update by ``lam`` (λ = 0.2 by default, as in the paper)."""
 
-    def __init__(self, kinds=None, lam: float = 0.2) -> None:
-        super().__init__(kinds)
-        self.lam = float(lam)
-
-    def options(self) -> dict:
-        return {"lam": self.lam}
+    @property
+    def lam(self) -> float:
+        return float(self.opts.lam)
 
     def min_stages(self, step: int) -> int:
         return step + 1

@@ -30,13 +30,6 @@ class ConsensusOptions(TaskVectorOptions):
 class ConsensusTA(TaskVectorMethod):
     """Task arithmetic on the coordinates most candidates agree on."""
 
-    def __init__(self, kinds=None, lam: float = 0.2, tall_lambda: float = 0.4, min_agree: int = 2) -> None:
-        super().__init__(kinds, lam)
-        self.tall_lambda, self.min_agree = float(tall_lambda), int(min_agree)
-
-    def options(self) -> dict:
-        return {**super().options(), "tall_lambda": self.tall_lambda, "min_agree": self.min_agree}
-
     def unsupported(self, step: int) -> str | None:
         if step < 3:
             return (
@@ -53,7 +46,7 @@ class ConsensusTA(TaskVectorMethod):
             for k in steps:
                 cand = taus[:k]
                 mtl = cand.sum(0)
-                masks = cand.abs() >= self.tall_lambda * (mtl.unsqueeze(0) - cand).abs()
-                consensus = masks.sum(0) >= self.min_agree
+                masks = cand.abs() >= self.opts.tall_lambda * (mtl.unsqueeze(0) - cand).abs()
+                consensus = masks.sum(0) >= self.opts.min_agree
                 out[k][name] = theta0 + self.lam * consensus * mtl
         return out

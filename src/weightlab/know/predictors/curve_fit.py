@@ -26,21 +26,17 @@ class CurveFitOptions:
 class CurveFit(Predictor):
     basis: str = ""
 
-    def __init__(self, kinds=None, stages: int | None = None) -> None:
-        super().__init__(kinds)
-        self.stages = stages  # how many of the newest stages to fit (default: all)
-
     def options(self) -> dict:
-        return {"basis": self.basis, "stages": self.stages}
+        return {"basis": self.basis, "stages": self.opts.stages}
 
     def phi(self, t: torch.Tensor, s: int) -> torch.Tensor:
         raise NotImplementedError
 
     def min_stages(self, step: int) -> int:
-        return max(2, self.stages or 2)
+        return max(2, self.opts.stages or 2)
 
     def _predict_keys(self, trajectory: Trajectory, keys, steps):
-        s = min(self.stages or trajectory.num_stages, trajectory.num_stages)
+        s = min(self.opts.stages or trajectory.num_stages, trajectory.num_stages)
         order = list(range(s - 1, -1, -1))  # oldest-forgetting first: Θ^{s-1}, …, Θ^0
         y = flat_sequences(trajectory, keys, order)  # (s, N)
         t = torch.arange(1, s + 1, dtype=torch.float64)

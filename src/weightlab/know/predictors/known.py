@@ -135,24 +135,19 @@ class KNOWN(Predictor):
 
     default_weights: str | None = None
 
-    def __init__(
-        self,
-        kinds=None,
-        weights: str | Path | dict[str, KNOWNNet] | None = None,
-        input_convention: str | None = None,
-        chunk: int = 4096,
-        device: str = "cpu",
-    ) -> None:
+    def __init__(self, kinds=None, **options) -> None:
+        """``options``: :class:`KNOWNOptions`; ``weights`` may also be a dict of loaded :class:`KNOWNNet`."""
         from weightlab.engine import resolve_device
 
-        super().__init__(kinds)
-        self.device = resolve_device(device)
-        weights = self.default_weights if weights is None else weights
+        nets = options.pop("weights") if isinstance(options.get("weights"), dict) else None
+        super().__init__(kinds, **options)
+        opts = self.opts
+        self.device = resolve_device(opts.device)
+        weights = nets if nets is not None else (self.default_weights if opts.weights is None else opts.weights)
         self.weights_source = None if isinstance(weights, dict) else str(known_weights_dir(weights))
-        self.nets = weights if isinstance(weights, dict) else load_known_set(self.weights_source, input_convention)
+        self.nets = weights if isinstance(weights, dict) else load_known_set(self.weights_source, opts.input_convention)
         self.input_convention = ",".join(sorted({net.input_convention for net in self.nets.values()}))
         self.seq_len = set_seq_len(self.nets, self.weights_source or "KNOWN hypermodels")
-        self.chunk = chunk
         self._fused = {k: net.fused() for k, net in self.nets.items()}
 
     def options(self) -> dict:
@@ -162,7 +157,7 @@ class KNOWN(Predictor):
         return self.seq_len
 
     def residuals(self, seq_by_model: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {m: self._fused[m](seq, chunk=self.chunk, device=self.device) for m, seq in seq_by_model.items()}
+        return {m: self._fused[m](seq, chunk=self.opts.chunk, device=self.device) for m, seq in seq_by_model.items()}
 
     def _predict_keys(self, trajectory: Trajectory, keys, steps):
         groups: dict[str, list[str]] = {}

@@ -35,21 +35,17 @@ class TSVOptions(TaskVectorOptions):
 class TSV(TaskVectorMethod):
     """Task singular vectors: each update reduced to its top singular components, then merged."""
 
-    def __init__(self, kinds=None, lam: float = 0.2, keep: float = 0.1) -> None:
-        super().__init__(kinds, lam)
-        if not 0.0 < keep <= 1.0:
-            raise WeightlabError(f"TSV keep fraction must be in (0, 1], got {keep}")
-        self.keep = float(keep)
-
-    def options(self) -> dict:
-        return {**super().options(), "keep": self.keep}
+    def __init__(self, kinds=None, **options) -> None:
+        super().__init__(kinds, **options)
+        if not 0.0 < self.opts.keep <= 1.0:
+            raise WeightlabError(f"TSV keep fraction must be in (0, 1], got {self.opts.keep}")
 
     def merged_update(self, taus: list[torch.Tensor]) -> torch.Tensor:
         if taus[0].ndim < 2:
             return torch.stack(taus).sum(0)
         shape = taus[0].shape
         mats = [t.reshape(shape[0], -1) for t in taus]
-        rank = max(1, math.ceil(self.keep * min(mats[0].shape)))
+        rank = max(1, math.ceil(self.opts.keep * min(mats[0].shape)))
         us, ss, vs = [], [], []
         for m in mats:
             u, s, vt = torch.linalg.svd(m, full_matrices=False)
