@@ -28,12 +28,14 @@ def build() -> dict:
     from weightlab.incremental.methods import method_names
     from weightlab.know.kinds import DEFAULT_KINDS, PREDICTABLE
     from weightlab.know.predictors import PREDICTORS
+    from weightlab.recast.config import PRESETS
     from weightlab.registry import option_flag_specs
 
     return {
         "sequences": list(SEQUENCES),
         "methods": list(method_names()),
         "suites": sorted(SUITES),
+        "presets": sorted(PRESETS),
         "know_suites": sorted(KNOW_SUITES),
         "predictors": list(PREDICTORS),
         "default_kinds": list(DEFAULT_KINDS),

@@ -130,9 +130,13 @@ def _presets() -> dict[str, dict[str, Any]]:
     return {name: p.config_fields() for name, p in presets().items()}
 
 
-#: every family's presets (``vit-att``, ``vit-mlp``, ``vit-att-mlp``, ``resnet``, ``cifar-resnet``,
-#: ``convmixer``) as RecastConfig fields; their rows are in :mod:`weightlab.models.families`
-PRESETS: dict[str, dict[str, Any]] = _presets()
+def __getattr__(name: str) -> Any:
+    """``PRESETS``: every family's presets (``vit-att``, ``vit-mlp``, ``vit-att-mlp``, ``resnet``,
+    ``cifar-resnet``, ``convmixer``) as RecastConfig fields, read from the architecture table
+    (:mod:`weightlab.models.families`) when asked for, so that importing this module imports no torch."""
+    if name == "PRESETS":
+        return _presets()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def preset(name: str, **overrides: Any) -> RecastConfig:
@@ -140,9 +144,10 @@ def preset(name: str, **overrides: Any) -> RecastConfig:
 
     ``None`` overrides are ignored; ``templates="auto"`` means as many templates as layers per group.
     """
-    if name not in PRESETS:
-        raise WeightlabError(f"unknown RECAST preset '{name}' (use one of {', '.join(PRESETS)})")
-    base = dict(PRESETS[name])
+    presets = _presets()
+    if name not in presets:
+        raise WeightlabError(f"unknown RECAST preset '{name}' (use one of {', '.join(presets)})")
+    base = dict(presets[name])
     grouping = {"num_groups", "layers_per_group", "sharing"}
     if grouping & {k for k, v in overrides.items() if v is not None}:
         for k in grouping:
