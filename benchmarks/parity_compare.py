@@ -16,6 +16,16 @@ from safetensors.torch import load_file
 SKIP = {"machine", "command", "argv", "merged", "weightlab_version", "file_bytes", "trajectory", "source"}
 
 
+def _here(v):
+    """A path inside the checkout (the shipped KNOWN weights) named from the package: the two runs are
+    two checkouts in two places."""
+    return (
+        "<checkout>/src/weightlab/" + v.split("/src/weightlab/", 1)[1]
+        if isinstance(v, str) and "/src/weightlab/" in v
+        else v
+    )
+
+
 def _walk(x, path=""):
     if isinstance(x, dict):
         for k, v in x.items():
@@ -26,7 +36,7 @@ def _walk(x, path=""):
         for i, v in enumerate(x):
             yield from _walk(v, f"{path}[{i}]")
     else:
-        yield path, x
+        yield path, _here(x)
 
 
 def _same_tensors(a: Path, b: Path) -> bool:

@@ -129,3 +129,21 @@ def test_no_family_checks_outside_the_family_table_and_models():
                     if isinstance(c, ast.Constant) and c.value in families
                 ]
                 assert not consts, f"{path.name}:{node.lineno} compares with family {consts[0].value!r}"
+
+
+def test_recast_adapt_never_passes_through_the_applications():
+    """``weightlab recast adapt`` is a library call: the command imports nothing from ``bench``, and the
+    library it calls cannot (see above)."""
+    tree = ast.parse((SRC / "cli" / "incremental.py").read_text())
+    (fn,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "cmd_adapt"]
+    imported = {n.module for n in ast.walk(fn) if isinstance(n, ast.ImportFrom)}
+    assert imported and not [m for m in imported if m.startswith("weightlab.bench")], imported
+    top = {n.module for n in tree.body if isinstance(n, ast.ImportFrom)}
+    assert not [m for m in top if m.startswith("weightlab.bench")], top
+
+
+@pytest.mark.parametrize("folder", ["bench", "cli"])
+def test_the_applications_stay_thin(folder):
+    """No file of the applications grows into a second library (about 400 lines at most)."""
+    sizes = {p.name: len(p.read_text().splitlines()) for p in (SRC / folder).rglob("*.py")}
+    assert not {n: s for n, s in sizes.items() if s > 420}, sizes
