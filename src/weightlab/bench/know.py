@@ -1,25 +1,11 @@
-"""The KNOW transfer benchmark (the paper's Table 1, sized for two CPU cores).
+"""The KNOW transfer benchmark (the paper's Table 1, sized for two CPU cores): the runner.
 
-A suite fixes a source model and data set D⁰, the forgetting protocol, a downstream task, the
-transfer schedule, the predictors and the seeds. ``run_suite`` does, resumably, in ``out_dir``:
-
-1. ``base.safetensors``: Θ before forgetting (the shared pretrained weights, or pretrained here; with
-   the suite's ``pretrain`` protocol, ``base/`` from :func:`weightlab.know.pretrain.pretrain`);
-2. ``trajectory/``: progressive forgetting (:func:`run_forgetting`);
-3. ``predictions/<method>_x<n>.safetensors``: every predictor at every step (timed);
-4. ``incremental.safetensors``: the incremental-pretraining baseline (with the suite's ``pretrain``
-   protocol ``incremental/``: the base's epochs, steps and schedule on the nested subsets, smallest first);
-5. with ``truth``: ``truth/`` (trained from scratch on twice D⁰) and ``truth_ft.safetensors`` (Θ⁰
-   fine-tuned on it), the real ×2 weights, and the weight-space comparison of every ×2 prediction;
-   with ``controls``: ``controls/shrink_x<n>.safetensors`` (Θ⁰ rescaled, the same function);
-6. ``results.json``: one transfer run per (row, seed), appended atomically after each run;
-7. ``results.md`` (Table 1 layout: mean ± std, the gain over naive transfer and whether it is beyond
-   the noise, the chosen learning rates; the time cost of Table 7; the weight-space table) and
-   ``trajectory_pca.png`` (trajectory and predictions on the first two principal components, Fig. 3);
-   with ``known_variants`` (KNOWN sets of other history lengths S) also the paper's Table 6 layout and
-   ``s_ablation.png`` (each S's paired gains over naive transfer).
-
-Steps 1-5 run once per trajectory seed (``traj_<seed>/``) when the suite has ``trajectory_seeds``.
+``run_suite`` does, resumably, in ``out_dir``: the KNOW protocol's steps 1-5 for every trajectory of the
+suite (:func:`weightlab.know.protocol.prepare`: base, trajectory, predictions, incremental pretraining,
+the real x2 weights and the controls); then ``results.json``, one transfer run per (row, seed) appended
+atomically as it finishes (:mod:`weightlab.bench.runner`); then the report (``results.md`` in the Table 1
+layout, the time cost of Table 7, the weight-space table, ``trajectory_pca.png`` and, with KNOWN variants,
+the Table 6 layout and ``s_ablation.png``: :mod:`weightlab.bench.reports.know`).
 """
 
 from __future__ import annotations

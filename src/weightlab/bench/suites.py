@@ -25,36 +25,9 @@ PAPER_TASKS = ",".join(
 )
 PAPER_STREAM = dict(workers=8, size=224, augment="resized_crop")  # 224 px, RandomResizedCrop + flip
 # the published rows, named (a newly registered adapter joins a suite when it is written here, never by itself)
-CNN_METHODS = [
-    "head",
-    "recast",
-    "full",
-    "lora",
-    "recast+lora",
-    "dora",
-    "recast+dora",
-    "rosa",
-    "recast+rosa",
-    "piggyback",
-    "recast+piggyback",
-    "clr",
-    "recast+clr",
-]
-VIT_METHODS = [
-    "head",
-    "recast",
-    "full",
-    "lora",
-    "recast+lora",
-    "dora",
-    "recast+dora",
-    "rosa",
-    "recast+rosa",
-    "adaptformer",
-    "recast+adaptformer",
-    "piggyback",
-    "recast+piggyback",
-]
+_SHARED_ROWS = ["head", "recast", "full", "lora", "recast+lora", "dora", "recast+dora", "rosa", "recast+rosa"]
+CNN_METHODS = _SHARED_ROWS + ["piggyback", "recast+piggyback", "clr", "recast+clr"]
+VIT_METHODS = _SHARED_ROWS + ["adaptformer", "recast+adaptformer", "piggyback", "recast+piggyback"]
 
 _BUDGET_CNN = [
     Point("RECAST n=1 K=1", "recast", dict(templates=1, coef_sets=1)),
