@@ -299,3 +299,19 @@ def test_top_level_help_imports_no_torch():
     code = "import sys\nfrom weightlab.cli import main\nassert main(['--help']) == 0\nprint('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "False" and "know" in out and "recast" in out
+
+
+def test_report_only_on_a_folder_that_is_not_a_suite_s_results_is_one_line(tmp_path, capsys):
+    """``recast bench --report-only`` on a results.json of another shape (e.g. a record of adapt commands)
+    names the file in one line instead of a traceback; without one it says to run the suite first."""
+    import json
+
+    from weightlab.cli import main
+
+    assert main(["recast", "bench", "--suite", "smoke", "--report-only", "--out", str(tmp_path)]) == 2
+    assert "no results to report" in capsys.readouterr().err
+    (tmp_path / "results.json").write_text(json.dumps({"machine": {}, "runs": {"head": {"command": "x"}}}))
+    assert main(["recast", "bench", "--suite", "smoke", "--report-only", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not the results of a 'weightlab recast bench' suite" in err[0]
+    assert not (tmp_path / "results.md").exists()

@@ -298,7 +298,15 @@ def report_only(out: str | Path) -> dict:
     path = Path(out) / "results.json"
     if not path.is_file():
         raise WeightlabError(f"{path}: no results to report (run the suite first)")
-    return write_report(read_json(path), out)
+    payload = read_json(path)
+    if not (
+        isinstance(payload, dict)
+        and isinstance(payload.get("suite"), dict)
+        and isinstance(payload.get("runs"), list)
+        and all(isinstance(r, dict) for r in payload["runs"])
+    ):
+        raise WeightlabError(f"{path}: not the results of a 'weightlab recast bench' suite (no suite and runs)")
+    return write_report(payload, out)
 
 
 __all__ = [
