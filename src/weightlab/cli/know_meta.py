@@ -103,52 +103,59 @@ def meta_parser(kn) -> None:
 
 
 def cmd_meta(args: argparse.Namespace) -> int:
+    """``know meta collect | train``."""
     if args.out is None:
         raise WeightlabError(f"know meta {args.meta_command} needs --out FOLDER")
-    if args.meta_command == "collect":
-        from dataclasses import replace
+    return {"collect": _collect, "train": _train}[args.meta_command](args)
 
-        from weightlab.know.meta.collect import PROTOCOLS, collect, sample_specs
 
-        ranges = PROTOCOLS[args.protocol]
-        for field, value in (
-            ("train_size", args.train_size),
-            ("pretrain_epochs", args.pretrain_epochs),
-            ("eval_size", args.eval_size),
-        ):
-            if value is not None:
-                ranges = replace(ranges, **{field: value})
+def _collect(args: argparse.Namespace) -> int:
+    from dataclasses import replace
 
-        specs = sample_specs(
-            args.runs,
-            seed=args.seed,
-            start_id=args.start_id,
-            archs=args.archs.split(",") if args.archs else None,
-            datasets=args.datasets.split(","),
-            ranges=ranges,
-        )
-        m = collect(
-            args.out,
-            specs,
-            backend=args.backend,
-            workers=args.workers,
-            address=args.address,
-            data_root=str(args.data_root) if args.data_root else None,
-            command=command_line(args),
-            progress=progress(args),
-            device=args.device,
-            gpus_per_job=args.gpus_per_run,
-            time_budget=args.time_budget,
-        )
-        rows = sum(sum(r["rows"].values()) for r in m["runs"])
-        size = sum(r["bytes"] for r in m["runs"])
-        last = m["last_collection"]
-        print(
-            f"{len(m['runs'])} runs, {rows:,} rows, {size / 2**20:.1f} MiB in {args.out}; this call: "
-            f"{last['runs']} runs, {last['rows']:,} rows in {last['seconds']:.1f} s "
-            f"({last['rows'] / max(last['seconds'], 1e-9):,.0f} rows/s, {last['backend']}, {last['workers']} workers)"
-        )
-        return 0
+    from weightlab.know.meta.collect import PROTOCOLS, collect, sample_specs
+
+    ranges = PROTOCOLS[args.protocol]
+    for field, value in (
+        ("train_size", args.train_size),
+        ("pretrain_epochs", args.pretrain_epochs),
+        ("eval_size", args.eval_size),
+    ):
+        if value is not None:
+            ranges = replace(ranges, **{field: value})
+
+    specs = sample_specs(
+        args.runs,
+        seed=args.seed,
+        start_id=args.start_id,
+        archs=args.archs.split(",") if args.archs else None,
+        datasets=args.datasets.split(","),
+        ranges=ranges,
+    )
+    m = collect(
+        args.out,
+        specs,
+        backend=args.backend,
+        workers=args.workers,
+        address=args.address,
+        data_root=str(args.data_root) if args.data_root else None,
+        command=command_line(args),
+        progress=progress(args),
+        device=args.device,
+        gpus_per_job=args.gpus_per_run,
+        time_budget=args.time_budget,
+    )
+    rows = sum(sum(r["rows"].values()) for r in m["runs"])
+    size = sum(r["bytes"] for r in m["runs"])
+    last = m["last_collection"]
+    print(
+        f"{len(m['runs'])} runs, {rows:,} rows, {size / 2**20:.1f} MiB in {args.out}; this call: "
+        f"{last['runs']} runs, {last['rows']:,} rows in {last['seconds']:.1f} s "
+        f"({last['rows'] / max(last['seconds'], 1e-9):,.0f} rows/s, {last['backend']}, {last['workers']} workers)"
+    )
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
     from weightlab.know.meta.pipeline import l1_table, meta_train
     from weightlab.know.meta.train import MetaTrainConfig
 
