@@ -278,3 +278,6 @@ def test_summary_pairs_each_row_with_naive_on_the_same_trajectory_and_seed():
     assert steady["beyond_noise"] is True and steady["paired"]["p"] < 1e-4
     assert noisy["beyond_noise"] is False and noisy["paired"]["p"] > 0.5
     assert table["naive"]["paired"] is None and table["naive"]["beyond_noise"] is None
+    from weightlab.stats import minimum_detectable_effect
+
+    assert steady["paired"]["mde"] == pytest.approx(minimum_detectable_effect(steady["paired"]["std"], 6))

@@ -172,9 +172,13 @@ def test_fair_protocol_selects_on_validation_on_the_first_seed_and_reuses_that_r
         picked = [r for r in sel if r["label"] == name and r["lr"] == c["lr"] and r["coef_lr"] == c["coef_lr"]]
         assert runs[(name, 3)]["accuracy_matrix"] == picked[0]["accuracy_matrix"]  # the selection run, reused
         assert all(len(curve) == 2 for curve in runs[(name, 4)]["val_curves"])
-    assert res["contrasts"][0]["row"] == "recast" and res["contrasts"][0]["seeds"] == [3, 4]
+    contrast = res["contrasts"][0]
+    assert contrast["row"] == "recast" and contrast["seeds"] == [3, 4]
+    from weightlab.stats import minimum_detectable_effect
+
+    assert contrast["mde"] == pytest.approx(minimum_detectable_effect(contrast["std"], 2)) and 0 <= contrast["p"] <= 1
     md = (tmp_path / "results.md").read_text()
-    assert "chosen on validation" in md and "recast - head" in md
+    assert "chosen on validation" in md and "recast - head" in md and "detectable (MDE" in md
     assert (tmp_path / "val_curves.png").is_file()
     # resuming redoes nothing
     again = inc.run_suite(suite, tmp_path, progress=False)

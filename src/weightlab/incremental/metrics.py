@@ -3,7 +3,7 @@ learning task i (j <= i; NaN above the diagonal)."""
 
 from __future__ import annotations
 
-import math
+from weightlab.stats import mean_std  # noqa: F401  (re-exported: the one mean ± std)
 
 
 def average_accuracy(R: list[list[float]]) -> float:
@@ -30,12 +30,3 @@ def zero_forgetting(R: list[list[float]]) -> bool:
     """True when every earlier task's final accuracy equals its accuracy right after it was learnt,
     exactly, at every later step."""
     return all(R[i][j] == R[j][j] for j in range(len(R)) for i in range(j, len(R)))
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    n = len(values)
-    if n == 0:
-        return float("nan"), float("nan")
-    m = sum(values) / n
-    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
-    return m, sd

@@ -10,6 +10,7 @@ from weightlab.incremental.baselines import is_baseline
 from weightlab.incremental.selection import selection_score
 from weightlab.io import write_json, write_text
 from weightlab.models import get_family
+from weightlab.stats import paired
 
 
 def write_report(payload: dict, out: str | Path) -> dict:
@@ -83,7 +84,8 @@ def _best_before_last(runs: list[dict]) -> float | None:
 def contrasts(runs: list[dict], pairs: list) -> list[dict]:
     """Per (row, reference[, the paper's figure]): the per-seed difference of average accuracy (the same
     seed, so the same head initialisations and data order), mean +- std over the seeds both have; 'beyond
-    2 std' when its mean exceeds twice its std (None with one seed: there is no spread)."""
+    2 std' when its mean exceeds twice its std (None with one seed: there is no spread), the paired t-test's
+    p and its minimum detectable effect (:mod:`weightlab.stats`: α 0.05, power 0.8)."""
     by = {}
     for r in runs:
         by.setdefault(r.get("label") or r["method"], {})[r["seed"]] = r["average_accuracy"]
@@ -96,6 +98,7 @@ def contrasts(runs: list[dict], pairs: list) -> list[dict]:
             continue
         diff = [a[s] - b[s] for s in seeds]
         mean, std = metrics.mean_std(diff)
+        test = paired(diff) or {}  # None with one seed: no spread to test
         out.append(
             dict(
                 row=row,
@@ -104,6 +107,8 @@ def contrasts(runs: list[dict], pairs: list) -> list[dict]:
                 mean=mean,
                 std=std,
                 beyond_2std=abs(mean) > 2 * std if len(seeds) > 1 else None,  # one seed: no spread to compare
+                p=test.get("p"),
+                mde=test.get("mde"),
                 paper=paper,
             )
         )
@@ -139,14 +144,17 @@ def _selection_markdown(payload: dict) -> list[str]:
             "",
             "## Paired differences (average accuracy, same seed)",
             "",
-            "| row - reference | seeds | mean ± std | beyond 2 std | the paper's (its Table 4 averages) |",
-            "|---|---|---|---|---|",
+            "| row - reference | seeds | mean ± std | beyond 2 std | p (paired t) "
+            "| detectable (MDE, α 0.05, power 0.8) | the paper's (its Table 4 averages) |",
+            "|---|---|---|---|---|---|---|",
         ]
         for c in payload["contrasts"]:
             paper = "-" if c.get("paper") is None else f"{c['paper']:+.1f}"
             lines.append(
                 f"| {c['row']} - {c['reference']} | {len(c['seeds'])} | {c['mean']:+.2f} ± {c['std']:.2f} | "
-                f"{ {True: 'yes', False: 'no', None: 'n/a (1 seed)'}[c['beyond_2std']] } | {paper} |"
+                f"{ {True: 'yes', False: 'no', None: 'n/a (1 seed)'}[c['beyond_2std']] } | "
+                f"{'-' if c.get('p') is None else format(c['p'], '.2g')} | "
+                f"{'-' if c.get('mde') is None else format(c['mde'], '.2f')} | {paper} |"
             )
     return lines
 

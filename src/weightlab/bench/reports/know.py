@@ -14,6 +14,7 @@ from weightlab.know.forgetting import forgetting_check
 from weightlab.know.predictors import display_name
 from weightlab.know.protocol import ALL_PREDICTORS, CONTROL_ROWS
 from weightlab.know.trajectory import scale_label
+from weightlab.stats import ALPHA, POWER, paired
 
 
 def trajectory_infos(prep: dict) -> list[tuple[int | None, dict]]:
@@ -32,19 +33,10 @@ def _std(values: list[float]) -> float:
 
 
 def _paired(diffs: list[float]) -> dict | None:
-    """Mean ± std of the paired differences with naive transfer (same trajectory and transfer seed) and
-    a two-sided paired t-test at 5 %; None with fewer than two pairs."""
-    if len(diffs) < 2:
-        return None
-    from scipy import stats
-
-    mean, std = sum(diffs) / len(diffs), _std(diffs)
-    if std == 0.0:
-        p = 0.0 if mean != 0.0 else 1.0
-    else:
-        t = mean / (std / len(diffs) ** 0.5)
-        p = float(2 * stats.t.sf(abs(t), len(diffs) - 1))
-    return {"mean": mean, "std": std, "n": len(diffs), "p": p, "significant": p < 0.05}
+    """Mean ± std of the paired differences with naive transfer (same trajectory and transfer seed), the
+    two-sided paired t-test at 5 % and its minimum detectable effect at power 0.8; None with fewer than
+    two pairs."""
+    return paired(diffs)
 
 
 def summarize(results: dict) -> list[dict]:
@@ -155,8 +147,8 @@ def write_report(results: dict, out: Path) -> None:
         "",
         "| pred. | method | runs | accuracy | "
         + ("between-trajectory std | " if multi else "")
-        + "gain vs naive | beyond noise | chosen lr |",
-        "|---|---|---|---|" + ("---|" if multi else "") + "---|---|---|",
+        + f"gain vs naive | detectable (MDE, α {ALPHA:g}, power {POWER:g}) | beyond noise | chosen lr |",
+        "|---|---|---|---|" + ("---|" if multi else "") + "---|---|---|---|",
     ]
     for row in sorted(table, key=lambda r: _row_order(r["row"], r["step"])):
         pred = "x1" if row["step"] == 0 else scale_label(f["ratio"], row["step"])
@@ -164,11 +156,13 @@ def write_report(results: dict, out: Path) -> None:
         if row.get("paired"):
             gain = f"{row['paired']['mean']:+.2f} ± {row['paired']['std']:.2f} (p {row['paired']['p']:.2g})"
         noise = {None: "", True: "yes", False: "no"}[row["beyond_noise"]]
+        mde = (row.get("paired") or {}).get("mde")
+        mde = "" if mde is None else f"{mde:.2f}"
         lr = ", ".join(f"{k}×{v}" for k, v in sorted(row["lr"].items(), key=lambda kv: float(kv[0])))
         lines.append(
             f"| {pred} | {row['label']} | {row['seeds']} | {row['mean']:.2f} ± {row['std']:.2f} | "
             + (f"{row['trajectory_std']:.2f} | " if multi else "")
-            + f"{gain} | {noise} | {lr} |"
+            + f"{gain} | {mde} | {noise} | {lr} |"
         )
     lines += _s_table_lines(table, suite, f["ratio"], infos)
     run_s = sum(r.get("seconds", 0.0) for r in results["runs"])
