@@ -281,3 +281,48 @@ def test_summary_pairs_each_row_with_naive_on_the_same_trajectory_and_seed():
     from weightlab.stats import minimum_detectable_effect
 
     assert steady["paired"]["mde"] == pytest.approx(minimum_detectable_effect(steady["paired"]["std"], 6))
+
+
+@pytest.mark.parametrize(
+    ("extensions", "peak", "tried", "chosen", "edge"),
+    [
+        (0, 1.0, [1e-4, 3e-4, 1e-3], 1e-3, True),  # the grid as given: the top rate, flagged
+        (4, 1.0, [1e-4, 3e-4, 1e-3, 0.00333, 0.0111, 0.037, 0.123], 0.123, True),  # still rising: flagged
+        (4, 4e-3, [1e-4, 3e-4, 1e-3, 0.00333, 0.0111], 0.00333, False),  # interior after two extensions
+        (4, 3e-4, [1e-4, 3e-4, 1e-3], 3e-4, False),  # interior as given: nothing added
+        (4, 1e-6, [1e-4, 3e-4, 1e-3, 3.33e-05, 1.11e-05, 3.7e-06, 1.23e-06], 1.23e-06, True),  # downwards too
+    ],
+)
+def test_the_transfer_rate_grid_extends_past_an_edge_until_interior(monkeypatch, extensions, peak, tried, chosen, edge):
+    """KNOW's transfer rate (select_lr): a best rate at an edge of the grid is extended past that edge by the
+    grid's step, ``lr_extensions`` times at most; a choice still at an edge is flagged in the record."""
+    import importlib
+    import math
+
+    from weightlab.tuning import at_edge
+
+    tr = importlib.import_module("weightlab.know.transfer")  # the module (the package exports a function so named)
+
+    calls = []
+
+    def fake_transfer(state, model_cfg, fit, val, cfg, **kw):  # validation accuracy peaks at ``peak``
+        calls.append(cfg.lr)
+        return {"accuracy": -abs(math.log(cfg.lr / peak))}
+
+    monkeypatch.setattr(tr, "transfer", fake_transfer)
+    monkeypatch.setattr(tr, "validation_split", lambda train, frac, seed: (train, train))
+    cfg = tr.TransferConfig(lr_grid=(1e-4, 3e-4, 1e-3), lr_extensions=extensions)
+    best, scores = tr.select_lr({}, {}, object(), cfg, num_classes=2)
+    assert calls == tried and list(scores) == tried  # every rate run once, the grid's own in its order
+    assert best == pytest.approx(chosen) and at_edge(list(scores), best) is edge
+
+
+def test_the_report_counts_rates_chosen_at_the_grid_s_edge_also_in_records_made_before_the_flag():
+    from weightlab.bench.reports.know import summarize
+
+    def run(seed, lr, flag=None):
+        sel = {"grid": [3e-4, 1e-3, 3e-3], "lr": lr, **({} if flag is None else {"at_edge": flag})}
+        return {"row": "naive", "label": "naive", "step": 0, "seed": seed, "accuracy": 50.0, "lr_selection": sel}
+
+    (row,) = summarize({"runs": [run(1, 3e-3), run(2, 1e-3), run(3, 3e-4), run(4, 3e-3, False)]})
+    assert row["lr_at_edge"] == 2 and row["lr"] == {"0.003": 2, "0.001": 1, "0.0003": 1}

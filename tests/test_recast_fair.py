@@ -275,3 +275,14 @@ def test_the_paper_table_says_which_base_and_variant_each_recast_row_is():
     # the ViT's RECAST + LoRA row is the authors' combination: RECAST-MLP under LoRA on the attention
     assert "RECAST + MeLo" in provenance("recast+lora", vit["recast+lora"])
     assert provenance("hat").startswith("reproduces HAT")
+
+
+def test_a_rate_chosen_at_its_grid_s_edge_is_flagged_in_the_table():
+    from weightlab.bench.reports.incremental import rates_at_edge
+
+    grid = [0.001, 0.003, 0.01, 0.03, 0.09, 0.27]
+    assert rates_at_edge(dict(lr=0.27, coef_lr=None, lr_grid=grid)) == ["lr"]  # resnet20-fair's head-only
+    assert rates_at_edge(dict(lr=0.09, coef_lr=0.3, lr_grid=grid, coef_lr_grid=[0.003, 0.03, 0.3, 1.0])) == []
+    assert rates_at_edge(dict(lr=0.09, coef_lr=1.0, lr_grid=grid, coef_lr_grid=[0.003, 0.03, 0.3, 1.0])) == ["coef lr"]
+    assert rates_at_edge(dict(lr=0.01, coef_lr=None, lr_grid=grid, coef_lr_grid=[0.003, 0.03])) == []  # "= lr"
+    assert rates_at_edge({}) == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from weightlab.incremental.baselines import is_baseline, parse_baseline
 from weightlab.incremental.methods import parse_method
+from weightlab.tuning import extend_grid  # noqa: F401  (the one grid extension; tests read it here)
 
 
 def method_label(method: str) -> str:
@@ -56,16 +57,6 @@ def choose(records: list[dict]) -> dict:
 
 #: how many times the fair protocol extends a row's grid past an edge that scored best (one grid step each)
 MAX_GRID_EXTENSIONS = 2
-
-
-def extend_grid(rates: list[float], best: float) -> float | None:
-    """The next rate past the edge of ``rates`` that ``best`` sits on (the grid's own step), or None when
-    ``best`` is inside."""
-    rs = sorted(rates)
-    if len(rs) < 2 or rs[0] < best < rs[-1]:
-        return None
-    nxt = rs[-1] * rs[-1] / rs[-2] if best == rs[-1] else rs[0] * rs[0] / rs[1]
-    return float(f"{nxt:.3g}")
 
 
 def select_rates(suite, jobs: list[tuple], payload: dict, run, seed: int) -> dict[str, tuple[float, float | None]]:

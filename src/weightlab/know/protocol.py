@@ -115,6 +115,8 @@ def suite_record(suite: KnowSuite) -> dict:
     for key, default in (("known_weights", None), ("known_variants", ()), ("half_source", False)):
         if d[key] == default:
             d.pop(key)
+    if d["transfer"].get("lr_extensions") == 0:
+        d["transfer"].pop("lr_extensions")
     if suite.pretrain is not None:
         d["pretrain"] = suite.pretrain.to_dict()
     return json.loads(json.dumps(d))

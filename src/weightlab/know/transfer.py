@@ -23,6 +23,7 @@ from weightlab.engine import Precision, evaluate_accuracy, make_optimizer, place
 from weightlab.errors import WeightlabError
 from weightlab.know.kinds import param_kinds
 from weightlab.models import ModelCfg, rebuild_model
+from weightlab.tuning import at_edge, extend_grid
 
 TRAINED_IN_WARMUP = ("norm", "head")
 
@@ -40,6 +41,10 @@ class TransferConfig:
     # downstream training data, seeded by ``seed``), then train on all of it and read the test split once
     lr_grid: tuple[float, ...] | None = None
     val_fraction: float = 0.2
+    # how many times the grid is extended past the edge its best rate sits on (the grid's step each time,
+    # :mod:`weightlab.tuning`); a choice still at an edge is flagged (``lr_selection.at_edge``). 0: the grid
+    # as given (the suites measured before issue 36)
+    lr_extensions: int = 0
 
     def __post_init__(self) -> None:
         if self.epochs < 0 or self.warmup_epochs < 0 or self.epochs + self.warmup_epochs < 1 or self.batch_size < 1:
@@ -58,6 +63,8 @@ class TransferConfig:
                 raise WeightlabError(f"the learning-rate grid must hold positive rates, got {self.lr_grid}")
         if not 0.0 < self.val_fraction < 1.0:
             raise WeightlabError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.lr_extensions < 0:
+            raise WeightlabError(f"lr_extensions must be >= 0, got {self.lr_extensions}")
 
 
 def validation_split(train: ImageArrays, fraction: float, seed: int) -> tuple[ImageArrays, ImageArrays]:
@@ -79,25 +86,32 @@ def select_lr(
     device: str | None = None,
     precision: str = "fp32",
 ) -> tuple[float, dict[float, float]]:
-    """The learning rate of ``cfg.lr_grid`` with the best validation accuracy (the first of equals), and
-    every rate's validation accuracy. Only ``train`` is read: it is split into fit and validation."""
+    """The learning rate with the best validation accuracy (the first of equals in grid order), and every
+    tried rate's validation accuracy. The grid is ``cfg.lr_grid``, extended past the edge its best rate sits
+    on up to ``cfg.lr_extensions`` times (:func:`weightlab.tuning.extend_grid`). Only ``train`` is read: it is
+    split into fit and validation."""
     fit, val = validation_split(train, cfg.val_fraction, cfg.seed)
-    scores = {}
-    for lr in cfg.lr_grid:
-        res = transfer(
-            state,
-            model_cfg,
-            fit,
-            val,
-            replace(cfg, lr=lr, lr_grid=None),
-            num_classes=num_classes or len(train.classes),
-            progress=False,
-            device=device,
-            precision=precision,
-        )
-        scores[lr] = res["accuracy"]
-    best = max(scores, key=lambda lr: (scores[lr], -cfg.lr_grid.index(lr)))
-    return best, scores
+    grid, scores = list(cfg.lr_grid), {}
+    while True:
+        for lr in grid:
+            if lr not in scores:
+                res = transfer(
+                    state,
+                    model_cfg,
+                    fit,
+                    val,
+                    replace(cfg, lr=lr, lr_grid=None),
+                    num_classes=num_classes or len(train.classes),
+                    progress=False,
+                    device=device,
+                    precision=precision,
+                )
+                scores[lr] = res["accuracy"]
+        best = max(grid, key=lambda lr: (scores[lr], -grid.index(lr)))
+        nxt = extend_grid(grid, best)
+        if nxt is None or len(grid) - len(cfg.lr_grid) >= cfg.lr_extensions or nxt in scores:
+            return best, scores
+        grid.append(nxt)
 
 
 def build_transfer_model(
@@ -151,7 +165,12 @@ def transfer(
         best, scores = select_lr(
             state, model_cfg, train, cfg, num_classes=num_classes, device=device, precision=precision
         )
-        selection = {"grid": list(cfg.lr_grid), "val_accuracy": {str(k): v for k, v in scores.items()}, "lr": best}
+        selection = {
+            "grid": list(cfg.lr_grid) + [r for r in scores if r not in cfg.lr_grid],
+            "val_accuracy": {str(k): v for k, v in scores.items()},
+            "lr": best,
+            "at_edge": at_edge(list(scores), best),  # still at an edge after the extensions: flagged
+        }
         cfg = replace(cfg, lr=best)
     model = build_transfer_model(state, model_cfg, num_classes, cfg.seed)
     dev = place(model, device or "cpu")

@@ -11,6 +11,7 @@ from weightlab.incremental.selection import selection_score
 from weightlab.io import write_json, write_text
 from weightlab.models import get_family
 from weightlab.stats import paired
+from weightlab.tuning import at_edge
 
 
 def write_report(payload: dict, out: str | Path) -> dict:
@@ -115,6 +116,20 @@ def contrasts(runs: list[dict], pairs: list) -> list[dict]:
     return out
 
 
+def rates_at_edge(chosen: dict) -> list[str]:
+    """Which of a row's chosen rates sit at an edge of the grid they were chosen from, extensions
+    included (``lr``, ``coef lr``): such a rate is not known to be the best, and the table says so. The
+    coefficient candidates are the coefficient grid and the row's own lr ("= lr")."""
+    out = []
+    if chosen.get("lr_grid") and at_edge(chosen["lr_grid"], chosen["lr"]):
+        out.append("lr")
+    if chosen.get("coef_lr_grid"):
+        rates = [*chosen["coef_lr_grid"], chosen["lr"]]
+        if at_edge(rates, chosen.get("coef_lr") or chosen["lr"]):
+            out.append("coef lr")
+    return out
+
+
 def _selection_markdown(payload: dict) -> list[str]:
     """The fair protocol's record: every selection run's validation score, the chosen rates, and the
     paired contrasts."""
@@ -182,6 +197,8 @@ def to_markdown(payload: dict) -> str:
         if fair:
             rate = "own recipe" if is_baseline(r["method"]) else f"{r['lr']:g}"
             rate += f" ({r['coef_lr']:g})" if r.get("coef_lr") is not None else ""
+            edges = rates_at_edge(payload.get("chosen", {}).get(r["name"], {}))
+            rate += f" **at the grid's edge: {', '.join(edges)}**" if edges else ""
             share = r.get("best_before_last")
             extra = f" {rate} | {'-' if share is None else f'{100 * share:.0f}%'} |"
         lines.append(

@@ -15,6 +15,7 @@ from weightlab.know.predictors import display_name
 from weightlab.know.protocol import ALL_PREDICTORS, CONTROL_ROWS
 from weightlab.know.trajectory import scale_label
 from weightlab.stats import ALPHA, POWER, paired
+from weightlab.tuning import at_edge
 
 
 def trajectory_infos(prep: dict) -> list[tuple[int | None, dict]]:
@@ -60,10 +61,13 @@ def summarize(results: dict) -> list[dict]:
         for r in runs:
             per_traj.setdefault(r.get("trajectory"), []).append(r["accuracy"])
         lrs: dict[str, int] = {}
+        edges = 0  # choices at an edge of the (extended) grid: not known to be the best rate
         for r in runs:
             if "lr_selection" in r:
-                key = f"{r['lr_selection']['lr']:g}"
+                sel = r["lr_selection"]
+                key = f"{sel['lr']:g}"
                 lrs[key] = lrs.get(key, 0) + 1
+                edges += bool(sel.get("at_edge", at_edge(sel["grid"], sel["lr"])))
         gain = None if naive_mean is None else mean - naive_mean
         diffs = [
             r["accuracy"] - naive_by_pair[(r.get("trajectory"), r["seed"])]
@@ -89,6 +93,7 @@ def summarize(results: dict) -> list[dict]:
                 "paired": paired,
                 "beyond_noise": beyond,
                 "lr": lrs,
+                "lr_at_edge": edges,
             }
         )
     return table
@@ -159,6 +164,8 @@ def write_report(results: dict, out: Path) -> None:
         mde = (row.get("paired") or {}).get("mde")
         mde = "" if mde is None else f"{mde:.2f}"
         lr = ", ".join(f"{k}×{v}" for k, v in sorted(row["lr"].items(), key=lambda kv: float(kv[0])))
+        if row.get("lr_at_edge"):
+            lr += f" (**{row['lr_at_edge']} at the grid's edge**)"
         lines.append(
             f"| {pred} | {row['label']} | {row['seeds']} | {row['mean']:.2f} ± {row['std']:.2f} | "
             + (f"{row['trajectory_std']:.2f} | " if multi else "")
