@@ -315,3 +315,19 @@ def test_report_only_on_a_folder_that_is_not_a_suite_s_results_is_one_line(tmp_p
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not the results of a 'weightlab recast bench' suite" in err[0]
     assert not (tmp_path / "results.md").exists()
+
+
+def test_a_method_that_sets_its_own_rates_refuses_lr_instead_of_ignoring_it(tmp_path, capsys):
+    """Piggyback's recipe sets every rate (its options); ``--lr`` / ``--coef-lr`` never reached it, silently.
+    Now they are refused in one line, and the fair protocol does not tune it (its row: own recipe)."""
+    from weightlab.cli import main
+    from weightlab.incremental.selection import tunable
+
+    for flag in ("--lr", "--coef-lr"):
+        argv = ["recast", "adapt", "--model", "resnet20", "--no-pretrained", "--tasks", "digits", "--epochs", "1"]
+        rc = main([*argv, "--method", "recast+piggyback", flag, "0.01", "--out", str(tmp_path / "x")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and "sets its own learning rates" in err[0] and flag in err[0]
+    assert not (tmp_path / "x").exists()
+    assert not tunable("piggyback") and not tunable("recast+piggyback") and not tunable("ewc")
+    assert tunable("lora") and tunable("recast") and tunable("head")

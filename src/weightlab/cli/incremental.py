@@ -104,7 +104,7 @@ def _adapt_options(a) -> None:
     )
     a.add_argument("--epochs", type=int, default=100, help="epochs per task (default 100, the authors')")
     a.add_argument(
-        "--lr", type=float, default=2e-3, help="learning rate of the task's parameters (default 2e-3, the authors')"
+        "--lr", type=float, default=None, help="learning rate of the task's parameters (default 2e-3, the authors')"
     )
     a.add_argument("--coef-lr", type=float, default=None, help="RECAST coefficients' learning rate (default --lr)")
     a.add_argument("--weight-decay", type=float, default=1e-6, help="AdamW weight decay (default 1e-6)")
@@ -190,9 +190,15 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     if args.out is None:
         raise WeightlabError("--out DIR is required (the base and task artifacts are written there)")
     spec = parse_method(args.method)
+    adapter = spec.build_adapter()
+    if adapter is not None and adapter.owns_rates and (args.lr is not None or args.coef_lr is not None):
+        raise WeightlabError(
+            f"{spec.name} sets its own learning rates (its options, e.g. {spec.adapter}:mask_lr=...,head_lr=...,"
+            "coef_lr=...): --lr / --coef-lr would be ignored, so they are refused"
+        )
     cfg = AdaptConfig(
         epochs=args.epochs,
-        lr=args.lr,
+        lr=2e-3 if args.lr is None else args.lr,
         coef_lr=args.coef_lr,
         weight_decay=args.weight_decay,
         lr_step=args.lr_step or None,

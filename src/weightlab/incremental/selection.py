@@ -24,10 +24,13 @@ def selection_score(record: dict) -> float:
     return sum(vals) / len(vals) if vals else float("-inf")
 
 
-def _tunable(method: str) -> bool:
-    """Rows whose rate is chosen on validation: every per-task method (the continual-learning baselines
-    keep their own recipes)."""
-    return not is_baseline(method)
+def tunable(method: str) -> bool:
+    """Rows whose rate is chosen on validation: every per-task method whose rates come from the learner
+    (the continual-learning baselines and adapters that set their own rates, Piggyback, keep their recipes)."""
+    if is_baseline(method):
+        return False
+    adapter = parse_method(method).build_adapter()
+    return adapter is None or not adapter.owns_rates
 
 
 def _has_coefficients(method: str) -> bool:
@@ -68,7 +71,7 @@ def select_rates(suite, jobs: list[tuple], payload: dict, run, seed: int) -> dic
     go to ``payload["chosen"]``. Ties go to the smaller rate. Runs on ``seed``."""
     sel = payload.setdefault("selection", [])
     name = lambda j: j[0] or method_label(j[1])  # noqa: E731
-    tunable = [j for j in jobs if _tunable(j[1])]
+    tunable = [j for j in jobs if tunable(j[1])]
 
     def rec(n: str, lr: float, clr: float | None) -> dict | None:
         return selection_record(payload, n, lr, clr, seed)

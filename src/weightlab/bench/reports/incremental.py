@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from weightlab.incremental import metrics
-from weightlab.incremental.baselines import is_baseline
-from weightlab.incremental.selection import selection_score
+from weightlab.incremental.selection import selection_score, tunable
 from weightlab.io import write_json, write_text
 from weightlab.models import get_family
 from weightlab.stats import paired
@@ -195,7 +194,7 @@ def to_markdown(payload: dict) -> str:
         cells = " | ".join(f"{m:.1f} ± {s:.1f}" for m, s in zip(r["per_task"], r["per_task_std"]))
         extra = ""
         if fair:
-            rate = "own recipe" if is_baseline(r["method"]) else f"{r['lr']:g}"
+            rate = "own recipe" if not tunable(r["method"]) else f"{r['lr']:g}"
             rate += f" ({r['coef_lr']:g})" if r.get("coef_lr") is not None else ""
             edges = rates_at_edge(payload.get("chosen", {}).get(r["name"], {}))
             rate += f" **at the grid's edge: {', '.join(edges)}**" if edges else ""

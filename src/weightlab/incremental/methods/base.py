@@ -47,6 +47,7 @@ class Adapter:
 
     placement: str | None = None  # key of Family.placements it needs unless given targets; None: any model
     mergeable = True  # materialize() folds it into plain weights
+    owns_rates = False  # True: its param_groups set every rate from its own options (the learner's lr is unused)
     wrapper: type[nn.Module] | None = None  # the module it wraps layers in (default merge)
 
     def __init__(self, **options: Any):

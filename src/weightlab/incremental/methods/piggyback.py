@@ -59,6 +59,10 @@ class PiggybackAdapter(Adapter):
     def is_trainable(self, name: str) -> bool:
         return ".piggyback_" in name
 
+    # the authors' recipe sets every rate (masks, head, coefficients: the options); the learner's lr and
+    # coef_lr do not reach it, so a command that passes them is refused and the fair protocol does not tune it
+    owns_rates = True
+
     def optimizer(self) -> str:
         return "adam"
 
