@@ -71,7 +71,7 @@ def select_rates(suite, jobs: list[tuple], payload: dict, run, seed: int) -> dic
     go to ``payload["chosen"]``. Ties go to the smaller rate. Runs on ``seed``."""
     sel = payload.setdefault("selection", [])
     name = lambda j: j[0] or method_label(j[1])  # noqa: E731
-    tunable = [j for j in jobs if tunable(j[1])]
+    tuned = [j for j in jobs if tunable(j[1])]
 
     def rec(n: str, lr: float, clr: float | None) -> dict | None:
         return selection_record(payload, n, lr, clr, seed)
@@ -101,10 +101,10 @@ def select_rates(suite, jobs: list[tuple], payload: dict, run, seed: int) -> dic
             if not grow:
                 return {n: (best[n], grids[n]) for n in grids}
 
-    lr_pick = search(tunable, lambda j: suite.lr_grid, lambda j, v: (v, None), f"{suite.name}: lr selection")
+    lr_pick = search(tuned, lambda j: suite.lr_grid, lambda j, v: (v, None), f"{suite.name}: lr selection")
     chosen = {n: (v, None) for n, (v, _) in lr_pick.items()}
     grids = {n: dict(lr_grid=g) for n, (_, g) in lr_pick.items()}
-    coef_rows = [j for j in tunable if suite.coef_lr_grid and _has_coefficients(j[1])]
+    coef_rows = [j for j in tuned if suite.coef_lr_grid and _has_coefficients(j[1])]
     if coef_rows:
         # the coefficient candidates: "the same as lr" (None) and the coefficient grid, at the row's chosen lr
         coef_pick = search(
