@@ -117,6 +117,15 @@ def build_options(options_cls: type | None, given: dict[str, Any], where: str) -
     return options_cls(**kwargs)
 
 
+def registered_options(cls: type, given: dict[str, Any], where: str | None = None) -> Any:
+    """The options of a registered class (its entry's options dataclass, built from ``{key: value}``
+    and checked as :func:`build_options` does; None for a class without options): what adapters,
+    predictors and baselines keep as ``self.opts``. Errors name ``where`` (default: the registered name)."""
+    entry = getattr(cls, "registry_entry", None)
+    where = where or (entry.name if entry is not None else cls.__name__)
+    return build_options(entry.options if entry is not None else None, given, where)
+
+
 def options_dict(options: Any) -> dict[str, Any]:
     """An options dataclass as ``{key: value}`` (the keys specs and records use)."""
     if options is None:
@@ -386,6 +395,7 @@ __all__ = [
     "option_fields",
     "option_value",
     "build_options",
+    "registered_options",
     "options_dict",
     "parse_spec",
     "add_option_flags",

@@ -255,12 +255,8 @@ def run_suite(
         if ((j[0] or method_label(j[1])), s) not in done
     ]
 
-    def add_run(record: dict) -> None:
-        payload["runs"].append(record)
-        payload["runs"].sort(key=by_order)
-
     payload["runs"].sort(key=by_order)
-    run(todo, suite.name, add_run)
+    run(todo, suite.name, lambda record: results.file(record, by_order))
     return write_report(payload, results.out)
 
 

@@ -104,7 +104,6 @@ def run_suite(
         if "/" in record["row"]:
             record["trajectory"] = int(record["row"].split("/", 1)[0][1:])
         store.file(record, lambda r: order((r["row"], r["seed"])))
-    results["target"] = target.summary()
-    store.save()
+        store.save()
     write_report(results, out)
     return results

@@ -1,6 +1,6 @@
 """What running a suite of either kind shares: its ``results.json`` (opened new or resumed with its
-configuration and inputs checked, the machine recorded, every finished run filed at once, in the suite's
-order, atomically) and the fan-out of its runs over a :class:`~weightlab.parallel.Backend` with a
+configuration and inputs checked, the machine recorded, every finished run filed in the suite's order and
+saved at once, atomically) and the fan-out of its runs over a :class:`~weightlab.parallel.Backend` with a
 progress bar. The RECAST runner (:mod:`weightlab.bench.incremental`) and the KNOW one
 (:mod:`weightlab.bench.know`) decide *what* runs; this decides how it is kept."""
 
@@ -53,11 +53,10 @@ class Results:
         self.payload["inputs"] = inputs
 
     def file(self, record: dict, order: Callable[[dict], Any], key: str = "runs") -> None:
-        """Append ``record`` to ``payload[key]``, keep that list in the suite's order (``order(record)``,
-        whatever order workers finish in) and save."""
+        """Append ``record`` to ``payload[key]`` and keep that list in the suite's order (``order(record)``,
+        whatever order workers finish in); :meth:`save` writes it."""
         self.payload[key].append(record)
         self.payload[key].sort(key=order)
-        self.save()
 
     def save(self) -> None:
         write_json(self.path, self.payload)

@@ -190,8 +190,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     if args.out is None:
         raise WeightlabError("--out DIR is required (the base and task artifacts are written there)")
     spec = parse_method(args.method)
-    adapter = spec.build_adapter()
-    if adapter is not None and adapter.owns_rates and (args.lr is not None or args.coef_lr is not None):
+    if spec.owns_rates and (args.lr is not None or args.coef_lr is not None):
         raise WeightlabError(
             f"{spec.name} sets its own learning rates (its options, e.g. {spec.adapter}:mask_lr=...,head_lr=...,"
             "coef_lr=...): --lr / --coef-lr would be ignored, so they are refused"

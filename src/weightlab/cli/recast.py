@@ -31,7 +31,7 @@ def mimic_parser(rc) -> None:
     from weightlab.cli.catalogue import load
     from weightlab.recast.config import LOSSES, METHODS, SHARING_SCHEMES
 
-    PRESETS = load()["presets"]
+    presets = load()["presets"]
 
     m = rc.add_parser(
         "mimic",
@@ -42,7 +42,7 @@ def mimic_parser(rc) -> None:
     m.add_argument("--model", required=True, help="weightlab model (resnet20..56, convmixer), a timm name, or tv:NAME")
     m.add_argument("--weights", type=Path, default=None, help="local weights (.safetensors or weights-only .pt)")
     m.add_argument("--no-pretrained", action="store_true", help="do not load pretrained weights (random init)")
-    m.add_argument("--preset", choices=sorted(PRESETS), default=None, help="RECAST preset (default: by model family)")
+    m.add_argument("--preset", choices=sorted(presets), default=None, help="RECAST preset (default: by model family)")
     m.add_argument("--targets", default=None, help="comma-separated glob patterns of target modules (overrides preset)")
     g = m.add_mutually_exclusive_group()
     g.add_argument("--groups", type=int, default=None, help="number of groups G per stage")

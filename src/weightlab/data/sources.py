@@ -17,7 +17,7 @@ import torch
 
 from weightlab import paths
 from weightlab.data.arrays import ImageArrays
-from weightlab.data.images import IMAGE_SUFFIXES, decode_image, list_image_folder  # noqa: F401  (re-exported)
+from weightlab.data.images import decode_image, list_image_folder
 from weightlab.errors import WeightlabError
 from weightlab.registry import Registry
 

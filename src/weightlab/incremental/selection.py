@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from weightlab.incremental.baselines import is_baseline, parse_baseline
 from weightlab.incremental.methods import parse_method
-from weightlab.tuning import extend_grid  # noqa: F401  (the one grid extension; tests read it here)
+from weightlab.tuning import extend_grid
 
 
 def method_label(method: str) -> str:
@@ -27,10 +27,7 @@ def selection_score(record: dict) -> float:
 def tunable(method: str) -> bool:
     """Rows whose rate is chosen on validation: every per-task method whose rates come from the learner
     (the continual-learning baselines and adapters that set their own rates, Piggyback, keep their recipes)."""
-    if is_baseline(method):
-        return False
-    adapter = parse_method(method).build_adapter()
-    return adapter is None or not adapter.owns_rates
+    return not is_baseline(method) and not parse_method(method).owns_rates
 
 
 def _has_coefficients(method: str) -> bool:

@@ -97,8 +97,8 @@ def contrasts(runs: list[dict], pairs: list) -> list[dict]:
         if not seeds:
             continue
         diff = [a[s] - b[s] for s in seeds]
-        mean, std = metrics.mean_std(diff)
         test = paired(diff) or {}  # None with one seed: no spread to test
+        mean, std = (test["mean"], test["std"]) if test else metrics.mean_std(diff)
         out.append(
             dict(
                 row=row,

@@ -33,13 +33,6 @@ def _std(values: list[float]) -> float:
     return float(torch.tensor(values, dtype=torch.float64).std()) if len(values) > 1 else 0.0
 
 
-def _paired(diffs: list[float]) -> dict | None:
-    """Mean ± std of the paired differences with naive transfer (same trajectory and transfer seed), the
-    two-sided paired t-test at 5 % and its minimum detectable effect at power 0.8; None with fewer than
-    two pairs."""
-    return paired(diffs)
-
-
 def summarize(results: dict) -> list[dict]:
     """One entry per table row over every trajectory and transfer seed: mean ± std of the test accuracy,
     the std of the per-trajectory means, the gain over naive transfer, the paired differences with naive
@@ -74,9 +67,10 @@ def summarize(results: dict) -> list[dict]:
             for r in runs
             if (r.get("trajectory"), r["seed"]) in naive_by_pair
         ]
-        paired = _paired(diffs) if row != "naive" else None
-        if paired is not None:
-            beyond = paired["significant"]
+        # with naive transfer, the same trajectory and seed: mean ± std, the t-test, its MDE (weightlab.stats)
+        pairs = paired(diffs) if row != "naive" else None
+        if pairs is not None:
+            beyond = pairs["significant"]
         else:
             beyond = None if gain is None or row == "naive" else abs(gain) > max(std, naive_std)
         table.append(
@@ -90,7 +84,7 @@ def summarize(results: dict) -> list[dict]:
                 "std": std,
                 "trajectory_std": _std([sum(v) / len(v) for v in per_traj.values()]),
                 "gain": gain,
-                "paired": paired,
+                "paired": pairs,
                 "beyond_noise": beyond,
                 "lr": lrs,
                 "lr_at_edge": edges,

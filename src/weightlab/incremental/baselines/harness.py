@@ -29,7 +29,7 @@ from weightlab.data.arrays import ModelInput
 from weightlab.engine import Precision, batch_to, correct_count, make_optimizer, place, tensor_batches, train_epoch
 from weightlab.errors import WeightlabError
 from weightlab.incremental import metrics
-from weightlab.registry import build_options
+from weightlab.registry import registered_options
 
 
 def task_tensors(data, transform: ModelInput, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,10 +154,7 @@ class ContinualMethod(nn.Module):
         self.seed = seed
         self.backbone = backbone
         self.heads = nn.ModuleList(nn.Linear(feature_dim, n) for n in classes_per_task)
-        entry = getattr(type(self), "registry_entry", None)
-        where = entry.name if entry is not None else type(self).__name__
-        # the options typed and checked (their dataclass), as every registered kind keeps them
-        self.opts = build_options(entry.options if entry is not None else None, dict(options), where)
+        self.opts = registered_options(type(self), dict(options))  # typed and checked, as every registered kind
         self.cfg, self.model_cfg = cfg, model_cfg
         self.feature_dim = feature_dim
 

@@ -36,6 +36,11 @@ class MethodSpec:
             base += ":" + ",".join(f"{k}={v}" for k, v in sorted(self.options.items()))
         return base
 
+    @property
+    def owns_rates(self) -> bool:
+        """Whether its adapter sets every learning rate from its own options (the learner's are unused)."""
+        return self.adapter is not None and ADAPTERS.get(self.adapter).owns_rates
+
     def build_adapter(self) -> Adapter | None:
         return ADAPTERS.get(self.adapter)(**self.options) if self.adapter else None
 

@@ -28,7 +28,7 @@ from torch import nn
 from weightlab.errors import WeightlabError
 from weightlab.models import set_submodule
 from weightlab.models.families import Family
-from weightlab.registry import Registry, build_options, options_dict
+from weightlab.registry import Registry, options_dict, registered_options
 
 ADAPTERS: Registry[type[Adapter]] = Registry("adapter", package="weightlab.incremental.methods")
 
@@ -53,7 +53,7 @@ class Adapter:
     def __init__(self, **options: Any):
         entry = getattr(type(self), "registry_entry", None)
         self.name = entry.name if entry is not None else type(self).__name__.lower()
-        self.opts = build_options(entry.options if entry is not None else None, options, self.name)
+        self.opts = registered_options(type(self), options, self.name)
         self.options = options_dict(self.opts)  # every option, defaults included
 
     # -- where it goes ----------------------------------------------------------------------------

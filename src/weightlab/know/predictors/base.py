@@ -16,7 +16,7 @@ import torch
 from weightlab.errors import WeightlabError
 from weightlab.know.kinds import parse_kinds
 from weightlab.know.trajectory import Trajectory
-from weightlab.registry import Registry, build_options, option, options_dict
+from weightlab.registry import Registry, option, options_dict, registered_options
 
 #: every KNOW predictor, registered with ``@PREDICTORS.register(name, display=..., paper=..., options=...)``;
 #: the options dataclass lists the keyword arguments its constructor takes besides ``kinds`` (checked by
@@ -38,9 +38,7 @@ class Predictor(ABC):
 
     def __init__(self, kinds: str | Iterable[str] | None = None, **options) -> None:
         self.kinds = parse_kinds(kinds if kinds is None or isinstance(kinds, str) else list(kinds))
-        entry = getattr(type(self), "registry_entry", None)
-        where = entry.name if entry is not None else type(self).__name__
-        self.opts = build_options(entry.options if entry is not None else None, options, where)
+        self.opts = registered_options(type(self), options)
 
     # -- what a predictor needs and supports -------------------------------------------------
     def min_stages(self, step: int) -> int:
