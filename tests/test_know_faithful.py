@@ -326,3 +326,81 @@ def test_the_report_counts_rates_chosen_at_the_grid_s_edge_also_in_records_made_
 
     (row,) = summarize({"runs": [run(1, 3e-3), run(2, 1e-3), run(3, 3e-4), run(4, 3e-3, False)]})
     assert row["lr_at_edge"] == 2 and row["lr"] == {"0.003": 2, "0.001": 1, "0.0003": 1}
+
+
+def test_the_v3_protocol_end_to_end(tmp_path):
+    """Issue 36: validation held out of the target's training split, rates chosen once per trajectory on the
+    first seed (and reused), the same-size restart control with the forgetting test, the step-matched ×2
+    truth, and the base trained twice as long."""
+    from weightlab.bench.know import run_suite
+    from weightlab.bench.reports.know import summarize
+    from weightlab.bench.suites import KnowSuite
+    from weightlab.know.protocol import suite_record
+    from weightlab.know.transfer import TransferConfig
+
+    suite = KnowSuite(
+        "tiny-v3",
+        "test",
+        model="smallcnn",
+        source="digits:0-4",
+        target="digits:5-9",
+        model_kwargs={"input_size": (1, 8, 8)},
+        source_train=300,
+        source_val=60,
+        target_train=100,
+        target_val=60,
+        target_test=None,
+        eval_size=None,
+        pretrain=PretrainConfig(epochs=2, batch_size=32),
+        forget=ForgetConfig(stages=3, batch_size=32),
+        transfer=TransferConfig(warmup_epochs=1, epochs=1, batch_size=32, lr_grid=(1e-3, 3e-3, 1e-2), lr_extensions=2),
+        predictors=("task_vector",),
+        steps=(1,),
+        seeds=(0, 1),
+        trajectory_seeds=(0, 1),
+        truth=True,
+        truth_scratch="steps",
+        controls=False,
+        restart_control=True,
+        long_base=1,
+        select_once=True,
+        incremental=False,
+        needs_shared=False,
+    )
+    rec = suite_record(suite)
+    assert rec["target_val"] == 60 and rec["truth_scratch"] == "steps" and rec["long_base"] == 1
+    res = run_suite(suite, tmp_path, progress=False)
+    assert res["target"]["val"] == 60 and res["target"]["train"] == 100
+    trajs = res["prepare"]["trajectories"]
+    for s, info in trajs.items():
+        f = info["forgetting"]
+        assert len(info["restart_control"]) == 3 and len(f["control_accuracy"]) == 3
+        assert 0.0 <= f["control_p"] <= 1.0 and f["forgets"] == (f["control_p"] < 0.05)
+        assert "trained on ×2 from scratch, the base's steps" in info["truth"]["weight_space"]
+        assert ("long_base" in info) == (s == "0")
+    # the step-matched truth: half the base's epochs on twice the data
+    import json
+
+    meta = json.loads((tmp_path / "traj_0" / "truth_steps" / "pretrain.json").read_text())
+    assert meta["config"]["epochs"] == 1
+    lb = json.loads((tmp_path / "traj_0" / "base_long" / "pretrain.json").read_text())
+    assert lb["config"]["epochs"] == 4 and not (tmp_path / "traj_1" / "base_long").exists()
+    # the control's stages train on as many samples as forgetting's, drawn from all of D⁰
+    ctrl = json.loads((tmp_path / "traj_0" / "restart" / "manifest.json").read_text())
+    assert ctrl["config"]["resample"] is True
+    # one selection per (row, trajectory), on seed 0; seed 1 runs at that rate
+    runs = {(r["row"], r["seed"]): r for r in res["runs"]}
+    for (row, seed), r in runs.items():
+        if seed == 0:
+            assert "lr_selection" in r and "lr" not in r
+        else:
+            assert "lr_selection" not in r and r["lr"] == runs[(row, 0)]["lr_selection"]["lr"]
+    table = {r["row"]: r for r in summarize(res)}
+    assert {"naive", "truth_steps_x2", "truth_ft_x2", "task_vector_x2"} <= set(table)
+    md = (tmp_path / "results.md").read_text()
+    assert "held-out images of the downstream training split" in md and "once per trajectory" in md
+    assert "Forgetting beyond the restart control over the 2 trajectories" in md
+    assert "Convergence: the base's protocol with twice the epochs" in md
+    assert "from scratch with the base's steps" in md
+    n = len(res["runs"])
+    assert len(run_suite(suite, tmp_path, progress=False)["runs"]) == n  # resumes, nothing redone

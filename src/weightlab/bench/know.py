@@ -75,8 +75,12 @@ def run_suite(
     )
     results, out = store.payload, store.out
     target = build_task(
-        suite.target, data_root, sizes=split_sizes(suite.target_train, suite.target_test), stream=suite.stream
+        suite.target,
+        data_root,
+        sizes=split_sizes(suite.target_train, suite.target_test, suite.target_val or 0),
+        stream=suite.stream,
     )
+    val = target.val if suite.target_val else None
     # the target data the transfer runs read (D⁰'s is checked by the trajectory): other data is refused
     store.check_inputs({"target_sha256": target.fingerprint()}, "resume with the same data, or use a new output folder")
     results["target"] = target.summary()  # its split sizes (a test image is 100 / test points)
@@ -88,22 +92,38 @@ def run_suite(
     table_rows = rows(suite, out)
     # in the table's order (rows, then seeds), whatever order the workers finish in
     order = in_order((row[0], seed) for row in table_rows for seed in suite.seeds)
-    for record in run_transfers(
-        sorted(table_rows, key=_schedule_key),
-        model_cfg,
-        target.train,
-        target.test,
-        suite.transfer,
-        suite.seeds,
-        done=done,
-        progress=progress,
-        device=device,
-        precision=precision,
-        backend=backend,
-    ):
-        if "/" in record["row"]:
-            record["trajectory"] = int(record["row"].split("/", 1)[0][1:])
-        store.file(record, lambda r: order((r["row"], r["seed"])))
-        store.save()
+    ordered = sorted(table_rows, key=_schedule_key)
+
+    def transfers(seeds, rates=None) -> None:
+        for record in run_transfers(
+            ordered,
+            model_cfg,
+            target.train,
+            target.test,
+            suite.transfer,
+            seeds,
+            done=done,
+            progress=progress,
+            device=device,
+            precision=precision,
+            backend=backend,
+            val=val,
+            rates=rates,
+        ):
+            if "/" in record["row"]:
+                record["trajectory"] = int(record["row"].split("/", 1)[0][1:])
+            store.file(record, lambda r: order((r["row"], r["seed"])))
+            store.save()
+
+    if suite.select_once and suite.transfer.lr_grid and len(suite.seeds) > 1:
+        # each row's rate chosen on its first seed, then every other seed at that rate
+        transfers(suite.seeds[:1])
+        first = suite.seeds[0]
+        rates = {
+            r["row"]: r["lr_selection"]["lr"] for r in results["runs"] if r["seed"] == first and "lr_selection" in r
+        }
+        transfers(suite.seeds[1:], rates)
+    else:
+        transfers(suite.seeds)
     write_report(results, out)
     return results

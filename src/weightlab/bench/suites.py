@@ -255,6 +255,32 @@ FAITHFUL = KnowSuite(
     incremental=False,
 )
 
+# the v3 protocol (issue 36): nothing capped, controls that can refute, the power stated
+FAITHFUL_V3 = replace(
+    FAITHFUL,
+    name="cifar5-smallcnn-v3",
+    description="the v3 protocol (issue 36) on the faithful setting: 6 trajectories x 5 transfer seeds; each "
+    "row's transfer rate chosen once per trajectory (first seed) on 500 held-out downstream images from a 5-point "
+    "grid extended past an edge up to 4 times; the test split (all 5,000 images of classes 5-9) read once; a "
+    "same-size restart control beside every trajectory (forgetting counted only beyond it), the truth rows Θ⁰ "
+    "fine-tuned on x2 and x2 from scratch with the base's steps, and the base trained twice as long on the first "
+    "two trajectories",
+    eval_size=5000,
+    target_val=500,
+    target_test=5000,
+    transfer=TransferConfig(
+        warmup_epochs=2, epochs=8, lr=1e-3, batch_size=64, lr_grid=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2), lr_extensions=4
+    ),
+    predictors=("linear_fit", "task_vector", "magmax", "tsv", "known", "known_authors"),
+    steps=(1, 2),
+    seeds=(42, 1998, 3142592, 7, 11),
+    trajectory_seeds=(0, 1, 2, 3, 4, 5),
+    select_once=True,
+    restart_control=True,
+    truth_scratch="steps",
+    long_base=2,
+)
+
 KNOW_SUITES: Registry[KnowSuite] = Registry("KNOW suite")
 for _k in [
     KnowSuite(
@@ -319,6 +345,7 @@ for _k in [
         transfer=TransferConfig(warmup_epochs=2, epochs=10, lr=1e-3),
     ),
     FAITHFUL,
+    FAITHFUL_V3,
     replace(
         FAITHFUL,
         name="cifar5-smallcnn-ablation",

@@ -72,12 +72,19 @@ class ForgetConfig:
     class_balanced: bool = False
     full_data_pass: bool = False
     augment: str | None = None  # the pretraining's train-time augmentation (crop / crop_flip) in every stage
+    # the same-size restart control (issue 36): each stage trains on as many samples as the stage of
+    # progressive forgetting, drawn afresh from all of D⁰ every epoch (same recipe, steps and optimiser; the
+    # data never shrink), so what the control loses is what restarting the optimiser costs, not forgetting
+    resample: bool = False
 
     def to_dict(self) -> dict:
-        """As stored in manifests (``augment`` only when set, so trajectories made before it resume)."""
+        """As stored in manifests (``augment`` / ``resample`` only when set, so trajectories made before
+        them resume)."""
         d = asdict(self)
         if d["augment"] is None:
             d.pop("augment")
+        if not d["resample"]:
+            d.pop("resample")
         return d
 
     def validate(self) -> None:
@@ -119,21 +126,43 @@ def nested_subsets(
     return subsets
 
 
-def forgetting_check(stages: list[dict], tolerance: float = 0.0) -> dict:
+def forgetting_check(
+    stages: list[dict], tolerance: float = 0.0, control: list[dict] | None = None, n_eval: int | None = None
+) -> dict:
     """Whether a trajectory forgets: its D⁰ test accuracy (``eval_accuracy`` per stage) at the last stage
     is below stage 0's by more than ``tolerance`` points. ``forgets`` is None when no stage was evaluated
     (or only one was). A trajectory that does not forget does not test KNOW's hypothesis: the tables say
-    ``forgetting: no`` beside it."""
+    ``forgetting: no`` beside it.
+
+    With ``control`` (the stages of the same-size restart control, :attr:`ForgetConfig.resample`) and
+    ``n_eval`` (the evaluation images), forgetting is counted only where the last stage falls below the
+    control's last stage by more than chance: a one-sided two-proportion z-test at 5 % on the ``n_eval``
+    images (``control_p``); ``forgets`` is then that test's verdict, and ``drop`` stays the fall from stage 0."""
     acc = [s["eval_accuracy"] for s in stages if s.get("eval_accuracy") is not None]
     if len(acc) < 2:
         return {"forgets": None, "accuracy": acc}
-    return {
+    out = {
         "forgets": acc[-1] < acc[0] - tolerance,
         "accuracy": acc,
         "drop": acc[0] - acc[-1],
         "monotone": all(b <= a for a, b in zip(acc, acc[1:])),
         "tolerance": tolerance,
     }
+    ctrl = [s["eval_accuracy"] for s in control or [] if s.get("eval_accuracy") is not None]
+    if len(ctrl) == len(acc) and n_eval:
+        from scipy import stats
+
+        p1, p2 = ctrl[-1] / 100, acc[-1] / 100
+        se = math.sqrt(max(p1 * (1 - p1) + p2 * (1 - p2), 1e-12) / n_eval)
+        p = float(stats.norm.sf((p1 - p2) / se))
+        out.update(
+            control_accuracy=ctrl,
+            beyond_control=ctrl[-1] - acc[-1],  # points the forgetting loses beyond restarting alone
+            control_p=p,
+            n_eval=n_eval,
+            forgets=p < 0.05,
+        )
+    return out
 
 
 def _make_optimizer(model: nn.Module, cfg: ForgetConfig) -> torch.optim.Optimizer:
@@ -156,14 +185,23 @@ def _train_pass(
     desc: str,
     progress: bool,
     precision: Precision | None = None,
+    pool: ImageArrays | None = None,
 ) -> float:
+    """``cfg.epochs`` epochs on ``data``; with ``pool`` (the restart control) each epoch on a fresh random
+    subset of ``pool`` as large as ``data`` instead."""
     n_batches = (len(data) + cfg.batch_size - 1) // cfg.batch_size
-    if cfg.augment is not None:
-        data = data.with_options(augment=cfg.augment)
+
+    def epoch_data(epoch: int) -> ImageArrays:
+        d = data
+        if pool is not None:
+            g = torch.Generator().manual_seed(seed * 1000 + epoch + 7)
+            d = pool.subset(torch.randperm(len(pool), generator=g)[: len(data)].sort().values)
+        return d.with_options(augment=cfg.augment) if cfg.augment is not None else d
+
     losses = [
         train_epoch(
             model,
-            data.batches(
+            epoch_data(epoch).batches(
                 cfg.batch_size, model_cfg, shuffle=True, seed=seed * 1000 + epoch, device=module_device(model)
             ),
             opt,
@@ -280,6 +318,7 @@ def run_forgetting(
                 desc=f"stage {s}",
                 progress=progress,
                 precision=prec,
+                pool=train if cfg.resample else None,
             )
             _check_not_diverged(record["train_loss"], len(train.classes), s, cfg)
         if eval_data is not None:

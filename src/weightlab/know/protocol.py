@@ -103,6 +103,26 @@ class KnowSuite:
     # more KNOWN rows, each ``(row name, label, folder of KNOWN weights)``: e.g. hypermodels meta-trained with
     # other history lengths S (the paper's Table 6); folders relative to the working directory
     known_variants: tuple[tuple[str, str, str], ...] = ()
+    # -- the v3 protocol (issue 36); each recorded only when set, so the suites measured before it resume --
+    # downstream validation images held out of the target's training split (rates chosen on them; the whole
+    # training split is then trained on); None: ``transfer.val_fraction`` of the training split
+    target_val: int | None = None
+    # each row's learning rate chosen once per trajectory, on the suite's first transfer seed, and used for
+    # its other seeds (False: chosen again for every seed)
+    select_once: bool = False
+    # the same-size restart control beside every trajectory (``restart/``, :attr:`ForgetConfig.resample`);
+    # forgetting is then counted only where it exceeds the control beyond chance
+    restart_control: bool = False
+    # the ×2 weights trained from scratch: with the base's epochs ("epochs": twice its steps) or its steps
+    # ("steps": half its epochs on twice the data, the step-matched truth)
+    truth_scratch: str = "epochs"
+    # the first ``long_base`` trajectories also pretrain a base with twice the epochs (``base_long/``): whether
+    # the base had converged is then measured, not assumed from a flat (cosine-decayed) validation curve
+    long_base: int = 0
+
+    def __post_init__(self) -> None:
+        if self.truth_scratch not in ("epochs", "steps"):
+            raise WeightlabError(f"truth_scratch must be 'epochs' or 'steps', got {self.truth_scratch!r}")
 
 
 def suite_record(suite: KnowSuite) -> dict:
@@ -112,7 +132,16 @@ def suite_record(suite: KnowSuite) -> dict:
     d = asdict(suite)
     d.pop("description")
     # recorded only when set (results made before these fields resume)
-    for key, default in (("known_weights", None), ("known_variants", ()), ("half_source", False)):
+    for key, default in (
+        ("known_weights", None),
+        ("known_variants", ()),
+        ("half_source", False),
+        ("target_val", None),
+        ("select_once", False),
+        ("restart_control", False),
+        ("truth_scratch", "epochs"),
+        ("long_base", 0),
+    ):
         if d[key] == default:
             d.pop(key)
     if d["transfer"].get("lr_extensions") == 0:
@@ -122,8 +151,8 @@ def suite_record(suite: KnowSuite) -> dict:
     return json.loads(json.dumps(d))
 
 
-def split_sizes(train, test) -> SplitSizes:
-    return SplitSizes(train=train, val=0, test=test)
+def split_sizes(train, test, val: int = 0) -> SplitSizes:
+    return SplitSizes(train=train, val=val, test=test)
 
 
 def trajectories(suite: KnowSuite, out: Path) -> list[tuple[int | None, Path]]:
@@ -303,6 +332,21 @@ def prepare_trajectory(
         "forgetting": forgetting_check(traj.meta["stages"]),
         "predictions": {},
     }
+    if suite.restart_control:
+        control = timed(
+            "restart_control",
+            lambda: _restart_control(suite, root, source, d0, traj, forget_cfg, s0, progress, device, precision),
+        )
+        info["restart_control"] = control
+        info["forgetting"] = forgetting_check(traj.meta["stages"], control=control, n_eval=len(source.test))
+    if (
+        suite.long_base
+        and suite.pretrain is not None
+        and (seed is None or seed in suite.trajectory_seeds[: suite.long_base])
+    ):
+        info["long_base"] = timed(
+            "long_base", lambda: _long_base(suite, root, source, d0, s0, base_acc, progress, device, precision)
+        )
     if suite.pretrain is not None and (root / "base" / "pretrain.json").is_file():
         pre = read_json(root / "base" / "pretrain.json")
         info["pretraining"] = {
@@ -378,6 +422,45 @@ def prepare_trajectory(
     return info
 
 
+def _restart_control(suite, root, source, d0, traj, forget_cfg, seed, progress, device, precision) -> list[dict]:
+    """The same-size restart control of one trajectory (``restart/``): from Θ⁰, the forgetting recipe with
+    the same stage sizes, steps and optimiser, each epoch's samples drawn afresh from all of D⁰; its stages'
+    records (D⁰ test accuracy per stage)."""
+    m = _new_model(suite, traj.meta["model"]["num_classes"], seed)
+    load_state_dict_strict(m, traj.stages[0], source="Θ⁰")
+    ctrl = run_forgetting(
+        m,
+        d0,
+        root / "restart",
+        replace(forget_cfg, resample=True),
+        eval_data=source.test,
+        data_info={**source.summary(), "train": len(d0)},
+        progress=progress,
+        device=device,
+        precision=precision,
+    )
+    return ctrl.meta["stages"]
+
+
+def _long_base(suite, root, source, d0, seed, base_acc, progress, device, precision) -> dict:
+    """The base's protocol with twice the epochs (``base_long/``): its D⁰ test accuracy beside the base's."""
+    m = _new_model(suite, source.num_classes, seed)
+    pcfg = replace(suite.pretrain, seed=seed, epochs=2 * suite.pretrain.epochs)
+    pretrain(
+        m,
+        d0,
+        root / "base_long",
+        pcfg,
+        val=source.val if suite.source_val else None,
+        data_info={**source.summary(), "train": len(d0)},
+        progress=progress,
+        device=device,
+        precision=precision,
+    )
+    acc = evaluate_accuracy(m, source.test.batches(256, m.weightlab_cfg))
+    return {"epochs": pcfg.epochs, "accuracy": acc, "base_accuracy": base_acc, "gain": acc - base_acc}
+
+
 def _truth(suite, root, source, traj, model, seed, timed, log, progress, device, precision) -> dict:
     """The real ×2 weights of one trajectory and how close every ×2 prediction comes to them."""
     theta0 = traj.stages[0]
@@ -395,14 +478,18 @@ def _truth(suite, root, source, traj, model, seed, timed, log, progress, device,
 
         timed("truth_finetune", finetune)
     if suite.pretrain is not None and not suite.pretrained:
+        step_matched = suite.truth_scratch == "steps"
 
         def scratch():
             m = _new_model(suite, model.weightlab_cfg.num_classes, seed)
+            pcfg = replace(suite.pretrain, seed=seed)
+            if step_matched:  # half the epochs on twice the data: the base's optimiser steps
+                pcfg = replace(pcfg, epochs=max(1, round(suite.pretrain.epochs / 2)))
             pretrain(
                 m,
                 source.train,
-                root / "truth",
-                replace(suite.pretrain, seed=seed),
+                root / truth_dir(suite),
+                pcfg,
                 val=source.val if suite.source_val else None,
                 data_info=source.summary(),
                 progress=progress,
@@ -424,11 +511,11 @@ def _truth(suite, root, source, traj, model, seed, timed, log, progress, device,
         if f.is_file():
             candidates[f"{display} {step1}"] = load_weights(f)
     truths = {"fine-tuned on ×2": load_weights(root / "truth_ft.safetensors")}
-    if (root / "truth" / PRETRAINED).is_file():
-        truths["trained on ×2 from scratch"] = load_weights(root / "truth" / PRETRAINED)
+    if (root / truth_dir(suite) / PRETRAINED).is_file():
+        truths[TRUTH_NAMES[suite.truth_scratch]] = load_weights(root / truth_dir(suite) / PRETRAINED)
         candidates_scratch = {**candidates, "Θ⁰ fine-tuned on ×2": truths["fine-tuned on ×2"]}
     for tname, truth in truths.items():
-        cands = candidates_scratch if tname.endswith("scratch") else candidates
+        cands = candidates if tname == "fine-tuned on ×2" else candidates_scratch
         out["weight_space"][tname] = weight_space_comparison(theta0, cands, truth, keys)
     return out
 
@@ -454,11 +541,18 @@ def _shrink_controls(suite, root: Path, model, theta0) -> dict:
     return out
 
 
-CONTROL_ROWS = ("naive", "incremental", "truth", "truth_ft", "shrink")
+CONTROL_ROWS = ("naive", "incremental", "truth", "truth_steps", "truth_ft", "shrink")
+TRUTH_NAMES = {"epochs": "trained on ×2 from scratch", "steps": "trained on ×2 from scratch, the base's steps"}
+
+
+def truth_dir(suite: KnowSuite) -> str:
+    """The folder of the ×2 weights trained from scratch (``truth/``; step-matched: ``truth_steps/``)."""
+    return "truth" if suite.truth_scratch == "epochs" else "truth_steps"
 
 
 ROW_LABELS = {
     "truth": "Real ×2 data, trained from scratch",
+    "truth_steps": "Real ×2 data, from scratch with the base's steps",
     "truth_ft": "Real ×2 data, Θ⁰ fine-tuned on it",
     "shrink": "Shrink control (Θ⁰ rescaled by KNOWN's factor)",
 }
@@ -477,7 +571,10 @@ def rows(suite: KnowSuite, out: Path) -> list[tuple[str, str, int, Path]]:
             lab = scale_label(suite.forget.ratio, k)
             extra = []
             if suite.truth and k == 1:
-                extra += [("truth", root / "truth" / PRETRAINED), ("truth_ft", root / "truth_ft.safetensors")]
+                extra += [
+                    (truth_dir(suite), root / truth_dir(suite) / PRETRAINED),
+                    ("truth_ft", root / "truth_ft.safetensors"),
+                ]
             if suite.controls:
                 extra.append(("shrink", root / "controls" / f"shrink_{lab}.safetensors"))
             for row, f in extra:

@@ -85,12 +85,14 @@ def select_lr(
     num_classes: int | None = None,
     device: str | None = None,
     precision: str = "fp32",
+    val: ImageArrays | None = None,
 ) -> tuple[float, dict[float, float]]:
     """The learning rate with the best validation accuracy (the first of equals in grid order), and every
     tried rate's validation accuracy. The grid is ``cfg.lr_grid``, extended past the edge its best rate sits
-    on up to ``cfg.lr_extensions`` times (:func:`weightlab.tuning.extend_grid`). Only ``train`` is read: it is
-    split into fit and validation."""
-    fit, val = validation_split(train, cfg.val_fraction, cfg.seed)
+    on up to ``cfg.lr_extensions`` times (:func:`weightlab.tuning.extend_grid`). Only ``train`` (and ``val``)
+    is read: without ``val``, ``train`` is split into fit and validation; with it (held-out images of the
+    downstream training split), each candidate trains on all of ``train``."""
+    fit, val = (train, val) if val is not None else validation_split(train, cfg.val_fraction, cfg.seed)
     grid, scores = list(cfg.lr_grid), {}
     while True:
         for lr in grid:
@@ -153,17 +155,19 @@ def transfer(
     desc: str = "transfer",
     device: str | None = None,
     precision: str = "fp32",
+    val: ImageArrays | None = None,
 ) -> dict:
     """Fine-tune ``state`` on ``train`` with the two-phase protocol on ``device`` (default CPU) in
     ``precision``; returns the test accuracy and a log. With ``cfg.lr_grid`` the learning rate is first
-    chosen on a validation split of ``train`` (:func:`select_lr`), and ``test`` is read once, at the end."""
+    chosen on validation (``val``, else a split of ``train``: :func:`select_lr`), and ``test`` is read once,
+    at the end."""
     cfg = cfg or TransferConfig()
     num_classes = num_classes or len(train.classes)
     start = time.perf_counter()
     selection = None
     if cfg.lr_grid is not None:
         best, scores = select_lr(
-            state, model_cfg, train, cfg, num_classes=num_classes, device=device, precision=precision
+            state, model_cfg, train, cfg, num_classes=num_classes, device=device, precision=precision, val=val
         )
         selection = {
             "grid": list(cfg.lr_grid) + [r for r in scores if r not in cfg.lr_grid],
@@ -224,22 +228,27 @@ def transfer_run(
     device: str | None = None,
     precision: str = "fp32",
     progress: bool = False,
+    val: ImageArrays | None = None,
+    lr: float | None = None,
 ) -> dict:
-    """One transfer run of a table row with one seed: its record. The job every backend runs (see
+    """One transfer run of a table row with one seed: its record. With ``lr`` the run uses that rate (chosen
+    before, on another seed) instead of selecting one. The job every backend runs (see
     :mod:`weightlab.parallel`); it depends on its arguments only."""
     from weightlab.io import load_weights
 
     row_id, label, step, path = row
+    run_cfg = replace(cfg, seed=seed) if lr is None else replace(cfg, seed=seed, lr=lr, lr_grid=None)
     res = transfer(
         load_weights(path),
         model_cfg,
         train,
         test,
-        replace(cfg, seed=seed),
+        run_cfg,
         progress=progress,
         desc=f"{row_id} seed {seed}",
         device=device,
         precision=precision,
+        val=val,
     )
     return {
         "row": row_id,
@@ -250,6 +259,7 @@ def transfer_run(
         "warmup_accuracy": res["warmup_accuracy"],
         "seconds": round(res["seconds"], 2),
         **({"lr_selection": res["lr_selection"]} if "lr_selection" in res else {}),
+        **({"lr": lr} if lr is not None else {}),
     }
 
 
@@ -267,18 +277,22 @@ def run_transfers(
     device: str | None = None,
     precision: str = "fp32",
     backend=None,
+    val: ImageArrays | None = None,
+    rates: dict[str, float] | None = None,
 ) -> Iterator[dict]:
     """Transfer every ``(row id, label, step, weights file)`` with every seed (rows outer, seeds inner),
     skipping the ``(row id, seed)`` pairs in ``done``; yields one record per finished run (in the order
     runs finish: spread over ``backend``, a :class:`weightlab.parallel.Backend`, default serial), so a
-    caller can store it at once and resume later."""
+    caller can store it at once and resume later. ``val``: the validation images rates are chosen on;
+    ``rates``: a row id's rate chosen before (its runs then select none)."""
     from weightlab.parallel import Backend, run_jobs
 
     done = done or set()
     backend = (backend or Backend()).resolved()
     show = per_run_progress and backend.kind == "serial"
+    rates = rates or {}
     jobs = [
-        (row, seed, model_cfg, train, test, cfg, device, precision, show)
+        (row, seed, model_cfg, train, test, cfg, device, precision, show, val, rates.get(row[0]))
         for row in rows
         for seed in seeds
         if (row[0], seed) not in done

@@ -98,6 +98,14 @@ def _forgetting_line(check: dict | None) -> str:
     if not check or check.get("forgets") is None:
         return "**forgetting: unknown** (the trajectory's stages were not evaluated on the D⁰ test split)."
     acc = " → ".join(f"{a:.2f}" for a in check["accuracy"])
+    if "control_p" in check:
+        ctrl = " → ".join(f"{a:.2f}" for a in check["control_accuracy"])
+        verdict = "yes" if check["forgets"] else "not beyond the restart control"
+        return (
+            f"**forgetting: {verdict}**: D⁰ test accuracy per stage {acc}; the same-size restart control {ctrl}; "
+            f"the last stage is {check['beyond_control']:+.2f} points below the control's (one-sided p "
+            f"{check['control_p']:.2g} on {check['n_eval']} images)."
+        )
     if check["forgets"]:
         return f"**forgetting: yes**: D⁰ test accuracy per stage {acc}."
     return (
@@ -128,9 +136,20 @@ def write_report(results: dict, out: Path) -> None:
         + (f", augmentation {f['augment']}" if f.get("augment") else "")
         + f"; transfer {suite['transfer']['warmup_epochs']} warm-up + {suite['transfer']['epochs']} epochs"
         + (
-            f", learning rate chosen per run from {list(suite['transfer']['lr_grid'])} on a "
-            f"{suite['transfer']['val_fraction']:.0%} validation split of the downstream training data "
-            "(the test split is read once, at that rate)"
+            ", learning rate chosen "
+            + ("once per trajectory (on the first transfer seed)" if suite.get("select_once") else "per run")
+            + f" from {list(suite['transfer']['lr_grid'])}"
+            + (
+                f" (extended past an edge up to {suite['transfer']['lr_extensions']} times)"
+                if suite["transfer"].get("lr_extensions")
+                else ""
+            )
+            + (
+                f" on {suite['target_val']} held-out images of the downstream training split"
+                if suite.get("target_val")
+                else f" on a {suite['transfer']['val_fraction']:.0%} validation split of the downstream training data"
+            )
+            + " (the test split is read once, at that rate)"
             if suite["transfer"].get("lr_grid")
             else f", lr {suite['transfer']['lr']} (not tuned)"
         )
@@ -141,7 +160,9 @@ def write_report(results: dict, out: Path) -> None:
     ]
     for seed, info in infos:
         prefix = f"Trajectory {seed}: " if multi else ""
-        lines.append(prefix + _forgetting_line(forgetting_check(info.get("stages", []))))
+        check = info.get("forgetting") if "control_p" in (info.get("forgetting") or {}) else None
+        lines.append(prefix + _forgetting_line(check or forgetting_check(info.get("stages", []))))
+    lines += _protocol_lines(infos, suite)
     lines += [
         "",
         "| pred. | method | runs | accuracy | "
@@ -262,6 +283,35 @@ def _plot_s_ablation(results: dict, variants, ratio: float, path: Path) -> None:
         plot_paired_gains(rows, path, "History length S (Table 6): paired gain over naive transfer, mean ± std")
 
 
+def _protocol_lines(infos, suite: dict) -> list[str]:
+    """Across trajectories: the forgetting beyond the restart control (paired over trajectories, with its
+    MDE) and the base trained twice as long (convergence measured)."""
+    lines = []
+    beyond = [i["forgetting"]["beyond_control"] for _, i in infos if "beyond_control" in (i.get("forgetting") or {})]
+    test = paired(beyond)
+    if test is not None:
+        lines += [
+            "",
+            f"Forgetting beyond the restart control over the {test['n']} trajectories (control − forgetting at the "
+            f"last stage): {test['mean']:+.2f} ± {test['std']:.2f} points, p {test['p']:.2g} (paired t-test; "
+            f"detectable at α {ALPHA:g}, power {POWER:g}: {test['mde']:.2f} points)"
+            + (" — **significant**." if test["significant"] else " — not significant at this power."),
+        ]
+    longs = [(s, i["long_base"]) for s, i in infos if i.get("long_base")]
+    if longs:
+        parts = ", ".join(
+            f"trajectory {s}: {lb['base_accuracy']:.2f} → {lb['accuracy']:.2f} ({lb['gain']:+.2f})" for s, lb in longs
+        )
+        lines += [
+            "",
+            f"Convergence: the base's protocol with twice the epochs ({longs[0][1]['epochs']}), D⁰ test accuracy "
+            f"(base → 2× longer): {parts}. A gain near zero (the test split's standard error is about "
+            f"{100 * (0.7 * 0.3 / max(suite.get('eval_size') or 2000, 1)) ** 0.5:.1f} points) says the base had "
+            "converged.",
+        ]
+    return lines
+
+
 def _trajectory_lines(seed, info: dict, multi: bool) -> list[str]:
     title = f"Trajectory {seed}" if multi else "Forgetting trajectory"
     lines = ["", f"{title} (accuracy on the source test split):", ""]
@@ -286,6 +336,15 @@ def _trajectory_lines(seed, info: dict, multi: bool) -> list[str]:
         parts = [f"Θ⁰ fine-tuned on all {truth['d_size']} samples: {truth.get('truth_ft_accuracy', float('nan')):.2f}"]
         if truth.get("truth_accuracy") is not None:
             parts.append(f"trained on them from scratch: {truth['truth_accuracy']:.2f}")
+    ctrl = info.get("restart_control")
+    if ctrl:
+        lines += [
+            "",
+            "Same-size restart control (the stage recipe on samples drawn from all of D⁰) per stage: "
+            + ", ".join(f"{c.get('eval_accuracy', float('nan')):.2f}" for c in ctrl)
+            + ".",
+        ]
+    if truth:
         lines += ["", "Real ×2 weights on the source test split: " + "; ".join(parts) + "."]
     controls = info.get("controls")
     if controls:
