@@ -199,6 +199,40 @@ def test_fair_protocol_selects_on_validation_on_the_first_seed_and_reuses_that_r
     inc._refuse_redefined(tmp_path / "results.json", again, new_row, jobs)
 
 
+def test_the_v3_protocol_per_seed_splits_validation_from_test_and_the_head_searched_again(tmp_path):
+    """Issue 36: every seed draws its own data split; validation comes from the test split (disjoint from
+    the test images read); rows with coefficients choose their own (head) rate again at the chosen
+    coefficients' rate; the grid extension limit is the suite's."""
+    from weightlab.data.tasks import build_task
+
+    t = build_task("digits:0-4", sizes=SplitSizes(40, 30, 30), data_seed=5, val_from="test")
+    full = build_task("digits:0-4", sizes=SplitSizes(None, 0, None))
+    assert len(t.val) == 30 and len(t.test) == 30
+    key = lambda a: {tuple(x.flatten().tolist()) for x in a.images}  # noqa: E731
+    assert not key(t.val) & key(t.test) and key(t.val) <= key(full.test) and not key(t.val) & key(full.train)
+    other = build_task("digits:0-4", sizes=SplitSizes(40, 30, 30), data_seed=6, val_from="test")
+    assert key(other.train) != key(t.train) and key(other.val) != key(t.val)
+    with pytest.raises(WeightlabError, match="val_from"):
+        build_task("digits:0-4", val_from="elsewhere")
+
+    suite = _fair_suite(data_seeds=True, val_from="test", grid_extensions=1, head_search=True)
+    res = inc.run_suite(suite, tmp_path, progress=False)
+    runs = {(r["label"], r["seed"]): r for r in res["runs"]}
+    assert runs[("head", 3)]["data_seed"] == 3 and runs[("head", 4)]["data_seed"] == 4
+    c = res["chosen"]["recast"]
+    # the head pass: the lr grid again, the coefficients fixed at their chosen rate
+    assert "head_lr_grid" in c and c["coef_lr"] is not None
+    head_pass = [r for r in res["selection"] if r["label"] == "recast" and r["coef_lr"] == c["coef_lr"]]
+    assert {r["lr"] for r in head_pass} >= set(c["head_lr_grid"]) and c["lr"] in c["head_lr_grid"]
+    assert all(len(c2["lr_grid"]) <= 3 for c2 in res["chosen"].values())  # 2 rates + at most 1 extension
+    assert "head" not in [k for k, v in res["chosen"].items() if "head_lr_grid" in v]
+    md = (tmp_path / "results.md").read_text()
+    assert "every seed draws its own data split" in md and "from each task's test split" in md
+    assert len(inc.run_suite(suite, tmp_path, progress=False)["runs"]) == 4  # resumes
+    with pytest.raises(WeightlabError, match="data_seeds"):
+        inc.run_suite(replace(suite, data_seeds=False), tmp_path, progress=False)
+
+
 def test_a_grid_is_extended_past_the_edge_a_row_scores_best_at():
     assert extend_grid([1e-3, 3e-3, 1e-2, 3e-2], 3e-2) == 0.09
     assert extend_grid([1e-3, 3e-3, 1e-2, 3e-2], 1e-3) == 0.000333
@@ -212,8 +246,8 @@ def test_rate_selection_never_reads_the_test_split(tmp_path, monkeypatch):
     first = inc.run_suite(suite, tmp_path / "a", progress=False)
     real = inc._tasks
 
-    def scrambled(s, root):
-        tasks = real(s, root)
+    def scrambled(s, root, data_seed=0):
+        tasks = real(s, root, data_seed)
         return [replace(t, test=replace(t.test, labels=(t.test.labels + 1) % t.num_classes)) for t in tasks]
 
     inc._CACHE.clear()

@@ -30,8 +30,9 @@ from weightlab.recast.pipeline import build_bases
 _CACHE: dict = {}  # per process: the tasks and bases of the suite being run (a worker runs many jobs)
 
 
-def _tasks(suite: Suite, data_root) -> list:
-    """The suite's tasks (``{data}`` in its sequence is the data root), cached per process."""
+def _tasks(suite: Suite, data_root, data_seed: int = 0) -> list:
+    """The suite's tasks (``{data}`` in its sequence is the data root) drawn with ``data_seed``, cached per
+    process."""
     sequence = suite.sequence
     if "{data}" in sequence:
         from weightlab import paths
@@ -40,10 +41,12 @@ def _tasks(suite: Suite, data_root) -> list:
         if root is None:
             raise WeightlabError(f"suite '{suite.name}' reads its data sets from a data root: pass --data-root DIR")
         sequence = sequence.replace("{data}", str(root))
-    key = ("tasks", sequence, repr(suite.sizes), str(data_root), repr(suite.stream))
+    key = ("tasks", sequence, repr(suite.sizes), str(data_root), repr(suite.stream), data_seed, suite.val_from)
     if key not in _CACHE:
         _CACHE.clear()
-        _CACHE[key] = build_sequence(sequence, data_root, suite.sizes, stream=suite.stream)
+        _CACHE[key] = build_sequence(
+            sequence, data_root, suite.sizes, data_seed=data_seed, stream=suite.stream, val_from=suite.val_from
+        )
     return _CACHE[key]
 
 
@@ -74,7 +77,7 @@ def suite_run(
 
 
 def _suite_run(suite, label, method, overrides, seed, data_root, device, precision, progress, lr, coef_lr) -> dict:
-    tasks = _tasks(suite, data_root)
+    tasks = _tasks(suite, data_root, seed if suite.data_seeds else 0)
     cfg = suite.adapt_config(device, precision, lr=lr, coef_lr=coef_lr)
     baseline = is_baseline(method)
     spec = None if baseline else parse_method(method)
@@ -109,6 +112,8 @@ def _suite_run(suite, label, method, overrides, seed, data_root, device, precisi
         record["label"] = label
         record["recast_overrides"] = rover if recast else None
     record["lr"], record["coef_lr"] = cfg.lr, cfg.coef_lr
+    if suite.data_seeds:
+        record["data_seed"] = seed
     record["model_family"] = base.weightlab_cfg.family
     return record
 
@@ -128,8 +133,15 @@ _FIXED = (
     "lr_grid",
     "coef_lr_grid",
     "lr_step",
+    "data_seeds",
+    "val_from",
+    "grid_extensions",
+    "head_search",
 )
-_FIXED_DEFAULTS = dict(lr_grid=[], coef_lr_grid=[], lr_step=33)  # results written before these existed
+# results written before these existed
+_FIXED_DEFAULTS = dict(
+    lr_grid=[], coef_lr_grid=[], lr_step=33, data_seeds=False, val_from="train", grid_extensions=2, head_search=False
+)
 
 
 def _changed(a: dict, b: dict) -> list[str]:
@@ -207,8 +219,9 @@ def run_suite(
     payload["suite"] = full.to_dict()
     if command:
         payload["command"] = command
-    tasks = _tasks(suite, data_root)
-    # the data and weights the runs read: a resume or merge with other ones is refused
+    tasks = _tasks(suite, data_root, full.seeds[0] if suite.data_seeds else 0)
+    # the data and weights the runs read (per-seed splits: the first seed's; the others derive from the
+    # seeds): a resume or merge with other ones is refused
     results.check_inputs(
         dict(
             tasks_sha256=[t.fingerprint() for t in tasks],

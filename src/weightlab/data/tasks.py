@@ -132,9 +132,13 @@ def build_task(
     sizes: SplitSizes = SplitSizes(),
     data_seed: int = 0,
     stream: dict | None = None,
+    val_from: str = "train",
 ) -> Task:
     """Load one task: its classes of the train split (split again into train and validation) and
     of the test split. ``data_seed`` fixes which samples are drawn, independently of the method seed.
+    ``val_from="test"`` draws the validation images from the test split instead (a seeded part of it; the
+    test images are drawn from the rest): for a backbone pretrained on the task's own training split, whose
+    validation images would otherwise be images it was trained on.
     ``stream`` (``dict(workers=8, augment="crop_flip")``): read the images from disk while training
     (:class:`~weightlab.data.streaming.StreamingImages`; the augmentation on the training split only)."""
     dataset, class_ids = parse_task_spec(spec)
@@ -147,12 +151,21 @@ def build_task(
     bad = [c for c in class_ids if not 0 <= c < n_classes]
     if bad:
         raise WeightlabError(f"task spec '{spec}': class id(s) {bad} outside 0..{n_classes - 1} of {dataset}")
+    if val_from not in ("train", "test"):
+        raise WeightlabError(f"val_from must be 'train' or 'test', got {val_from!r}")
     pool, test = _select(train_full, class_ids), _select(test_full, class_ids)
     g = torch.Generator().manual_seed(data_seed)
     order = torch.randperm(len(pool), generator=g)
-    n_val = min(sizes.val if sizes.val is not None else len(pool) // 5, len(pool) // 2)
-    val = pool.subset(order[:n_val].sort().values)
-    rest = order[n_val:]
+    if val_from == "test":
+        n_val = min(sizes.val if sizes.val is not None else len(test) // 5, len(test) // 2)
+        t_order = torch.randperm(len(test), generator=torch.Generator().manual_seed(data_seed + 7))
+        val = test.subset(t_order[:n_val].sort().values)
+        test = test.subset(t_order[n_val:].sort().values)
+        rest = order
+    else:
+        n_val = min(sizes.val if sizes.val is not None else len(pool) // 5, len(pool) // 2)
+        val = pool.subset(order[:n_val].sort().values)
+        rest = order[n_val:]
     n_train = len(rest) if sizes.train is None else min(sizes.train, len(rest))
     train = pool.subset(rest[:n_train].sort().values)
     if augment is not None:
@@ -183,6 +196,7 @@ def build_sequence(
     sizes: SplitSizes = SplitSizes(),
     data_seed: int = 0,
     stream: dict | None = None,
+    val_from: str = "train",
 ) -> list[Task]:
     """A named sequence (see :data:`SEQUENCES`) or a comma-separated list / list of task specs."""
     if isinstance(name_or_specs, str):
@@ -191,7 +205,7 @@ def build_sequence(
         specs = list(name_or_specs)
     if not specs:
         raise WeightlabError("empty task sequence")
-    tasks = [build_task(s, root, sizes, data_seed, stream) for s in specs]
+    tasks = [build_task(s, root, sizes, data_seed, stream, val_from) for s in specs]
     names = [t.name for t in tasks]
     if len(set(names)) != len(names):
         raise WeightlabError(f"task sequence repeats a task: {names}")

@@ -56,6 +56,25 @@ class Suite:
     budget: bool | None = None  # the budget figure instead of the paper's table (None: when points are given)
     # the same suite at full size (``--scale full``): field overrides, e.g. whole data sets and 100 epochs
     full: dict = field(default_factory=dict)
+    # -- the v3 protocol (issue 36) --
+    # each seed draws its own training / validation / test images (``data_seed`` = the seed; the rates are
+    # chosen on the first seed's split); False: one split (data seed 0) for every seed
+    data_seeds: bool = False
+    # where the validation images come from: "train" (a part of each task's training split) or "test" (a
+    # seeded part of its test split, the test read on the rest: images a backbone pretrained on the task's
+    # training split never saw)
+    val_from: str = "train"
+    # how many times a row's grid is extended past an edge that scored best (one grid step each)
+    grid_extensions: int = 2
+    # after the coefficients' rate, choose the row's own rate (the head's, and BatchNorm's) again at it: the
+    # head is then tuned for the coefficients' rate, not only for the first pass's shared rate
+    head_search: bool = False
+
+    def __post_init__(self) -> None:
+        if self.val_from not in ("train", "test"):
+            raise WeightlabError(f"val_from must be 'train' or 'test', got {self.val_from!r}")
+        if self.grid_extensions < 0:
+            raise WeightlabError(f"grid_extensions must be >= 0, got {self.grid_extensions}")
 
     def at_scale(self, scale: str = "cpu") -> Suite:
         """The suite as defined (``cpu``) or at its full size (``full``: ``self.full`` applied)."""

@@ -55,7 +55,8 @@ def choose(records: list[dict]) -> dict:
     return best
 
 
-#: how many times the fair protocol extends a row's grid past an edge that scored best (one grid step each)
+#: how many times the fair protocol extends a row's grid past an edge that scored best (one grid step each),
+#: unless the suite says (``Suite.grid_extensions``)
 MAX_GRID_EXTENSIONS = 2
 
 
@@ -63,9 +64,12 @@ def select_rates(suite, jobs: list[tuple], payload: dict, run, seed: int) -> dic
     """The fair protocol's selection on the first seed: each tunable row's lr from ``suite.lr_grid``, then
     (rows with RECAST coefficients) the coefficients' lr from ``suite.coef_lr_grid`` at that lr. A row whose
     best rate is at an edge of its grid gets the next rate past that edge (the grid's step), up to
-    :data:`MAX_GRID_EXTENSIONS` times, so that a chosen rate is inside the grid it was chosen from. Every
-    selection run is kept under ``payload["selection"]`` (resumable); the chosen rates and each row's grid
-    go to ``payload["chosen"]``. Ties go to the smaller rate. Runs on ``seed``."""
+    ``suite.grid_extensions`` times (:data:`MAX_GRID_EXTENSIONS`), so that a chosen rate is inside the grid it
+    was chosen from. With ``suite.head_search``, rows with coefficients then choose their own rate (the head's
+    and BatchNorm's) again from the lr grid at the chosen coefficients' rate. Every selection run is kept under
+    ``payload["selection"]`` (resumable); the chosen rates and each row's grid go to ``payload["chosen"]``.
+    Ties go to the smaller rate. Runs on ``seed``."""
+    limit = getattr(suite, "grid_extensions", MAX_GRID_EXTENSIONS)
     sel = payload.setdefault("selection", [])
     name = lambda j: j[0] or method_label(j[1])  # noqa: E731
     tuned = [j for j in jobs if tunable(j[1])]
@@ -73,8 +77,10 @@ def select_rates(suite, jobs: list[tuple], payload: dict, run, seed: int) -> dic
     def rec(n: str, lr: float, clr: float | None) -> dict | None:
         return selection_record(payload, n, lr, clr, seed)
 
-    def search(rows, grid_of, key, desc) -> dict[str, float | None]:
-        """For each row, run its grid (``key(row, value)`` -> (lr, coef_lr)) and extend it past a best edge."""
+    def search(rows, grid_of, key, desc, vary=None) -> dict[str, float | None]:
+        """For each row, run its grid (``key(row, value)`` -> (lr, coef_lr)) and extend it past a best edge;
+        ``vary``: which of the two rates the grid varies (None: the coefficients' when set, else lr)."""
+        rate = (lambda kv: kv[vary]) if vary is not None else (lambda kv: kv[1] or kv[0])  # noqa: E731
         grids = {name(j): list(grid_of(j)) for j in rows}
         extended = dict.fromkeys(grids, 0)
         while True:
@@ -86,12 +92,12 @@ def select_rates(suite, jobs: list[tuple], payload: dict, run, seed: int) -> dic
             best = {}
             grow = False
             for j in rows:
-                values = sorted(grids[name(j)], key=lambda v: key(j, v)[1] or key(j, v)[0])
+                values = sorted(grids[name(j)], key=lambda v: rate(key(j, v)))
                 pick = choose([rec(name(j), *key(j, v)) for v in values])
                 best[name(j)] = next(v for v in values if rec(name(j), *key(j, v)) is pick)
-                rates = [key(j, v)[1] or key(j, v)[0] for v in values]
-                nxt = extend_grid(rates, key(j, best[name(j)])[1] or key(j, best[name(j)])[0])
-                if nxt is not None and extended[name(j)] < MAX_GRID_EXTENSIONS:
+                rates = [rate(key(j, v)) for v in values]
+                nxt = extend_grid(rates, rate(key(j, best[name(j)])))
+                if nxt is not None and extended[name(j)] < limit:
                     grids[name(j)].append(nxt)
                     extended[name(j)] += 1
                     grow = True
@@ -113,6 +119,19 @@ def select_rates(suite, jobs: list[tuple], payload: dict, run, seed: int) -> dic
         for n, (c, g) in coef_pick.items():
             chosen[n] = (chosen[n][0], c)
             grids[n]["coef_lr_grid"] = [x for x in g if x is not None]
+        if getattr(suite, "head_search", False):
+            # the row's own rate (head, BatchNorm) again, the coefficients fixed at their chosen rate
+            fixed = {name(j): chosen[name(j)][1] or chosen[name(j)][0] for j in coef_rows}
+            head_pick = search(
+                coef_rows,
+                lambda j: sorted(set(grids[name(j)]["lr_grid"])),
+                lambda j, v: (v, fixed[name(j)]),
+                f"{suite.name}: head lr selection at the coefficients' rate",
+                vary=0,
+            )
+            for n, (v, g) in head_pick.items():
+                chosen[n] = (v, fixed[n])
+                grids[n]["head_lr_grid"] = g
     payload["chosen"] = {
         n: dict(lr=lr, coef_lr=clr, val_score=selection_score(rec(n, lr, clr)), **grids[n])
         for n, (lr, clr) in chosen.items()

@@ -120,7 +120,9 @@ def rates_at_edge(chosen: dict) -> list[str]:
     included (``lr``, ``coef lr``): such a rate is not known to be the best, and the table says so. The
     coefficient candidates are the coefficient grid and the row's own lr ("= lr")."""
     out = []
-    if chosen.get("lr_grid") and at_edge(chosen["lr_grid"], chosen["lr"]):
+    # with the head search, lr was chosen last, from head_lr_grid, at the coefficients' rate
+    lr_grid = chosen.get("head_lr_grid") or chosen.get("lr_grid")
+    if lr_grid and at_edge(lr_grid, chosen["lr"]):
         out.append("lr")
     if chosen.get("coef_lr_grid"):
         rates = [*chosen["coef_lr_grid"], chosen["lr"]]
@@ -139,7 +141,21 @@ def _selection_markdown(payload: dict) -> list[str]:
         "",
         f"Grid {list(suite['lr_grid'])} for every per-task row (head included, one rate), then for rows with "
         f"RECAST coefficients the coefficients' rate from {list(suite.get('coef_lr_grid') or [])} at the chosen "
-        "rate. Score: the mean over tasks of the best validation accuracy; the test split is not read. StepLR "
+        "rate"
+        + (
+            ", then the row's own rate (head, BatchNorm) again from the lr grid at the chosen coefficients' rate"
+            if suite.get("head_search")
+            else ""
+        )
+        + f"; a grid is extended past an edge that scored best up to {suite.get('grid_extensions', 2)} times. "
+        + (
+            "Validation images drawn from each task's test split (the test read on the rest: images the backbone "
+            "never saw); "
+            if suite.get("val_from") == "test"
+            else "Validation images held out of each task's training split; "
+        )
+        + ("every seed draws its own data split. " if suite.get("data_seeds") else "one data split for every seed. ")
+        + "Score: the mean over tasks of the best validation accuracy; the test split is not read. StepLR "
         f"(x0.1) every {suite.get('lr_step') or max(1, round(suite['epochs'] / 3))} epochs. The chosen rates are "
         "fixed for every seed.",
         "",
