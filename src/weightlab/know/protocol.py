@@ -219,9 +219,16 @@ def predictor_rows(suite: KnowSuite) -> list[tuple[str, str, str, dict]]:
     out = []
     for name in suite.predictors:
         options = {"weights": suite.known_weights} if name == "known" and suite.known_weights else {}
-        out.append((name, display_name(name), name, options))
+        display = candidate_label(suite.known_weights) if options else display_name(name)
+        out.append((name, display, name, options))
     out += [(name, display, "known", {"weights": folder}) for name, display, folder in suite.known_variants]
     return out
+
+
+def candidate_label(known_weights: str) -> str:
+    """The label of the ``known`` row run with other weights than the shipped ones (a candidate KNOWN):
+    never the shipped hypermodel's "KNOWN (weightlab)"."""
+    return f"KNOWN (candidate {Path(known_weights).name})"
 
 
 def incremental_file(suite: KnowSuite, root: Path) -> Path:

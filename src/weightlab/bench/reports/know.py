@@ -12,7 +12,7 @@ from weightlab.errors import WeightlabError
 from weightlab.io import write_text
 from weightlab.know.forgetting import forgetting_check
 from weightlab.know.predictors import display_name
-from weightlab.know.protocol import ALL_PREDICTORS, CONTROL_ROWS
+from weightlab.know.protocol import ALL_PREDICTORS, CONTROL_ROWS, candidate_label
 from weightlab.know.trajectory import scale_label
 from weightlab.stats import ALPHA, POWER, paired
 from weightlab.tuning import at_edge
@@ -73,10 +73,13 @@ def summarize(results: dict) -> list[dict]:
             beyond = pairs["significant"]
         else:
             beyond = None if gain is None or row == "naive" else abs(gain) > max(std, naive_std)
+        label = runs[0]["label"]
+        if results.get("suite", {}).get("known_weights") and row.rsplit("_x", 1)[0] == "known":
+            label = candidate_label(results["suite"]["known_weights"])  # results labelled before the fix
         table.append(
             {
                 "row": row,
-                "label": runs[0]["label"],
+                "label": label,
                 "step": runs[0]["step"],
                 "seeds": len(runs),
                 "trajectories": len(per_traj),
