@@ -34,6 +34,7 @@ def places(tmp_path):
     for c in ("cat", "dog"):
         (truncated / c).mkdir(parents=True)
         Image.fromarray(np.full((64, 64, 3), 7, dtype=np.uint8)).save(truncated / c / "ok.png")
+        Image.fromarray(np.full((64, 64, 3), 9, dtype=np.uint8)).save(truncated / c / "ok2.png")
     whole = (truncated / "cat" / "ok.png").read_bytes()
     (truncated / "dog" / "cut.png").write_bytes(whole[: len(whole) // 2])
     as_list = tmp_path / "traj_list"

@@ -9,6 +9,11 @@ class WeightlabError(Exception):
     """A user-facing error: bad input, a missing file, an inconsistent configuration."""
 
 
+class WeightlabNotice(UserWarning):
+    """Something weightlab decided for the user that they should know (e.g. a test split it held out
+    itself). The CLI prints it as one ``weightlab: note:`` line."""
+
+
 def did_you_mean(name: str, candidates) -> str:
     """`` (did you mean 'x'?)`` for the closest of ``candidates`` to a mistyped ``name``, else ``""``."""
     import difflib

@@ -113,6 +113,25 @@ def _one_line(message: str) -> str:
     return last.split("WeightlabError: ", 1)[-1]
 
 
+def _notices_as_lines() -> None:
+    """Print a :class:`~weightlab.errors.WeightlabNotice` as one ``weightlab: note:`` line (other warnings
+    as Python prints them)."""
+    import warnings
+
+    from weightlab.errors import WeightlabNotice
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, WeightlabNotice):
+            print(f"weightlab: note: {_one_line(str(message))}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    if getattr(shown, "__name__", "") != "show":
+        warnings.showwarning = show
+
+
 def _command_path(given: list[str]) -> tuple[str, ...]:
     """The command words at the start of the arguments (``recast bench --suite x`` -> ("recast", "bench"));
     none when they do not begin with a known command."""
@@ -141,6 +160,7 @@ def _tame_openmp() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     _tame_openmp()
+    _notices_as_lines()
     given = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_command_path(given))
     try:

@@ -174,6 +174,54 @@ def _read_decoded(cache: Path, listing: str, count: int) -> tuple[torch.Tensor, 
     return torch.from_numpy(images), torch.from_numpy(labels)
 
 
+def _image_folder_split(folder: Path, split: str, stream: dict | None):
+    """One split of ``imagefolder:<folder>`` (see :func:`weightlab.data.images.image_folder_splits`): train/
+    and test/ must name the same classes; without test/, a seeded fifth of every class of the training
+    images is the test split (said once, as a :class:`~weightlab.errors.WeightlabNotice`), never the
+    training images themselves."""
+    import warnings
+
+    from weightlab.data.images import held_out, image_folder_splits
+    from weightlab.errors import WeightlabNotice
+
+    where = image_folder_splits(folder)
+
+    def load(path: Path, label: str):
+        if stream is not None:
+            from weightlab.data.streaming import StreamingImages
+
+            return StreamingImages.image_folder(path, label, **stream)
+        return load_image_folder(path, label)
+
+    label = f"imagefolder-{folder.name}-{split}"
+    if where["test"] is not None:
+        if split == "test":
+            train_classes, _ = list_image_folder(where["train"])
+            test_classes, _ = list_image_folder(where["test"])
+            if test_classes != train_classes:
+                raise WeightlabError(
+                    f"imagefolder:{folder}: train/ has classes {_names(train_classes)} but test/ has "
+                    f"{_names(test_classes)}: both need the same class folders"
+                )
+        return load(where[split], label)
+    _, files = list_image_folder(where["train"])
+    mask = torch.tensor(held_out(files))
+    arrays = load(where["train"], f"imagefolder-{folder.name}")
+    warnings.warn(  # once the images loaded (a bad image is then the one line)
+        f"imagefolder:{folder} has no test/ folder: a seeded fifth of every class ({int(mask.sum())} of "
+        f"{len(files)} images) is held out as the test split, the rest is the training split",
+        WeightlabNotice,
+        stacklevel=2,
+    )
+    keep = mask if split == "test" else ~mask
+    return arrays.subset(torch.nonzero(keep).flatten())
+
+
+def _names(classes: list[str], n: int = 6) -> str:
+    shown = ", ".join(classes[:n]) + (f", ... ({len(classes)} in all)" if len(classes) > n else "")
+    return f"[{shown}]"
+
+
 def load_cifar10(split: str, root=None) -> ImageArrays:
     return load_image_folder(_cifar10_folder(root) / split, f"cifar10-{split}")
 
@@ -208,15 +256,7 @@ def load_dataset(
 
         arrays = StreamingImages.torchvision(name[3:], _require_root(root, name), split, **(stream or {}))
     elif name.startswith("imagefolder:"):
-        folder = Path(name.split(":", 1)[1])
-        sub = folder / split
-        path, label = (sub if sub.is_dir() else folder), f"imagefolder-{folder.name}-{split}"
-        if stream is not None:
-            from weightlab.data.streaming import StreamingImages
-
-            arrays = StreamingImages.image_folder(path, label, **stream)
-        else:
-            arrays = load_image_folder(path, label)
+        arrays = _image_folder_split(Path(name.split(":", 1)[1]), split, stream)
     elif name in DATASETS:
         arrays = DATASETS[name](split, root)
     else:

@@ -96,7 +96,9 @@ def parse_task_spec(spec: str) -> tuple[str, list[int] | None]:
     if spec.startswith(("imagefolder:", "tv:")):
         prefix, _, rest = spec.partition(":")
         head, colon, tail = rest.rpartition(":")
-        if colon and tail and all(ch.isdigit() or ch in ",-" for ch in tail):
+        if prefix == "imagefolder" and Path(rest).is_dir():  # a folder whose name ends like a class list
+            name, sel = spec, ""
+        elif colon and tail and all(ch.isdigit() or ch in ",-" for ch in tail):
             name, sel = f"{prefix}:{head}", tail
         else:
             name, sel = spec, ""
@@ -150,7 +152,12 @@ def build_task(
     class_ids = class_ids if class_ids is not None else list(range(n_classes))
     bad = [c for c in class_ids if not 0 <= c < n_classes]
     if bad:
-        raise WeightlabError(f"task spec '{spec}': class id(s) {bad} outside 0..{n_classes - 1} of {dataset}")
+        shown = f"{bad[:5]}" + (f" ... ({len(bad)} in all)" if len(bad) > 5 else "")
+        raise WeightlabError(f"task spec '{spec}': class id(s) {shown} outside 0..{n_classes - 1} of {dataset}")
+    if len(class_ids) < 2:
+        raise WeightlabError(f"task spec '{spec}': one class is not a classification task (name 2 or more)")
+    if list(test_full.classes) != list(train_full.classes):
+        raise WeightlabError(f"{dataset}: its train and test splits name different classes")
     if val_from not in ("train", "test"):
         raise WeightlabError(f"val_from must be 'train' or 'test', got {val_from!r}")
     pool, test = _select(train_full, class_ids), _select(test_full, class_ids)
