@@ -129,3 +129,153 @@ def test_one_class_of_a_data_set_is_refused_and_a_huge_class_list_is_a_short_lin
         ["recast", "adapt", "--model", "resnet20", "--no-pretrained", "--tasks", "digits:0-300000"], capsys
     )
     assert code == 2 and err.count("\n") == 1 and len(err) < 300, err[:300]
+
+
+# -- trajectories and manifests ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trajectory(tmp_path_factory):
+    """A real 3-stage trajectory of a tiny CNN on digits, made by ``know forget``."""
+    out = tmp_path_factory.mktemp("traj") / "t"
+    argv = ["know", "forget", "--model", "smallcnn", "--no-pretrained", "--input-size", "1,8,8"]
+    argv += ["--data", "digits:0-4", "--limit", "120", "--stages", "3", "--batch-size", "32", "--out", str(out)]
+    assert main(argv + ["--no-progress"]) == 0
+    return out
+
+
+def _copy(trajectory, tmp):
+    import shutil
+
+    return shutil.copytree(trajectory, tmp / "copy")
+
+
+def _edit_manifest(change):
+    def edit(traj):
+        import json
+
+        meta = json.loads((traj / "manifest.json").read_text())
+        change(meta, traj)
+        (traj / "manifest.json").write_text(json.dumps(meta))
+
+    return edit
+
+
+def _swap_stages(traj):
+    a, b = traj / "stage_01.safetensors", traj / "stage_02.safetensors"
+    tmp = a.read_bytes()
+    a.write_bytes(b.read_bytes())
+    b.write_bytes(tmp)
+
+
+def _retype_stage(traj):
+    from weightlab.io import load_weights, save_tensors
+
+    s = load_weights(traj / "stage_01.safetensors")
+    save_tensors(traj / "stage_01.safetensors", {k: v.double() if v.is_floating_point() else v for k, v in s.items()})
+
+
+def _outside(meta, traj):
+    meta["stage_files"][1] = "../elsewhere.safetensors"
+
+
+def _absolute(meta, traj):
+    meta["stage_files"][1] = str(traj / "stage_01.safetensors")
+
+
+# (id, what is done to a copy of a good trajectory, what the one error line says)
+TRAJECTORY_ERRORS = [
+    ("stages-swapped", _swap_stages, "not the stage the manifest recorded"),
+    ("stage-retyped", _retype_stage, "not the stage the manifest recorded"),
+    ("stage-outside-the-folder", _edit_manifest(_outside), "is not a file name in the folder"),
+    ("stage-absolute-path", _edit_manifest(_absolute), "is not a file name in the folder"),
+    ("ratio-negative", _edit_manifest(lambda m, t: m["config"].update(ratio=-0.5)), "config.ratio must be a number"),
+    ("ratio-zero", _edit_manifest(lambda m, t: m["config"].update(ratio=0)), "config.ratio must be a number"),
+    ("ratio-word", _edit_manifest(lambda m, t: m["config"].update(ratio="half")), "config.ratio must be a number"),
+    ("config-a-list", _edit_manifest(lambda m, t: m.update(config=[])), "config must be a mapping"),
+    ("unknown-kind", _edit_manifest(lambda m, t: m["kinds"].update({next(iter(m["kinds"])): "blah"})), "not kinds"),
+    ("hashes-not-a-list", _edit_manifest(lambda m, t: m.update(stage_sha256="x")), "stage_sha256 must list"),
+    (
+        "utf16-manifest",
+        lambda t: (t / "manifest.json").write_bytes((t / "manifest.json").read_text().encode("utf-16")),
+        "not UTF-8 text",
+    ),
+]
+
+
+@pytest.mark.parametrize("damage,expected", [c[1:] for c in TRAJECTORY_ERRORS], ids=[c[0] for c in TRAJECTORY_ERRORS])
+def test_damaged_trajectories_are_one_line(damage, expected, trajectory, tmp_path, capsys):
+    traj = _copy(trajectory, tmp_path)
+    damage(traj)
+    code, err = _run(
+        ["know", "predict", "--trajectory", traj, "--method", "task_vector", "--out", tmp_path / "p"], capsys
+    )
+    assert code == 2 and err.count("\n") == 1 and expected in err, err
+    assert not (tmp_path / "p").exists() or not any((tmp_path / "p").iterdir())
+
+
+def test_a_prediction_that_overflows_its_dtype_is_refused(trajectory, tmp_path, capsys):
+    argv = ["know", "predict", "--trajectory", trajectory, "--method", "task_vector", "--lam", "1e308"]
+    code, err = _run(argv + ["--out", tmp_path / "p"], capsys)
+    assert code == 2 and "produced NaN/Inf" in err and "--lam" in err, err
+    assert not list((tmp_path / "p").glob("*.safetensors")) if (tmp_path / "p").exists() else True
+
+
+# -- weights files -----------------------------------------------------------------------------------
+def test_non_finite_and_integer_weights_are_refused(trajectory, tmp_path, capsys):
+    from weightlab.io import load_weights, save_tensors
+    from weightlab.models import create_model, load_state_dict_strict
+
+    state = load_weights(trajectory / "stage_00.safetensors")
+    key = next(k for k, v in state.items() if v.is_floating_point() and v.dim() > 1)
+    bad = dict(state)
+    bad[key] = bad[key].clone()
+    bad[key][0] = float("nan")
+    save_tensors(tmp_path / "nan.safetensors", bad)
+    with pytest.raises(WeightlabError, match="hold NaN or Inf values, e.g. '" + key):
+        load_weights(tmp_path / "nan.safetensors")
+    torch.save(bad, tmp_path / "nan.pt")
+    with pytest.raises(WeightlabError, match="NaN or Inf"):
+        load_weights(tmp_path / "nan.pt")
+    model = create_model("smallcnn", input_size=(1, 8, 8), num_classes=5)
+    ints = {k: v.long() for k, v in state.items()}
+    with pytest.raises(WeightlabError, match="not floating-point"):
+        load_state_dict_strict(model, ints)
+    # know forget from a NaN weights file: one line, no stage written
+    argv = ["know", "forget", "--model", "smallcnn", "--input-size", "1,8,8", "--weights", tmp_path / "nan.safetensors"]
+    code, err = _run(argv + ["--data", "digits:0-4", "--stages", "2", "--out", tmp_path / "f", "--no-progress"], capsys)
+    assert code == 2 and "NaN or Inf" in err and err.count("\n") == 1, err
+    assert not list((tmp_path / "f").glob("stage_*")) if (tmp_path / "f").exists() else True
+
+
+def test_a_known_h5_with_a_string_kernel_is_one_line(tmp_path):
+    import h5py
+
+    from weightlab.know.hypermodel import load_keras_known
+
+    with h5py.File(tmp_path / "k.h5", "w") as f:
+        g = f.create_group("dense_12").create_group("dense_12")  # the head, read first
+        g.create_dataset("kernel:0", data=np.array([b"a", b"b"]))
+        g.create_dataset("bias:0", data=np.zeros(2, dtype=np.float32))
+    with pytest.raises(WeightlabError, match="is not floating-point"):
+        load_keras_known(tmp_path / "k.h5")
+
+
+# -- options -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("seeds,expected", [("3,3", "repeats a seed"), ("-5", "--seeds"), ("x", "--seeds")])
+def test_know_transfer_seeds_are_checked(seeds, expected, trajectory, tmp_path, capsys):
+    argv = ["know", "transfer", "--trajectory", trajectory, "--task", "digits:5-9", f"--seeds={seeds}"]
+    code, err = _run(argv + ["--out", tmp_path / "t"], capsys)
+    assert code == 2 and expected in err and err.count("\n") == 1, err
+
+
+def test_know_transfer_resumes_its_own_runs_and_refuses_another_task_s_folder(trajectory, tmp_path, capsys):
+    import json
+
+    argv = ["know", "transfer", "--trajectory", trajectory, "--train-limit", "30", "--test-limit", "30"]
+    argv += ["--warmup-epochs", "1", "--epochs", "1", "--seeds", "1", "--out", tmp_path / "t", "--no-progress"]
+    assert _run(argv + ["--task", "digits:5-9"], capsys)[0] == 0
+    first = json.loads((tmp_path / "t" / "transfer.json").read_text())
+    assert _run(argv + ["--task", "digits:5-9"], capsys)[0] == 0  # resumes: nothing to redo
+    assert json.loads((tmp_path / "t" / "transfer.json").read_text())["runs"] == first["runs"]
+    code, err = _run(argv + ["--task", "digits:0-4"], capsys)  # another task: refused, nothing overwritten
+    assert code == 2 and "use another --out" in err, err
+    assert json.loads((tmp_path / "t" / "transfer.json").read_text())["runs"] == first["runs"]

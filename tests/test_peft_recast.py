@@ -406,3 +406,24 @@ def test_the_recast_peft_type_is_a_member_in_every_way_peft_uses_one():
     assert PEFT_TYPE_TO_PREFIX_MAPPING[member] == "recast_"
     cfg = PeftConfig.from_peft_type(peft_type="RECAST", target_modules=["fc"])  # PEFT's own factory
     assert type(cfg) is wp.RecastConfig and cfg.peft_type is member
+
+
+def test_the_peft_recipe_weighs_roles_as_the_native_path(monkeypatch):
+    """Issue 37: init='recipe' fits with the recipe's per-role loss weights (the ViT's fc1 / fc2 at 2.0, as
+    weightlab.recast.reconstruct), not every role at 1.0."""
+    import weightlab.recast.mimicry as mimicry
+    from weightlab.recast.problem import role_weight
+
+    seen = {}
+    real = mimicry.run_recipe
+
+    def spy(problems, config, seed=0, progress=True):
+        seen.update({p.role: p.loss_weight for p in problems})
+        return real(problems, config, seed=seed, progress=progress)
+
+    monkeypatch.setattr(mimicry, "run_recipe", spy)
+    base, _ = MODELS["timm_vit"]()
+    get_peft_model(base, RecastConfig(init="recipe", recipe=dict(iterations=2)))
+    mlp = {r for r in seen if r.endswith(("fc1", "fc2"))}
+    assert mlp and len(seen) > len(mlp) and {r for r, w in seen.items() if w == 2.0} == mlp
+    assert all(w == role_weight(r, mimicry.MimicryConfig().role_weights) for r, w in seen.items())

@@ -112,11 +112,52 @@ def test_a_plan_with_no_shared_bank_warns_and_says_how_the_names_were_read():
         plan_banks(model, RecastConfig(target_modules=["layer2.*.conv1"], templates=None, skip_first_per_stage=True))
 
 
-def test_conv_subclasses_with_their_own_forward_are_named_when_skipped():
-    model = create_model("timm:tf_efficientnet_lite0", pretrained=False)  # Conv2dSame for strided depthwise convs
-    config, _ = config_for_model(model)
-    with pytest.warns(UserWarning, match=r"skips \d+ matched module\(s\).*Conv2dSame"):
-        plan_banks(model, config)
+def test_conv_subclasses_with_their_own_forward_keep_it_on_both_paths():
+    """Issue 37, one rule: timm's Conv2dSame (pads, then convolves) is templated on the native path and the
+    PEFT path alike, and runs its own forward with the generated weight: the closed form reproduces the
+    model's outputs on both, and materialising gives back a Conv2dSame."""
+    import copy
+
+    from peft import get_peft_model
+    from timm.layers import Conv2dSame
+
+    from weightlab.peft import RecastConfig as PeftRecastConfig
+    from weightlab.recast import materialize
+
+    torch.manual_seed(0)
+
+    class Net(nn.Module):  # 4 blocks of a 'same'-padding conv with a stride (its forward pads first)
+        def __init__(self):
+            super().__init__()
+            self.blocks = nn.Sequential(*[nn.Sequential(Conv2dSame(8, 8, 3, stride=2)) for _ in range(4)])
+            self.stem = nn.Conv2d(3, 8, 1)
+
+        def forward(self, x):
+            return self.blocks(self.stem(x)).flatten(1)
+
+    model = Net().eval()
+    config = RecastConfig(target_modules=["blocks.*.0"], templates=None, layers_per_group=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # nothing is skipped any more
+        plans = plan_banks(model, config)
+    assert [len(p.modules) for p in plans] == [4]
+    x = torch.randn(2, 3, 33, 33)  # an odd size: 'same' padding is asymmetric, unlike Conv2d's padding
+    with torch.no_grad():
+        want = model(x)
+    native = apply_recast(copy.deepcopy(model), config, seed=0)
+    reconstruct(model, native, "closed_form", progress=False)
+    native.eval()
+    peft_model = get_peft_model(copy.deepcopy(model), PeftRecastConfig(target_modules=r"blocks\.\d+\.0")).eval()
+    with torch.no_grad():
+        got_native, got_peft = native(x), peft_model(x)
+    scale = want.abs().max().item()
+    assert (got_native - want).abs().max().item() <= 1e-4 * scale
+    assert (got_peft - want).abs().max().item() <= 1e-4 * scale
+    plain = materialize(native).eval()
+    assert type(plain.blocks[0][0]) is Conv2dSame
+    with torch.no_grad():
+        assert (plain(x) - want).abs().max().item() <= 1e-4 * scale
+    assert not any("_shell" in k for k in native.state_dict())
 
     class Scaled(nn.Linear):  # a subclass that keeps Linear's forward is a plain linear: templated
         pass
@@ -206,3 +247,24 @@ def test_output_fidelity_comes_first_and_warns_when_compression_collapses_the_ou
     assert fid["output_cosine"] < 0.99 and "do not follow the original's" in reports[1]["warnings"][0]
     assert summary_rows(reports[1])[2][0].startswith("output fidelity")
     assert output_fidelity(plain, exact, [torch.randn(2, 3, 32, 32)])["top1_agreement"] == 100.0
+
+
+def test_a_base_that_cannot_reproduce_the_weights_says_so_on_both_paths():
+    """Issue 37: one template per bank cannot reproduce a model: building the base reports its weight
+    fidelity and warns; an exact base (n = layers per bank) is silent."""
+    from peft import get_peft_model
+
+    from weightlab.peft import RecastConfig as PeftRecastConfig
+
+    plain = create_model("resnet20", pretrained=False).eval()
+    rm = apply_recast(plain, preset("cifar-resnet", templates=1), seed=0)
+    with pytest.warns(UserWarning, match="does not reproduce the pretrained weights"):
+        res = reconstruct(plain, rm, "closed_form", progress=False)
+    assert res.fidelity["relative_error"] > 0.05 and res.fidelity["worst_bank"] in res.fidelity["per_bank"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        res = reconstruct(plain, apply_recast(plain, preset("cifar-resnet"), seed=0), "closed_form", progress=False)
+    assert res.fidelity["relative_error"] < 1e-5
+    base = create_model("timm:vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8, depth=2)
+    with pytest.warns(UserWarning, match="does not reproduce the pretrained weights"):
+        get_peft_model(base, PeftRecastConfig(templates=1))

@@ -172,9 +172,11 @@ def read_json(path: str | os.PathLike) -> Any:
     if not path.is_file():
         raise WeightlabError(f"{path}: no such file")
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise WeightlabError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    except UnicodeDecodeError:
+        raise WeightlabError(f"{path}: not UTF-8 text (JSON files are read as UTF-8)") from None
 
 
 def _json_default(o: Any) -> Any:
@@ -237,6 +239,15 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
         raise WeightlabError(f"{path}: not a readable safetensors file (truncated or corrupt: {e})") from None
 
 
+def check_finite(state: dict[str, torch.Tensor], source) -> dict[str, torch.Tensor]:
+    """``state``, after checking that no floating-point tensor holds NaN or Inf (weights that would make
+    every output non-finite): one clear error naming the first such key and how many there are."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise WeightlabError(f"{source}: {len(bad)} tensor(s) hold NaN or Inf values, e.g. '{bad[0]}'")
+    return state
+
+
 def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a state dict from ``.safetensors`` or a weights-only ``.pt``/``.pth``/``.bin``.
 
@@ -248,7 +259,7 @@ def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise WeightlabError(f"{path}: weights file not found")
     if path.suffix == ".safetensors":
         try:
-            return load_file(str(path))
+            return check_finite(load_file(str(path)), path)
         except (SafetensorError, OSError, ValueError) as e:
             raise WeightlabError(f"{path}: not a readable safetensors file (truncated or corrupt: {e})") from None
     if path.suffix in {".pt", ".pth", ".bin", ".ckpt"}:
@@ -261,5 +272,5 @@ def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             obj = obj["state_dict"]
         if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
             raise WeightlabError(f"{path}: expected a mapping of parameter names to tensors")
-        return obj
+        return check_finite(obj, path)
     raise WeightlabError(f"{path}: unknown weights format '{path.suffix}' (use .safetensors or a weights-only .pt)")

@@ -116,3 +116,16 @@ def templates_arg(v: str):
     if n < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer or 'auto', got {v!r}")
     return n
+
+
+def seed_list(text: str) -> tuple[int, ...]:
+    """``42,1998`` -> (42, 1998): seeds in [0, 2^32), no repeats."""
+    from weightlab.cli.ranges import SEED
+
+    parts = [p.strip() for p in text.split(",")]
+    if not all(parts):
+        raise argparse.ArgumentTypeError(f"must be comma-separated seeds, got {text!r}")
+    seeds = tuple(SEED(p) for p in parts)
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"repeats a seed: {text!r}")
+    return seeds

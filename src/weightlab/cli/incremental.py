@@ -14,22 +14,10 @@ from weightlab.cli.common import (
     backend_from_args,
     command_line,
     progress,
+    seed_list,
     templates_arg,
 )
 from weightlab.errors import WeightlabError
-
-
-def seed_list(text: str) -> tuple[int, ...]:
-    """``42,1998`` -> (42, 1998): seeds in [0, 2^32), no repeats."""
-    from weightlab.cli.ranges import SEED
-
-    parts = [p.strip() for p in text.split(",")]
-    if not all(parts):
-        raise argparse.ArgumentTypeError(f"must be comma-separated seeds, got {text!r}")
-    seeds = tuple(SEED(p) for p in parts)
-    if len(set(seeds)) != len(seeds):
-        raise argparse.ArgumentTypeError(f"repeats a seed: {text!r}")
-    return seeds
 
 
 def add_parsers(rc) -> None:

@@ -13,6 +13,7 @@ from weightlab.cli.common import (
     add_runtime,
     backend_from_args,
     progress,
+    seed_list,
 )
 from weightlab.cli.common import add_common as common
 from weightlab.cli.know_meta import cmd_meta, meta_parser
@@ -92,7 +93,7 @@ def _transfer_parser(kn) -> None:
     t.add_argument("--lr", type=float, default=4e-4, help="phase 2 peak learning rate (default 4e-4)")
     _lr_grid_flag(t)
     t.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
-    t.add_argument("--seeds", default="42", help="comma-separated seeds (default 42)")
+    t.add_argument("--seeds", type=seed_list, default=(42,), help="comma-separated seeds (default 42)")
     add_data_root(t)
     common(t)
     add_runtime(t)
@@ -135,7 +136,7 @@ def _bench_options(b) -> None:
     SUITES = load()["know_suites"]
 
     b.add_argument("--suite", required=True, choices=sorted(SUITES), help="the suite to run (see the README's table)")
-    b.add_argument("--seeds", default=None, help="comma-separated seeds (default: the suite's)")
+    b.add_argument("--seeds", type=seed_list, default=None, help="comma-separated seeds (default: the suite's)")
     b.add_argument(
         "--known-weights",
         type=Path,
@@ -254,7 +255,7 @@ def _weight_files(items: list[Path]) -> list[Path]:
 def cmd_transfer(args: argparse.Namespace) -> int:
     from weightlab.bench.reports.know import summarize
     from weightlab.data.tasks import SplitSizes, build_task
-    from weightlab.io import write_json, write_text
+    from weightlab.io import check_resume, check_writable, file_sha256, read_json, write_json, write_text
     from weightlab.know.trajectory import Trajectory, stage_file
     from weightlab.know.transfer import TransferConfig, run_transfers
     from weightlab.machine import machine
@@ -262,10 +263,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     if args.out is None:
         raise WeightlabError("know transfer needs --out FOLDER for the results")
     traj = Trajectory.load(args.trajectory)
-    try:
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError:
-        raise WeightlabError(f"--seeds must be comma-separated integers, got '{args.seeds}'") from None
+    seeds = list(args.seeds)
     task = build_task(args.task, args.data_root, SplitSizes(train=args.train_limit, val=0, test=args.test_limit))
     cfg = TransferConfig(
         warmup_epochs=args.warmup_epochs,
@@ -278,13 +276,23 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     rows = [("naive", "Naive transfer", 0, args.trajectory / stage_file(0))]
     rows += [(f.stem, f.stem, 1, f) for f in _weight_files(args.predictions)]
     order = {(row[0], seed): n for n, (row, seed) in enumerate((r, s) for r in rows for s in seeds)}
-    results = {
-        "machine": machine(),
-        "trajectory": str(args.trajectory),
-        "task": task.summary(),
-        "config": vars(cfg),
-        "runs": [],
+    # what the runs read: another trajectory, prediction, task or recipe in the same --out is refused (its
+    # transfer.json is never overwritten); the same ones resume with the runs they are missing
+    inputs = {
+        "weights_sha256": {row[0]: file_sha256(row[3]) for row in rows},
+        "task_sha256": task.fingerprint(),
+        "config": {k: v for k, v in vars(cfg).items() if k != "seed"},
     }
+    path = check_writable(args.out) / "transfer.json"
+    results = {"machine": machine(), "trajectory": str(args.trajectory), "task": task.summary(), "runs": []}
+    if path.is_file():
+        kept = read_json(path)
+        if not isinstance(kept, dict) or not isinstance(kept.get("runs"), list) or "inputs" not in kept:
+            raise WeightlabError(f"{path}: not the results of 'weightlab know transfer'; use another --out")
+        check_resume(path, kept, {"inputs": inputs}, "use another --out, or the same weights, task and options")
+        results["runs"] = [r for r in kept["runs"] if (r.get("row"), r.get("seed")) in order]
+    results["inputs"], results["config"] = inputs, vars(cfg)
+    done = {(r["row"], r["seed"]) for r in results["runs"]}
     for record in run_transfers(
         rows,
         traj.meta["model"],
@@ -292,6 +300,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         task.test,
         cfg,
         seeds,
+        done=done,
         progress=False,
         per_run_progress=progress(args),
         device=args.device,
@@ -300,7 +309,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     ):
         results["runs"].append(record)
         results["runs"].sort(key=lambda r: order[(r["row"], r["seed"])])  # rows, then seeds
-        write_json(args.out / "transfer.json", results)
+        write_json(path, results)
     lines = ["| weights | seeds | accuracy | gain vs naive |", "|---|---|---|---|"]
     for r in summarize(results):
         gain = "" if r["row"] == "naive" else f"{r['gain']:+.2f}"
@@ -324,10 +333,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if suite.needs_shared and args.data_root is None and paths.data_root() is None:
         raise WeightlabError(f"suite '{args.suite}' needs its data: pass --data-root DIR (or set WEIGHTLAB_SHARED)")
     out = args.out or Path("know-bench") / suite.name
-    try:
-        seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
-    except ValueError:
-        raise WeightlabError(f"--seeds must be comma-separated integers, got '{args.seeds}'") from None
+    seeds = args.seeds or None
     run_suite(
         suite,
         out,

@@ -41,6 +41,7 @@ from weightlab.errors import WeightlabError
 from weightlab.io import (
     check_resume,
     check_writable,
+    file_sha256,
     load_weights,
     read_json,
     save_tensors,
@@ -330,6 +331,8 @@ def run_forgetting(
         meta["stages"] = [r for r in meta["stages"] if r["stage"] < s] + [record]
         meta["completed_stages"] = s + 1
         meta["stage_files"] = [stage_file(i) for i in range(s + 1)]
+        # each stage's hash: a stage file replaced or edited later is refused when loaded
+        meta["stage_sha256"] = [file_sha256(out_dir / stage_file(i)) for i in range(s + 1)]
         meta["optimizer_file"] = optimizer_file(s)
         meta["forgetting"] = forgetting_check(meta["stages"])
         write_json(manifest_path, meta)

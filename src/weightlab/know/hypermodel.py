@@ -288,8 +288,20 @@ def load_keras_known(path: str | Path, input_convention: str = "raw") -> KNOWNNe
                         raise WeightlabError(
                             f"{path}: layer '{layer}' has no {' / '.join(missing)} (not a KNOWN weights file)"
                         )
-                    kernel = torch.from_numpy(g["kernel:0"][()]).T
-                    bias = torch.from_numpy(g["bias:0"][()])
+                    arrays = [g[k][()] for k in ("kernel:0", "bias:0")]
+                    bad = [
+                        k
+                        for k, a in zip(("kernel:0", "bias:0"), arrays)
+                        if getattr(a, "dtype", None) is None or a.dtype.kind != "f"
+                    ]
+                    if bad:
+                        raise WeightlabError(
+                            f"{path}: layer '{layer}' {' / '.join(bad)} is not floating-point "
+                            "(not a KNOWN weights file)"
+                        )
+                    kernel, bias = torch.from_numpy(arrays[0]).T, torch.from_numpy(arrays[1])
+                    if not (torch.isfinite(kernel).all() and torch.isfinite(bias).all()):
+                        raise WeightlabError(f"{path}: layer '{layer}' holds NaN or Inf values")
                     if kernel.shape != module.weight.shape or bias.shape != module.bias.shape:
                         raise WeightlabError(
                             f"{path}: layer '{layer}' has kernel {tuple(kernel.shape[::-1])}, "

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 from weightlab.errors import WeightlabError
-from weightlab.io import load_weights, read_json, save_tensors, write_json
-from weightlab.know.kinds import guess_kinds
+from weightlab.io import file_sha256, load_weights, read_json, save_tensors, write_json
+from weightlab.know.kinds import KINDS, guess_kinds
 
 MANIFEST = "manifest.json"
 FORMAT = "weightlab.know.trajectory/1"
@@ -86,6 +86,20 @@ class Trajectory:
         unknown = [k for k in ref if k not in self.kinds]
         if unknown:
             raise WeightlabError(f"trajectory has no kind for {len(unknown)} key(s) e.g. {', '.join(unknown[:3])}")
+        odd = sorted({str(v) for v in self.kinds.values() if v not in KINDS})
+        if odd:
+            raise WeightlabError(f"trajectory kinds {odd[:3]} are not kinds ({', '.join(KINDS)})")
+        for s, stage in enumerate(self.stages[1:], start=1):
+            bad = [f"{k} {stage[k].dtype} vs {ref[k].dtype}" for k in ref if stage[k].dtype != ref[k].dtype]
+            if bad:
+                raise WeightlabError(f"trajectory stage {s} has different dtypes from stage 0: {'; '.join(bad[:3])}")
+        ints = [
+            k for k in ref if self.kinds[k] in ("conv", "fc", "bias", "norm", "head") and not ref[k].is_floating_point()
+        ]
+        if ints:
+            raise WeightlabError(
+                f"trajectory weights are not floating-point: {len(ints)} key(s) e.g. {ints[0]} {ref[ints[0]].dtype}"
+            )
 
     def require(self, n: int, who: str) -> None:
         if self.num_stages < n:
@@ -112,6 +126,7 @@ class Trajectory:
             kinds=self.kinds,
             completed_stages=self.num_stages,
             stage_files=[stage_file(s) for s in range(self.num_stages)],
+            stage_sha256=[file_sha256(folder / stage_file(s)) for s in range(self.num_stages)],
         )
         write_json(folder / MANIFEST, meta)
         return folder
@@ -143,9 +158,38 @@ class Trajectory:
         files = files[:done]
         if len(files) < min_stages:
             raise WeightlabError(f"{folder}: {len(files)} complete stage(s), at least {min_stages} needed")
+        outside = [f for f in files if Path(f).name != f or f in (".", "..")]
+        if outside:
+            raise WeightlabError(f"{folder / MANIFEST}: stage file '{outside[0]}' is not a file name in the folder")
+        hashes = meta.get("stage_sha256")  # trajectories written before issue 37 have none
+        if hashes is not None and (not isinstance(hashes, list) or len(hashes) < len(files)):
+            raise WeightlabError(f"{folder / MANIFEST}: damaged manifest (stage_sha256 must list every stage's hash)")
+        _check_config(folder, meta.get("config"))
         stages = []
-        for f in files:
+        for i, f in enumerate(files):
             if not (folder / f).is_file():
                 raise WeightlabError(f"{folder / f}: stage file listed in the manifest is missing")
+            if hashes is not None and file_sha256(folder / f) != hashes[i]:
+                raise WeightlabError(
+                    f"{folder / f}: not the stage the manifest recorded (sha256 differs: replaced or edited)"
+                )
             stages.append(load_weights(folder / f))
         return cls(stages, dict(meta.get("kinds", {})), meta)
+
+
+def _check_config(folder: Path, config) -> None:
+    """The forgetting options a manifest records (read for labels and steps): a mapping with a ratio in
+    (0, 1) and a whole number of stages >= 2, when present."""
+    import math
+
+    if config is None:
+        return
+    where = folder / MANIFEST
+    if not isinstance(config, dict):
+        raise WeightlabError(f"{where}: damaged manifest (config must be a mapping, got {type(config).__name__})")
+    ratio = config.get("ratio", 0.5)
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not math.isfinite(ratio) or not 0 < ratio < 1:
+        raise WeightlabError(f"{where}: damaged manifest (config.ratio must be a number in (0, 1), got {ratio!r})")
+    stages = config.get("stages", 2)
+    if isinstance(stages, bool) or not isinstance(stages, int) or stages < 2:
+        raise WeightlabError(f"{where}: damaged manifest (config.stages must be a whole number >= 2, got {stages!r})")

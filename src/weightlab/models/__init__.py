@@ -112,7 +112,15 @@ def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], sou
         for k in own
         if k in state and tuple(state[k].shape) != tuple(own[k].shape)
     ]
+    # a float parameter given integers (an int copy of a state dict) would load truncated, silently
+    dtypes = [
+        f"{k} {str(state[k].dtype).replace('torch.', '')}"
+        for k in own
+        if k in state and own[k].is_floating_point() and not state[k].is_floating_point()
+    ]
     problems = []
+    if dtypes:
+        problems.append(f"not floating-point: {len(dtypes)} key(s) e.g. {'; '.join(dtypes[:3])}")
     if missing:
         problems.append(f"missing {len(missing)} key(s) e.g. {', '.join(missing[:3])}")
     if unexpected:

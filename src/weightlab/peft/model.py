@@ -94,7 +94,7 @@ class RecastModel(BaseTuner):
                     f"the adapter's templates were fitted by '{config.init}' and {TEMPLATES_FILE} is not beside it "
                     f"(looked in {', '.join(config.template_dirs()) or 'no folder'})"
                 )
-            templates, coefficients = _fit(plans, modules, config)
+            templates, coefficients = _fit(plans, modules, config, model)
             if config.templates_sha256 is not None and _sha256(templates, plans) != config.templates_sha256:
                 raise WeightlabError(
                     "the templates derived from this base model differ from the adapter's (templates_sha256): "
@@ -266,9 +266,22 @@ def _numel(shape) -> int:
 
 # -- fitting ------------------------------------------------------------------------------------------
 @torch.no_grad()
-def _fit(plans: list[BankPlan], modules: dict[str, nn.Module], config: RecastConfig):
+def _fit(plans: list[BankPlan], modules: dict[str, nn.Module], config: RecastConfig, model: nn.Module | None = None):
+    """The banks' templates and coefficients: the closed form, or the authors' recipe with its per-role loss
+    weights, as the native path fits them: a model of a known family gets that family's recipe (as
+    ``weightlab recast mimic``), any other the authors' default (ViT) recipe (as :func:`weightlab.recast.reconstruct`);
+    ``config.recipe`` on top."""
+    from weightlab.models.families import architecture_row
     from weightlab.recast.closed_form import closed_form
     from weightlab.recast.mimicry import MimicryConfig, run_recipe
+    from weightlab.recast.problem import fidelity, role_weight
+
+    row = architecture_row(model) if model is not None else None
+    family = row.family if row is not None else getattr(getattr(model, "weightlab_cfg", None), "family", None)
+    if family and family != "generic":
+        mcfg = MimicryConfig.for_family(family, **(config.recipe or {}))
+    else:
+        mcfg = MimicryConfig(**(config.recipe or {}))
 
     problems = []
     gen = torch.Generator().manual_seed(config.seed)
@@ -284,11 +297,22 @@ def _fit(plans: list[BankPlan], modules: dict[str, nn.Module], config: RecastCon
                 templates[i] = t.reshape(-1)
             c = torch.randn(L, K, p.n, generator=gen)
             coefficients.copy_(c / c.norm(dim=-1, keepdim=True))
-        problems.append(BankProblem(p.name, p.role, list(p.modules), templates, coefficients, w.contiguous()))
+        problems.append(
+            BankProblem(
+                p.name,
+                p.role,
+                list(p.modules),
+                templates,
+                coefficients,
+                w.contiguous(),
+                loss_weight=role_weight(p.role, mcfg.role_weights),
+            )
+        )
     if config.init == "closed_form":
         closed_form(problems, seed=config.seed)
     else:
-        run_recipe(problems, MimicryConfig(**(config.recipe or {})), seed=config.seed, progress=False)
+        run_recipe(problems, mcfg, seed=config.seed, progress=False)
+    fidelity(problems)  # warns when the banks cannot reproduce the model's weights
     templates, base = {}, {}
     for plan, prob in zip(plans, problems):
         ref = modules[plan.modules[0]].weight

@@ -84,6 +84,34 @@ class RecastLayer(nn.Module):
             nn.init.orthogonal_(self.coefficients.data[k].view(-1, 1))
         self.bias = nn.Parameter(bias.detach().clone()) if bias is not None else None
         self._cache = WeightCache()
+        object.__setattr__(self, "_shell", None)  # a subclass's own forward, see keep_forward_of
+
+    def keep_forward_of(self, base: nn.Module) -> None:
+        """Run ``base``'s own forward (a Linear / Conv2d subclass with a forward of its own, e.g. timm's
+        ``Conv2dSame`` that pads first) with the generated weight, as the PEFT path does. The copy of ``base``
+        is not registered: its tensors are never in the state dict, its weight is never used."""
+        import copy
+
+        if type(base).forward in (nn.Linear.forward, nn.Conv2d.forward):
+            return
+        shell = copy.deepcopy(base).requires_grad_(False)
+        object.__setattr__(self, "_shell", shell)
+
+    def _shell_forward(self, x: torch.Tensor) -> torch.Tensor:
+        from torch.func import functional_call
+
+        tensors = {"weight": self.weight, **({"bias": self.bias} if self.bias is not None else {})}
+        return functional_call(self._shell, tensors, (x,))
+
+    def _plain_from_shell(self) -> nn.Module:
+        import copy
+
+        out = copy.deepcopy(self._shell).requires_grad_(True)
+        with torch.no_grad():
+            out.weight = nn.Parameter(self.weight.detach().clone())
+            if self.bias is not None:
+                out.bias = nn.Parameter(self.bias.detach().clone())
+        return out
 
     @property
     def bank(self) -> TemplateBank:
@@ -118,9 +146,13 @@ class RecastLinear(RecastLayer, nn.Linear):
         self.in_features, self.out_features = base.in_features, base.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._shell is not None:
+            return self._shell_forward(x)
         return F.linear(x, self.weight, self.bias)
 
     def to_plain(self) -> nn.Linear:
+        if self._shell is not None:
+            return self._plain_from_shell()
         w = self.weight.detach()
         out = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None, device=w.device, dtype=w.dtype)
         with torch.no_grad():
@@ -158,9 +190,13 @@ class RecastConv2d(RecastLayer, nn.Conv2d):
         self.padding_mode, self.transposed, self.output_padding = "zeros", False, (0, 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._shell is not None:
+            return self._shell_forward(x)
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
     def to_plain(self) -> nn.Conv2d:
+        if self._shell is not None:
+            return self._plain_from_shell()
         w = self.weight.detach()
         out = nn.Conv2d(
             self.in_channels,

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from weightlab.errors import WeightlabError
 from weightlab.recast.closed_form import closed_form
 from weightlab.recast.config import LOSSES, METHODS  # noqa: F401  (re-exported)
-from weightlab.recast.problem import BankProblem, build_problems, target_weights, write_back
+from weightlab.recast.problem import BankProblem, build_problems, fidelity, target_weights, write_back
 
 # the fused engine sums each bank's partial results over this many chunks, whatever the thread count: its
 # result is then the same on every machine and thread count (on exact fits the recipe ends on a flat
@@ -87,6 +87,7 @@ class MimicryResult:
     best_iteration: int | None
     final_loss: float | None
     losses: list[float]
+    fidelity: dict | None = None  # relative weight error per bank and overall (weightlab.recast.problem.fidelity)
 
     def to_dict(self, with_history: bool = False) -> dict:
         d = dataclasses.asdict(self)
@@ -127,6 +128,7 @@ def reconstruct(
         result.method = method
     result.seconds = time.perf_counter() - t0
     write_back(recast_model, problems)
+    result.fidelity = fidelity(problems)  # warns when the base misses the pretrained weights
     return result
 
 

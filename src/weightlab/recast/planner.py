@@ -91,28 +91,14 @@ def infer_layer_position(names: list[str], shapes: dict[str, tuple[int, ...]]) -
 
 def find_targets(model: nn.Module, config: RecastConfig) -> list[str]:
     """The modules ``config.target_modules`` matches, of the kinds it allows: ``nn.Linear`` / ``nn.Conv2d``
-    and subclasses that keep their forward (a subclass with a forward of its own, e.g. timm's
-    ``Conv2dSame`` that pads first, is not a plain conv: it is skipped with a warning naming it)."""
+    and their subclasses. A subclass with a forward of its own (timm's ``Conv2dSame`` pads first) keeps that
+    forward, run with the generated weight (:meth:`~weightlab.recast.layers.RecastLayer.keep_forward_of`),
+    as on the PEFT path: one rule for both."""
     kinds = tuple(_KIND_TYPES[k] for k in config.module_kinds)
-    names, skipped = [], []
-    for n, m in model.named_modules():
-        if not n or not isinstance(m, kinds) or not config.targets(n):
-            continue
-        base = next(k for k in kinds if isinstance(m, k))
-        if type(m).forward is base.forward:
-            names.append(n)
-        else:
-            skipped.append(f"{n} ({type(m).__name__})")
-    if skipped:
-        warnings.warn(
-            f"RECAST skips {len(skipped)} matched module(s) whose forward is not a plain "
-            f"{'/'.join(config.module_kinds)} (e.g. {', '.join(skipped[:3])}); they stay as they are",
-            stacklevel=3,
-        )
+    names = [n for n, m in model.named_modules() if n and isinstance(m, kinds) and config.targets(n)]
     if not names:
         raise WeightlabError(
             f"no {'/'.join(config.module_kinds)} module matches the target pattern(s) {config.target_modules}"
-            + (f" (skipped: {', '.join(skipped[:3])})" if skipped else "")
         )
     return names
 

@@ -42,6 +42,38 @@ class BankProblem:
         return L, K, n, self.targets.shape[1]
 
 
+#: a base whose generated weights miss the pretrained ones by more than this (relative Frobenius error of a
+#: bank) does not start from the pretrained function: building it warns (e.g. one template per bank)
+FIDELITY_WARN = 0.05
+
+
+def fidelity(problems: list[BankProblem]) -> dict:
+    """How closely the fitted banks reproduce the pretrained weights: each bank's relative error
+    ‖W − A T‖ / ‖W‖ (A the mean coefficient set), the overall one, and the worst bank. Warns (a
+    :class:`UserWarning` naming the worst bank) above :data:`FIDELITY_WARN`."""
+    import warnings
+
+    per = {}
+    num = den = 0.0
+    for p in problems:
+        gen = p.coefficients.mean(1) @ p.templates
+        err = float((p.targets - gen).double().norm() ** 2)
+        ref = float(p.targets.double().norm() ** 2)
+        per[p.name] = (err / ref) ** 0.5 if ref > 0 else 0.0
+        num, den = num + err, den + ref
+    worst = max(per, key=per.get) if per else None
+    out = {"relative_error": (num / den) ** 0.5 if den > 0 else 0.0, "per_bank": per, "worst_bank": worst}
+    if worst is not None and per[worst] > FIDELITY_WARN:
+        warnings.warn(
+            f"the RECAST base does not reproduce the pretrained weights: relative error {out['relative_error']:.3f} "
+            f"overall, {per[worst]:.3f} in bank '{worst}' (above {FIDELITY_WARN}); the adapted model will not start "
+            "from the pretrained model's function (more templates per bank fit it better)",
+            UserWarning,
+            stacklevel=3,
+        )
+    return out
+
+
 def target_weights(original: nn.Module, recast_model: nn.Module) -> dict[str, torch.Tensor]:
     """The original weights of every module the RECAST model templates, checked for shape."""
     originals = dict(original.named_modules())

@@ -46,6 +46,7 @@ def apply_recast(
                 base = modules[name]
                 cls = RecastLinear if isinstance(base, nn.Linear) else RecastConv2d
                 layer = cls(base, bank, config.coef_sets, owner=i == 0)
+                layer.keep_forward_of(base)  # a subclass with a forward of its own keeps it
                 set_submodule(model, name, layer)
                 layers.append(layer)
             if config.coef_init == "group_orthogonal":

@@ -84,10 +84,15 @@ class Predictor(ABC):
         for k in steps:  # copy only what is not predicted; predicted entries are new tensors already
             state = {name: v if name in predicted_keys else v.clone() for name, v in trajectory.stages[0].items()}
             for name in keys:
-                value = predicted[k][name]
+                # checked in the stored dtype: a float64 value beyond float32's range turns Inf when stored
+                value = predicted[k][name].to(state[name].dtype)
                 if not bool(torch.isfinite(value).all()):
-                    raise WeightlabError(f"{self.name} produced NaN/Inf for '{name}' at step {k}")
-                state[name] = value.to(state[name].dtype).reshape(state[name].shape)
+                    dtype = str(value.dtype).replace("torch.", "")
+                    raise WeightlabError(
+                        f"{self.name} produced NaN/Inf for '{name}' at step {k} (in {dtype}; is a strength like "
+                        "--lam far too large?)"
+                    )
+                state[name] = value.reshape(state[name].shape)
             out[k] = state
         return out
 
