@@ -279,3 +279,49 @@ def test_know_transfer_resumes_its_own_runs_and_refuses_another_task_s_folder(tr
     code, err = _run(argv + ["--task", "digits:0-4"], capsys)  # another task: refused, nothing overwritten
     assert code == 2 and "use another --out" in err, err
     assert json.loads((tmp_path / "t" / "transfer.json").read_text())["runs"] == first["runs"]
+
+
+ADAPT = ["recast", "adapt", "--model", "resnet20", "--no-pretrained", "--epochs", "1", "--no-progress"]
+MIMIC = ["recast", "mimic", "--model", "resnet20", "--no-pretrained", "--method", "closed_form", "--dataset", "none"]
+# (id, argv with {tmp}, what the one error line says)
+OPTION_ERRORS = [
+    ("layers-pattern-not-a-regex", ["recast", "plan", "--model", "resnet20", "--layers-pattern", "("], "not a regular"),
+    ("tv-not-a-data-set-class", ADAPT + ["--tasks", "tv:ImageFolder", "--out", "{tmp}/a"], "not a torchvision data"),
+    ("tv-a-module", ADAPT + ["--tasks", "tv:utils", "--out", "{tmp}/a"], "not a torchvision data set"),
+    (
+        "lora-rank-huge",
+        ADAPT + ["--tasks", "digits:0-1", "--method", "lora:r=100000000", "--out", "{tmp}/a"],
+        "exceeds",
+    ),
+    ("out-cannot-be-made", MIMIC + ["--out", "/proc/self/nope"], "no such file or folder"),
+    ("seeds-too-big", ["recast", "bench", "--suite", "smoke", "--seeds", "99999999999999999999"], "--seeds"),
+    ("know-bench-seeds-repeat", ["know", "bench", "--suite", "digits-smallcnn", "--seeds", "1,1"], "repeats a seed"),
+]
+
+
+@pytest.mark.parametrize("argv,expected", [c[1:] for c in OPTION_ERRORS], ids=[c[0] for c in OPTION_ERRORS])
+def test_option_errors_are_one_line(argv, expected, tmp_path, capsys):
+    code, err = _run([a.replace("{tmp}", str(tmp_path)) for a in argv], capsys)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("weightlab: error:") and expected in err, err
+
+
+@pytest.mark.parametrize("bad", [dict(layers_per_group="two"), dict(templates=2.5), dict(coef_sets=True)])
+def test_api_config_types_are_checked(bad):
+    from weightlab.recast import RecastConfig
+
+    with pytest.raises(WeightlabError, match="must be a whole number"):
+        RecastConfig(target_modules=["layer*"], **bad)
+
+
+# -- environment -------------------------------------------------------------------------------------
+def test_an_ascii_terminal_gets_escaped_text_not_a_traceback(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    for argv in (["know", "forget", "--help"], ["know", "predict", "--trajectory", str(tmp_path), "--out", "x"]):
+        p = subprocess.run([sys.executable, "-m", "weightlab", *argv], env=env, capture_output=True, text=True)
+        assert "Traceback" not in p.stderr and "UnicodeEncodeError" not in p.stderr, p.stderr[-500:]
+        assert p.returncode in (0, 2)

@@ -89,6 +89,7 @@ _USER_ERRNOS = {
     errno.EROFS: "read-only file system",
     errno.EDQUOT: "disk quota exceeded",
     errno.ENAMETOOLONG: "file name too long",
+    errno.ENOENT: "no such file or folder (or it cannot be made there)",
 }
 _DISK_WORDS = ("No space left", "Disk quota", "Read-only file system", "Permission denied")
 
@@ -158,8 +159,20 @@ def _tame_openmp() -> None:
         os.environ["GOMP_SPINCOUNT"] = GOMP_SPINCOUNT
 
 
+def _printable_output() -> None:
+    """Text the terminal's encoding cannot show (Θ, ×, … under ``PYTHONIOENCODING=ascii`` or a C locale)
+    is escaped, never an UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure") and (getattr(stream, "errors", None) or "strict") == "strict":
+            try:
+                stream.reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # a stream that cannot be reconfigured (closed, detached)
+                pass
+
+
 def main(argv: list[str] | None = None) -> int:
     _tame_openmp()
+    _printable_output()
     _notices_as_lines()
     given = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_command_path(given))

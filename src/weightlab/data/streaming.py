@@ -189,10 +189,22 @@ class StreamingImages:
     def torchvision(cls, dataset: str, root: str | Path, split: str = "train", size: int | None = None, **kw):
         """A torchvision data set (``CIFAR100``, ``CIFAR10``, ``MNIST`` ...) from its folder under ``root``;
         never downloaded (its images have one size already: ``size`` is not used)."""
+        import inspect
+
         import torchvision
 
-        if not hasattr(torchvision.datasets, dataset):
+        cls_ = getattr(torchvision.datasets, dataset, None)
+        if cls_ is None:
             raise WeightlabError(f"torchvision has no data set '{dataset}'")
+        if (
+            not inspect.isclass(cls_)
+            or not issubclass(cls_, torchvision.datasets.VisionDataset)
+            or "train" not in inspect.signature(cls_.__init__).parameters
+        ):
+            raise WeightlabError(
+                f"tv:{dataset}: not a torchvision data set with train and test splits (tv:NAME reads those that take "
+                "train=True/False, e.g. CIFAR10, CIFAR100, MNIST, FashionMNIST; a folder tree is imagefolder:PATH)"
+            )
         source = _TorchvisionSource(dataset, str(root), split == "train")
         labels = torch.tensor(source.targets(), dtype=torch.long)
         return cls(source, torch.arange(len(labels)), labels, source.classes(), f"{dataset.lower()}-{split}", **kw)

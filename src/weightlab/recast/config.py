@@ -74,6 +74,17 @@ class RecastConfig:
                 raise WeightlabError(
                     f"target_modules {self.target_modules!r}: not a regular expression ({e})"
                 ) from None
+        if self.layers_pattern is not None:
+            try:
+                re.compile(self.layers_pattern)
+            except (re.error, TypeError) as e:
+                raise WeightlabError(
+                    f"layers_pattern {self.layers_pattern!r}: not a regular expression ({e})"
+                ) from None
+        for key in ("templates", "coef_sets", "num_groups", "layers_per_group"):
+            v = getattr(self, key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+                raise WeightlabError(f"RecastConfig.{key} must be a whole number, got {v!r}")
         if self.templates is not None and self.templates < 1:
             raise WeightlabError(f"templates must be >= 1, got {self.templates}")
         if self.coef_sets < 1:

@@ -33,6 +33,21 @@ class LoraAdapter(Adapter):
         from peft import LoraConfig, inject_adapter_in_model
 
         pattern = self.pattern(family)
+        import re
+
+        dims = [
+            min(
+                getattr(m, "in_features", 0) or getattr(m, "in_channels", 0),
+                getattr(m, "out_features", 0) or getattr(m, "out_channels", 0),
+            )
+            for n, m in backbone.named_modules()
+            if n and re.fullmatch(pattern, n) and hasattr(m, "weight")
+        ]
+        if dims and self.opts.rank > max(dims):
+            raise WeightlabError(
+                f"{self.name} rank r={self.opts.rank} exceeds every adapted layer's dimensions (the largest "
+                f"min(in, out) is {max(dims)}): a rank above it adds parameters, not capacity"
+            )
         cfg = LoraConfig(
             r=self.opts.rank,
             lora_alpha=self.opts.alpha,
