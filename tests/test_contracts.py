@@ -106,7 +106,7 @@ def _trajectory(stages: int = 5) -> Trajectory:
         "fc.weight": "fc",
         "fc.bias": "bias",
         "bn.weight": "norm",
-        "bn.running_mean": "norm_stat",
+        "bn.running_mean": "buffer",
         "head.weight": "head",
     }
     base = {k: torch.randn(s, generator=g) for k, s in shapes.items()}

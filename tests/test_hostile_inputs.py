@@ -325,3 +325,64 @@ def test_an_ascii_terminal_gets_escaped_text_not_a_traceback(tmp_path):
         p = subprocess.run([sys.executable, "-m", "weightlab", *argv], env=env, capture_output=True, text=True)
         assert "Traceback" not in p.stderr and "UnicodeEncodeError" not in p.stderr, p.stderr[-500:]
         assert p.returncode in (0, 2)
+
+
+# -- hand-edited records -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def adapted(tmp_path_factory):
+    """A base and a learnt task written by ``recast adapt``."""
+    out = tmp_path_factory.mktemp("adapt") / "run"
+    argv = ["recast", "adapt", "--model", "resnet20", "--no-pretrained", "--tasks", "digits:0-1"]
+    assert main(argv + ["--train-size", "40", "--epochs", "1", "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+def _json_edit(rel, change):
+    def edit(root):
+        import json
+
+        f = root / rel
+        meta = json.loads(f.read_text())
+        change(meta)
+        f.write_text(json.dumps(meta))
+
+    return edit
+
+
+def _task_dir(root):
+    return next((root / "tasks").iterdir())
+
+
+# (id, damage to a copy of the run, what the one line says)
+RECORD_ERRORS = [
+    ("base-inputs-a-string", _json_edit("base/base.json", lambda m: m.update(inputs="x")), "damaged record"),
+    ("base-no-model", _json_edit("base/base.json", lambda m: (m.pop("model"), m.update(recast=False))), "damaged"),
+    ("recast-config-no-plan", _json_edit("base/recast/recast_config.json", lambda m: m.pop("plan")), "damaged"),
+]
+
+
+@pytest.mark.parametrize("damage,expected", [c[1:] for c in RECORD_ERRORS], ids=[c[0] for c in RECORD_ERRORS])
+def test_hand_edited_records_are_one_line(damage, expected, adapted, tmp_path, capsys):
+    import shutil
+
+    run = shutil.copytree(adapted, tmp_path / "run")
+    damage(run)
+    argv = ["recast", "adapt", "--model", "resnet20", "--no-pretrained", "--tasks", "digits:0-1"]
+    code, err = _run(argv + ["--train-size", "40", "--epochs", "1", "--out", run, "--no-progress"], capsys)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and len(lines) == 1 and expected in err, err
+
+
+def test_a_task_record_without_metrics_or_classes_is_one_line(adapted, tmp_path):
+    import json
+    import shutil
+
+    from weightlab.incremental.artifact import load_task_model
+
+    run = shutil.copytree(adapted, tmp_path / "run")
+    task = _task_dir(run)
+    meta = json.loads((task / "task.json").read_text())
+    meta.pop("classes")
+    (task / "task.json").write_text(json.dumps(meta))
+    with pytest.raises(WeightlabError, match="damaged task record"):
+        load_task_model(run / "base", [task])

@@ -141,12 +141,31 @@ def _short(v: Any) -> str:
 def refuse_changed(where: str | os.PathLike, stored: dict, current: dict, remedy: str = "") -> None:
     """Refuse to resume ``where`` with other inputs than it was made with: one line naming the
     differences (nothing happens when there are none)."""
+    if not isinstance(stored, dict):
+        raise WeightlabError(
+            f"{where}: damaged record of the inputs it was made with (a {type(stored).__name__}, not a mapping); "
+            + (remedy or "use a new output folder")
+        )
     diff = differences(stored, current)
     if diff:
         raise WeightlabError(
             f"{where}: was made with other inputs ({'; '.join(diff[:4])}{'; ...' if len(diff) > 4 else ''}); "
             + (remedy or "use a new output folder, or the same inputs to resume")
         )
+
+
+@contextlib.contextmanager
+def damaged(path: str | os.PathLike, what: str = "file") -> Iterator[None]:
+    """Read a weightlab JSON record inside this block: a key it lacks or a value of the wrong type (a file
+    edited by hand, or written by another tool) is one :class:`WeightlabError` naming the file, never a
+    traceback."""
+    try:
+        yield
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError) as e:
+        if isinstance(e, WeightlabError):
+            raise
+        detail = f"no {e}" if isinstance(e, KeyError) else f"{type(e).__name__}: {e}"
+        raise WeightlabError(f"{path}: damaged {what} ({detail}); it was edited or written by another tool") from None
 
 
 def check_resume(where: str | os.PathLike, meta: dict, current: dict, remedy: str = "") -> None:

@@ -17,7 +17,7 @@ import weightlab
 from weightlab.errors import WeightlabError
 from weightlab.incremental.methods import parse_method
 from weightlab.incremental.model import TaskModel
-from weightlab.io import file_matches, file_record, load_weights, read_json, save_tensors, write_json
+from weightlab.io import damaged, file_matches, file_record, load_weights, read_json, save_tensors, write_json
 
 TASK_FORMAT = "weightlab.task/1"
 BASE_FORMAT = "weightlab.base/1"
@@ -59,8 +59,9 @@ def save_task(
 
 def read_task_meta(directory: str | Path) -> dict:
     meta = read_json(Path(directory) / "task.json")
-    if meta.get("format") != TASK_FORMAT:
-        raise WeightlabError(f"{directory}: not a weightlab task artifact (format {meta.get('format')!r})")
+    if not isinstance(meta, dict) or meta.get("format") != TASK_FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise WeightlabError(f"{directory}: not a weightlab task artifact (format {found!r})")
     return meta
 
 
@@ -68,6 +69,13 @@ def load_task(model: TaskModel, directory: str | Path) -> str:
     """Add the task saved in ``directory`` to ``model``; returns its name."""
     directory = Path(directory)
     meta = read_task_meta(directory)
+    with damaged(directory / "task.json", "task record"):
+        return _load_task(model, directory, meta)
+
+
+def _load_task(model: TaskModel, directory: Path, meta: dict) -> str:
+    if not isinstance(meta.get("metrics", {}), dict) or not isinstance(meta["classes"], list):
+        raise TypeError("metrics must be a mapping and classes a list")
     if meta["base_hash"] != model.base_hash:
         raise WeightlabError(
             f"task '{meta['name']}' ({directory}) was learnt on base {meta['base_hash'][:12]}, "
@@ -119,11 +127,13 @@ def load_base(directory: str | Path) -> nn.Module:
 
     directory = Path(directory)
     meta = read_json(directory / "base.json")
-    if meta.get("format") != BASE_FORMAT:
-        raise WeightlabError(f"{directory}: not a weightlab base (format {meta.get('format')!r})")
-    if meta["recast"]:
-        return load_recast(directory / "recast")
-    model = rebuild_model(meta["model"])
+    if not isinstance(meta, dict) or meta.get("format") != BASE_FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise WeightlabError(f"{directory}: not a weightlab base (format {found!r})")
+    with damaged(directory / "base.json", "base record"):
+        if meta["recast"]:
+            return load_recast(directory / "recast")
+        model = rebuild_model(meta["model"])
     load_state_dict_strict(model, load_weights(directory / "model.safetensors"), source=str(directory))
     return model
 

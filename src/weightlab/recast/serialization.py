@@ -10,7 +10,7 @@ from torch import nn
 
 import weightlab
 from weightlab.errors import WeightlabError
-from weightlab.io import load_weights, read_json, save_tensors, write_json
+from weightlab.io import damaged, load_weights, read_json, save_tensors, write_json
 from weightlab.models import attach_cfg, load_state_dict_strict, rebuild_model
 from weightlab.recast.config import RecastConfig
 from weightlab.recast.tuner import apply_recast, bank_plans, is_recast
@@ -50,10 +50,14 @@ def load_recast(directory: str | Path, model: nn.Module | None = None) -> nn.Mod
     not in weightlab's zoo (it is copied, not changed); otherwise it is rebuilt from the saved model spec."""
     directory = Path(directory)
     meta = read_json(directory / CONFIG_FILE)
-    if meta.get("format") != FORMAT:
-        raise WeightlabError(
-            f"{directory / CONFIG_FILE}: not a weightlab RECAST config (format {meta.get('format')!r})"
-        )
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise WeightlabError(f"{directory / CONFIG_FILE}: not a weightlab RECAST config (format {found!r})")
+    with damaged(directory / CONFIG_FILE, "RECAST config"):
+        return _load_recast(directory, meta, model)
+
+
+def _load_recast(directory: Path, meta: dict, model: nn.Module | None) -> nn.Module:
     given = model is not None
     if model is None:
         if meta.get("hf_class"):
