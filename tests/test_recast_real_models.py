@@ -268,3 +268,13 @@ def test_a_base_that_cannot_reproduce_the_weights_says_so_on_both_paths():
     base = create_model("timm:vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8, depth=2)
     with pytest.warns(UserWarning, match="does not reproduce the pretrained weights"):
         get_peft_model(base, PeftRecastConfig(templates=1))
+
+
+def test_a_bank_never_spans_a_change_of_stride_on_a_flat_block_list():
+    """Issue 37: blocks 0-3 of a flat list, block 2 downsampling with the same weight shape: the banks are
+    runs of one stride, named __run<j> (not read as stage numbers)."""
+    blocks = nn.Sequential(*[nn.Sequential(nn.Conv2d(8, 8, 3, stride=s, padding=1)) for s in (1, 1, 2, 1, 1)])
+    model = nn.Sequential(blocks)
+    plans = plan_banks(model, RecastConfig(target_modules=["0.*.0"], templates=None))
+    assert [list(p.modules) for p in plans] == [["0.0.0", "0.1.0"], ["0.2.0"], ["0.3.0", "0.4.0"]]
+    assert [p.name.rsplit("__", 1)[-1] for p in plans] == ["run0", "run1", "run2"]

@@ -132,21 +132,28 @@ def plan_banks(model: nn.Module, config: RecastConfig, names: list[str] | None =
                     roles.setdefault(role, []).append(name)
             for role, names in roles.items():
                 shapes = {n: tuple(modules[n].weight.shape) for n in names}
-                runs = [names]
-                if len(set(shapes.values())) > 1:
-                    if not config.split_by_shape:
-                        detail = ", ".join(f"{n} {list(s)}" for n, s in shapes.items())
-                        raise WeightlabError(
-                            f"modules of one bank (stage '{stage}', group {g}, role '{role}') "
-                            f"have different weight shapes: {detail} (skip_first_per_stage=True leaves each stage's "
-                            "first layer as it is; split_by_shape=True makes one bank per run of equal shapes)"
-                        )
-                    runs = _shape_runs(names, shapes)
+                # a bank never spans a change of stride (a flat block list's downsampling block: its weights
+                # do another job), then one bank per run of equal shapes where allowed
+                strides = {n: tuple(getattr(modules[n], "stride", ()) or ()) for n in names}
+                runs = []
+                for part in _shape_runs(names, strides):
+                    if len({shapes[n] for n in part}) > 1:
+                        if not config.split_by_shape:
+                            detail = ", ".join(f"{n} {list(shapes[n])}" for n in part)
+                            raise WeightlabError(
+                                f"modules of one bank (stage '{stage}', group {g}, role '{role}') "
+                                f"have different weight shapes: {detail} (skip_first_per_stage=True leaves each "
+                                "stage's first layer as it is; split_by_shape=True makes one bank per run of equal "
+                                "shapes)"
+                            )
+                        runs += _shape_runs(part, shapes)
+                    else:
+                        runs.append(part)
                 for j, run in enumerate(runs):
                     n = config.templates if config.templates is not None else len(run)
                     key = "__".join(p for p in (stage, f"g{g}", role) if p).replace(".", "_") or f"g{g}"
                     if len(runs) > 1:
-                        key += f"__s{j}"
+                        key += f"__run{j}"  # the j-th run of equal shape and stride (not a stage number)
                     plans.append(BankPlan(key, stage, g, role, tuple(run), shapes[run[0]], n))
     if plans and all(len(p.modules) == 1 for p in plans) and config.group_size() != 1 and len(targets) > 1:
         example = plans[0].modules[0]
@@ -163,7 +170,7 @@ def plan_banks(model: nn.Module, config: RecastConfig, names: list[str] | None =
 
 def _shape_runs(names: list[str], shapes: dict[str, tuple[int, ...]]) -> list[list[str]]:
     """Consecutive modules of one weight shape (a stage whose first block changes the width, a flat
-    ``features.N`` list of blocks of several widths)."""
+    ``features.N`` list of blocks of several widths), or of one value of any other key (a stride)."""
     runs: list[list[str]] = []
     for n in names:
         if runs and shapes[runs[-1][-1]] == shapes[n]:
