@@ -386,3 +386,40 @@ def test_a_task_record_without_metrics_or_classes_is_one_line(adapted, tmp_path)
     (task / "task.json").write_text(json.dumps(meta))
     with pytest.raises(WeightlabError, match="damaged task record"):
         load_task_model(run / "base", [task])
+
+
+def test_the_users_own_model_reaches_the_cli_as_module_factory(tmp_path, monkeypatch, capsys):
+    """Issue 37: --model package.module:factory builds the user's model (no row: --targets), the saved RECAST
+    model loads back through the same factory, and a missing module or factory is one line."""
+    import sys
+
+    (tmp_path / "own_net.py").write_text(
+        "from torch import nn\n\n\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self, num_classes=10):\n"
+        "        super().__init__()\n"
+        "        self.blocks = nn.Sequential(*[nn.Sequential(nn.Conv2d(3, 3, 3, padding=1)) for _ in range(4)])\n"
+        "        self.head = nn.Linear(3, num_classes)\n\n"
+        "    def forward(self, x):\n"
+        "        return self.head(self.blocks(x).mean((2, 3)))\n\n\n"
+        "def make(num_classes=10):\n"
+        "    return Net(num_classes)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    argv = ["recast", "mimic", "--model", "own_net:make", "--no-pretrained", "--targets", "blocks.*.0"]
+    argv += ["--templates", "auto", "--method", "closed_form", "--dataset", "none", "--out", tmp_path / "out"]
+    code, err = _run(argv, capsys)
+    assert code == 0 and "Traceback" not in err, err
+    from weightlab.recast import load_recast
+
+    model = load_recast(tmp_path / "out" / "model")
+    assert type(model).__name__ == "Net" and model.weightlab_cfg.source == "python"
+    code, err = _run(["recast", "plan", "--model", "own_net:nothing"], capsys)
+    assert code == 2 and "has no callable 'nothing'" in err
+    code, err = _run(["recast", "plan", "--model", "not_a_module_xyz:make"], capsys)
+    assert code == 2 and "cannot import not_a_module_xyz" in err
+    code, err = _run(
+        ["recast", "mimic", "--model", "own_net:make", "--method", "closed_form", "--out", tmp_path / "o"], capsys
+    )
+    assert code == 2 and "no pretrained weights" in err
+    del sys.modules["own_net"]

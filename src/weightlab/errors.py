@@ -9,7 +9,12 @@ class WeightlabError(Exception):
     """A user-facing error: bad input, a missing file, an inconsistent configuration."""
 
 
-class WeightlabNotice(UserWarning):
+class WeightlabWarning(UserWarning):
+    """A result the user should not trust blindly (e.g. a RECAST base that does not reproduce the model).
+    The CLI prints it as one ``weightlab: warning:`` line."""
+
+
+class WeightlabNotice(WeightlabWarning):
     """Something weightlab decided for the user that they should know (e.g. a test split it held out
     itself). The CLI prints it as one ``weightlab: note:`` line."""
 

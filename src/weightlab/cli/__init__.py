@@ -115,17 +115,18 @@ def _one_line(message: str) -> str:
 
 
 def _notices_as_lines() -> None:
-    """Print a :class:`~weightlab.errors.WeightlabNotice` as one ``weightlab: note:`` line (other warnings
-    as Python prints them)."""
+    """Print a :class:`~weightlab.errors.WeightlabWarning` as one ``weightlab: warning:`` line (a notice:
+    ``weightlab: note:``); other warnings as Python prints them."""
     import warnings
 
-    from weightlab.errors import WeightlabNotice
+    from weightlab.errors import WeightlabNotice, WeightlabWarning
 
     shown = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, WeightlabNotice):
-            print(f"weightlab: note: {_one_line(str(message))}", file=sys.stderr)
+        if issubclass(category, WeightlabWarning):
+            kind = "note" if issubclass(category, WeightlabNotice) else "warning"
+            print(f"weightlab: {kind}: {_one_line(str(message))}", file=sys.stderr)
         else:
             shown(message, category, filename, lineno, file, line)
 

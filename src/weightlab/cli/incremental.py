@@ -74,7 +74,9 @@ def _adapt_options(a) -> None:
     a.add_argument(
         "--method", default="recast", help=f"one of {', '.join(names['methods'])}; options as lora:r=4 (default recast)"
     )
-    a.add_argument("--model", default=None, help="backbone for a new base (weightlab, timm or tv: name)")
+    a.add_argument(
+        "--model", default=None, help="backbone for a new base (weightlab, timm or tv: name, or package.module:factory)"
+    )
     a.add_argument("--weights", type=Path, default=None, help="local backbone weights")
     a.add_argument("--no-pretrained", action="store_true", help="random-init backbone (tests)")
     a.add_argument("--base", type=Path, default=None, help="an existing base folder (OUT/base of an earlier run)")

@@ -24,7 +24,11 @@ def pretrain_parser(kn) -> None:
         "split after every epoch. Writes base.safetensors, pretrain.json (history, whether the validation "
         "curve flattened) and a per-epoch checkpoint to --out; rerunning the same command resumes.",
     )
-    pt.add_argument("--model", required=True, help="weightlab model (smallcnn, resnet20, ...), timm name or tv:NAME")
+    pt.add_argument(
+        "--model",
+        required=True,
+        help="weightlab model (smallcnn, resnet20, ...), timm name, tv:NAME or package.module:factory",
+    )
     pt.add_argument(
         "--data", required=True, help="D⁰ as DATASET[:CLASSES] (digits, mnist, fashion_mnist, cifar10, ...)"
     )
@@ -61,7 +65,11 @@ def forget_parser(kn) -> None:
         "(ratio r) and save every stage (safetensors) and a manifest to --out. "
         "Rerunning the same command resumes at the next stage.",
     )
-    f.add_argument("--model", required=True, help="weightlab model (resnet20, smallcnn, ...), timm name or tv:NAME")
+    f.add_argument(
+        "--model",
+        required=True,
+        help="weightlab model (resnet20, smallcnn, ...), timm name, tv:NAME or package.module:factory",
+    )
     f.add_argument("--weights", type=Path, default=None, help="Θ⁰ weights (.safetensors or weights-only .pt)")
     f.add_argument("--no-pretrained", action="store_true", help="start from a random init (tests only)")
     f.add_argument(

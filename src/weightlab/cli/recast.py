@@ -39,7 +39,11 @@ def mimic_parser(rc) -> None:
         description="Neural Mimicry: rewrite the target modules of a pretrained model as RECAST template "
         "mixtures and fit templates and coefficients to the pretrained weights.",
     )
-    m.add_argument("--model", required=True, help="weightlab model (resnet20..56, convmixer), a timm name, or tv:NAME")
+    m.add_argument(
+        "--model",
+        required=True,
+        help="weightlab model (resnet20..56, convmixer), a timm name, tv:NAME, or package.module:factory (your own)",
+    )
     m.add_argument("--weights", type=Path, default=None, help="local weights (.safetensors or weights-only .pt)")
     m.add_argument("--no-pretrained", action="store_true", help="do not load pretrained weights (random init)")
     m.add_argument("--preset", choices=sorted(presets), default=None, help="RECAST preset (default: by model family)")
@@ -87,7 +91,10 @@ def plan_parser(rc) -> None:
         "is built (random init, nothing downloaded).",
     )
     src = pl.add_mutually_exclusive_group(required=True)
-    src.add_argument("--model", help="weightlab model (resnet20..56, convmixer), a timm name, or tv:NAME")
+    src.add_argument(
+        "--model",
+        help="weightlab model (resnet20..56, convmixer), a timm name, tv:NAME, or package.module:factory (your own)",
+    )
     src.add_argument("--hf-config", type=Path, help="a folder with a Hugging Face config.json (AutoModel.from_config)")
     pl.add_argument("--targets", default=None, help="comma-separated module-name suffixes, or one regular expression")
     pl.add_argument("--layers-pattern", default=None, help="regex of the container holding the layers (blocks, layer)")

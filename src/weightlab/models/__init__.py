@@ -70,6 +70,8 @@ def create_model(
         model, cfg = _create_own(base, pretrained and weights is None, num_classes, kwargs)
     elif source == "timm":
         model, cfg = _create_timm(base, pretrained and weights is None, num_classes, kwargs)
+    elif source == "python":
+        model, cfg = _create_python(base, pretrained and weights is None, num_classes, kwargs)
     else:
         model, cfg = _create_torchvision(base, pretrained and weights is None, num_classes, kwargs)
     if weights is not None:
@@ -138,6 +140,10 @@ def _split(name: str) -> tuple[str, str]:
             return source, name[len(prefix) :]
     if get_entry(name) is not None:
         return "weightlab", name
+    import re
+
+    if re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", name):  # package.module:factory, the user's own model
+        return "python", name
     import timm
 
     if timm.is_model(name):
@@ -192,6 +198,52 @@ def _create_own(name: str, pretrained: bool, num_classes: int | None, kwargs: di
         std=entry.std,
         input_size=input_size,
         num_classes=num_classes or entry.num_classes,
+        kwargs=dict(kwargs),
+    )
+    return model, cfg
+
+
+def _create_python(name: str, pretrained: bool, num_classes: int | None, kwargs: dict) -> tuple[nn.Module, ModelCfg]:
+    """``package.module:factory``: the user's own model, built by calling ``factory(num_classes=..., **kwargs)``
+    (``num_classes`` only when given); its family is its class's row of the architecture table (``generic``
+    without one), its input ImageNet-normalised at ``input_size`` (default 3x224x224)."""
+    import importlib
+
+    module_name, _, attr = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise WeightlabError(f"model '{name}': cannot import {module_name} ({e}); is it on PYTHONPATH?") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise WeightlabError(f"model '{name}': {module_name} has no callable '{attr}'")
+    if pretrained:
+        raise WeightlabError(
+            f"model '{name}' is built by your factory: weightlab has no pretrained weights for it; pass local "
+            "weights (--weights FILE) or --no-pretrained"
+        )
+    extra = dict(kwargs)
+    input_size = extra.pop("input_size", None)
+    try:
+        model = factory(**extra, **({"num_classes": num_classes} if num_classes is not None else {}))
+    except TypeError as e:
+        raise WeightlabError(f"model '{name}': the factory does not take these options ({e})") from None
+    if not isinstance(model, nn.Module):
+        raise WeightlabError(f"model '{name}': the factory returned a {type(model).__name__}, not an nn.Module")
+    classes = num_classes or getattr(model, "num_classes", None)
+    if not isinstance(classes, int):
+        try:
+            classes = find_classifier(model)[1].out_features
+        except WeightlabError:
+            classes = 0
+    cfg = ModelCfg(
+        name=name,
+        source="python",
+        family=_family_of(model),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        input_size=list(input_size or (3, 224, 224)),
+        num_classes=classes,
         kwargs=dict(kwargs),
     )
     return model, cfg

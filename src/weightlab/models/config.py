@@ -20,7 +20,7 @@ class ModelCfg:
 
     Attributes:
         name: the name to rebuild it with (``resnet20``, a timm name, ``tv:resnet18``).
-        source: ``weightlab`` (the zoo), ``timm`` or ``torchvision``.
+        source: ``weightlab`` (the zoo), ``timm``, ``torchvision`` or ``python`` (``package.module:factory``).
         family: the key of its row in :data:`weightlab.models.families.FAMILIES`.
         mean, std: the input normalisation it was trained with.
         input_size: ``(C, H, W)`` it expects.

@@ -90,6 +90,13 @@ def config_for_model(model: nn.Module, preset_name: str | None = None, **overrid
         source = f"preset '{preset_name}'" + (f" (model family '{family.name}')" if family is not None else "")
         return preset(preset_name, **overrides), source
     name = detect(model)
+    if name is None and overrides.get("target_modules"):  # a model of no row (the user's own): as given
+        from weightlab.recast.config import RecastConfig
+
+        fields = {k: v for k, v in overrides.items() if v is not None}
+        if fields.get("templates") == "auto":
+            fields["templates"] = None
+        return RecastConfig(**fields), "the given target modules"
     if name is None:
         raise WeightlabError(
             f"no RECAST preset or architecture row for {type(model).__module__}.{type(model).__name__}"

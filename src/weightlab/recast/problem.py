@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from weightlab.errors import WeightlabError
+from weightlab.errors import WeightlabError, WeightlabWarning
 from weightlab.recast.tuner import bank_plans, banks, recast_layers
 
 
@@ -68,7 +68,7 @@ def fidelity(problems: list[BankProblem]) -> dict:
             f"the RECAST base does not reproduce the pretrained weights: relative error {out['relative_error']:.3f} "
             f"overall, {per[worst]:.3f} in bank '{worst}' (above {FIDELITY_WARN}); the adapted model will not start "
             "from the pretrained model's function (more templates per bank fit it better)",
-            UserWarning,
+            WeightlabWarning,
             stacklevel=3,
         )
     return out
