@@ -427,3 +427,20 @@ def test_the_peft_recipe_weighs_roles_as_the_native_path(monkeypatch):
     mlp = {r for r in seen if r.endswith(("fc1", "fc2"))}
     assert mlp and len(seen) > len(mlp) and {r for r, w in seen.items() if w == 2.0} == mlp
     assert all(w == role_weight(r, mimicry.MimicryConfig().role_weights) for r, w in seen.items())
+
+
+@pytest.mark.parametrize("damage", ["int", "shape"])
+def test_a_templates_file_of_the_wrong_dtype_or_shape_is_refused_when_loaded(tmp_path, damage):
+    """Issue 37: checked on loading, not at the first forward."""
+    from weightlab.io import load_weights, save_tensors
+
+    base, _ = MODELS["timm_vit"]()
+    get_peft_model(base, RecastConfig()).save_pretrained(tmp_path)
+    tensors = load_weights(tmp_path / TEMPLATES_FILE)
+    key = next(k for k in tensors if k.startswith("templates."))
+    t = tensors[key]
+    tensors[key] = t.long() if damage == "int" else t[:, :-1]
+    save_tensors(tmp_path / TEMPLATES_FILE, tensors)
+    base2, _ = MODELS["timm_vit"]()
+    with pytest.raises(WeightlabError, match="the plan needs floating-point"):
+        PeftModel.from_pretrained(base2, tmp_path)

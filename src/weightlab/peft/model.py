@@ -398,6 +398,13 @@ def _read_templates(path: str, plans: list[BankPlan], expected: str | None):
     if missing:
         raise WeightlabError(f"{path}: no templates for bank(s) {', '.join(missing)}")
     templates = {p.name: tensors[f"templates.{p.name}"] for p in plans}
+    for p in plans:  # checked now, not at the first forward
+        t = templates[p.name]
+        if not t.is_floating_point() or tuple(t.shape) != (p.n, *p.shape):
+            raise WeightlabError(
+                f"{path}: templates of bank '{p.name}' are {str(t.dtype).replace('torch.', '')} "
+                f"{list(t.shape)}, the plan needs floating-point {[p.n, *p.shape]}"
+            )
     if expected is not None and _sha256(templates, plans) != expected:
         raise WeightlabError(f"{path}: the templates do not match the adapter's templates_sha256")
     base = {
@@ -405,4 +412,12 @@ def _read_templates(path: str, plans: list[BankPlan], expected: str | None):
     }
     if len(base) != sum(len(p.modules) for p in plans):
         raise WeightlabError(f"{path}: base coefficients are missing")
+    for p in plans:
+        for m in p.modules:
+            c = base[m]
+            if not c.is_floating_point() or c.dim() != 2 or c.shape[1] != p.n:
+                raise WeightlabError(
+                    f"{path}: base coefficients of '{m}' are {str(c.dtype).replace('torch.', '')} {list(c.shape)}, "
+                    f"the plan needs floating-point [K, {p.n}]"
+                )
     return templates, base
