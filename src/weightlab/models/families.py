@@ -205,7 +205,21 @@ def architecture_row(model: Any) -> Architecture | None:
     return None
 
 
+def mimicry_recipe(model: Any) -> dict:
+    """The Neural Mimicry recipe settings (``MimicryConfig`` fields) for ``model``: its family's (by its
+    class's architecture row, else its ``weightlab_cfg``); a model of no known family gets ``{}``, the
+    authors' default (ViT) recipe."""
+    import copy
+
+    row = architecture_row(model)
+    name = row.family if row is not None else getattr(getattr(model, "weightlab_cfg", None), "family", None)
+    if not name or name == "generic" or name not in FAMILIES:
+        return {}
+    return copy.deepcopy(FAMILIES.get(name).mimicry)
+
+
 __all__ = [
+    "mimicry_recipe",
     "Family",
     "FAMILIES",
     "RecastPreset",

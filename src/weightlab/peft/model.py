@@ -271,17 +271,14 @@ def _fit(plans: list[BankPlan], modules: dict[str, nn.Module], config: RecastCon
     weights, as the native path fits them: a model of a known family gets that family's recipe (as
     ``weightlab recast mimic``), any other the authors' default (ViT) recipe (as :func:`weightlab.recast.reconstruct`);
     ``config.recipe`` on top."""
-    from weightlab.models.families import architecture_row
+    from weightlab.models.families import mimicry_recipe
     from weightlab.recast.closed_form import closed_form
     from weightlab.recast.mimicry import MimicryConfig, run_recipe
     from weightlab.recast.problem import fidelity, role_weight
 
-    row = architecture_row(model) if model is not None else None
-    family = row.family if row is not None else getattr(getattr(model, "weightlab_cfg", None), "family", None)
-    if family and family != "generic":
-        mcfg = MimicryConfig.for_family(family, **(config.recipe or {}))
-    else:
-        mcfg = MimicryConfig(**(config.recipe or {}))
+    settings = mimicry_recipe(model) if model is not None else {}
+    settings.update({k: v for k, v in (config.recipe or {}).items() if v is not None})
+    mcfg = MimicryConfig(**settings)
 
     problems = []
     gen = torch.Generator().manual_seed(config.seed)
