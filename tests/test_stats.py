@@ -38,3 +38,15 @@ def test_paired_reports_mean_std_p_and_mde():
     assert out["mde"] == pytest.approx(minimum_detectable_effect(out["std"], 5))
     assert paired([1.0]) is None
     assert paired([0.0, 0.0])["p"] == 1.0 and paired([1.0, 1.0])["p"] == 0.0
+
+
+def test_a_verdict_says_whether_the_paper_s_effect_was_detectable():
+    from weightlab.stats import paired, verdict
+
+    big = paired([1.0, 1.2, 0.9, 1.1, 1.0, 0.95])
+    assert verdict(big, 1.1) == "reproduces" and verdict(big, -1.0) == "opposite"
+    flat = paired([0.05, -0.05, 0.02, -0.02, 0.01, -0.01] * 3)  # tiny noise: an effect of 0.3 is detectable
+    assert flat["mde"] < 0.3 and verdict(flat, 0.3) == "not reproduced"
+    noisy = paired([3.0, -2.0, 1.0, -4.0])  # an MDE far above the paper's effect
+    assert verdict(noisy, 0.5) == "undetectable at this power"
+    assert verdict(None, 1.0) == "-" and verdict(big, None) == "-"

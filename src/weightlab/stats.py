@@ -70,4 +70,19 @@ def paired(diffs: list[float], alpha: float = ALPHA, power: float = POWER) -> di
     }
 
 
-__all__ = ["ALPHA", "POWER", "mean_std", "minimum_detectable_effect", "paired"]
+def verdict(test: dict | None, paper: float | None) -> str:
+    """What a paired contrast says about a published effect of size ``paper`` (points; the smallest the
+    paper reports when it gives a range): ``reproduces`` (significant, same sign), ``opposite`` (significant,
+    other sign), ``not reproduced`` (not significant although an effect of the paper's size was detectable:
+    MDE <= |paper|), or ``undetectable at this power`` (MDE > |paper|)."""
+    if test is None or paper is None:
+        return "-"
+    if test["significant"]:
+        return "reproduces" if (test["mean"] > 0) == (paper > 0) else "opposite"
+    mde = test.get("mde")
+    if mde is not None and mde <= abs(paper):
+        return "not reproduced"
+    return "undetectable at this power"
+
+
+__all__ = ["ALPHA", "POWER", "mean_std", "minimum_detectable_effect", "paired", "verdict"]

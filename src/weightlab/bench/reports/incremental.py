@@ -9,7 +9,7 @@ from weightlab.incremental import metrics
 from weightlab.incremental.selection import selection_score, tunable
 from weightlab.io import write_json, write_text
 from weightlab.models import get_family
-from weightlab.stats import paired
+from weightlab.stats import paired, verdict
 from weightlab.tuning import at_edge
 
 
@@ -175,17 +175,25 @@ def _selection_markdown(payload: dict) -> list[str]:
             "## Paired differences (average accuracy, same seed)",
             "",
             "| row - reference | seeds | mean ± std | beyond 2 std | p (paired t) "
-            "| detectable (MDE, α 0.05, power 0.8) | the paper's (its Table 4 averages) |",
-            "|---|---|---|---|---|---|---|",
+            "| detectable (MDE, α 0.05, power 0.8) | the paper's (its Table 4 averages) | verdict |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for c in payload["contrasts"]:
             paper = "-" if c.get("paper") is None else f"{c['paper']:+.1f}"
+            test = None if c.get("p") is None else dict(mean=c["mean"], significant=c["p"] < 0.05, mde=c.get("mde"))
             lines.append(
                 f"| {c['row']} - {c['reference']} | {len(c['seeds'])} | {c['mean']:+.2f} ± {c['std']:.2f} | "
                 f"{ {True: 'yes', False: 'no', None: 'n/a (1 seed)'}[c['beyond_2std']] } | "
                 f"{'-' if c.get('p') is None else format(c['p'], '.2g')} | "
-                f"{'-' if c.get('mde') is None else format(c['mde'], '.2f')} | {paper} |"
+                f"{'-' if c.get('mde') is None else format(c['mde'], '.2f')} | {paper} | "
+                f"{verdict(test, c.get('paper'))} |"
             )
+        lines += [
+            "",
+            "Verdict: 'reproduces' (p < 0.05, the paper's sign), 'opposite' (p < 0.05, the other sign), 'not "
+            "reproduced' (not significant although an effect of the paper's size was detectable: MDE <= it), "
+            "'undetectable at this power' (MDE above the paper's effect: more seeds needed to tell).",
+        ]
     return lines
 
 
