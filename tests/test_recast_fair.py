@@ -233,6 +233,27 @@ def test_the_v3_protocol_per_seed_splits_validation_from_test_and_the_head_searc
         inc.run_suite(replace(suite, data_seeds=False), tmp_path, progress=False)
 
 
+def test_a_row_can_take_its_head_rate_from_another_row_and_search_only_its_coefficients(tmp_path):
+    """Issue 36: 'recast (head at head-only's rate)' beside the RECAST row that searches its head rate."""
+    shared = "recast (head at head-only's rate)"
+    suite = replace(
+        _fair_suite(head_search=True, shared_lr={shared: "head"}),
+        points=[
+            Point("head", "head"),
+            Point("recast", "recast", dict(base="closed_form")),
+            Point(shared, "recast", dict(base="closed_form")),
+        ],
+        seeds=(3,),
+    )
+    res = inc.run_suite(suite, tmp_path, progress=False)
+    c = res["chosen"]
+    assert c[shared]["lr"] == c["head"]["lr"] and c[shared]["lr_from"] == "head" and "head_lr_grid" not in c[shared]
+    sel = [r for r in res["selection"] if r["label"] == shared]
+    assert {r["lr"] for r in sel} == {c["head"]["lr"]}  # only the coefficients' rate was searched
+    assert "head_lr_grid" in c["recast"]
+    assert "takes head's" in (tmp_path / "results.md").read_text()
+
+
 def test_a_grid_is_extended_past_the_edge_a_row_scores_best_at():
     assert extend_grid([1e-3, 3e-3, 1e-2, 3e-2], 3e-2) == 0.09
     assert extend_grid([1e-3, 3e-3, 1e-2, 3e-2], 1e-3) == 0.000333

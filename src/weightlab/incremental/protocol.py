@@ -69,6 +69,9 @@ class Suite:
     # after the coefficients' rate, choose the row's own rate (the head's, and BatchNorm's) again at it: the
     # head is then tuned for the coefficients' rate, not only for the first pass's shared rate
     head_search: bool = False
+    # rows whose own rate (the head's) is taken from another row's chosen lr (e.g. head-only's), only their
+    # coefficients' rate searched: {row label: row it takes the rate from}
+    shared_lr: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.val_from not in ("train", "test"):

@@ -104,9 +104,16 @@ def select_rates(suite, jobs: list[tuple], payload: dict, run, seed: int) -> dic
             if not grow:
                 return {n: (best[n], grids[n]) for n in grids}
 
-    lr_pick = search(tuned, lambda j: suite.lr_grid, lambda j, v: (v, None), f"{suite.name}: lr selection")
+    shared = dict(getattr(suite, "shared_lr", {}) or {})
+    own = [j for j in tuned if name(j) not in shared]
+    lr_pick = search(own, lambda j: suite.lr_grid, lambda j, v: (v, None), f"{suite.name}: lr selection")
     chosen = {n: (v, None) for n, (v, _) in lr_pick.items()}
     grids = {n: dict(lr_grid=g) for n, (_, g) in lr_pick.items()}
+    for j in tuned:  # rows that take their own rate from another row's choice
+        if name(j) in shared:
+            src = shared[name(j)]
+            chosen[name(j)] = (chosen[src][0], None)
+            grids[name(j)] = dict(lr_from=src)
     coef_rows = [j for j in tuned if suite.coef_lr_grid and _has_coefficients(j[1])]
     if coef_rows:
         # the coefficient candidates: "the same as lr" (None) and the coefficient grid, at the row's chosen lr
@@ -121,9 +128,10 @@ def select_rates(suite, jobs: list[tuple], payload: dict, run, seed: int) -> dic
             grids[n]["coef_lr_grid"] = [x for x in g if x is not None]
         if getattr(suite, "head_search", False):
             # the row's own rate (head, BatchNorm) again, the coefficients fixed at their chosen rate
-            fixed = {name(j): chosen[name(j)][1] or chosen[name(j)][0] for j in coef_rows}
+            again = [j for j in coef_rows if name(j) not in shared]
+            fixed = {name(j): chosen[name(j)][1] or chosen[name(j)][0] for j in again}
             head_pick = search(
-                coef_rows,
+                again,
                 lambda j: sorted(set(grids[name(j)]["lr_grid"])),
                 lambda j, v: (v, fixed[name(j)]),
                 f"{suite.name}: head lr selection at the coefficients' rate",

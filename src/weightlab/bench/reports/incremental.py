@@ -159,6 +159,16 @@ def _selection_markdown(payload: dict) -> list[str]:
         f"(x0.1) every {suite.get('lr_step') or max(1, round(suite['epochs'] / 3))} epochs. The chosen rates are "
         "fixed for every seed.",
         "",
+    ]
+    shared = suite.get("shared_lr") or {}
+    if shared:
+        lines += [
+            "Rows whose own rate (the head's) is another row's chosen rate, only their coefficients' rate searched: "
+            + "; ".join(f"{row} takes {src}'s" for row, src in shared.items())
+            + ".",
+            "",
+        ]
+    lines += [
         "| row | lr | coef lr | val score | chosen |",
         "|---|---|---|---|---|",
     ]
