@@ -423,3 +423,33 @@ def test_the_users_own_model_reaches_the_cli_as_module_factory(tmp_path, monkeyp
     )
     assert code == 2 and "no pretrained weights" in err
     del sys.modules["own_net"]
+
+
+def test_another_library_s_warning_never_surrounds_the_error_line(tmp_path):
+    """Issue 37: a torch-style UserWarning raised before a bad input fails the command is dropped (the one
+    error line says what is wrong); on success it is printed after the run as one line."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, warnings\n"
+        "from weightlab import cli\n"
+        "from weightlab.cli import recast as r\n"
+        "from weightlab.errors import WeightlabError\n"
+        "def bad(args):\n"
+        "    warnings.warn('TypedStorage is deprecated', UserWarning)\n"
+        "    raise WeightlabError('the input is bad')\n"
+        "def good(args):\n"
+        "    warnings.warn('TypedStorage is deprecated', UserWarning)\n"
+        "    print('done')\n"
+        "    return 0\n"
+        "r.COMMANDS['plan'] = bad if sys.argv[1] == 'bad' else good\n"
+        "sys.exit(cli.main(['recast', 'plan', '--model', 'resnet20']))\n"
+    )
+    for case in ("bad", "good"):
+        p = subprocess.run([sys.executable, "-c", script, case], capture_output=True, text=True)
+        lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+        if case == "bad":
+            assert p.returncode == 2 and lines == ["weightlab: error: the input is bad"], p.stderr
+        else:
+            assert p.returncode == 0 and len(lines) == 1 and "TypedStorage is deprecated" in lines[0], p.stderr

@@ -127,11 +127,25 @@ def _notices_as_lines() -> None:
         if issubclass(category, WeightlabWarning):
             kind = "note" if issubclass(category, WeightlabNotice) else "warning"
             print(f"weightlab: {kind}: {_one_line(str(message))}", file=sys.stderr)
+        elif file is None or file is sys.stderr:
+            # another library's warning: held until the command ends, then one line each; dropped when the
+            # command fails (its one error line says what is wrong)
+            _HELD.append(f"weightlab: warning ({category.__name__}, {Path(filename).name}): {_one_line(str(message))}")
         else:
             shown(message, category, filename, lineno, file, line)
 
     if getattr(shown, "__name__", "") != "show":
         warnings.showwarning = show
+
+
+#: other libraries' warnings of the command being run (see _notices_as_lines)
+_HELD: list[str] = []
+
+
+def _flush_held() -> None:
+    for line in dict.fromkeys(_HELD):  # each once, in order
+        print(line, file=sys.stderr)
+    _HELD.clear()
 
 
 def _command_path(given: list[str]) -> tuple[str, ...]:
@@ -172,6 +186,15 @@ def _printable_output() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    _HELD.clear()
+    code = _main(argv)
+    if code == 0:
+        _flush_held()
+    _HELD.clear()
+    return code
+
+
+def _main(argv: list[str] | None = None) -> int:
     _tame_openmp()
     _printable_output()
     _notices_as_lines()
