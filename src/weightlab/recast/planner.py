@@ -132,23 +132,20 @@ def plan_banks(model: nn.Module, config: RecastConfig, names: list[str] | None =
                     roles.setdefault(role, []).append(name)
             for role, names in roles.items():
                 shapes = {n: tuple(modules[n].weight.shape) for n in names}
-                # a bank never spans a change of stride (a flat block list's downsampling block: its weights
-                # do another job), then one bank per run of equal shapes where allowed
+                runs = [names]
+                if len(set(shapes.values())) > 1:
+                    if not config.split_by_shape:
+                        detail = ", ".join(f"{n} {list(s)}" for n, s in shapes.items())
+                        raise WeightlabError(
+                            f"modules of one bank (stage '{stage}', group {g}, role '{role}') "
+                            f"have different weight shapes: {detail} (skip_first_per_stage=True leaves each stage's "
+                            "first layer as it is; split_by_shape=True makes one bank per run of equal shapes)"
+                        )
+                    runs = _shape_runs(names, shapes)
+                # nor does a bank span a change of stride (a flat block list's downsampling block of the same
+                # shape does another job)
                 strides = {n: tuple(getattr(modules[n], "stride", ()) or ()) for n in names}
-                runs = []
-                for part in _shape_runs(names, strides):
-                    if len({shapes[n] for n in part}) > 1:
-                        if not config.split_by_shape:
-                            detail = ", ".join(f"{n} {list(shapes[n])}" for n in part)
-                            raise WeightlabError(
-                                f"modules of one bank (stage '{stage}', group {g}, role '{role}') "
-                                f"have different weight shapes: {detail} (skip_first_per_stage=True leaves each "
-                                "stage's first layer as it is; split_by_shape=True makes one bank per run of equal "
-                                "shapes)"
-                            )
-                        runs += _shape_runs(part, shapes)
-                    else:
-                        runs.append(part)
+                runs = [part for run in runs for part in _shape_runs(run, strides)]
                 for j, run in enumerate(runs):
                     n = config.templates if config.templates is not None else len(run)
                     key = "__".join(p for p in (stage, f"g{g}", role) if p).replace(".", "_") or f"g{g}"
