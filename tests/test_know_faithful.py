@@ -400,7 +400,7 @@ def test_the_v3_protocol_end_to_end(tmp_path):
     md = (tmp_path / "results.md").read_text()
     assert "held-out images of the downstream training split" in md and "once per trajectory" in md
     assert "Forgetting beyond the restart control over the 2 trajectories" in md
-    assert "Convergence: the base's protocol with twice the epochs" in md
+    assert "Convergence: the base's protocol with twice the epochs" in md and "converged" in md
     assert "from scratch with the base's steps" in md
     n = len(res["runs"])
     assert len(run_suite(suite, tmp_path, progress=False)["runs"]) == n  # resumes, nothing redone

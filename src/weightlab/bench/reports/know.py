@@ -73,6 +73,17 @@ def summarize(results: dict) -> list[dict]:
         ]
         # with naive transfer, the same trajectory and seed: mean ± std, the t-test, its MDE (weightlab.stats)
         pairs = paired(diffs) if row != "naive" else None
+        # the stricter unit: one mean difference per trajectory (seeds of one trajectory are not independent)
+        per_traj_diff: dict = {}
+        for r in runs:
+            key = (r.get("trajectory"), r["seed"])
+            if key in naive_by_pair and r.get("trajectory") is not None:
+                per_traj_diff.setdefault(r["trajectory"], []).append(r["accuracy"] - naive_by_pair[key])
+        traj_test = (
+            paired([sum(v) / len(v) for v in per_traj_diff.values()])
+            if row != "naive" and len(per_traj_diff) > 2
+            else None
+        )
         if pairs is not None:
             beyond = pairs["significant"]
         else:
@@ -92,12 +103,17 @@ def summarize(results: dict) -> list[dict]:
                 "trajectory_std": _std([sum(v) / len(v) for v in per_traj.values()]),
                 "gain": gain,
                 "paired": pairs,
+                "paired_trajectories": traj_test,
                 "beyond_noise": beyond,
                 "lr": lrs,
                 "lr_at_edge": edges,
             }
         )
     return table
+
+
+def _traj_cell(test: dict | None) -> str:
+    return "" if test is None else f"{test['mean']:+.2f} (p {test['p']:.2g}, MDE {test['mde']:.2f}, n {test['n']})"
 
 
 def _forgetting_line(check: dict | None) -> str:
@@ -174,9 +190,11 @@ def write_report(results: dict, out: Path) -> None:
         "",
         "| pred. | method | runs | accuracy | "
         + ("between-trajectory std | " if multi else "")
-        + f"gain vs naive | detectable (MDE, α {ALPHA:g}, power {POWER:g}) | beyond noise | chosen lr | "
+        + f"gain vs naive | detectable (MDE, α {ALPHA:g}, power {POWER:g}) | beyond noise | "
+        + ("trajectories as units: p (MDE) | " if multi else "")
+        + "chosen lr | "
         f"vs the paper (KNOWN +{PAPER_KNOWN_GAIN[0]:g} to +{PAPER_KNOWN_GAIN[1]:g}) |",
-        "|---|---|---|---|" + ("---|" if multi else "") + "---|---|---|---|---|",
+        "|---|---|---|---|" + ("---|---|" if multi else "") + "---|---|---|---|---|",
     ]
     for row in sorted(table, key=lambda r: _row_order(r["row"], r["step"])):
         pred = "x1" if row["step"] == 0 else scale_label(f["ratio"], row["step"])
@@ -194,7 +212,9 @@ def write_report(results: dict, out: Path) -> None:
         lines.append(
             f"| {pred} | {row['label']} | {row['seeds']} | {row['mean']:.2f} ± {row['std']:.2f} | "
             + (f"{row['trajectory_std']:.2f} | " if multi else "")
-            + f"{gain} | {mde} | {noise} | {lr} | {paper} |"
+            + f"{gain} | {mde} | {noise} | "
+            + (f"{_traj_cell(row.get('paired_trajectories'))} | " if multi else "")
+            + f"{lr} | {paper} |"
         )
     lines += _s_table_lines(table, suite, f["ratio"], infos)
     run_s = sum(r.get("seconds", 0.0) for r in results["runs"])
@@ -317,12 +337,19 @@ def _protocol_lines(infos, suite: dict) -> list[str]:
         parts = ", ".join(
             f"trajectory {s}: {lb['base_accuracy']:.2f} → {lb['accuracy']:.2f} ({lb['gain']:+.2f})" for s, lb in longs
         )
+        se = 100 * (2 * 0.7 * 0.3 / max(suite.get("eval_size") or 2000, 1)) ** 0.5  # of a difference of two
+        gains = [lb["gain"] for _, lb in longs]
+        if all(g > 2 * se for g in gains):
+            state = "**the base had not converged**: twice the epochs gains more than twice that noise on every one"
+        elif all(abs(g) <= 2 * se for g in gains):
+            state = "the base had converged: twice the epochs gains nothing beyond that noise"
+        else:
+            state = "mixed: some bases gain beyond that noise, some do not"
         lines += [
             "",
             f"Convergence: the base's protocol with twice the epochs ({longs[0][1]['epochs']}), D⁰ test accuracy "
-            f"(base → 2× longer): {parts}. A gain near zero (the test split's standard error is about "
-            f"{100 * (0.7 * 0.3 / max(suite.get('eval_size') or 2000, 1)) ** 0.5:.1f} points) says the base had "
-            "converged.",
+            f"(base → 2× longer): {parts}. The standard error of such a difference is about {se:.1f} points; "
+            f"{state}.",
         ]
     return lines
 
