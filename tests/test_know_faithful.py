@@ -102,9 +102,8 @@ def test_weight_space_comparison():
         weight_space_comparison(theta0, cands, theta0, ["w"])
 
 
-def test_a_faithful_suite_end_to_end(tmp_path):
-    from weightlab.bench.know import run_suite
-    from weightlab.bench.reports.know import summarize
+def _tiny(**overrides):
+    """The faithful protocol on digits, seconds long (a KNOW suite with truth and controls)."""
     from weightlab.bench.suites import KnowSuite
     from weightlab.know.transfer import TransferConfig
 
@@ -132,6 +131,14 @@ def test_a_faithful_suite_end_to_end(tmp_path):
         incremental=False,
         needs_shared=False,
     )
+    return replace(suite, **overrides)
+
+
+def test_a_faithful_suite_end_to_end(tmp_path):
+    from weightlab.bench.know import run_suite
+    from weightlab.bench.reports.know import summarize
+
+    suite = _tiny()
     res = run_suite(suite, tmp_path, progress=False)
     trajs = res["prepare"]["trajectories"]
     assert set(trajs) == {"0", "1"}
@@ -334,38 +341,24 @@ def test_the_v3_protocol_end_to_end(tmp_path):
     truth, and the base trained twice as long."""
     from weightlab.bench.know import run_suite
     from weightlab.bench.reports.know import summarize
-    from weightlab.bench.suites import KnowSuite
     from weightlab.know.protocol import suite_record
     from weightlab.know.transfer import TransferConfig
 
-    suite = KnowSuite(
-        "tiny-v3",
-        "test",
-        model="smallcnn",
-        source="digits:0-4",
-        target="digits:5-9",
-        model_kwargs={"input_size": (1, 8, 8)},
-        source_train=300,
-        source_val=60,
+    suite = _tiny(
+        name="tiny-v3",
         target_train=100,
         target_val=60,
-        target_test=None,
-        eval_size=None,
         pretrain=PretrainConfig(epochs=2, batch_size=32),
         forget=ForgetConfig(stages=3, batch_size=32),
         transfer=TransferConfig(warmup_epochs=1, epochs=1, batch_size=32, lr_grid=(1e-3, 3e-3, 1e-2), lr_extensions=2),
         predictors=("task_vector",),
         steps=(1,),
         seeds=(0, 1),
-        trajectory_seeds=(0, 1),
-        truth=True,
         truth_scratch="steps",
         controls=False,
         restart_control=True,
         long_base=1,
         select_once=True,
-        incremental=False,
-        needs_shared=False,
     )
     rec = suite_record(suite)
     assert rec["target_val"] == 60 and rec["truth_scratch"] == "steps" and rec["long_base"] == 1

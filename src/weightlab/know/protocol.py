@@ -172,6 +172,22 @@ def _new_model(suite: KnowSuite, num_classes: int, seed: int):
     )
 
 
+def _pretrain_into(suite, model, data, folder: Path, pcfg, source, progress, device, precision, data_info=None):
+    """One pretraining run of the suite's protocol (``pcfg``) on ``data`` into ``folder`` (resumable), validated
+    on the source's validation split when the suite has one."""
+    pretrain(
+        model,
+        data,
+        folder,
+        pcfg,
+        val=source.val if suite.source_val else None,
+        data_info=data_info if data_info is not None else {**source.summary(), "train": len(data)},
+        progress=progress,
+        device=device,
+        precision=precision,
+    )
+
+
 def _base_model(
     suite: KnowSuite, root: Path, source, d0, progress: bool, device: str | None, seed: int, precision: str = "fp32"
 ):
@@ -179,16 +195,8 @@ def _base_model(
     suite has ``pretrain``, into ``root/base/``), initialised with ``seed``."""
     model = _new_model(suite, source.num_classes, seed)
     if suite.pretrain is not None and not suite.pretrained:
-        pretrain(
-            model,
-            d0,
-            root / "base",
-            replace(suite.pretrain, seed=seed),
-            val=source.val if suite.source_val else None,
-            data_info={**source.summary(), "train": len(d0)},
-            progress=progress,
-            device=device,
-            precision=precision,
+        _pretrain_into(
+            suite, model, d0, root / "base", replace(suite.pretrain, seed=seed), source, progress, device, precision
         )
         return model
     cfg = model.weightlab_cfg
@@ -393,17 +401,7 @@ def prepare_trajectory(
                 curriculum_ratio=forget_cfg.ratio,
                 curriculum_seed=forget_cfg.seed,
             )
-            pretrain(
-                fresh,
-                d0,
-                root / "incremental",
-                pcfg,
-                val=source.val if suite.source_val else None,
-                data_info={**source.summary(), "train": len(d0)},
-                progress=progress,
-                device=device,
-                precision=precision,
-            )
+            _pretrain_into(suite, fresh, d0, root / "incremental", pcfg, source, progress, device, precision)
             log["incremental_accuracy"] = evaluate_accuracy(fresh, source.test.batches(256, fresh.weightlab_cfg))
 
         timed("incremental_pretraining", incremental_faithful, done=(root / "incremental" / PRETRAINED).is_file())
@@ -453,17 +451,7 @@ def _long_base(suite, root, source, d0, seed, base_acc, progress, device, precis
     """The base's protocol with twice the epochs (``base_long/``): its D⁰ test accuracy beside the base's."""
     m = _new_model(suite, source.num_classes, seed)
     pcfg = replace(suite.pretrain, seed=seed, epochs=2 * suite.pretrain.epochs)
-    pretrain(
-        m,
-        d0,
-        root / "base_long",
-        pcfg,
-        val=source.val if suite.source_val else None,
-        data_info={**source.summary(), "train": len(d0)},
-        progress=progress,
-        device=device,
-        precision=precision,
-    )
+    _pretrain_into(suite, m, d0, root / "base_long", pcfg, source, progress, device, precision)
     acc = evaluate_accuracy(m, source.test.batches(256, m.weightlab_cfg))
     return {"epochs": pcfg.epochs, "accuracy": acc, "base_accuracy": base_acc, "gain": acc - base_acc}
 
@@ -492,16 +480,17 @@ def _truth(suite, root, source, traj, model, seed, timed, log, progress, device,
             pcfg = replace(suite.pretrain, seed=seed)
             if step_matched:  # half the epochs on twice the data: the base's optimiser steps
                 pcfg = replace(pcfg, epochs=max(1, round(suite.pretrain.epochs / 2)))
-            pretrain(
+            _pretrain_into(
+                suite,
                 m,
                 source.train,
                 root / truth_dir(suite),
                 pcfg,
-                val=source.val if suite.source_val else None,
-                data_info=source.summary(),
-                progress=progress,
-                device=device,
-                precision=precision,
+                source,
+                progress,
+                device,
+                precision,
+                source.summary(),
             )
             log["truth_accuracy"] = evaluate_accuracy(m, source.test.batches(256, m.weightlab_cfg))
 
