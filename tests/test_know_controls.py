@@ -66,7 +66,7 @@ def test_forgetting_check():
 
 
 def test_trajectory_manifest_and_report_state_the_forgetting(tmp_path):
-    from weightlab.bench.reports.know import _forgetting_line
+    from weightlab.bench.reports.know_sections import forgetting_line as _forgetting_line
     from weightlab.data import load_dataset
     from weightlab.know.forgetting import ForgetConfig, run_forgetting
 
