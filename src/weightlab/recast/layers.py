@@ -133,6 +133,8 @@ class RecastLayer(nn.Module):
 
     def _apply(self, fn, recurse=True):
         self._cache.clear()
+        if self._shell is not None:  # unregistered: moved (device, dtype) with the layer by hand
+            self._shell._apply(fn, recurse)
         return super()._apply(fn, recurse)
 
 
