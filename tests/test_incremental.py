@@ -251,8 +251,11 @@ def test_bench_suite_writes_outputs_and_resumes(tmp_path):
     assert all(r["zero_forgetting"] for r in payload["summary"])
     for name in ("results.json", "results.md", "average_accuracy.png", "budget.png"):
         assert (tmp_path / name).stat().st_size > 0
+    files = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir() if p.is_file()}
     again = run_suite(suite, tmp_path, progress=False, methods=["head", "recast"])  # resumes: nothing to redo
     assert [r["wall_s"] for r in again["runs"]] == [r["wall_s"] for r in payload["runs"]]
+    # a resume with nothing new writes nothing: no byte and no timestamp of the kept files changes
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir() if p.is_file()} == files
     with pytest.raises(WeightlabError, match="different suite configuration"):
         run_suite(replace(suite, epochs=2), tmp_path, progress=False)
 

@@ -177,13 +177,40 @@ def check_resume(where: str | os.PathLike, meta: dict, current: dict, remedy: st
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` atomically (UTF-8); a file that already holds exactly it is left untouched."""
+    write_bytes(path, text.encode("utf-8"))
+
+
+def save_figure(fig, path: str | os.PathLike, **savefig_kwargs: Any) -> None:
+    """Render a matplotlib figure (format from the suffix, PNG by default), write it with :func:`write_bytes`
+    and close it: a rerun that draws the same figure leaves the file untouched."""
+    import io as _io
+
+    import matplotlib.pyplot as plt
+
+    buf = _io.BytesIO()
+    try:
+        fig.savefig(buf, format=Path(path).suffix.lstrip(".") or "png", **savefig_kwargs)
+    finally:
+        plt.close(fig)
+    write_bytes(path, buf.getvalue())
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` atomically; a file that already holds exactly these bytes is left untouched (no new
+    timestamp: a resume that changes nothing writes nothing)."""
+    path = Path(path)
+    try:
+        if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+            return
+    except OSError:
+        pass  # unreadable: write it
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_bytes(data)
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -239,11 +239,13 @@ def run_suite(
     backend = (backend or Backend()).resolved()
     payload.setdefault("backends", []).append(dict(backend.to_dict(), device=cfg.device, precision=cfg.precision))
     common = (data_root, device, precision, progress and backend.kind == "serial")
+    ran = []  # the runs this call made: none, and a resumed suite's results.json is left as it was
 
     def run(items: list[tuple], desc: str, sink) -> None:
         """Run (job, seed, lr, coef_lr) items over the backend; ``sink`` files each record (then saved)."""
         work = [(suite, label, method, ov, seed, *common, lr, clr) for (label, method, ov), seed, lr, clr in items]
         for _, record in fan_out(suite_run, work, backend, desc, progress):
+            ran.append(record)
             if payload.get("model_family") is None:
                 payload["model_family"] = record.pop("model_family")
             record.pop("model_family", None)
@@ -270,6 +272,11 @@ def run_suite(
 
     payload["runs"].sort(key=by_order)
     run(todo, suite.name, lambda record: results.file(record, by_order))
+    kept = read_json(path) if results.resumed and not ran else None
+    if kept is not None and kept.get("runs") == payload["runs"]:
+        # a complete suite rerun: nothing new, so nothing rewritten (not even the machine or the command);
+        # the reports are remade from the kept results, byte for byte what they were
+        payload = kept
     return write_report(payload, results.out)
 
 

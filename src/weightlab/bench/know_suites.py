@@ -84,14 +84,15 @@ for _k in [
     ),
     KnowSuite(
         "mnist-fmnist-quick",
-        "small CNN pretrained here on 3k MNIST images, transferred to 1k Fashion-MNIST "
+        "small CNN pretrained here to convergence on 3k MNIST images, transferred to 1k Fashion-MNIST "
         "(the quickstart with --data-root)",
         model="smallcnn",
         source="mnist",
         target="fashion_mnist",
         model_kwargs={"input_size": (1, 28, 28)},
-        pretrain_epochs=8,
-        pretrain_lr=3e-3,
+        # 20 epochs with cosine decay: D⁰ test accuracy 96.7, falling monotonically under forgetting (92.1 at the
+        # last stage); 8 constant-rate epochs left it at 89.1, and the first forgetting stage raised it to 95.7
+        pretrain=PretrainConfig(epochs=20, lr=3e-3, batch_size=64),
         source_train=3000,
         target_train=1000,
         target_test=1000,

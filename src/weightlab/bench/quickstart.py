@@ -189,6 +189,8 @@ def _know(
     )
     if smoke:
         suite = replace(suite, pretrain_epochs=2, source_train=300, target_train=200, eval_size=100)
+        if suite.pretrain is not None:
+            suite = replace(suite, pretrain=replace(suite.pretrain, epochs=2))
     known = (
         "weightlab's shipped KNOWN and the authors' weights"
         if authors

@@ -310,9 +310,28 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         results["runs"].append(record)
         results["runs"].sort(key=lambda r: order[(r["row"], r["seed"])])  # rows, then seeds
         write_json(path, results)
-    lines = ["| weights | seeds | accuracy | gain vs naive |", "|---|---|---|---|"]
+    rate = f"lr chosen on validation from {list(cfg.lr_grid)}" if cfg.lr_grid else f"lr {cfg.lr:g}"
+    lines = [
+        f"# Transfer from {args.trajectory} to {task.name}",
+        "",
+        f"Each row's weights with a new head on {task.name} ({len(task.train)} training / {len(task.test)} test "
+        f"images): {cfg.warmup_epochs} warm-up epochs (BatchNorm and head, lr {cfg.warmup_lr:g}), then "
+        f"{cfg.epochs} epochs of the whole network ({rate}); transfer seeds {', '.join(map(str, seeds))}. "
+        "Test accuracy (%), mean ± std over the seeds; the gain is paired with naive transfer (Θ⁰) on the same seed: mean ± std (p of a "
+        "paired t-test)"
+        + (
+            ". With one seed there is no noise estimate: a gain of a few images is no evidence."
+            if len(seeds) < 2
+            else "."
+        ),
+        "",
+        "| weights | seeds | accuracy | gain vs naive |",
+        "|---|---|---|---|",
+    ]
     for r in summarize(results):
         gain = "" if r["row"] == "naive" else f"{r['gain']:+.2f}"
+        if r.get("paired"):
+            gain = f"{r['paired']['mean']:+.2f} ± {r['paired']['std']:.2f} (p {r['paired']['p']:.2g})"
         lines.append(f"| {r['label']} | {r['seeds']} | {r['mean']:.2f} ± {r['std']:.2f} | {gain} |")
     write_text(args.out / "transfer.md", "\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -80,8 +80,13 @@ class _TorchvisionSource(_Source):
             cls = getattr(torchvision.datasets, self.name)
             try:
                 self._ds = cls(self.root, train=self.train, download=False)
-            except RuntimeError as e:  # torchvision: "Dataset not found or corrupted"
-                raise WeightlabError(f"torchvision {self.name} in {self.root}: {e}") from None
+            except RuntimeError as e:  # torchvision: "Dataset not found or corrupted. You can use download=True"
+                why = str(e).split(".")[0] or "not readable"
+                raise WeightlabError(
+                    f"torchvision {self.name} in {self.root}: {why}; weightlab never downloads: put it there first "
+                    f"(on a machine with a network: torchvision.datasets.{self.name}({str(self.root)!r}, "
+                    "download=True)) or give --data-root the folder that holds it"
+                ) from None
         return self._ds
 
     def __getstate__(self):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from weightlab.io import atomic_path
+from weightlab.io import save_figure
 
 
 def plot_reconstruction(report: dict, path: str | Path) -> None:
@@ -57,7 +57,4 @@ def plot_reconstruction(report: dict, path: str | Path) -> None:
     ax.set(title="intra-group coefficient cosine (mean off-diagonal)", ylim=(-1, 1))
     fig.suptitle(f"{report['model']} - {report['method']}")
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)

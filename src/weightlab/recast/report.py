@@ -94,7 +94,11 @@ def summary_rows(report: dict) -> list[tuple[str, str]]:
         ("coefficients per task", f"{c['coefficients_per_task']:,}"),
         ("template numbers", f"{c['template_numbers']:,}"),
         ("replaced weights", f"{c['replaced_weights']:,}"),
-        ("saving S", f"{c['saving_S']:,}"),
+        (
+            "numbers saved, S = replaced - templates - coefficients",
+            f"{c['saving_S']:,}"
+            + (" (no saving: templates >= layers per group keep every weight)" if c["saving_S"] < 0 else ""),
+        ),
         ("weight cosine mean / min", f"{report['weight_cosine_mean']:.6f} / {report['weight_cosine_min']:.6f}"),
         ("relative error mean", f"{report['relative_error_mean']:.3e}"),
     ]

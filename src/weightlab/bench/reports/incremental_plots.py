@@ -6,16 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from weightlab.io import atomic_path
+from weightlab.io import save_figure
 
 
 def save_png(fig, path: Path) -> None:
     """Write ``fig`` as a PNG atomically (110 dpi, tight bounding box) and close it."""
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path, dpi=110, bbox_inches="tight")
 
 
 def _family(name: str) -> str:

@@ -93,8 +93,12 @@ def summarize(results: dict) -> list[dict]:
         )
         if pairs is not None:
             beyond = pairs["significant"]
+        elif gain is None or row == "naive":
+            beyond = None
+        elif len(runs) < 2 or len(naive or []) < 2:
+            beyond = "one seed"  # no std on either side: there is no noise estimate to judge the gain by
         else:
-            beyond = None if gain is None or row == "naive" else abs(gain) > max(std, naive_std)
+            beyond = abs(gain) > max(std, naive_std)
         label = runs[0]["label"]
         if results.get("suite", {}).get("known_weights") and row.rsplit("_x", 1)[0] == "known":
             label = candidate_label(results["suite"]["known_weights"])  # results labelled before the fix
@@ -117,6 +121,17 @@ def summarize(results: dict) -> list[dict]:
             }
         )
     return table
+
+
+def _chance_line(table: list[dict]) -> str:
+    """How many 'yes' chance alone gives; with one seed per row, that no row gets a verdict."""
+    tested = sum(1 for r in table if r.get("paired"))
+    if tested:
+        return f"With {tested} rows tested, about {0.05 * tested:.1f} 'yes' are expected by chance alone."
+    return (
+        "With one seed per row there is no noise estimate, so no row gets a verdict ('n/a'): run more "
+        "transfer seeds (--seeds) to test a gain."
+    )
 
 
 def _traj_cell(test: dict | None) -> str:
@@ -187,7 +202,7 @@ def write_report(results: dict, out: Path) -> None:
         gain = "" if row["row"] == "naive" or row["gain"] is None else f"{row['gain']:+.2f}"
         if row.get("paired"):
             gain = f"{row['paired']['mean']:+.2f} ± {row['paired']['std']:.2f} (p {row['paired']['p']:.2g})"
-        noise = {None: "", True: "yes", False: "no"}[row["beyond_noise"]]
+        noise = {None: "", True: "yes", False: "no", "one seed": "n/a (one seed)"}[row["beyond_noise"]]
         mde = (row.get("paired") or {}).get("mde")
         mde = "" if mde is None else f"{mde:.2f}"
         lr = ", ".join(f"{k}×{v}" for k, v in sorted(row["lr"].items(), key=lambda kv: float(kv[0])))
@@ -213,9 +228,7 @@ def write_report(results: dict, out: Path) -> None:
         "",
         "Gain vs naive: the mean ± std of the paired differences with naive transfer (same trajectory, same "
         "transfer seed), with the p-value of a two-sided paired t-test; 'beyond noise' is p < 0.05 (rows "
-        "without pairs: the gain exceeds the larger of the two rows' stds). With "
-        f"{sum(1 for r in table if r.get('paired'))} rows tested, about "
-        f"{0.05 * sum(1 for r in table if r.get('paired')):.1f} 'yes' are expected by chance alone.",
+        "without pairs: the gain exceeds the larger of the two rows' stds). " + _chance_line(table),
         "",
         f"Wall time on {results['machine'].get('cpu')} ({results['machine'].get('cores')} cores): "
         f"preparation (pretraining, forgetting, predictions, baselines) "

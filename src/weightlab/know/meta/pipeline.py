@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from weightlab.errors import WeightlabError
-from weightlab.io import atomic_path, load_weights, read_json, save_tensors, write_json, write_text
+from weightlab.io import load_weights, read_json, save_figure, save_tensors, write_json, write_text
 from weightlab.know.hypermodel import SEQ_LEN, KNOWNNet, count_parameters
 from weightlab.know.meta.collect import MANIFEST, load_rows
 from weightlab.know.meta.train import MetaTrainConfig, baseline_l1, l1_error, last_stages, train_known
@@ -85,6 +85,9 @@ def evaluate(nets: dict[str, KNOWNNet], rows: tuple[torch.Tensor, torch.Tensor])
     return out | {"zero": baseline_l1(*rows, "zero"), "task_vector": baseline_l1(*rows, "task_vector")}
 
 
+FEW_RUNS = 50  # training runs below which a trained KNOWN is a demonstration, not a predictor
+
+
 def meta_train(
     data_dir: str | Path,
     out_dir: str | Path,
@@ -110,6 +113,18 @@ def meta_train(
         )
     manifest = read_json(data_dir / MANIFEST)
     split = split_runs(manifest["runs"], val_fraction, cfg.seed, test_archs, test_datasets)
+    if len(split["train"]) < FEW_RUNS:
+        import warnings
+
+        from weightlab.errors import WeightlabWarning
+
+        warnings.warn(
+            f"KNOWN trains on {len(split['train'])} runs here ({len(split['val'])} held out for validation, "
+            f"{len(split['test'])} for test); the shipped KNOWN used 384: from fewer than {FEW_RUNS} its "
+            "predictions and errors say little (collect more with 'weightlab know meta collect')",
+            WeightlabWarning,
+            stacklevel=2,
+        )
     arch_of = {r["spec"]["run_id"]: r["spec"]["arch"] for r in manifest["runs"]}
     rows_of = {r["spec"]["run_id"]: r["rows"] for r in manifest["runs"]}
     report = {
@@ -385,6 +400,4 @@ def _plot(report: dict, path: Path) -> None:
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path, dpi=110, bbox_inches="tight")
