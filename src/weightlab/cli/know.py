@@ -317,8 +317,8 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         f"Each row's weights with a new head on {task.name} ({len(task.train)} training / {len(task.test)} test "
         f"images): {cfg.warmup_epochs} warm-up epochs (BatchNorm and head, lr {cfg.warmup_lr:g}), then "
         f"{cfg.epochs} epochs of the whole network ({rate}); transfer seeds {', '.join(map(str, seeds))}. "
-        "Test accuracy (%), mean ± std over the seeds; the gain is paired with naive transfer (Θ⁰) on the same seed: mean ± std (p of a "
-        "paired t-test)"
+        "Test accuracy (%), mean ± std over the seeds; the gain is paired with naive transfer (Θ⁰) "
+        "on the same seed: mean ± std (p of a paired t-test)"
         + (
             ". With one seed there is no noise estimate: a gain of a few images is no evidence."
             if len(seeds) < 2
