@@ -142,6 +142,32 @@ def test_cli_mimic_writes_reports(tmp_path, capsys):
     for f in ("report.md", "report.png", "model/model.safetensors", "model/recast_config.json"):
         assert (tmp_path / f).is_file(), f
     assert "weight cosine mean / min" in capsys.readouterr().out
+    # mimic -> adapt: the mimic folder, its model folder or its weights file is a base for 'recast adapt'
+    tiny = ["--tasks", "digits:0-4", "--epochs", "1", "--train-size", "40", "--val-size", "10", "--test-size", "20"]
+    for n, base in enumerate((tmp_path, tmp_path / "model", tmp_path / "model" / "model.safetensors")):
+        out = tmp_path / f"tasks{n}"
+        assert main(["recast", "adapt", "--base", str(base), *tiny, "--out", str(out), "--no-progress"]) == 0
+        assert (out / "base" / "base.json").is_file() and (out / "tasks" / "digits_0-4" / "task.json").is_file()
+    capsys.readouterr()
+    assert main(["recast", "evaluate", "--base", str(tmp_path / "tasks0" / "base")]) == 0
+    hashes = {json.loads((tmp_path / f"tasks{n}/summary.json").read_text())["base_hash"] for n in range(3)}
+    assert len(hashes) == 1  # the same fitted model, whichever way it was named
+
+
+def test_adapt_refuses_tasks_of_another_base_before_writing(tmp_path, capsys):
+    tiny = ["--epochs", "1", "--train-size", "40", "--val-size", "10", "--test-size", "20", "--no-progress"]
+    first = tmp_path / "first"
+    argv = ["recast", "adapt", "--model", "resnet20", "--no-pretrained", "--method", "recast", *tiny]
+    assert main([*argv, "--tasks", "digits:0-4", "--out", str(first)]) == 0
+    out = tmp_path / "mixed"
+    assert (
+        main(["recast", "adapt", "--base", str(first / "base"), "--tasks", "digits:0-4", *tiny, "--out", str(out)]) == 0
+    )
+    capsys.readouterr()
+    assert main([*argv, "--seed", "7", "--layers-per-group", "3", "--tasks", "digits:5-9", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "learnt on base" in err and "another --out" in err
+    assert not (out / "base").exists()  # nothing written for the refused run
 
 
 @pytest.mark.parametrize(

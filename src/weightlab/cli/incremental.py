@@ -215,14 +215,38 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         recast=recast_options if spec.recast else None,
         seed=args.seed,
     )
-    if (base_dir / "base.json").is_file():
+    fitted = _fitted_recast_dir(args.base) if args.base is not None else None
+    new_base = False
+    if fitted is not None:
+        # a RECAST model from 'recast mimic' (or save_recast): it becomes this run's base, kept in --out
+        from weightlab.recast.serialization import load_recast
+
+        base_dir = args.out / "base"
+        base_inputs = dict(recast_model=str(fitted), weights_sha256=file_sha256(fitted / "model.safetensors"))
+        if (base_dir / "base.json").is_file():
+            stored = read_json(base_dir / "base.json").get("inputs")
+            refuse_changed(base_dir, stored or {}, base_inputs, "use another --out, or the same --base to resume")
+            base = load_base(base_dir)
+        else:
+            check_writable(args.out)
+            base = load_recast(fitted)
+            if not spec.recast:
+                raise WeightlabError(
+                    f"{args.base} is a RECAST model: learn tasks on it with a RECAST method (--method recast or "
+                    f"recast+...), not {spec.name}"
+                )
+            new_base = True
+    elif (base_dir / "base.json").is_file():
         if args.base is None:
             stored = read_json(base_dir / "base.json").get("inputs")
             if stored is not None:
                 refuse_changed(base_dir, stored, base_inputs, "use another --out, or the same options to resume")
         base = load_base(base_dir)
     elif args.base is not None:
-        raise WeightlabError(f"{args.base}: no base.json (not a base folder written by 'weightlab recast adapt')")
+        raise WeightlabError(
+            f"{args.base}: not a base: give the base folder of an earlier 'recast adapt' (OUT/base, with base.json) "
+            "or a RECAST model from 'recast mimic' (its --out folder, or the model folder in it)"
+        )
     else:
         if not args.model:
             raise WeightlabError("--model is required to build a new base (or pass --base DIR)")
@@ -237,8 +261,11 @@ def cmd_adapt(args: argparse.Namespace) -> int:
             device=args.device,
         )
         base = rbase if spec.recast else plain
-        save_base(base, base_dir, inputs=base_inputs)
+        new_base = True
     tm = TaskModel.from_base(base, spec, bn=args.bn, seed=args.seed)
+    _refuse_foreign_tasks(args.out / "tasks", tm.base_hash)
+    if new_base:  # written once nothing refuses the run
+        save_base(base, base_dir, inputs=base_inputs)
     result = learn_sequence(
         tm, tasks, cfg, seed=args.seed, out=args.out, sizes=sizes, progress=progress(args), log=print
     )
@@ -264,6 +291,43 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         f"{'yes' if ok else 'NO'}"
     )
     return 0 if ok else 1
+
+
+def _fitted_recast_dir(path: Path) -> Path | None:
+    """The RECAST model folder (``recast_config.json`` + ``model.safetensors``) that ``--base`` names: the
+    folder itself, its ``model.safetensors``, or the one model folder inside a 'recast mimic' output; None when
+    ``path`` is none of these (a base folder, or nothing)."""
+    from weightlab.recast.serialization import CONFIG_FILE
+
+    path = Path(path)
+    if path.is_file() and path.name == "model.safetensors":
+        path = path.parent
+    if (path / CONFIG_FILE).is_file() and not (path / "base.json").is_file():
+        return path
+    inside = sorted(p.parent for p in path.glob(f"*/{CONFIG_FILE}")) if path.is_dir() else []
+    if len(inside) == 1 and not (path / "base.json").is_file():
+        return inside[0]
+    if len(inside) > 1:
+        raise WeightlabError(
+            f"{path} holds {len(inside)} RECAST models ({', '.join(p.name for p in inside)}): name one with --base"
+        )
+    return None
+
+
+def _refuse_foreign_tasks(tasks_dir: Path, base_hash: str) -> None:
+    """Refuse, before any training, an output folder whose tasks were learnt on another base."""
+    from weightlab.incremental.artifact import read_task_meta
+
+    for meta_file in sorted(tasks_dir.glob("*/task.json")):
+        try:
+            other = read_task_meta(meta_file.parent).get("base_hash")
+        except WeightlabError:
+            continue  # not a task: learn_sequence names it when it gets there
+        if isinstance(other, str) and other != base_hash:
+            raise WeightlabError(
+                f"{meta_file.parent}: task learnt on base {other[:12]}, not on this run's base {base_hash[:12]}: "
+                "learn new tasks on another base into another --out"
+            )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
