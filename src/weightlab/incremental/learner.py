@@ -158,6 +158,8 @@ def learn_task(
             clip_norm=cfg.clip_norm,
             precision=prec,
             desc=f"{model.method.name} on {task.name}, epoch {epoch}",
+            total=-(-len(task.train) // bs),  # batches: a bar inside the epoch, with its rate and time left
+            progress=progress,
         )
         sched.step()
         val = accuracy(model, task.name, task.val, cfg.eval_batch_size, prec) if cfg.select == "val" else float("nan")

@@ -93,31 +93,53 @@ def feature_cosine(original: nn.Module, recast_model: nn.Module, x: torch.Tensor
 
 
 @torch.no_grad()
-def output_fidelity(original: nn.Module, recast_model: nn.Module, inputs) -> dict:
+def output_fidelity(
+    original: nn.Module,
+    recast_model: nn.Module,
+    inputs,
+    *,
+    accuracy: bool = False,
+    progress: bool = False,
+    total: int | None = None,
+    desc: str = "output fidelity",
+) -> dict:
     """How closely the RECAST model's outputs follow the original's on real inputs (``inputs``: batches,
     or ``(x, y)`` pairs): the share of inputs (%) whose top-1 class agrees, and the mean cosine of the
     outputs (logits, or the last hidden state). Weight cosine alone can read 0.7 where the outputs have
-    collapsed: this is the number to read first."""
+    collapsed: this is the number to read first. With ``accuracy`` and labelled batches, also both models'
+    top-1 accuracy (%) from the same pass (``top1_original``, ``top1_reconstructed``); ``progress``: a bar
+    over the ``total`` batches."""
+    from tqdm.auto import tqdm
+
     was = (original.training, recast_model.training)
     original.eval(), recast_model.eval()
-    agree = total = 0
+    agree = count = right_a = right_b = 0
     cos, classes = 0.0, True  # top-1 agreement only for (batch, classes) outputs
     try:
-        for batch in inputs:
-            x = batch[0] if isinstance(batch, (tuple, list)) else batch
-            a = output_tensor(original(_on(original, x))).double()
-            b = output_tensor(recast_model(_on(recast_model, x))).to(a.device).double()
-            classes = classes and a.dim() == 2
-            agree += int((a.argmax(-1) == b.argmax(-1)).sum()) if classes else 0
-            cos += float(F.cosine_similarity(a.flatten(1), b.flatten(1), dim=1).sum())
-            total += a.shape[0]
+        with torch.no_grad():
+            for batch in tqdm(inputs, total=total, desc=desc, disable=not progress, leave=False):
+                x = batch[0] if isinstance(batch, (tuple, list)) else batch
+                a = output_tensor(original(_on(original, x))).double()
+                b = output_tensor(recast_model(_on(recast_model, x))).to(a.device).double()
+                classes = classes and a.dim() == 2
+                agree += int((a.argmax(-1) == b.argmax(-1)).sum()) if classes else 0
+                if accuracy and classes and isinstance(batch, (tuple, list)):
+                    y = batch[1].to(a.device)
+                    right_a += int((a.argmax(-1) == y).sum())
+                    right_b += int((b.argmax(-1) == y).sum())
+                cos += float(F.cosine_similarity(a.flatten(1), b.flatten(1), dim=1).sum())
+                count += a.shape[0]
     finally:
         original.train(was[0]), recast_model.train(was[1])
-    if total == 0:
+    if count == 0:
         raise WeightlabError("output_fidelity: no inputs")
-    return dict(
-        top1_agreement=100.0 * agree / total if agree or a.dim() == 2 else None, output_cosine=cos / total, n=total
+    out = dict(
+        top1_agreement=100.0 * agree / count if agree or a.dim() == 2 else None, output_cosine=cos / count, n=count
     )
+    if accuracy:
+        out["top1_original"] = 100.0 * right_a / count if classes else None
+        out["top1_reconstructed"] = 100.0 * right_b / count if classes else None
+    return out
 
 
 #: below these, a report warns that the outputs do not follow the original's

@@ -51,7 +51,13 @@ def run_mimicry(
             )
         )[0]
     report = build_report(
-        original, recast_model, result, model_name=model_name, test_data=test_data, feature_batch=batch
+        original,
+        recast_model,
+        result,
+        model_name=model_name,
+        test_data=test_data,
+        feature_batch=batch,
+        progress=progress,
     )
     report["mimicry_config"] = mimicry.to_dict()
     if out_dir is not None:

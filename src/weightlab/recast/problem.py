@@ -64,10 +64,18 @@ def fidelity(problems: list[BankProblem]) -> dict:
     worst = max(per, key=per.get) if per else None
     out = {"relative_error": (num / den) ** 0.5 if den > 0 else 0.0, "per_bank": per, "worst_bank": worst}
     if worst is not None and per[worst] > FIDELITY_WARN:
+        bank = next(p for p in problems if p.name == worst)
+        # as many templates as layers: the closed form is exact, so an error is the iterative fit's
+        exact = bank.templates.shape[0] >= bank.targets.shape[0]
+        remedy = (
+            "the closed form (method closed_form) reproduces these banks exactly; the recipe needs more iterations"
+            if exact
+            else "more templates per bank fit it better"
+        )
         warnings.warn(
             f"the RECAST base does not reproduce the pretrained weights: relative error {out['relative_error']:.3f} "
             f"overall, {per[worst]:.3f} in bank '{worst}' (above {FIDELITY_WARN}); the adapted model will not start "
-            "from the pretrained model's function (more templates per bank fit it better)",
+            f"from the pretrained model's function ({remedy})",
             WeightlabWarning,
             stacklevel=3,
         )

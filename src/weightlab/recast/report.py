@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from weightlab.io import write_json, write_text
-from weightlab.recast.metrics import FIDELITY_WARN, bank_analysis, feature_cosine, output_fidelity, top1, weight_report
+from weightlab.recast.metrics import FIDELITY_WARN, bank_analysis, feature_cosine, output_fidelity, weight_report
 from weightlab.recast.mimicry import MimicryResult
 from weightlab.recast.plots import plot_reconstruction
 from weightlab.recast.tuner import count_parameters
@@ -23,6 +23,7 @@ def build_report(
     test_data=None,
     feature_batch: torch.Tensor | None = None,
     batch_size: int = 500,
+    progress: bool = False,
 ) -> dict:
     modules = weight_report(original, recast_model)
     cos = [m["weight_cosine"] for m in modules]
@@ -38,12 +39,21 @@ def build_report(
     )
     cfg = getattr(original, "weightlab_cfg", None)
     if test_data is not None and cfg is not None:
+        # one pass over the test set for both models: their top-1 and how closely the outputs agree
+        fid = output_fidelity(
+            original,
+            recast_model,
+            test_data.batches(batch_size, cfg),
+            accuracy=True,
+            progress=progress,
+            total=-(-len(test_data) // batch_size),
+            desc=f"evaluating both models on {len(test_data):,} {test_data.name} images",
+        )
         report["test_set"] = dict(name=test_data.name, size=len(test_data))
-        report["top1_original"] = top1(original, test_data, cfg, batch_size)
-        report["top1_reconstructed"] = top1(recast_model, test_data, cfg, batch_size)
+        report["top1_original"] = fid.pop("top1_original")
+        report["top1_reconstructed"] = fid.pop("top1_reconstructed")
         report["top1_delta"] = report["top1_reconstructed"] - report["top1_original"]
-    if test_data is not None and cfg is not None:
-        report["output_fidelity"] = output_fidelity(original, recast_model, test_data.batches(batch_size, cfg))
+        report["output_fidelity"] = fid
     elif feature_batch is not None:
         report["output_fidelity"] = output_fidelity(original, recast_model, [feature_batch])
     report["warnings"] = fidelity_warnings(report)
