@@ -46,5 +46,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    from weightlab.errors import run_script
+
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    sys.exit(main())
+    sys.exit(run_script(main))

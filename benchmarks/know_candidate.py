@@ -93,4 +93,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from weightlab.errors import run_script
+
+    raise SystemExit(run_script(main))

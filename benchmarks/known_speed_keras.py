@@ -73,4 +73,6 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    from weightlab.errors import run_script
+
+    sys.exit(run_script(main))

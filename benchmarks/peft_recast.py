@@ -13,6 +13,7 @@ Random init because this machine has no network; the architectures (module names
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 
@@ -193,4 +194,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from weightlab.errors import run_script
+
+    sys.exit(run_script(main))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import sys
 import time
 
 import torch
@@ -95,4 +96,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from weightlab.errors import run_script
+
+    sys.exit(run_script(main))

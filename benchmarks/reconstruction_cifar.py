@@ -93,4 +93,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from weightlab.errors import run_script
+
+    sys.exit(run_script(main))

@@ -87,4 +87,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from weightlab.errors import run_script
+
+    sys.exit(run_script(main))

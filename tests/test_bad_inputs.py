@@ -216,7 +216,11 @@ def test_mistyped_names_get_the_closest_one(capsys):
     assert "invalid choice: 'recst' (did you mean 'recast'?)" in capsys.readouterr().err
     assert main(["recast", "mimic", "--model", "resnet2"]) == 2
     err = capsys.readouterr().err
-    assert "unknown model 'resnet2' (did you mean 'resnet32'?)" in err and err.count("\n") == 1
+    assert "unknown model 'resnet2' (did you mean 'resnet20'?)" in err and err.count("\n") == 1
+    assert main(["recast", "mimic", "--model", "resnet2O"]) == 2  # a letter O for the zero: one edit, not two
+    assert "(did you mean 'resnet20'?)" in capsys.readouterr().err
+    assert main(["recast", "mimic", "--model", "qqqqqqqq"]) == 2  # nothing close: no suggestion
+    assert "did you mean" not in capsys.readouterr().err
 
 
 def test_every_option_has_help_and_every_command_a_description():

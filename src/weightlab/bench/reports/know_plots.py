@@ -58,9 +58,17 @@ def plot_trajectory_pca(
     pts = proj(stages)
     last = traj.num_stages - 1
     ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color="black", label=f"forgetting: Θ⁰ → Θ{_sup(last)}")
-    for s, p in enumerate(pts):
-        ax.annotate(f"Θ{_sup(s)}", p, textcoords="offset points", xytext=(4, 4), fontsize=8)
     t = torch.tensor(pts)
+    if preds:  # Θ⁰'s label away from where the predictions go, the others alternating sides of the path
+        ahead = torch.tensor([proj(x) for items in preds.values() for _, x in items]).mean(0) - t[0]
+    else:
+        ahead = t[min(1, last)] - t[0]
+    for s, p in enumerate(pts):
+        if s == 0:
+            off = (-14.0 if ahead[0] > 0 else 6.0, -12.0 if ahead[1] > 0 else 6.0)
+        else:
+            off = (6.0, 5.0) if s % 2 == 0 else (-15.0, -12.0)
+        ax.annotate(f"Θ{_sup(s)}", p, textcoords="offset points", xytext=off, fontsize=8)
     span = float((t.max(0).values - t.min(0).values).max()) or 1.0
     inside = [t]
     markers = "os^Dvp"
@@ -86,10 +94,11 @@ def plot_trajectory_pca(
     lo, hi = allpts.min(0).values, allpts.max(0).values
     pad = 0.08 * (hi - lo).clamp_min(1e-12)
     lo, hi = lo - pad, hi + pad
-    # one scale on both axes (distances read the same both ways), in a panel at least 0.6 as high as wide
+    # one scale on both axes (distances read the same both ways), in a panel at least 0.3 as high as wide (no
+    # wider margins than that: the axes box takes the data's shape)
     width, height = float(hi[0] - lo[0]), float(hi[1] - lo[1])
     mid = (lo + hi) / 2
-    width, height = max(width, height / 0.9), max(height, 0.6 * width)
+    width, height = max(width, height / 0.9), max(height, 0.3 * width)
     ax.set_xlim(float(mid[0]) - width / 2, float(mid[0]) + width / 2)
     ax.set_ylim(float(mid[1]) - height / 2, float(mid[1]) + height / 2)
     ax.set_aspect("equal", adjustable="box")  # distances read the same along both components
