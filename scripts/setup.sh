@@ -13,6 +13,11 @@ if [ -x .venv/bin/weightlab ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT
   exit 0
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
+# PyPI's torch carries ~3.2 GB of CUDA libraries; on a CPU-only machine with a network, point
+# WEIGHTLAB_TORCH_INDEX at PyTorch's CPU wheels (https://download.pytorch.org/whl/cpu) to install those first
+if [ -n "${WEIGHTLAB_TORCH_INDEX:-}" ]; then
+  .venv/bin/python -m pip install --quiet torch torchvision --index-url "$WEIGHTLAB_TORCH_INDEX"
+fi
 .venv/bin/python -m pip install --quiet -e ".[dev]"
 # the cl extra (avalanche-lib, the EWC / LwF / GDumb / ER-ACE baselines) without what its GEM strategy needs and
 # weightlab does not use: avalanche-lib asks for qpsolvers[open_source_solvers], i.e. jax, jaxlib and a dozen QP
