@@ -289,6 +289,11 @@ OPTION_ERRORS = [
     ("tv-not-a-data-set-class", ADAPT + ["--tasks", "tv:ImageFolder", "--out", "{tmp}/a"], "not a torchvision data"),
     ("tv-a-module", ADAPT + ["--tasks", "tv:utils", "--out", "{tmp}/a"], "not a torchvision data set"),
     (
+        "tv-not-on-disk",  # torchvision's own hint (download=True) is not something the CLI can do
+        ADAPT + ["--tasks", "tv:CIFAR10:0-1", "--data-root", "{tmp}", "--out", "{tmp}/a"],
+        "weightlab never downloads",
+    ),
+    (
         "lora-rank-huge",
         ADAPT + ["--tasks", "digits:0-1", "--method", "lora:r=100000000", "--out", "{tmp}/a"],
         "exceeds",
