@@ -204,6 +204,9 @@ def test_cli_forget_predict_transfer(tmp_path, capsys):
         ("task_vector_x2", 1),
         ("task_vector_x2", 2),
     ]
+    md = (tmp_path / "tr" / "transfer.md").read_text()
+    assert md.startswith(f"# Transfer from {traj} to digits_5-9") and "transfer seeds 1, 2" in md
+    assert "| task_vector_x2 | 2 |" in md and "(p " in md  # two seeds: the gain is paired with naive, with its p
 
 
 @pytest.mark.parametrize(

@@ -50,3 +50,22 @@ def test_a_verdict_says_whether_the_paper_s_effect_was_detectable():
     noisy = paired([3.0, -2.0, 1.0, -4.0])  # an MDE far above the paper's effect
     assert verdict(noisy, 0.5) == "undetectable at this power"
     assert verdict(None, 1.0) == "-" and verdict(big, None) == "-"
+
+
+def test_know_table_gives_no_verdict_without_a_noise_estimate():
+    from weightlab.bench.reports.know import _chance_line, summarize
+
+    def run(row, seed, acc, step=0):
+        return dict(row=row, label=row, step=step, seed=seed, accuracy=acc)
+
+    one = {"runs": [run("naive", 42, 66.7), run("known_x2", 42, 66.9, 1), run("known_x8", 42, 65.1, 3)]}
+    table = summarize(one)
+    assert [r["beyond_noise"] for r in table] == [None, "one seed", "one seed"]  # +0.20 is two images, not "yes"
+    assert "no noise estimate" in _chance_line(table) and "expected by chance" not in _chance_line(table)
+    three = {
+        "runs": [run("naive", s, a) for s, a in ((1, 60.0), (2, 61.0), (3, 62.0))]
+        + [run("known_x2", s, a, 1) for s, a in ((1, 63.0), (2, 64.1), (3, 64.9))]
+    }
+    table = summarize(three)
+    assert table[1]["beyond_noise"] is True and table[1]["paired"]["n"] == 3
+    assert "1 rows tested" in _chance_line(table)
