@@ -185,8 +185,8 @@ def test_plan_printout_and_clear_errors():
 
     with pytest.raises(WeightlabError, match="no RECAST architecture row"):
         get_peft_model(Plain(), RecastConfig())
-    with pytest.raises(WeightlabError, match="no layer index"):
-        get_peft_model(Plain(), RecastConfig(target_modules=["a", "b"]))
+    flat = get_peft_model(Plain(), RecastConfig(target_modules=["a", "b"]))  # no layer index: banked by shape
+    assert [p.modules for p in flat.base_model.recast_plan] == [("a", "b")]
     with pytest.raises(WeightlabError, match="no template bank would be shared"):
         get_peft_model(Plain(), RecastConfig(target_modules=r"blocks\.\d+"))
     with pytest.raises(WeightlabError, match="no Linear / Conv2d module"):
@@ -444,3 +444,165 @@ def test_a_templates_file_of_the_wrong_dtype_or_shape_is_refused_when_loaded(tmp
     base2, _ = MODELS["timm_vit"]()
     with pytest.raises(WeightlabError, match="the plan needs floating-point"):
         PeftModel.from_pretrained(base2, tmp_path)
+
+
+# -- PEFT's generic behaviours (issue 39): what every built-in PEFT method does, on small stacked models ---------
+class _MLP(nn.Module):
+    """Same-shaped stacked layers: ``layers.0`` / ``layers.1`` Linear 20 -> 20 (PEFT's generic test model)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.layers = nn.ModuleList([nn.Linear(20, 20) for _ in range(2)])
+        self.out = nn.Linear(20, 2)
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = torch.relu(layer(x))
+        return self.out(x)
+
+
+class _FlatCNN(nn.Module):
+    """Layers named without an index: ``conv_a`` / ``conv_b`` Conv2d 5 -> 5, ``lin0`` / ``lin1`` Linear."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv_a, self.conv_b = nn.Conv2d(5, 5, 3, padding=1), nn.Conv2d(5, 5, 3, padding=1)
+        self.lin0, self.lin1 = nn.Linear(5, 5), nn.Linear(5, 5)
+
+    def forward(self, x):
+        x = torch.relu(self.conv_b(torch.relu(self.conv_a(x)))).mean((2, 3))
+        return self.lin1(torch.relu(self.lin0(x)))
+
+
+_X = torch.randn(4, 20, generator=torch.Generator().manual_seed(3))
+_TARGETS = ["layers.0", "layers.1"]
+
+
+def _nudge(model, by=0.1):
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "recast_coefficients" in n:
+                p.add_(by)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_base_with_peft_defaults(dtype):
+    base = _MLP()
+    ref = base(_X)
+    model = get_peft_model(_MLP().to(dtype), RecastConfig(target_modules=_TARGETS))  # autocast_adapter_dtype=True
+    coef = next(p for n, p in model.named_parameters() if "recast_coefficients" in n)
+    assert coef.dtype == torch.float32  # PEFT keeps the adapter in float32; the templates stay half
+    out = model(_X.to(dtype))
+    assert out.dtype == dtype and torch.allclose(out.float(), ref, atol=5e-2)  # the closed form: the base's function
+    out.float().sum().backward()
+    assert coef.grad is not None and coef.grad.abs().sum() > 0
+
+
+def test_low_cpu_mem_usage_loading(tmp_path):
+    model = get_peft_model(_MLP(), RecastConfig(target_modules=_TARGETS))
+    _nudge(model)
+    model.add_adapter("b", RecastConfig(target_modules=_TARGETS))
+    ref = model(_X)
+    model.save_pretrained(tmp_path)
+    loaded = PeftModel.from_pretrained(_MLP(), tmp_path, low_cpu_mem_usage=True)
+    assert torch.equal(loaded(_X), ref)
+    loaded.load_adapter(tmp_path / "b", adapter_name="b", low_cpu_mem_usage=True)
+    assert not any(p.device.type == "meta" for p in loaded.parameters())
+    loaded.set_adapter("b")
+    assert torch.allclose(loaded(_X), _MLP()(_X), atol=1e-5)  # b was saved untouched: the base's function
+
+
+def test_second_adapter_goes_on_its_own_targets_or_is_refused(tmp_path):
+    model = get_peft_model(_MLP(), RecastConfig(target_modules=_TARGETS))
+    model.add_adapter("b", RecastConfig(target_modules=["layers.0"]))
+    on = sorted(n for n, _ in model.named_parameters() if n.endswith("recast_coefficients.b"))
+    assert on == ["base_model.model.layers.0.recast_coefficients.b"]
+    model.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "b" / "adapter_config.json").read_text())
+    assert saved["target_modules"] == ["layers.0"]
+    with pytest.raises(WeightlabError, match="template banks made for its first adapter"):
+        model.add_adapter("other", RecastConfig(target_modules=["out"]))  # no bank holds it
+    assert "other" not in model.peft_config
+
+
+def test_layers_expose_their_shape_like_peft_layers():
+    model = get_peft_model(_FlatCNN(), RecastConfig(target_modules=["conv_a", "conv_b", "lin0", "lin1"]))
+    inner = model.base_model.model
+    assert (inner.lin0.in_features, inner.lin0.out_features) == (5, 5)
+    assert (inner.conv_a.in_channels, inner.conv_a.out_channels, inner.conv_a.kernel_size) == (5, 5, (3, 3))
+
+
+def test_flat_named_layers_are_banked_by_shape_in_order():
+    x = torch.randn(2, 5, 6, 6, generator=torch.Generator().manual_seed(0))
+    ref = _FlatCNN()(x)
+    model = get_peft_model(_FlatCNN(), RecastConfig(target_modules=["conv_a", "conv_b", "lin0", "lin1"]))
+    assert sorted(p.modules for p in model.base_model.recast_plan) == [("conv_a", "conv_b"), ("lin0", "lin1")]
+    assert torch.allclose(model(x), ref, atol=1e-5)
+    with pytest.raises(WeightlabError, match="no template bank would be shared"):  # one layer per group
+        get_peft_model(_FlatCNN(), RecastConfig(target_modules=["lin0", "lin1"], layers_per_group=1))
+
+
+def test_add_weighted_adapter_mixes_coefficients_linearly():
+    model = get_peft_model(_MLP(), RecastConfig(target_modules=_TARGETS))
+    _nudge(model, 0.2)
+    model.add_adapter("b", RecastConfig(target_modules=_TARGETS))  # the base's coefficients
+    model.add_weighted_adapter(["default", "b"], [0.5, 0.5], "mixed")
+    coef = {n.rsplit(".", 1)[-1]: p for n, p in model.named_parameters() if ".layers.0.recast_coefficients." in n}
+    assert torch.allclose(coef["mixed"], 0.5 * coef["default"] + 0.5 * coef["b"])
+    model.set_adapter("mixed")
+    assert model(_X).shape == (4, 2)
+    with pytest.raises(WeightlabError, match="linearly"):
+        model.add_weighted_adapter(["default", "b"], [0.5, 0.5], "svd", combination_type="svd")
+
+
+_FSDP_SCRIPT = r"""
+import os, sys, torch
+import torch.distributed as dist
+from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+sys.path.insert(0, sys.argv[1])
+from test_peft_recast import _MLP, _X, _TARGETS, _nudge
+from peft import get_peft_model
+from weightlab.peft import RecastConfig
+os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=sys.argv[2])
+dist.init_process_group("gloo", rank=0, world_size=1)
+model = get_peft_model(_MLP(), RecastConfig(target_modules=_TARGETS))
+_nudge(model, 0.3)
+ref, base = model(_X).detach(), _MLP()(_X).detach()
+wrapped = FSDP(model, use_orig_params=True, device_id=torch.device("cpu"))
+out = wrapped(_X)
+out.sum().backward()
+grads = [float(p.grad.abs().sum()) for n, p in wrapped.named_parameters() if "recast_coefficients" in n]
+print("RESULT", float((out - ref).abs().max()), float((out - base).abs().max()), min(grads), flush=True)
+dist.destroy_process_group()
+os._exit(0)
+"""
+
+
+def test_fsdp_runs_the_adapter_and_trains_its_coefficients(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    if not torch.distributed.is_available():
+        pytest.skip("torch.distributed is not available")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = tmp_path / "fsdp_check.py"
+    script.write_text(_FSDP_SCRIPT)
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    done = subprocess.run(
+        [sys.executable, str(script), os.path.dirname(__file__), str(port)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT")), None)
+    assert line is not None, done.stderr[-2000:]
+    to_adapter, to_base, grad = map(float, line.split()[1:])
+    assert to_adapter < 1e-6  # FSDP runs the adapter's weights ...
+    assert to_base > 1e-3  # ... not the base model's ...
+    assert grad > 0  # ... and the coefficients learn

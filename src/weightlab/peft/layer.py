@@ -6,6 +6,7 @@ from __future__ import annotations
 import warnings
 
 import torch
+import torch.nn.functional as F
 from peft.tuners.tuners_utils import BaseTunerLayer, check_adapters_to_merge
 from torch import nn
 from torch.func import functional_call
@@ -16,6 +17,7 @@ from weightlab.recast.layers import WeightCache, mix
 #: module types RECAST can template: their forward uses ``self.weight`` as a dense weight, so a
 #: generated weight can stand in for it (subclasses such as timm's ``Conv2dSame`` keep their own forward)
 SUPPORTED_TYPES = (nn.Linear, nn.Conv2d)
+_SHAPE_ATTRS = ("in_features", "out_features", "in_channels", "out_channels", "kernel_size")
 
 
 class RecastPeftLayer(nn.Module, BaseTunerLayer):
@@ -37,6 +39,10 @@ class RecastPeftLayer(nn.Module, BaseTunerLayer):
         self._caches: dict[str, WeightCache] = {}
         self._original_weight: torch.Tensor | None = None
         self.kwargs: dict = {}
+        # what every PEFT layer exposes of the layer it wraps
+        for attr in _SHAPE_ATTRS:
+            if hasattr(base_layer, attr):
+                setattr(self, attr, getattr(base_layer, attr))
 
     @property
     def templates(self) -> torch.Tensor:
@@ -50,9 +56,12 @@ class RecastPeftLayer(nn.Module, BaseTunerLayer):
         self.set_adapter(self.active_adapters, inference_mode=inference_mode)
 
     def generated_weight(self, adapter_name: str) -> torch.Tensor:
+        """The adapter's weight, in the base layer's dtype. The mixture is computed in the coefficients' dtype
+        (PEFT's ``autocast_adapter_dtype`` keeps them float32 on a half-precision base, whose templates are
+        half: they are upcast for the sum), then cast like the base weight."""
         c, t = self.recast_coefficients[adapter_name], self.templates
         cache = self._caches.setdefault(adapter_name, WeightCache())
-        w = cache.get(lambda: mix(c, t), c, t)
+        w = cache.get(lambda: mix(c, t.to(c.dtype)), c, t)
         return w.to(self.base_layer.weight.dtype)
 
     def _active(self) -> str | None:
@@ -73,7 +82,15 @@ class RecastPeftLayer(nn.Module, BaseTunerLayer):
         name = self._active()
         if name is None:
             return self.base_layer(x, *args, **kwargs)
-        return functional_call(self.base_layer, {"weight": self.generated_weight(name)}, (x, *args), kwargs)
+        w = self.generated_weight(name)
+        # the plain layers compute with the generated weight directly: nothing is swapped on the base layer,
+        # so a wrapper that owns its parameters (FSDP's flat parameters) cannot put its copy back in between
+        if type(self.base_layer) is nn.Linear and not args and not kwargs:
+            return F.linear(x, w, self.base_layer.bias)
+        if type(self.base_layer) is nn.Conv2d and not args and not kwargs:
+            return self.base_layer._conv_forward(x, w, self.base_layer.bias)
+        # a subclass with its own forward (timm's Conv2dSame pads first) runs it with the generated weight
+        return functional_call(self.base_layer, {"weight": w}, (x, *args), kwargs)
 
     # -- merging: the generated weight replaces the base weight (it is not a delta) -----------------
     def get_delta_weight(self, adapter_name: str) -> torch.Tensor:

@@ -61,6 +61,7 @@ class RecastModel(BaseTuner):
             self._build_banks(model, config)
         else:
             self._check_same_banks(config)
+            self._check_targets_banked(model, config)
         config.attach(self, adapter_name)
         super().inject_adapter(model, adapter_name, *args, **kwargs)
 
@@ -90,9 +91,15 @@ class RecastModel(BaseTuner):
                 break
         if templates is None:
             if config.templates_sha256 is not None and config.init != "closed_form":
+                where = config.template_dirs()
                 raise WeightlabError(
                     f"the adapter's templates were fitted by '{config.init}' and {TEMPLATES_FILE} is not beside it "
-                    f"(looked in {', '.join(config.template_dirs()) or 'no folder'})"
+                    + (
+                        f"(looked in {', '.join(where)})"
+                        if where
+                        else "(its config came without a folder: PEFT does not pass the folder along with config=...; "
+                        "leave config out, or read it with RecastConfig.from_pretrained(folder))"
+                    )
                 )
             templates, coefficients = _fit(plans, modules, config, model)
             if config.templates_sha256 is not None and _sha256(templates, plans) != config.templates_sha256:
@@ -129,6 +136,28 @@ class RecastModel(BaseTuner):
         if config.target_modules is None:
             config.target_modules = sorted(self._bank_of)
 
+    def _check_targets_banked(self, model: nn.Module, config: RecastConfig) -> None:
+        """A later adapter's target_modules must name modules the first adapter's banks template: every adapter
+        of a model mixes the same frozen templates, so there are none for other modules."""
+        if config.target_modules is None:
+            return
+        named = [
+            n
+            for n, m in model.named_modules()
+            if n and isinstance(m, (*SUPPORTED_TYPES, RecastPeftLayer)) and check_target_module_exists(config, n)
+        ]
+        outside = [n for n in named if n not in self._bank_of]
+        if outside or not named:
+            raise WeightlabError(
+                "every RECAST adapter of a model mixes the template banks made for its first adapter, and "
+                + (
+                    f"{len(outside)} module(s) this adapter targets have none (e.g. {outside[0]})"
+                    if outside
+                    else f"target_modules {config.target_modules!r} names none of their modules"
+                )
+                + ": give the first adapter every module any adapter will use, or use another base model"
+            )
+
     def templates_sha256(self) -> str:
         return self._templates_sha
 
@@ -151,7 +180,38 @@ class RecastModel(BaseTuner):
         return peft_config
 
     def _check_target_module_exists(self, peft_config: RecastConfig, key: str) -> bool:
-        return key in self._bank_of
+        # a later adapter goes on the banked modules its own target_modules name (all of them when unset)
+        return key in self._bank_of and bool(check_target_module_exists(peft_config, key))
+
+    def add_weighted_adapter(
+        self, adapters: list[str], weights: list[float], adapter_name: str, combination_type: str = "linear", **kw
+    ) -> None:
+        """A new adapter whose coefficients are ``sum_i weights[i] * coefficients of adapters[i]`` on every
+        layer (RECAST's weight is linear in its coefficients: this is the weighted mixture of the adapters'
+        weights). Only ``combination_type="linear"``; LoRA's SVD / TIES / DARE combinations do not apply."""
+        if combination_type != "linear":
+            raise WeightlabError(
+                f"RECAST combines adapters linearly (combination_type='linear'), not with {combination_type!r}"
+            )
+        unknown = [a for a in adapters if a not in self.peft_config]
+        if unknown or len(adapters) != len(weights) or not adapters:
+            raise WeightlabError(
+                f"add_weighted_adapter needs known adapters and one weight each (unknown: {unknown or 'none'})"
+            )
+        if adapter_name in self.peft_config:
+            raise WeightlabError(f"an adapter named '{adapter_name}' exists already")
+        self.peft_config[adapter_name] = dataclasses.replace(self.peft_config[adapters[0]])
+        self.inject_adapter(self.model, adapter_name)
+        for key, layer in self.model.named_modules():
+            if isinstance(layer, RecastPeftLayer) and adapter_name in layer.recast_coefficients:
+                base = self._base_coefficients[key]  # an adapter absent from a layer leaves its base weight there
+                with torch.no_grad():
+                    mixed = sum(
+                        w
+                        * (layer.recast_coefficients[a] if a in layer.recast_coefficients else base.to(layer.templates))
+                        for a, w in zip(adapters, weights)
+                    )
+                    layer.recast_coefficients[adapter_name].copy_(mixed)
 
     def _create_and_replace(self, peft_config, adapter_name, target, target_name, parent, current_key, **kwargs):
         coefficients = self._base_coefficients[current_key]
@@ -168,7 +228,10 @@ class RecastModel(BaseTuner):
         setattr(parent, child_name, new_module)
         if hasattr(child, "base_layer"):
             child = child.base_layer
-        new_module.to(child.weight.device)
+        # low_cpu_mem_usage: the coefficients are made on the meta device and get their values when the
+        # adapter's state dict is assigned; only real tensors move
+        if not any(p.device.type == "meta" for p in new_module.parameters()):
+            new_module.to(child.weight.device)
 
     def _check_merge_allowed(self):
         super()._check_merge_allowed()

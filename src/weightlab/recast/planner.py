@@ -109,6 +109,8 @@ def plan_banks(model: nn.Module, config: RecastConfig, names: list[str] | None =
     modules = dict(model.named_modules())
     targets = names if names is not None else find_targets(model, config)
     shapes = {n: tuple(modules[n].weight.shape) for n in targets}
+    if not config.layers_pattern and any(not any(p.isdigit() for p in n.split(".")) for n in targets):
+        return _flat_plan(targets, shapes, config)
     if config.layers_pattern:
         parse = lambda n: parse_layer_name(n, config.layers_pattern)  # noqa: E731
     else:
@@ -162,6 +164,24 @@ def plan_banks(model: nn.Module, config: RecastConfig, names: list[str] | None =
             "the layer number) or other target_modules",
             stacklevel=2,
         )
+    return plans
+
+
+def _flat_plan(targets: list[str], shapes: dict[str, tuple[int, ...]], config: RecastConfig) -> list[BankPlan]:
+    """Banks for modules named without a layer index (``lin0``, ``fc_a``): the targets of one shape, in model
+    order, are the layers of one stage, grouped like numbered layers (``layers_per_group`` / ``num_groups``)."""
+    by_shape: dict[tuple[int, ...], list[str]] = {}
+    for n in targets:
+        by_shape.setdefault(shapes[n], []).append(n)
+    plans = []
+    for s, (shape, names) in enumerate(by_shape.items()):
+        order = list(range(len(names)))
+        if config.skip_first_per_stage:
+            order = order[1:]
+        for g, chunk in enumerate(_split_groups(order, config) if order else []):
+            run = tuple(names[i] for i in chunk)
+            n = config.templates if config.templates is not None else len(run)
+            plans.append(BankPlan(f"shape{s}__g{g}", f"shape{s}", g, "", run, shape, n))
     return plans
 
 
