@@ -360,5 +360,9 @@ def test_bench_suite_runs_resumes_and_reports(tmp_path):
     again = run_suite(suite, tmp_path, progress=False)
     assert again["runs"][:-2] == kept and len(again["runs"]) == len(rows)
     assert [r["accuracy"] for r in again["runs"][-2:]] == [r["accuracy"] for r in res["runs"][-2:]]
+    # a complete suite run again writes nothing: every file keeps its bytes and its timestamp (the PCA figure too)
+    files = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir() if p.is_file()}
+    run_suite(suite, tmp_path, progress=False)
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir() if p.is_file()} == files
     with pytest.raises(WeightlabError, match="another suite configuration"):
         run_suite(replace(suite, steps=(1,)), tmp_path, progress=False)

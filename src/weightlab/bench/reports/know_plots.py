@@ -51,7 +51,15 @@ def plot_trajectory_pca(
     if traj.num_stages < 3:
         raise WeightlabError("a PCA plot needs at least 3 stages")
     mean = stages.mean(0)
-    _, sv, v = torch.pca_lowrank(stages - mean, q=2, center=False)
+    # the top two principal directions, exactly and deterministically (pca_lowrank draws a random projection,
+    # so the figure changed on every rerun): from the small stages x stages Gram matrix, in float64
+    x = (stages - mean).double()
+    evals, evecs = torch.linalg.eigh(x @ x.T)
+    top = evals.argsort(descending=True)[:2]
+    sv = evals[top].clamp_min(0).sqrt()
+    v = (x.T @ evecs[:, top]) / sv.clamp_min(1e-30)
+    v = (v * torch.sign(v.sum(0, keepdim=True) + 1e-300)).to(stages.dtype)  # a fixed sign per direction
+    sv = sv.to(stages.dtype)
     share = (sv**2 / (stages - mean).pow(2).sum().clamp_min(1e-30)).tolist()  # of the trajectory's variance
     proj = lambda x: ((x - mean) @ v).tolist()  # noqa: E731
     fig, ax = plt.subplots(figsize=(8.6, 5.6))
@@ -106,22 +114,14 @@ def plot_trajectory_pca(
     ax.set_ylabel(f"PC 2 ({100 * share[1]:.0f} %)")
     ax.set_title("Progressive forgetting and KNOW predictions (PCA of the trajectory)", fontsize=10)
     ax.grid(alpha=0.3)
-    first = ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="lines")
-    ax.add_artist(first)
-    if scales:
-        handles = [
+    # one legend, the lines then the markers (two legends beside a flat panel would overlap)
+    handles, names = ax.get_legend_handles_labels()
+    for i, n in enumerate(scales):
+        handles.append(
             plt.Line2D([], [], marker=markers[i % len(markers)], color="grey", linestyle="none", mec="black")
-            for i in range(len(scales))
-        ]
-        ax.legend(
-            handles,
-            [f"×{n} the data of Θ⁰" for n in scales],
-            fontsize=7,
-            loc="lower left",
-            bbox_to_anchor=(1.01, 0.0),
-            frameon=False,
-            title="predicted",
         )
+        names.append(f"predicted: ×{n} the data of Θ⁰")
+    ax.legend(handles, names, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     save_png(fig, Path(out))
     return Path(out)
