@@ -336,3 +336,21 @@ def test_a_method_that_sets_its_own_rates_refuses_lr_instead_of_ignoring_it(tmp_
     assert not (tmp_path / "x").exists()
     assert not tunable("piggyback") and not tunable("recast+piggyback") and not tunable("ewc")
     assert tunable("lora") and tunable("recast") and tunable("head")
+
+
+def test_a_mistyped_model_name_is_answered_without_importing_timm_once_its_names_are_cached(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom weightlab.errors import WeightlabError\nfrom weightlab.models import _split\n"
+        "try:\n    _split('resnet2O')\nexcept WeightlabError as e:\n    print(e)\nprint('timm' in sys.modules)\n"
+    )
+    env = dict(__import__("os").environ, WEIGHTLAB_CACHE=str(tmp_path))
+    first, second = (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120).stdout
+        for _ in range(2)
+    )
+    assert "did you mean 'resnet20'" in first and first.strip().endswith("True")  # timm read, its names cached
+    assert "did you mean 'resnet20'" in second and second.strip().endswith("False")  # answered from the cache
+    assert list(tmp_path.glob("timm-models-*.json"))

@@ -144,15 +144,52 @@ def _split(name: str) -> tuple[str, str]:
 
     if re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", name):  # package.module:factory, the user's own model
         return "python", name
-    import timm
+    import sys
 
-    if timm.is_model(name):
-        return "timm", name
-    hint = did_you_mean(name, [*list_registered(), *timm.list_models()])
+    # timm imported already (models registered in this session count): ask it; else its cached list of names
+    known = None if "timm" in sys.modules else _timm_names()
+    if known is None or name in known or "." in name:  # no list yet, or a pretrained tag: timm decides
+        import timm
+
+        if timm.is_model(name):
+            return "timm", name
+        known = known if known is not None else _timm_names(refresh=True)
+    hint = did_you_mean(name, [*list_registered(), *(known or [])])
     raise WeightlabError(
         f"unknown model '{name}'{hint}: not a weightlab model ({', '.join(list_registered())}), "
         "not a timm model name; use tv:NAME for torchvision"
     )
+
+
+def _timm_names(refresh: bool = False) -> list[str] | None:
+    """timm's model names, kept in the weightlab cache per installed timm version, so that a mistyped name is
+    answered without importing timm (seconds); None when there is no list yet. ``refresh`` (timm imported
+    already) writes it."""
+    import json
+    from importlib.metadata import PackageNotFoundError, version
+
+    from weightlab import paths
+
+    try:
+        path = paths.cache_root() / f"timm-models-{version('timm')}.json"
+    except PackageNotFoundError:
+        return None
+    if not refresh:
+        try:
+            names = json.loads(path.read_text())
+            return names if isinstance(names, list) else None
+        except (OSError, ValueError):
+            return None
+    import timm
+
+    names = list(timm.list_models())
+    try:
+        from weightlab.io import write_json
+
+        write_json(path, names)
+    except OSError:
+        pass  # a read-only cache: the list is made again next time
+    return names
 
 
 def _create_own(name: str, pretrained: bool, num_classes: int | None, kwargs: dict) -> tuple[nn.Module, ModelCfg]:
