@@ -540,6 +540,8 @@ def test_flat_named_layers_are_banked_by_shape_in_order():
     model = get_peft_model(_FlatCNN(), RecastConfig(target_modules=["conv_a", "conv_b", "lin0", "lin1"]))
     assert sorted(p.modules for p in model.base_model.recast_plan) == [("conv_a", "conv_b"), ("lin0", "lin1")]
     assert torch.allclose(model(x), ref, atol=1e-5)
+    with pytest.raises(WeightlabError, match="while other targets have one"):  # some indexed, some not: ambiguous
+        get_peft_model(_MLP(), RecastConfig(target_modules=["layers.0", "layers.1", "out"]))
     with pytest.raises(WeightlabError, match="no template bank would be shared"):  # one layer per group
         get_peft_model(_FlatCNN(), RecastConfig(target_modules=["lin0", "lin1"], layers_per_group=1))
 

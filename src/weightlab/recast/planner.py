@@ -57,7 +57,11 @@ def parse_layer_name(name: str, layers_pattern: str | None = None) -> tuple[str,
     for j, p in enumerate(parts):
         if p.isdigit():
             return ".".join(parts[:j]), int(p), ".".join(parts[j + 1 :])
-    raise WeightlabError(f"module '{name}' has no layer index in its name; RECAST groups modules by layer index")
+    raise WeightlabError(
+        f"module '{name}' has no layer index in its name, while other targets have one; RECAST groups modules by "
+        "layer index (leave it out of target_modules, or give layers_pattern; targets that all lack an index "
+        "are banked by shape in model order)"
+    )
 
 
 def _number_at(name: str, k: int) -> tuple[str, int, str]:
@@ -66,7 +70,11 @@ def _number_at(name: str, k: int) -> tuple[str, int, str]:
     parts = name.split(".")
     digits = [j for j, p in enumerate(parts) if p.isdigit()]
     if not digits:
-        raise WeightlabError(f"module '{name}' has no layer index in its name; RECAST groups modules by layer index")
+        raise WeightlabError(
+            f"module '{name}' has no layer index in its name, while other targets have one; RECAST groups modules "
+            "by layer index (leave it out of target_modules, or give layers_pattern; targets that all lack an "
+            "index are banked by shape in model order)"
+        )
     j = digits[min(k, len(digits) - 1)]
     return ".".join(parts[:j]), int(parts[j]), ".".join(parts[j + 1 :])
 
@@ -109,8 +117,8 @@ def plan_banks(model: nn.Module, config: RecastConfig, names: list[str] | None =
     modules = dict(model.named_modules())
     targets = names if names is not None else find_targets(model, config)
     shapes = {n: tuple(modules[n].weight.shape) for n in targets}
-    if not config.layers_pattern and any(not any(p.isdigit() for p in n.split(".")) for n in targets):
-        return _flat_plan(targets, shapes, config)
+    if not config.layers_pattern and not any(p.isdigit() for n in targets for p in n.split(".")):
+        return _flat_plan(targets, shapes, config, modules)  # no name has a layer index: lin0, lin1, fc_a ...
     if config.layers_pattern:
         parse = lambda n: parse_layer_name(n, config.layers_pattern)  # noqa: E731
     else:
@@ -167,9 +175,12 @@ def plan_banks(model: nn.Module, config: RecastConfig, names: list[str] | None =
     return plans
 
 
-def _flat_plan(targets: list[str], shapes: dict[str, tuple[int, ...]], config: RecastConfig) -> list[BankPlan]:
+def _flat_plan(
+    targets: list[str], shapes: dict[str, tuple[int, ...]], config: RecastConfig, modules: dict[str, nn.Module]
+) -> list[BankPlan]:
     """Banks for modules named without a layer index (``lin0``, ``fc_a``): the targets of one shape, in model
-    order, are the layers of one stage, grouped like numbered layers (``layers_per_group`` / ``num_groups``)."""
+    order, are the layers of one stage, grouped like numbered layers (``layers_per_group`` / ``num_groups``);
+    as there, a bank does not span a change of stride."""
     by_shape: dict[tuple[int, ...], list[str]] = {}
     for n in targets:
         by_shape.setdefault(shapes[n], []).append(n)
@@ -179,9 +190,13 @@ def _flat_plan(targets: list[str], shapes: dict[str, tuple[int, ...]], config: R
         if config.skip_first_per_stage:
             order = order[1:]
         for g, chunk in enumerate(_split_groups(order, config) if order else []):
-            run = tuple(names[i] for i in chunk)
-            n = config.templates if config.templates is not None else len(run)
-            plans.append(BankPlan(f"shape{s}__g{g}", f"shape{s}", g, "", run, shape, n))
+            group = [names[i] for i in chunk]
+            strides = {m: tuple(getattr(modules[m], "stride", ()) or ()) for m in group}
+            runs = _shape_runs(group, strides)
+            for j, run in enumerate(runs):
+                n = config.templates if config.templates is not None else len(run)
+                key = f"shape{s}__g{g}" + (f"__run{j}" if len(runs) > 1 else "")
+                plans.append(BankPlan(key, f"shape{s}", g, "", tuple(run), shape, n))
     return plans
 
 
