@@ -38,8 +38,8 @@ def did_you_mean(name: str, candidates) -> str:
 
     low = name.lower()
     limit = max(1.0, len(name) / 4)
-    scored = [(cost(low, c.lower()), -difflib.SequenceMatcher(None, low, c.lower()).ratio(), c) for c in candidates]
-    best = min((s for s in scored if s[0] <= limit), default=None)
+    near = [(d, c) for c in candidates if (d := cost(low, c.lower())) <= limit]
+    best = min(((d, -difflib.SequenceMatcher(None, low, c.lower()).ratio(), c) for d, c in near), default=None)
     return f" (did you mean '{best[2]}'?)" if best else ""
 
 

@@ -215,33 +215,28 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         recast=recast_options if spec.recast else None,
         seed=args.seed,
     )
+    # a RECAST model from 'recast mimic' (or save_recast) as --base becomes this run's base, kept in OUT/base
     fitted = _fitted_recast_dir(args.base) if args.base is not None else None
-    new_base = False
     if fitted is not None:
-        # a RECAST model from 'recast mimic' (or save_recast): it becomes this run's base, kept in --out
-        from weightlab.recast.serialization import load_recast
-
         base_dir = args.out / "base"
         base_inputs = dict(recast_model=str(fitted), weights_sha256=file_sha256(fitted / "model.safetensors"))
-        if (base_dir / "base.json").is_file():
-            stored = read_json(base_dir / "base.json").get("inputs")
-            refuse_changed(base_dir, stored or {}, base_inputs, "use another --out, or the same --base to resume")
-            base = load_base(base_dir)
-        else:
-            check_writable(args.out)
-            base = load_recast(fitted)
-            if not spec.recast:
-                raise WeightlabError(
-                    f"{args.base} is a RECAST model: learn tasks on it with a RECAST method (--method recast or "
-                    f"recast+...), not {spec.name}"
-                )
-            new_base = True
-    elif (base_dir / "base.json").is_file():
-        if args.base is None:
+    new_base = False
+    if (base_dir / "base.json").is_file():
+        if args.base is None or fitted is not None:  # a base this --out built: resumed with the same inputs only
             stored = read_json(base_dir / "base.json").get("inputs")
             if stored is not None:
                 refuse_changed(base_dir, stored, base_inputs, "use another --out, or the same options to resume")
         base = load_base(base_dir)
+    elif fitted is not None:
+        if not spec.recast:
+            raise WeightlabError(
+                f"{args.base} is a RECAST model: learn tasks on it with a RECAST method (--method recast or "
+                f"recast+...), not {spec.name}"
+            )
+        from weightlab.recast.serialization import load_recast
+
+        check_writable(args.out)
+        base, new_base = load_recast(fitted), True
     elif args.base is not None:
         raise WeightlabError(
             f"{args.base}: not a base: give the base folder of an earlier 'recast adapt' (OUT/base, with base.json) "

@@ -165,10 +165,10 @@ def _timm_names(refresh: bool = False) -> list[str] | None:
     """timm's model names, kept in the weightlab cache per installed timm version, so that a mistyped name is
     answered without importing timm (seconds); None when there is no list yet. ``refresh`` (timm imported
     already) writes it."""
-    import json
     from importlib.metadata import PackageNotFoundError, version
 
     from weightlab import paths
+    from weightlab.io import read_json, write_json
 
     try:
         path = paths.cache_root() / f"timm-models-{version('timm')}.json"
@@ -176,16 +176,14 @@ def _timm_names(refresh: bool = False) -> list[str] | None:
         return None
     if not refresh:
         try:
-            names = json.loads(path.read_text())
-            return names if isinstance(names, list) else None
-        except (OSError, ValueError):
+            names = read_json(path)
+        except WeightlabError:  # none yet, or damaged: made again
             return None
+        return names if isinstance(names, list) else None
     import timm
 
     names = list(timm.list_models())
     try:
-        from weightlab.io import write_json
-
         write_json(path, names)
     except OSError:
         pass  # a read-only cache: the list is made again next time

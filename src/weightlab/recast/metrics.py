@@ -116,19 +116,19 @@ def output_fidelity(
     agree = count = right_a = right_b = 0
     cos, classes = 0.0, True  # top-1 agreement only for (batch, classes) outputs
     try:
-        with torch.no_grad():
-            for batch in tqdm(inputs, total=total, desc=desc, disable=not progress, leave=False):
-                x = batch[0] if isinstance(batch, (tuple, list)) else batch
-                a = output_tensor(original(_on(original, x))).double()
-                b = output_tensor(recast_model(_on(recast_model, x))).to(a.device).double()
-                classes = classes and a.dim() == 2
-                agree += int((a.argmax(-1) == b.argmax(-1)).sum()) if classes else 0
-                if accuracy and classes and isinstance(batch, (tuple, list)):
+        for batch in tqdm(inputs, total=total, desc=desc, disable=not progress, leave=False):
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            a = output_tensor(original(_on(original, x))).double()
+            b = output_tensor(recast_model(_on(recast_model, x))).to(a.device).double()
+            classes = classes and a.dim() == 2
+            if classes:
+                pa, pb = a.argmax(-1), b.argmax(-1)
+                agree += int((pa == pb).sum())
+                if accuracy and isinstance(batch, (tuple, list)):
                     y = batch[1].to(a.device)
-                    right_a += int((a.argmax(-1) == y).sum())
-                    right_b += int((b.argmax(-1) == y).sum())
-                cos += float(F.cosine_similarity(a.flatten(1), b.flatten(1), dim=1).sum())
-                count += a.shape[0]
+                    right_a, right_b = right_a + int((pa == y).sum()), right_b + int((pb == y).sum())
+            cos += float(F.cosine_similarity(a.flatten(1), b.flatten(1), dim=1).sum())
+            count += a.shape[0]
     finally:
         original.train(was[0]), recast_model.train(was[1])
     if count == 0:
@@ -144,13 +144,6 @@ def output_fidelity(
 
 #: below these, a report warns that the outputs do not follow the original's
 FIDELITY_WARN = dict(top1_agreement=90.0, output_cosine=0.99)
-
-
-def top1(model: nn.Module, data, model_cfg, batch_size: int = 500) -> float:
-    """Top-1 accuracy (%) of ``model`` on :class:`~weightlab.data.ImageArrays` (its train/eval mode kept)."""
-    from weightlab.engine import evaluate_accuracy
-
-    return evaluate_accuracy(model, data.batches(batch_size, model_cfg), restore_mode=True)
 
 
 def template_diversity(templates: torch.Tensor) -> float:

@@ -60,7 +60,7 @@ def plot_trajectory_pca(
     v = (x.T @ evecs[:, top]) / sv.clamp_min(1e-30)
     v = (v * torch.sign(v.sum(0, keepdim=True) + 1e-300)).to(stages.dtype)  # a fixed sign per direction
     sv = sv.to(stages.dtype)
-    share = (sv**2 / (stages - mean).pow(2).sum().clamp_min(1e-30)).tolist()  # of the trajectory's variance
+    share = (sv**2 / x.pow(2).sum().clamp_min(1e-30)).tolist()  # of the trajectory's variance
     proj = lambda x: ((x - mean) @ v).tolist()  # noqa: E731
     fig, ax = plt.subplots(figsize=(8.6, 5.6))
     pts = proj(stages)
