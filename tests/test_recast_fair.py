@@ -254,6 +254,45 @@ def test_a_row_can_take_its_head_rate_from_another_row_and_search_only_its_coeff
     assert "takes head's" in (tmp_path / "results.md").read_text()
 
 
+def test_rows_whose_rates_come_out_the_same_run_once_and_file_that_run_for_both(tmp_path, monkeypatch):
+    """Issue 36: a row sharing head-only's rate whose coefficients' rate also matches the RECAST row's is the
+    same configuration: one run (a run depends only on its arguments), filed for both rows as same_run_as."""
+    shared = "recast (head at head-only's rate)"
+    suite = replace(
+        replace(_fair_suite(shared_lr={shared: "head"}), lr_grid=(1e-1,)),
+        points=[
+            Point("head", "head"),
+            Point("recast", "recast", dict(base="closed_form")),
+            Point(shared, "recast", dict(base="closed_form")),
+        ],
+    )
+    calls = []
+    real = inc.suite_run
+
+    def counted(s, label, *a):
+        calls.append(label)
+        return real(s, label, *a)
+
+    monkeypatch.setattr(inc, "suite_run", counted)
+    res = inc.run_suite(suite, tmp_path, progress=False)
+    own = [r for r in res["selection"] if r["label"] == "recast"]
+    assert shared not in calls and calls.count("recast") == len(own) + 1  # its selection, then seed 4
+    c = res["chosen"]
+    assert (c[shared]["lr"], c[shared]["coef_lr"]) == (c["recast"]["lr"], c["recast"]["coef_lr"])
+    runs = {(r["label"], r["seed"]): r for r in res["runs"]}
+    for seed in (3, 4):
+        a, b = runs[("recast", seed)], runs[(shared, seed)]
+        assert b["same_run_as"] == "recast" and "same_run_as" not in a
+        assert {k: v for k, v in b.items() if k not in ("label", "same_run_as")} == {
+            k: v for k, v in a.items() if k != "label"
+        }
+    assert all(r["same_run_as"] == "recast" for r in res["selection"] if r["label"] == shared)
+    assert f"{shared}'s are recast's (seeds 3, 4)" in (tmp_path / "results.md").read_text()
+    calls.clear()
+    inc.run_suite(suite, tmp_path, progress=False)  # resumes: nothing to run
+    assert calls == []
+
+
 def test_a_grid_is_extended_past_the_edge_a_row_scores_best_at():
     assert extend_grid([1e-3, 3e-3, 1e-2, 3e-2], 3e-2) == 0.09
     assert extend_grid([1e-3, 3e-3, 1e-2, 3e-2], 1e-3) == 0.000333

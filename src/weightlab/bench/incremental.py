@@ -241,15 +241,51 @@ def run_suite(
     common = (data_root, device, precision, progress and backend.kind == "serial")
     ran = []  # the runs this call made: none, and a resumed suite's results.json is left as it was
 
+    job_of = {(j[0] or method_label(j[1])): j for j in jobs}
+
+    def config(job: tuple, seed: int, lr: float | None, clr: float | None) -> tuple:
+        """All a run depends on besides the suite (a run is a function of it: see :func:`suite_run`)."""
+        cfg = suite.adapt_config(device, precision, lr=lr, coef_lr=clr)
+        return job[1], json.dumps(suite.row_recast(job[2]), sort_keys=True, default=str), seed, cfg.lr, cfg.coef_lr
+
+    def as_row(record: dict, job: tuple) -> dict:
+        """Another row's run of the same configuration, filed as ``job``'s (marked ``same_run_as``)."""
+        src = record.get("same_run_as") or record.get("label") or record["method"]
+        copy = dict(record, same_run_as=src)
+        if job[0]:
+            copy["label"] = job[0]
+        return copy
+
     def run(items: list[tuple], desc: str, sink) -> None:
-        """Run (job, seed, lr, coef_lr) items over the backend; ``sink`` files each record (then saved)."""
-        work = [(suite, label, method, ov, seed, *common, lr, clr) for (label, method, ov), seed, lr, clr in items]
-        for _, record in fan_out(suite_run, work, backend, desc, progress):
+        """Run (job, seed, lr, coef_lr) items over the backend; ``sink`` files each record (then saved). Two
+        rows whose rates came out the same (a row sharing another's head rate, which its head search also
+        chose) are one configuration: it runs once and is filed for both (``same_run_as``)."""
+        kept = {}
+        for r in payload["runs"] + payload.get("selection", []):
+            job = job_of.get(r.get("label") or r["method"])
+            if job is not None:
+                kept.setdefault(config(job, r["seed"], r["lr"], r.get("coef_lr")), r)
+        waiting: dict[tuple, list[tuple]] = {}
+        work = []
+        for job, seed, lr, clr in items:
+            key = config(job, seed, lr, clr)
+            if key in kept:
+                sink(as_row(kept[key], job))
+                ran.append(job)
+                results.save()
+            elif key in waiting:
+                waiting[key].append(job)
+            else:
+                waiting[key] = []
+                work.append((suite, *job, seed, *common, lr, clr))
+        for args, record in fan_out(suite_run, work, backend, desc, progress):
             ran.append(record)
             if payload.get("model_family") is None:
                 payload["model_family"] = record.pop("model_family")
             record.pop("model_family", None)
             sink(record)
+            for job in waiting[config(args[1:4], args[4], args[-2], args[-1])]:
+                sink(as_row(record, job))
             results.save()
 
     rates: dict[str, tuple[float | None, float | None]] = {}

@@ -168,6 +168,20 @@ def _selection_markdown(payload: dict) -> list[str]:
             + ".",
             "",
         ]
+    same = {}
+    for r in payload.get("selection", []) + payload["runs"]:
+        if r.get("same_run_as"):
+            same.setdefault((r.get("label") or r["method"], r["same_run_as"]), set()).add(r["seed"])
+    if same:
+        lines += [
+            "Runs of one configuration (the rows' rates came out the same) are run once and filed for both rows "
+            "(`same_run_as` in results.json): "
+            + "; ".join(
+                f"{row}'s are {src}'s (seeds {', '.join(map(str, sorted(ss)))})" for (row, src), ss in same.items()
+            )
+            + ".",
+            "",
+        ]
     lines += [
         "| row | lr | coef lr | val score | chosen |",
         "|---|---|---|---|---|",
