@@ -179,7 +179,9 @@ def test_fair_protocol_selects_on_validation_on_the_first_seed_and_reuses_that_r
     assert contrast["mde"] == pytest.approx(minimum_detectable_effect(contrast["std"], 2)) and 0 <= contrast["p"] <= 1
     md = (tmp_path / "results.md").read_text()
     assert "chosen on validation" in md and "recast - head" in md and "detectable (MDE" in md
-    assert (tmp_path / "val_curves.png").is_file()
+    assert (tmp_path / "val_curves.png").is_file() and (tmp_path / "contrasts.png").is_file()
+    by = {(r["label"], r["seed"]): r["average_accuracy"] for r in res["runs"]}
+    assert contrast["diffs"] == [by[("recast", s)] - by[("head", s)] for s in (3, 4)]
     # resuming redoes nothing
     again = inc.run_suite(suite, tmp_path, progress=False)
     assert len(again["selection"]) == len(sel) and len(again["runs"]) == 4

@@ -104,6 +104,7 @@ def contrasts(runs: list[dict], pairs: list) -> list[dict]:
                 row=row,
                 reference=ref,
                 seeds=seeds,
+                diffs=diff,
                 mean=mean,
                 std=std,
                 beyond_2std=abs(mean) > 2 * std if len(seeds) > 1 else None,  # one seed: no spread to compare

@@ -150,7 +150,39 @@ def plot_suite(payload: dict, out: str | Path) -> list[Path]:
         written.append(plot_forgetting(payload, out / "forgetting_curves.png"))
     if any(r.get("val_curves") for r in payload.get("runs", [])):
         written.append(plot_val_curves(payload, out / "val_curves.png"))
+    if any(len(c.get("diffs") or []) > 1 for c in payload.get("contrasts") or []):
+        written.append(plot_contrasts(payload, out / "contrasts.png"))
     return written
+
+
+def plot_contrasts(payload: dict, path: Path) -> Path:
+    """The paired contrasts (row - reference, the same seed): every seed's difference as a dot, the mean with
+    its 95 % confidence interval (paired t), zero, and the paper's figure where the suite gives one."""
+    import matplotlib.pyplot as plt
+    from scipy import stats
+
+    cs = [c for c in payload["contrasts"] if len(c.get("diffs") or []) > 1]
+    fig, ax = plt.subplots(figsize=(9, 1.6 + 0.8 * len(cs)))
+    for y, c in enumerate(cs):
+        n = len(c["diffs"])
+        half = stats.t.ppf(0.975, n - 1) * c["std"] / n**0.5
+        jitter = [((k * 0.618) % 1 - 0.5) * 0.3 for k in range(n)]
+        ax.scatter(c["diffs"], [y + j for j in jitter], s=12, color="tab:blue", alpha=0.6, zorder=2)
+        ax.errorbar(c["mean"], y, xerr=half, fmt="o", color="black", capsize=4, zorder=3)
+        if c.get("paper") is not None:
+            ax.plot([c["paper"]] * 2, [y - 0.4, y + 0.4], color="tab:red", ls="--", zorder=1)
+    ax.axvline(0, color="gray", lw=0.8)
+    ax.set_yticks(range(len(cs)), [f"{c['row']} - {c['reference']} ({len(c['diffs'])} seeds)" for c in cs], fontsize=8)
+    ax.set_ylim(-0.6, len(cs) - 0.4)
+    ax.set(
+        xlabel="difference in average test accuracy (points)\n"
+        "dots: seeds; black: mean and 95 % CI (paired t); red: the paper",
+        title=f"paired contrasts: {payload['suite']['name']}",
+    )
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    save_png(fig, path)
+    return path
 
 
 def plot_val_curves(payload: dict, path: Path) -> Path:
