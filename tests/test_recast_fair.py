@@ -293,6 +293,11 @@ def test_rows_whose_rates_come_out_the_same_run_once_and_file_that_run_for_both(
     calls.clear()
     inc.run_suite(suite, tmp_path, progress=False)  # resumes: nothing to run
     assert calls == []
+    # the row added to a suite whose RECAST row has run already: its runs are the kept ones
+    inc.run_suite(replace(suite, points=suite.points[:2]), tmp_path / "later", progress=False)
+    calls.clear()
+    res = inc.run_suite(suite, tmp_path / "later", progress=False)
+    assert calls == [] and {r["seed"] for r in res["runs"] if r.get("same_run_as") == "recast"} == {3, 4}
 
 
 def test_a_grid_is_extended_past_the_edge_a_row_scores_best_at():

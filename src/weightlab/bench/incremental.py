@@ -270,8 +270,8 @@ def run_suite(
         for job, seed, lr, clr in items:
             key = config(job, seed, lr, clr)
             if key in kept:
-                sink(as_row(kept[key], job))
-                ran.append(job)
+                ran.append(as_row(kept[key], job))
+                sink(ran[-1])
                 results.save()
             elif key in waiting:
                 waiting[key].append(job)
